@@ -1,1 +1,39 @@
-export {}
+export { BridgeError, type BridgeErrorCode } from './errors.js'
+export {
+  COMMAND_FILTER,
+  DEVICE_ID_PATTERN,
+  MAX_COMMAND_ID_LENGTH,
+  TOPIC_ROOT,
+  commandResultTopic,
+  commandTopic,
+  isAllowedFilter,
+  isCommandId,
+  isDeviceId,
+  parseCommandTopic,
+  statusTopic,
+  telemetryTopic,
+} from './topics.js'
+export {
+  MAX_COMMAND_PAYLOAD_BYTES,
+  MAX_PAYLOAD_DEPTH,
+  MQTT_FORMATS,
+  getCodec,
+  type Codec,
+  type DecodeFailure,
+  type DecodeResult,
+  type MqttFormat,
+} from './codec.js'
+export { UPLINK_ACTOR, type Actor, type RefusalReason, type Scope } from './acl.js'
+export {
+  createBroker,
+  type Broker,
+  type BrokerOptions,
+  type BrokerStats,
+  type CommandSource,
+  type MetricValue,
+  type Refusal,
+  type StatusMessage,
+  type TelemetryMessage,
+} from './broker.js'
+export { parseUplinkUrl, type UplinkTarget } from './uplink-url.js'
+export { createUplink, type Uplink, type UplinkConfig, type UplinkOptions, type UplinkStats } from './uplink.js'

@@ -1,0 +1,363 @@
+import type { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
+import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
+import { getCodec, type DecodeFailure, type MqttFormat } from './codec.js'
+import { asError, BridgeError } from './errors.js'
+import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
+import { OrderedPublisher } from './ordered-publisher.js'
+import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
+import { parseUplinkUrl } from './uplink-url.js'
+import { createUplink, UPLINK_CONFIG_KEYS, type Uplink, type UplinkConfig } from './uplink.js'
+
+/** Where a command came from: a client of the embedded broker, or the external broker. */
+export type CommandSource = 'mqtt' | 'uplink'
+
+/** A metric value (CONTRACT §3): a finite number, a bool, or text. */
+export type MetricValue = number | boolean | string
+
+/** CONTRACT §6 telemetry payload: one stored frame of a device. */
+export interface TelemetryMessage {
+  readonly device: string
+  readonly seq: number
+  readonly readings: ReadonlyArray<{ readonly ts: number; readonly m: Readonly<Record<string, MetricValue>>; readonly g?: Readonly<Record<string, string>> }>
+}
+
+/** CONTRACT §6 status payload: whether a device is connected, as of `at` (ISO 8601). */
+export interface StatusMessage {
+  readonly device: string
+  readonly online: boolean
+  readonly at: string
+}
+
+/** A refused connection, publish or subscription, for the hub's log. */
+export interface Refusal {
+  readonly kind: 'connect' | 'publish' | 'subscribe'
+  readonly reason: RefusalReason
+  /** The MQTT client id. */
+  readonly clientId: string
+  /** The token name, when the client authenticated. */
+  readonly actor: string | undefined
+  /** The topic or filter refused (none for a connection). */
+  readonly topic: string | undefined
+}
+
+/** Options of `createBroker`; unknown keys are refused. */
+export interface BrokerOptions {
+  /** The operator of a token (the MQTT password; the user name is ignored), or undefined. Synchronous. */
+  readonly authenticate: (password: string) => Actor | undefined
+  /** A decoded command from a local client (`mqtt`) or the uplink; the hub validates and runs it. Must not throw. */
+  readonly onCommand: (deviceId: string, payload: unknown, actor: Actor, source: CommandSource) => void
+  /** A command whose payload does not decode; it was refused and went nowhere. Default: counted only. */
+  readonly onInvalidCommand?: (deviceId: string, reason: DecodeFailure, actor: Actor, source: CommandSource) => void
+  /** A refused connection, publish or subscription. Default: counted only. */
+  readonly onRefused?: (refusal: Refusal) => void
+  /** Errors that have no caller to throw to (uplink, aedes, a throwing callback). Default: ignored. */
+  readonly onError?: (err: BridgeError) => void
+  /** The uplink connected (true) or was lost (false). Default: none. */
+  readonly onUplinkConnectionChange?: (connected: boolean) => void
+  /** `FLEETGATE_MQTT_FORMAT`: payload encoding; default `json`. */
+  readonly format?: MqttFormat
+  /** `FLEETGATE_MQTT_UPLINK` and its tuning; default none (no uplink). */
+  readonly uplink?: UplinkConfig
+  /** Telemetry publishes not yet delivered to local subscribers before new ones are dropped; default 10000. */
+  readonly maxPendingPublishes?: number
+  /** A subscriber whose socket stays full this long is disconnected, in milliseconds; default 30000. */
+  readonly drainTimeoutMs?: number
+  /** Time a new connection has to send CONNECT, in milliseconds; default 10000. */
+  readonly connectTimeoutMs?: number
+}
+
+/** Broker figures for `/metrics`; counters only grow. */
+export interface BrokerStats {
+  /** Connected MQTT clients now. */
+  readonly clients: number
+  readonly publishedTelemetry: number
+  readonly publishedStatus: number
+  readonly publishedResults: number
+  /** Telemetry not published locally because `maxPendingPublishes` were still being delivered. */
+  readonly droppedTelemetry: number
+  /** Publishes handed to aedes and not yet delivered to every subscriber, now. */
+  readonly pendingPublishes: number
+  readonly refusedConnects: number
+  readonly refusedPublishes: number
+  readonly refusedSubscribes: number
+  /** Commands handed to `onCommand` from local clients. */
+  readonly mqttCommands: number
+  /** Commands handed to `onCommand` from the uplink. */
+  readonly uplinkCommands: number
+  /** Commands whose payload did not decode (both sources). */
+  readonly invalidCommands: number
+}
+
+/** The embedded MQTT broker of CONTRACT §6; the hub owns the listener and hands over each connection. */
+export interface Broker {
+  /** Serves one accepted connection (a TCP socket, or a WebSocket stream). After `close`, destroys it. */
+  handle(stream: Duplex): void
+  /** Publishes a durably stored frame on `fleetgate/devices/{id}/telemetry`, QoS 1. Never waits; may drop (counted). */
+  publishTelemetry(deviceId: string, message: TelemetryMessage): void
+  /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
+  publishStatus(deviceId: string, message: StatusMessage): void
+  /** Publishes a finished command's record on `fleetgate/devices/{id}/commands/{cmdId}`, QoS 1. Never waits, never drops. */
+  publishCommandResult(deviceId: string, cmdId: string, record: object): void
+  /** Connected MQTT clients now. */
+  readonly clients: number
+  /** The uplink, when `uplink` was given. */
+  readonly uplink: Uplink | undefined
+  /** A snapshot of the figures. */
+  stats(): BrokerStats
+  /** Disconnects every client and the uplink, then closes aedes. Idempotent. */
+  close(): Promise<void>
+}
+
+const OPTION_KEYS = [
+  'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onError', 'onUplinkConnectionChange',
+  'format', 'uplink', 'maxPendingPublishes', 'drainTimeoutMs', 'connectTimeoutMs',
+]
+const SCOPES: ReadonlySet<string> = new Set(['admin', 'operator', 'reader'])
+const ROOT_PREFIX = TOPIC_ROOT + '/'
+
+// aedes answers a refused CONNECT with the `returnCode` of the error (MQTT 3.1.1 §3.2.2.3).
+function connectError(returnCode: 3 | 4): AuthenticateError {
+  return Object.assign(new Error(returnCode === 4 ? 'bad user name or password' : 'server unavailable'), { returnCode })
+}
+
+/**
+ * Starts the embedded aedes broker. Every aedes hook denies by default (aedes itself allows
+ * everything): no password or an unknown token gets CONNACK 4 "bad user name or password"; a
+ * client may publish only commands (see `authorizePublish` in acl.ts) and subscribe only under
+ * `fleetgate/`. With `uplink`, the hub's publishes are mirrored to the external broker and its
+ * commands come in as source `uplink`.
+ */
+export async function createBroker(options: BrokerOptions): Promise<Broker> {
+  checkKeys(options, OPTION_KEYS, 'createBroker')
+  const authenticate = requiredFn(options.authenticate, 'authenticate')
+  const onCommand = requiredFn(options.onCommand, 'onCommand')
+  const onInvalidCommand = optionalFn(options.onInvalidCommand, 'onInvalidCommand')
+  const onRefused = optionalFn(options.onRefused, 'onRefused')
+  const onError = optionalFn(options.onError, 'onError')
+  const onUplinkConnectionChange = optionalFn(options.onUplinkConnectionChange, 'onUplinkConnectionChange')
+  const codec = getCodec(options.format ?? 'json')
+  const maxPending = intOption(options.maxPendingPublishes, 'maxPendingPublishes', 10_000, 1, 10_000_000)
+  const drainTimeout = intOption(options.drainTimeoutMs, 'drainTimeoutMs', 30_000, 100, 3_600_000)
+  const connectTimeout = intOption(options.connectTimeoutMs, 'connectTimeoutMs', 10_000, 100, 600_000)
+  if (options.uplink !== undefined) {
+    // Validate before anything starts, so a bad FLEETGATE_MQTT_UPLINK leaves nothing running.
+    if (typeof options.uplink !== 'object' || options.uplink === null) {
+      throw new BridgeError('BRIDGE_ERR_INVALID_OPTION', 'createBroker: uplink must be an object { url, ... }')
+    }
+    checkKeys(options.uplink, UPLINK_CONFIG_KEYS, 'createBroker uplink')
+    parseUplinkUrl(options.uplink.url)
+  }
+
+  // Every client that passed `authenticate`, with its operator; a client absent here is refused everything.
+  const actors = new WeakMap<Client, Actor>()
+  const counts = {
+    publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0, droppedTelemetry: 0,
+    refusedConnects: 0, refusedPublishes: 0, refusedSubscribes: 0,
+    mqttCommands: 0, uplinkCommands: 0, invalidCommands: 0,
+  }
+  let pending = 0
+  let closed = false
+
+  const emitError = (err: BridgeError): void => {
+    try {
+      onError?.(err)
+    } catch {
+      // onError is the last resort; there is nowhere further to send its own failure.
+    }
+  }
+  // Hub callbacks run inside aedes's and mqtt.js's handlers: a throw must not break their flow.
+  const guard = (name: string, call: () => void): void => {
+    try {
+      call()
+    } catch (err) {
+      emitError(new BridgeError('BRIDGE_ERR_HANDLER', `${name} threw`, { cause: asError(err) }))
+    }
+  }
+  const refuse = (kind: Refusal['kind'], reason: RefusalReason, client: Client | null, topic?: string): void => {
+    if (kind === 'connect') counts.refusedConnects++
+    else if (kind === 'publish') counts.refusedPublishes++
+    else counts.refusedSubscribes++
+    if (onRefused === undefined) return
+    const actor = client === null ? undefined : actors.get(client)?.name
+    const refusal: Refusal = { kind, reason, clientId: client?.id ?? '', actor, topic }
+    guard('onRefused', () => onRefused(refusal))
+  }
+  const invalidCommand = (deviceId: string, reason: DecodeFailure, actor: Actor, source: CommandSource): void => {
+    counts.invalidCommands++
+    if (onInvalidCommand !== undefined) guard('onInvalidCommand', () => onInvalidCommand(deviceId, reason, actor, source))
+  }
+
+  const hooks: AedesOptions = {
+    connectTimeout,
+    drainTimeout,
+    preConnect(_client, packet, callback) {
+      // No Last Will: the only topic a client may publish is a command, and a command fired by a
+      // dropped connection is not one its operator sent (CONTRACT §6: commands are operators' acts).
+      delete packet.will
+      // No persistent sessions: aedes would queue every QoS 1 message for an absent subscriber in
+      // memory without bound. CONNACK then says sessionPresent = 0, which is the truth.
+      packet.clean = true
+      callback(null, true)
+    },
+    authenticate(client, _username, password, done) {
+      if (password === undefined || password.length === 0) {
+        refuse('connect', 'no_password', client)
+        return done(connectError(4), false)
+      }
+      let actor: Actor | undefined
+      try {
+        actor = authenticate(password.toString('utf8'))
+      } catch (err) {
+        emitError(new BridgeError('BRIDGE_ERR_HANDLER', 'authenticate threw', { cause: asError(err) }))
+        refuse('connect', 'auth_error', client)
+        return done(connectError(3), false)
+      }
+      if (actor === undefined) {
+        refuse('connect', 'unknown_token', client)
+        return done(connectError(4), false)
+      }
+      if (typeof actor.name !== 'string' || !SCOPES.has(actor.scope)) {
+        emitError(new BridgeError('BRIDGE_ERR_HANDLER', 'authenticate returned an actor without a name or a known scope'))
+        refuse('connect', 'auth_error', client)
+        return done(connectError(3), false)
+      }
+      actors.set(client, Object.freeze({ name: actor.name, scope: actor.scope }))
+      done(null, true)
+    },
+    // Called for client PUBLISHes and Last Wills only; the hub's own publishes (broker.publish) skip it.
+    authorizePublish(client, packet, callback) {
+      const actor = client === null ? undefined : actors.get(client)
+      const verdict = authorizePublish(actor, packet.topic, packet.qos, packet.retain)
+      if (!verdict.ok) {
+        refuse('publish', verdict.reason, client, packet.topic)
+        // MQTT-3.3.5-2: no way to tell the client; aedes closes the connection (as AWS IoT does).
+        return callback(new Error(`publish to ${packet.topic} refused: ${verdict.reason}`))
+      }
+      const who = verdict.actor
+      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload, 'utf8') : packet.payload
+      const decoded = codec.decode(payload)
+      if (!decoded.ok) {
+        // Refused like an ACL breach: garbage never reaches subscribers or the hub.
+        invalidCommand(verdict.deviceId, decoded.reason, who, 'mqtt')
+        return callback(new Error(`command payload for ${verdict.deviceId} refused: ${decoded.reason}`))
+      }
+      callback(null)
+      counts.mqttCommands++
+      guard('onCommand', () => onCommand(verdict.deviceId, decoded.value, who, 'mqtt'))
+    },
+    authorizeSubscribe(client, subscription, callback) {
+      if (authorizeSubscribe(actors.get(client), subscription.topic)) return callback(null, subscription)
+      refuse('subscribe', 'topic', client, subscription.topic)
+      // A null subscription is granted 0x80 (MQTT 3.1.1 §3.9.3); the client stays connected.
+      callback(null, null)
+    },
+    // Subscriptions are already confined to `fleetgate/` and every scope may read all of it, so
+    // nothing needs filtering per delivery. This check is defence in depth, kept because it costs a
+    // WeakMap lookup: should a filter ever slip past authorizeSubscribe (a restored session, a
+    // future change), nothing outside `fleetgate/` and nothing for an unauthenticated client leaves.
+    authorizeForward(client, packet) {
+      return actors.has(client) && packet.topic.startsWith(ROOT_PREFIX) ? packet : null
+    },
+  }
+
+  const aedes = await Aedes.createBroker(hooks)
+  // aedes emits `error` on a persistence failure; its typings omit that event, so listen through the
+  // base class (a widening, not a cast). Without a listener, EventEmitter would throw it.
+  const emitter: EventEmitter = aedes
+  emitter.on('error', (err: Error) => emitError(new BridgeError('BRIDGE_ERR_BROKER', `aedes: ${err.message}`, { cause: err })))
+
+  // aedes calls back with null on success, whatever its typings say.
+  const delivered = (err?: Error | null): void => {
+    pending--
+    if (err !== undefined && err !== null && !closed) emitError(new BridgeError('BRIDGE_ERR_BROKER', `publish failed: ${err.message}`, { cause: err }))
+  }
+  const ordered = new OrderedPublisher((topic, payload, retain) => {
+    if (closed) return
+    pending++
+    const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 1, retain, dup: false }
+    aedes.publish(packet, delivered)
+  })
+  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => ordered.publish(topic, payload, retain)
+  const inFlight = (): number => pending + ordered.deferred
+
+  let uplink: Uplink | undefined
+  if (options.uplink !== undefined) {
+    const fromUplink = (deviceId: string, payload: Buffer): void => {
+      const decoded = codec.decode(payload)
+      if (!decoded.ok) return invalidCommand(deviceId, decoded.reason, UPLINK_ACTOR, 'uplink')
+      counts.uplinkCommands++
+      // Local subscribers see uplink commands too. An internal publish skips authorizePublish, so it
+      // neither reaches onCommand a second time nor goes back out: commands are never mirrored.
+      if (!closed) publishLocal(commandTopic(deviceId), payload, false)
+      guard('onCommand', () => onCommand(deviceId, decoded.value, UPLINK_ACTOR, 'uplink'))
+    }
+    try {
+      uplink = createUplink({
+        ...options.uplink,
+        onCommand: fromUplink,
+        onError: emitError,
+        ...(onUplinkConnectionChange === undefined ? {} : { onConnectionChange: onUplinkConnectionChange }),
+      })
+    } catch (err) {
+      await new Promise<void>((resolve) => aedes.close(resolve))
+      throw err
+    }
+  }
+
+  // The hub's publishes: encoded once, handed to aedes and the uplink, never awaited.
+  const hubPublish = (topic: string, value: unknown, retain: boolean): Buffer => {
+    const payload = codec.encode(value)
+    uplink?.mirror(topic, payload, retain)
+    return payload
+  }
+
+  return {
+    handle(stream) {
+      if (closed) {
+        stream.destroy()
+        return
+      }
+      aedes.handle(stream)
+    },
+    publishTelemetry(deviceId, message) {
+      const topic = telemetryTopic(deviceId)
+      if (closed) return
+      const payload = hubPublish(topic, message, false)
+      // aedes queues without bound behind a slow subscriber; past the bound, the live feed drops.
+      if (inFlight() >= maxPending) {
+        counts.droppedTelemetry++
+        return
+      }
+      counts.publishedTelemetry++
+      publishLocal(topic, payload, false)
+    },
+    publishStatus(deviceId, message) {
+      const topic = statusTopic(deviceId)
+      if (closed) return
+      counts.publishedStatus++
+      publishLocal(topic, hubPublish(topic, message, true), true)
+    },
+    publishCommandResult(deviceId, cmdId, record) {
+      const topic = commandResultTopic(deviceId, cmdId)
+      if (closed) return
+      counts.publishedResults++
+      publishLocal(topic, hubPublish(topic, record, false), false)
+    },
+    get clients() {
+      return aedes.connectedClients
+    },
+    uplink,
+    stats() {
+      return { clients: aedes.connectedClients, ...counts, pendingPublishes: inFlight() }
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      ordered.clear()
+      await uplink?.close()
+      await new Promise<void>((resolve) => aedes.close(resolve))
+    },
+  }
+}

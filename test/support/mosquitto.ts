@@ -1,0 +1,134 @@
+import { execFile } from 'node:child_process'
+import { access, constants, rm, writeFile } from 'node:fs/promises'
+import { userInfo } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { promisify } from 'node:util'
+import { freePort } from './ports.js'
+import { makeTempDir, startService, track, untrack, type Service } from './service.js'
+
+/** Options of `startMosquitto`. */
+export interface MosquittoOptions {
+  /** User name -> password; when given, anonymous clients are refused. Default: anonymous allowed. */
+  readonly users?: Readonly<Record<string, string>>
+  /**
+   * Keep sessions and retained messages across `restart()` (mosquitto saves its database on
+   * SIGTERM and loads it on start). Default false.
+   */
+  readonly persistence?: boolean
+}
+
+/** A mosquitto started for a test, on 127.0.0.1 and a port of its own. */
+export interface Mosquitto {
+  /** `mqtt://127.0.0.1:PORT`, without credentials. */
+  readonly url: string
+  readonly port: number
+  /** `mqtt://user:pass@127.0.0.1:PORT` for one of `users` (percent-encoded). */
+  urlFor(user: string): string
+  /** The last 64 KiB of mosquitto's log. */
+  output(): string
+  /** Stops mosquitto and removes its dir. Idempotent. */
+  stop(): Promise<void>
+  /** Stops mosquitto (SIGTERM, so it saves its database) and starts it again on the same port. */
+  restart(): Promise<void>
+  /** Stops mosquitto without removing anything; `start()` brings it back on the same port. */
+  pause(): Promise<void>
+  /** Starts a paused mosquitto again. */
+  start(): Promise<void>
+}
+
+const INSTALL_HINT = 'apt-get install mosquitto'
+const SEARCH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/opt/homebrew/sbin', '/opt/homebrew/bin']
+
+async function findExecutable(name: string): Promise<string> {
+  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== ''), ...SEARCH]
+  for (const dir of dirs) {
+    const candidate = join(dir, name)
+    try {
+      await access(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // not here; try the next directory
+    }
+  }
+  throw new Error(`${name} is not installed (looked in PATH and ${SEARCH.join(', ')}): install it with \`${INSTALL_HINT}\``)
+}
+
+/**
+ * Starts a real mosquitto in a temp dir: a listener on 127.0.0.1 and a free port, anonymous
+ * access unless `users` are given (then a password file made with `mosquitto_passwd -b`). A
+ * missing binary fails with how to install it; the test is never skipped. Stopped after the test
+ * file at the latest, also when a test failed.
+ */
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
+  const binary = await findExecutable('mosquitto')
+  const dir = await makeTempDir('mosquitto')
+  const port = await freePort()
+  const users = Object.entries(options.users ?? {})
+  const lines = [
+    // As root, mosquitto would switch to the `mosquitto` user, which cannot read this dir.
+    `user ${userInfo().username}`,
+    `listener ${port} 127.0.0.1`,
+    `allow_anonymous ${users.length === 0 ? 'true' : 'false'}`,
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+    'log_type information',
+    'max_queued_messages 100000',
+    'max_inflight_messages 1000',
+  ]
+  if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')
+  if (users.length > 0) {
+    const passwd = await findExecutable('mosquitto_passwd')
+    const file = join(dir, 'passwd')
+    let first = true
+    for (const [user, password] of users) {
+      await promisify(execFile)(passwd, first ? ['-c', '-b', file, user, password] : ['-b', file, user, password])
+      first = false
+    }
+    lines.push(`password_file ${file}`)
+  }
+  const config = join(dir, 'mosquitto.conf')
+  await writeFile(config, lines.join('\n') + '\n')
+
+  let service: Service | undefined
+  const start = async (): Promise<void> => {
+    if (service !== undefined && !service.exited) return
+    service = await startService({ name: 'mosquitto', command: binary, args: ['-c', config], dir, ready: { port }, installHint: INSTALL_HINT })
+  }
+  const pause = async (): Promise<void> => {
+    await service?.stop()
+  }
+  let stopped = false
+  const broker: Mosquitto = {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    urlFor(user) {
+      const password = options.users?.[user]
+      if (password === undefined) throw new Error(`startMosquitto: no user ${JSON.stringify(user)}`)
+      return `mqtt://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}`
+    },
+    output: () => service?.output() ?? '',
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await pause()
+      untrack(broker)
+      await rm(dir, { recursive: true, force: true })
+    },
+    async restart() {
+      await pause()
+      await start()
+    },
+    pause,
+    start,
+  }
+  track(broker)
+  try {
+    await start()
+  } catch (err) {
+    await broker.stop()
+    throw err
+  }
+  return broker
+}

@@ -1,0 +1,23 @@
+import { createServer } from 'node:net'
+
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago: the OS picks it for a throwaway listener.
+ * For a child process that cannot bind port 0 and report it (mosquitto); another process may take
+ * the port in between, which on a test machine is rare enough.
+ */
+export async function freePort(): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const address = server.address()
+      if (address === null || typeof address === 'string') {
+        server.close()
+        reject(new Error('freePort: the listener has no TCP address'))
+        return
+      }
+      server.close((err) => (err ? reject(err) : resolve(address.port)))
+    })
+  })
+}
