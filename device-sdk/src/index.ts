@@ -1,1 +1,58 @@
-export {}
+// The public API of @fleetgate/device-sdk: everything a device, the hub or a tool imports.
+export { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
+export { MAX_CBOR_NESTING } from './cbor-scan.js'
+export { DeviceClient, type DeviceClientEvents } from './client.js'
+export { TypedEmitter, type EventMap, type Listener } from './emitter.js'
+export { SdkError, type SdkErrorCode } from './errors.js'
+export { MAX_TOKEN_TTL_SEC, realClock, type Clock, type DeviceClientOptions } from './options.js'
+export {
+  COMMAND_ID_PATTERN,
+  DEVICE_ID_PATTERN,
+  MAX_BATCH_READINGS,
+  MAX_METRIC_TEXT_BYTES,
+  MAX_METRICS,
+  MAX_TAG_VALUE_BYTES,
+  MAX_TAGS,
+  METRIC_KEY_PATTERN,
+  RESERVED_TAG_KEY,
+  decodeDeviceFrame,
+  decodeHubFrame,
+  encodeFrame,
+  utf8ByteLength,
+  type AckFrame,
+  type BatchFrame,
+  type CommandFrame,
+  type Decoded,
+  type DecodeFailure,
+  type DecodeFailureCode,
+  type DeviceFrame,
+  type ErrorFrame,
+  type HelloFrame,
+  type HubFrame,
+  type HubLimits,
+  type JsonValue,
+  type Metrics,
+  type NakFrame,
+  type NakReason,
+  type Reading,
+  type ResultFrame,
+  type Tags,
+  type TelemetryFrame,
+} from './protocol.js'
+export {
+  MAX_TOKEN_LENGTH,
+  base64urlDecode,
+  base64urlEncode,
+  parseToken,
+  signToken,
+  type KeyType,
+  type ParsedToken,
+  type SignTokenOptions,
+} from './token.js'
+export {
+  DEVICE_ENDPOINT_PATH,
+  type AuthMode,
+  type WebSocketConstructor,
+  type WebSocketHandler,
+  type WebSocketLike,
+} from './transport.js'

@@ -1,0 +1,363 @@
+// DeviceClient: a device's session with the hub (CONTRACT §3). It signs a fresh token for every
+// attempt, waits for `hello`, dispatches hub frames, and reconnects with backoff. The telemetry API
+// (send/sendBatch/flush with an offline queue and the ack window) is meant to sit on top of this
+// session layer: it needs `connected`, the ack/nak handlers and send(), nothing more.
+//
+// What ends a session, and what happens next:
+// - a network loss, 1001 (hub shutting down), 1008 (rate abuse), a hub `err`, a hello timeout:
+//   reconnect with backoff;
+// - HTTP 401 on the upgrade, or close 4003 (device disabled, deleted, or key rotated with
+//   `disconnect`): an `error` with SDK_ERR_UNAUTHORIZED, then keep reconnecting with backoff, which
+//   soon reaches its 30 s ceiling. An operator may re-enable the device or the device's key may be
+//   updated, and a device that gave up would need a person on site. (A WHATWG WebSocket does not
+//   expose the HTTP status: there a 401 is an SDK_ERR_HANDSHAKE like any failed upgrade.)
+// - close 4001 (a newer session of the same device replaced this one): an `error` with
+//   SDK_ERR_REPLACED, and no reconnect. A socket only receives 4001 while it is alive, so another
+//   live instance holds the device id; reconnecting would evict it, and it would evict us, for ever.
+//   connect() starts again deliberately.
+// - close(): no reconnect, ever; the client is done.
+import { Backoff } from './backoff.js'
+import { CloseCode, Connection } from './connection.js'
+import { TypedEmitter } from './emitter.js'
+import { SdkError } from './errors.js'
+import { encodeFrame, type AckFrame, type CommandFrame, type DeviceFrame, type ErrorFrame, type HelloFrame, type HubFrame, type NakFrame } from './protocol.js'
+import { resolveDeviceClientOptions, type DeviceClientOptions, type ResolvedDeviceClientOptions } from './options.js'
+import { signToken } from './token.js'
+import { acceptsHeaders, defaultWebSocket, type AuthMode, type WebSocketConstructor } from './transport.js'
+
+/** Events of a DeviceClient, with their listener arguments. */
+export type DeviceClientEvents = {
+  /** A session is open: the hub's `hello`. */
+  connected: [HelloFrame]
+  /** A session that had emitted `connected` ended, with the WebSocket close code and reason. */
+  disconnected: [{ code: number; reason: string }]
+  /** The next attempt starts in `delayMs` ms; `attempt` counts from 1 since the backoff was last reset. */
+  reconnecting: [{ attempt: number; delayMs: number }]
+  /** Something went wrong; the client carries on (reconnecting) unless the error says otherwise. */
+  error: [SdkError]
+  /** A command from the hub; answer it with a `res` frame. */
+  command: [CommandFrame]
+}
+
+type State = 'idle' | 'connecting' | 'open' | 'waiting' | 'closing' | 'closed'
+
+interface Waiter {
+  resolve(hello: HelloFrame): void
+  reject(error: SdkError): void
+}
+
+// Valid close codes for an application to send (RFC 6455 §7.4.2).
+function isSendableCloseCode(code: number): boolean {
+  return code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999)
+}
+
+/**
+ * A device's connection to the hub. Errors are reported as `error` events, never thrown from event
+ * handlers; an `error` without listeners is dropped, so listen to it to log them.
+ */
+export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
+  readonly #options: ResolvedDeviceClientOptions
+  readonly #backoff: Backoff
+  #state: State = 'idle'
+  #connection: Connection | undefined
+  #hello: HelloFrame | undefined
+  #connectedAt = 0
+  // the first thing that went wrong in the current attempt, reported once when it ends
+  #attemptFailure: SdkError | undefined
+  #helloTimer: unknown
+  #retryTimer: unknown
+  // bumped by each attempt and by close(), so an attempt still signing its token knows it is stale
+  #generation = 0
+  #waiters: Waiter[] = []
+  #closeWaiters: Array<() => void> = []
+  #webSocket: Promise<{ WebSocket: WebSocketConstructor; auth: AuthMode }> | undefined
+
+  /** Validates `options` at once: throws SdkError SDK_ERR_INVALID_OPTION naming the first bad one. */
+  constructor(options: DeviceClientOptions) {
+    super()
+    this.#options = resolveDeviceClientOptions(options)
+    const { backoff, random } = this.#options
+    this.#backoff = new Backoff({ ...backoff, random })
+  }
+
+  /** The device id this client connects as. */
+  get deviceId(): string {
+    return this.#options.deviceId
+  }
+
+  /** The device endpoint URL (without token). */
+  get url(): string {
+    return this.#options.url
+  }
+
+  /** Whether a session is open (the hub's `hello` arrived and the socket has not closed). */
+  get connected(): boolean {
+    return this.#state === 'open'
+  }
+
+  /** The `hello` of the open session; undefined while there is none. */
+  get hello(): HelloFrame | undefined {
+    return this.#hello
+  }
+
+  /**
+   * Starts connecting (and reconnecting) if not started, and resolves with the next `hello`, or the
+   * current one when a session is open. Rejects with SDK_ERR_HANDSHAKE when `reconnect` is false and
+   * the attempt fails, SDK_ERR_CLOSED when close() comes first, and SDK_ERR_INVALID_OPTION or
+   * SDK_ERR_TOKEN when no token can be signed or no WebSocket found (retrying would not help).
+   */
+  connect(): Promise<HelloFrame> {
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
+    }
+    if (this.#state === 'open' && this.#hello !== undefined) return Promise.resolve(this.#hello)
+    const hello = new Promise<HelloFrame>((resolve, reject) => this.#waiters.push({ resolve, reject }))
+    if (this.#state === 'idle') void this.#attempt()
+    return hello
+  }
+
+  /**
+   * Stops reconnecting, closes the socket with `code` (1000, or 3000 to 4999) and resolves once it
+   * is closed. A pending connect() rejects with SDK_ERR_CLOSED. The client cannot connect again.
+   */
+  close(code: number = CloseCode.normal): Promise<void> {
+    if (!isSendableCloseCode(code)) {
+      return Promise.reject(new SdkError('SDK_ERR_INVALID_OPTION', `code: expected 1000 or 3000 to 4999, got ${code}`))
+    }
+    if (this.#state === 'closed') return Promise.resolve()
+    const closed = new Promise<void>((resolve) => this.#closeWaiters.push(resolve))
+    if (this.#state === 'closing') return closed
+    this.#generation++
+    this.#clearTimers()
+    this.#rejectWaiters(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub said hello'))
+    const connection = this.#connection
+    if (connection === undefined) {
+      this.#finishClose()
+    } else {
+      this.#state = 'closing'
+      connection.close(code)
+    }
+    return closed
+  }
+
+  /**
+   * Encodes and sends one frame on the open session. Returns false, sending nothing, when no
+   * session is open. Throws SdkError SDK_ERR_PROTOCOL when the frame cannot be encoded.
+   */
+  send(frame: DeviceFrame): boolean {
+    const connection = this.#connection
+    if (this.#state !== 'open' || connection === undefined || !connection.open) return false
+    connection.send(encodeFrame(frame))
+    return true
+  }
+
+  async #attempt(): Promise<void> {
+    const generation = ++this.#generation
+    this.#state = 'connecting'
+    this.#attemptFailure = undefined
+    const { url, deviceId, key, keyType, tokenTtlSec, clock, helloTimeoutMs } = this.#options
+    let WebSocket: WebSocketConstructor
+    let auth: AuthMode
+    let token: string
+    try {
+      ;({ WebSocket, auth } = await this.#resolveWebSocket())
+      // CONTRACT §3: exp in Unix seconds; a fresh token per attempt
+      token = await signToken({ deviceId, keyType, key, expSec: Math.floor(clock.now() / 1000) + tokenTtlSec })
+    } catch (error) {
+      if (generation !== this.#generation) return
+      // a missing WebSocket or a key WebCrypto refuses: the same next time, so stop here
+      this.#giveUp(error instanceof SdkError ? error : new SdkError('SDK_ERR_TOKEN', 'cannot sign a token', { cause: error }))
+      return
+    }
+    if (generation !== this.#generation) return
+    let connection: Connection
+    try {
+      connection = new Connection(WebSocket, url, token, auth, {
+        frame: (frame) => {
+          if (this.#connection === connection) this.#onFrame(connection, frame)
+        },
+        error: (error) => {
+          if (this.#connection === connection) this.#report(error)
+        },
+        close: (code, reason) => {
+          if (this.#connection === connection) this.#onClose(code, reason)
+        },
+      })
+    } catch (cause) {
+      this.#attemptFailure = new SdkError('SDK_ERR_HANDSHAKE', 'the WebSocket constructor threw', { cause })
+      this.#onClose(1006, '')
+      return
+    }
+    this.#connection = connection
+    this.#helloTimer = clock.setTimeout(() => {
+      this.#helloTimer = undefined
+      if (this.#connection !== connection || this.#state !== 'connecting') return
+      this.#report(new SdkError('SDK_ERR_HANDSHAKE', `no hello from the hub within ${helloTimeoutMs} ms`))
+      connection.close(CloseCode.protocolError)
+    }, helloTimeoutMs)
+  }
+
+  // The one switch on the hub's frame types (CONTRACT §3).
+  #onFrame(connection: Connection, frame: HubFrame): void {
+    // after close(), what is still in flight no longer matters
+    if (this.#state === 'closing') return
+    switch (frame.t) {
+      case 'hello':
+        this.#onHello(connection, frame)
+        break
+      case 'ack':
+        if (this.#expectSession(connection, frame.t)) this.#onAck(frame)
+        break
+      case 'nak':
+        if (this.#expectSession(connection, frame.t)) this.#onNak(frame)
+        break
+      case 'cmd':
+        if (this.#expectSession(connection, frame.t)) this.emit('command', frame)
+        break
+      case 'err':
+        this.#onHubError(frame)
+        break
+    }
+  }
+
+  #onHello(connection: Connection, hello: HelloFrame): void {
+    if (this.#state !== 'connecting') {
+      this.#protocolError(connection, 'the hub sent a second hello')
+      return
+    }
+    if (hello.dev !== this.#options.deviceId) {
+      this.#protocolError(connection, `the hub said hello to device ${hello.dev}`)
+      return
+    }
+    this.#clearHelloTimer()
+    this.#state = 'open'
+    this.#hello = hello
+    this.#connectedAt = this.#options.clock.now()
+    const waiters = this.#waiters
+    this.#waiters = []
+    this.emit('connected', hello)
+    for (const waiter of waiters) waiter.resolve(hello)
+  }
+
+  // Acks matter to the telemetry window only; with no queue yet, nothing is outstanding.
+  #onAck(_frame: AckFrame): void {}
+
+  // A nak means a frame sent with send() is refused for good: tell the application.
+  #onNak(frame: NakFrame): void {
+    this.emit('error', new SdkError('SDK_ERR_NAK', `the hub refused frame ${frame.s}: ${frame.e}`, { cause: frame }))
+  }
+
+  #onHubError(frame: ErrorFrame): void {
+    this.#report(new SdkError('SDK_ERR_HUB', `the hub reports ${frame.e}: ${frame.msg}`, { cause: frame }))
+  }
+
+  // CONTRACT §3: hello is the first frame of every session.
+  #expectSession(connection: Connection, t: string): boolean {
+    if (this.#state === 'open') return true
+    this.#protocolError(connection, `the hub sent ${t} before hello`)
+    return false
+  }
+
+  #protocolError(connection: Connection, message: string): void {
+    this.#report(new SdkError('SDK_ERR_PROTOCOL', message))
+    connection.close(CloseCode.protocolError)
+  }
+
+  // During a session an error is news now; during an attempt it explains the failure, reported once when the attempt ends.
+  #report(error: SdkError): void {
+    if (this.#state === 'open') this.emit('error', error)
+    else if (this.#state === 'connecting') this.#attemptFailure ??= error
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#connection = undefined
+    this.#clearHelloTimer()
+    const hello = this.#hello
+    this.#hello = undefined
+    const failure = this.#attemptFailure
+    this.#attemptFailure = undefined
+    const closing = this.#state === 'closing'
+    if (!closing) this.#state = 'idle'
+
+    if (hello !== undefined) {
+      if (code === 4003) {
+        this.emit('error', new SdkError('SDK_ERR_UNAUTHORIZED', 'the hub ended the session (4003): device disabled, deleted or its key rotated'))
+      } else if (code === 4001) {
+        this.emit('error', new SdkError('SDK_ERR_REPLACED', 'a newer session of this device replaced this one (4001); not reconnecting'))
+      }
+      if (this.#options.clock.now() - this.#connectedAt >= this.#options.stableAfterMs) this.#backoff.reset()
+      this.emit('disconnected', { code, reason })
+    } else if (!closing) {
+      const error =
+        failure ?? new SdkError('SDK_ERR_HANDSHAKE', `the connection closed before hello (${code}${reason === '' ? '' : `: ${reason}`})`)
+      this.emit('error', error)
+      if (!this.#options.reconnect) {
+        this.#rejectWaiters(error.code === 'SDK_ERR_HANDSHAKE' ? error : new SdkError('SDK_ERR_HANDSHAKE', error.message, { cause: error }))
+      }
+    }
+
+    // a listener may have called close() or connect() meanwhile
+    if (this.#state === 'closing') {
+      this.#finishClose()
+      return
+    }
+    if (this.#state !== 'idle') return
+    if (!this.#options.reconnect || (hello !== undefined && code === 4001)) return
+    this.#scheduleRetry()
+  }
+
+  #scheduleRetry(): void {
+    const attempt = this.#backoff.attempt + 1
+    const delayMs = this.#backoff.next()
+    this.#state = 'waiting'
+    const generation = this.#generation
+    this.#retryTimer = this.#options.clock.setTimeout(() => {
+      this.#retryTimer = undefined
+      if (this.#state === 'waiting' && this.#generation === generation) void this.#attempt()
+    }, delayMs)
+    this.emit('reconnecting', { attempt, delayMs })
+  }
+
+  // A failure retrying cannot fix: reject connect(), report, and stop.
+  #giveUp(error: SdkError): void {
+    this.#state = 'idle'
+    this.emit('error', error)
+    this.#rejectWaiters(error)
+  }
+
+  #resolveWebSocket(): Promise<{ WebSocket: WebSocketConstructor; auth: AuthMode }> {
+    this.#webSocket ??= (async () => {
+      const WebSocket = this.#options.WebSocket ?? (await defaultWebSocket())
+      return { WebSocket, auth: this.#options.auth ?? (acceptsHeaders(WebSocket) ? 'header' : 'query') }
+    })()
+    // not cached when it failed, so connect() after installing ws works
+    this.#webSocket.catch(() => {
+      this.#webSocket = undefined
+    })
+    return this.#webSocket
+  }
+
+  #rejectWaiters(error: SdkError): void {
+    const waiters = this.#waiters
+    this.#waiters = []
+    for (const waiter of waiters) waiter.reject(error)
+  }
+
+  #clearTimers(): void {
+    this.#clearHelloTimer()
+    if (this.#retryTimer !== undefined) this.#options.clock.clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+  }
+
+  #clearHelloTimer(): void {
+    if (this.#helloTimer !== undefined) this.#options.clock.clearTimeout(this.#helloTimer)
+    this.#helloTimer = undefined
+  }
+
+  #finishClose(): void {
+    this.#state = 'closed'
+    const waiters = this.#closeWaiters
+    this.#closeWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Every failure the SDK reports, as a closed union of codes: branch on `err.code`, never on the message.
+ * - `SDK_ERR_NAK`: the hub refused a frame (`nak`); it will not be stored and must not be resent.
+ * - `SDK_ERR_CLOSED`: the client was closed (by `close()`) before the operation could finish.
+ * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading.
+ * - `SDK_ERR_INVALID_OPTION`: an option or argument is missing, unknown or out of range.
+ * - `SDK_ERR_HANDSHAKE`: a connect attempt failed before the hub's `hello` (network, HTTP status, timeout).
+ * - `SDK_ERR_UNAUTHORIZED`: the hub refused the token (HTTP 401) or ended the session with 4003
+ *   (device disabled, deleted or its key rotated); the client keeps retrying with backoff.
+ * - `SDK_ERR_REPLACED`: the hub closed the session with 4001 because a newer session of the same
+ *   device took over; the client stops reconnecting so two instances do not evict each other forever.
+ * - `SDK_ERR_PROTOCOL`: the hub sent something the SDK cannot accept (a text frame, bytes that do not
+ *   decode, a frame before `hello`), or a frame could not be encoded.
+ * - `SDK_ERR_HUB`: the hub reported a protocol error with an `err` frame (the frame is the `cause`).
+ * - `SDK_ERR_TOKEN`: a device token could not be signed (bad key, no WebCrypto, bad expiry).
+ */
+export type SdkErrorCode =
+  | 'SDK_ERR_NAK'
+  | 'SDK_ERR_CLOSED'
+  | 'SDK_ERR_QUEUE_FULL'
+  | 'SDK_ERR_INVALID_OPTION'
+  | 'SDK_ERR_HANDSHAKE'
+  | 'SDK_ERR_UNAUTHORIZED'
+  | 'SDK_ERR_REPLACED'
+  | 'SDK_ERR_PROTOCOL'
+  | 'SDK_ERR_HUB'
+  | 'SDK_ERR_TOKEN'
+
+/** The one error class of the SDK: `code` is stable, `message` is for humans, `cause` keeps what went wrong below. */
+export class SdkError extends Error {
+  override readonly name = 'SdkError'
+
+  constructor(
+    readonly code: SdkErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}

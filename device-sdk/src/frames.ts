@@ -1,0 +1,161 @@
+// Frame types and limits of the wire format (CONTRACT §2 and §3). Times are Unix milliseconds.
+
+/** Most readings in one `tb` frame; default 500 (CONTRACT §3). */
+export const MAX_BATCH_READINGS = 500
+/** Most entries in a metrics map `m`, at least 1; default 64 (CONTRACT §3). */
+export const MAX_METRICS = 64
+/** Most entries in a tags map `g`; default 16 (CONTRACT §3). */
+export const MAX_TAGS = 16
+/** Longest text metric value, in UTF-8 bytes; default 256 (CONTRACT §3). */
+export const MAX_METRIC_TEXT_BYTES = 256
+/** Longest tag value, in UTF-8 bytes (at least 1); default 128 (CONTRACT §3). */
+export const MAX_TAG_VALUE_BYTES = 128
+/** Device id: 1 to 64 of `A-Z a-z 0-9 _ -`; safe in a URL path, an MQTT topic level and an InfluxDB tag (CONTRACT §2). */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+/** Metric and tag key: a letter or `_`, then up to 63 of `A-Z a-z 0-9 _ . -` (CONTRACT §3). */
+export const METRIC_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
+/** Command id and command name: 1 to 64 of `A-Z a-z 0-9 _ . -` (CONTRACT §3 and §4). */
+export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
+/** The tag key a reading may not use: the hub sets tag `device` itself (CONTRACT §3 and §5). */
+export const RESERVED_TAG_KEY = 'device'
+
+/** Metric values by metric name: a finite number, a bool, or text of at most 256 UTF-8 bytes; 1 to 64 entries. */
+export type Metrics = Record<string, number | boolean | string>
+/** Tag values by tag name: text of 1 to 128 UTF-8 bytes; at most 16 entries, never `device`. */
+export type Tags = Record<string, string>
+/** A JSON value: what command params `p` and results `r` carry (CONTRACT §4: params are JSON). */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+/** One reading of a `tb` batch: `ts` Unix ms (required), metrics, optional tags. */
+export interface Reading {
+  ts: number
+  m: Metrics
+  g?: Tags
+}
+
+/** Device to hub, one reading: `s` seq (uint), `ts` Unix ms (optional: the hub's receive time is used). */
+export interface TelemetryFrame {
+  t: 'tm'
+  s: number
+  ts?: number
+  m: Metrics
+  g?: Tags
+}
+
+/** Device to hub, 1 to 500 readings under one seq `s`. */
+export interface BatchFrame {
+  t: 'tb'
+  s: number
+  r: Reading[]
+}
+
+/** Device to hub, the result of command `id`: `ok`, optional result `r` (JSON), optional error text `e`. */
+export interface ResultFrame {
+  t: 'res'
+  id: string
+  ok: boolean
+  r?: JsonValue
+  e?: string
+}
+
+/** Any device-to-hub frame, discriminated by `t`. */
+export type DeviceFrame = TelemetryFrame | BatchFrame | ResultFrame
+
+/** Session limits the hub announces: `frame` bytes, `batch` readings, `rate` frames/s, `window` unacked frames (default 64). */
+export interface HubLimits {
+  frame: number
+  batch: number
+  rate: number
+  window: number
+}
+
+/** Hub to device, first frame of every session: device id, hub time `now` (Unix ms), hub version, limits. */
+export interface HelloFrame {
+  t: 'hello'
+  dev: string
+  now: number
+  v: string
+  lim: HubLimits
+}
+
+/** Hub to device: every frame of this connection with seq <= `s` that was not naked is durably stored. */
+export interface AckFrame {
+  t: 'ack'
+  s: number
+}
+
+/** Why the hub refused a frame (CONTRACT §3). */
+export type NakReason = 'invalid' | 'rate' | 'seq' | 'too_many'
+
+/** Hub to device: frame `s` is refused and will not be stored; do not resend it. */
+export interface NakFrame {
+  t: 'nak'
+  s: number
+  e: NakReason
+}
+
+/** Hub to device, a command: id, name `n`, optional params `p` (JSON), optional deadline `exp` (Unix ms). */
+export interface CommandFrame {
+  t: 'cmd'
+  id: string
+  n: string
+  p?: JsonValue
+  exp?: number
+}
+
+/** Hub to device, sent just before the hub closes the session for a protocol error: code `e`, text `msg`. */
+export interface ErrorFrame {
+  t: 'err'
+  e: string
+  msg: string
+}
+
+/** Any hub-to-device frame, discriminated by `t`. */
+export type HubFrame = HelloFrame | AckFrame | NakFrame | CommandFrame | ErrorFrame
+
+/**
+ * Why bytes did not decode to a frame:
+ * - `not_cbor`: not exactly one well-formed CBOR data item (or one this codec refuses to decode);
+ * - `not_map`: valid CBOR, but not a map;
+ * - `unknown_type`: a map whose `t` is missing or not a type of this direction;
+ * - `invalid`: a known `t` with a bad field.
+ */
+export type DecodeFailureCode = 'not_cbor' | 'not_map' | 'unknown_type' | 'invalid'
+
+/**
+ * A frame that did not decode. `s` is set when the frame carried a valid seq (so the hub can
+ * `nak` it), `id` when a `res` frame carried a valid command id; `reason` is for humans and logs.
+ */
+export interface DecodeFailure {
+  ok: false
+  code: DecodeFailureCode
+  s?: number
+  id?: string
+  reason: string
+}
+
+/** The outcome of decoding: a validated frame, or why not. */
+export type Decoded<F> = { ok: true; frame: F } | DecodeFailure
+
+/**
+ * Length of `text` in UTF-8 bytes, counted without encoding it. A lone surrogate counts 3 bytes,
+ * as encoders write it as U+FFFD.
+ */
+export function utf8ByteLength(text: string): number {
+  const length = text.length
+  let bytes = length
+  for (let i = 0; i < length; i++) {
+    const unit = text.charCodeAt(i)
+    if (unit < 0x80) continue
+    if (unit < 0x800) {
+      bytes += 1
+    } else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // a surrogate pair: two UTF-16 units, one 4-byte UTF-8 sequence
+      bytes += 2
+      i++
+    } else {
+      bytes += 2
+    }
+  }
+  return bytes
+}
