@@ -1,0 +1,62 @@
+import type { Router } from './http.js'
+import { apiError } from './http.js'
+import type { HubMetrics } from './metrics.js'
+
+/** One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or why not. */
+export type Readiness = 'ok' | 'off' | string
+
+/** A named readiness probe; `check` never throws. */
+export interface ReadinessProbe {
+  readonly name: string
+  check(): Readiness | Promise<Readiness>
+}
+
+/**
+ * An InfluxDB 1.x probe: `GET /ping` answers 204 when the server is up. The answer is cached for
+ * `cacheMs` so a scraper hammering `/readyz` does not hammer InfluxDB.
+ */
+export function influxProbe(baseUrl: string | undefined, cacheMs = 1000, now: () => number = Date.now): ReadinessProbe {
+  let cached: { at: number; value: Promise<Readiness> } | undefined
+  const ping = async (url: string): Promise<Readiness> => {
+    try {
+      const response = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(1000) })
+      return response.status === 204 ? 'ok' : `InfluxDB answered ${response.status} at ${url}/ping`
+    } catch (err) {
+      return `InfluxDB is unreachable at ${url} (${(err as Error).message})`
+    }
+  }
+  return {
+    name: 'influxdb',
+    check() {
+      if (baseUrl === undefined) return 'off'
+      if (cached === undefined || now() - cached.at >= cacheMs) cached = { at: now(), value: ping(baseUrl) }
+      return cached.value
+    },
+  }
+}
+
+/**
+ * Registers `/healthz`, `/readyz` (no token) and `/metrics` (reader) (CONTRACT §4). The contract
+ * lists them among the `/api/v1` calls but names them without the prefix, so both paths answer.
+ */
+export function registerHealthRoutes(router: Router, probes: readonly ReadinessProbe[], metrics: HubMetrics): void {
+  for (const prefix of ['', '/api/v1']) registerAt(prefix, router, probes, metrics)
+}
+
+function registerAt(prefix: string, router: Router, probes: readonly ReadinessProbe[], metrics: HubMetrics): void {
+  router.route('get', `${prefix}/healthz`, { scope: undefined, body: 'none' }, () => ({ status: 200, body: { status: 'ok' } }))
+
+  router.route('get', `${prefix}/readyz`, { scope: undefined, body: 'none' }, async () => {
+    const results = await Promise.all(probes.map(async (probe) => [probe.name, await probe.check()] as const))
+    const checks = Object.fromEntries(results)
+    const failing = results.filter(([, value]) => value !== 'ok' && value !== 'off')
+    if (failing.length === 0) return { status: 200, body: { status: 'ready', checks } }
+    const reply = apiError(503, 'not_ready', failing.map(([name, value]) => `${name}: ${value}`).join('; '))
+    return { status: 503, body: { ...(reply.body as object), checks } }
+  })
+
+  router.route('get', `${prefix}/metrics`, { scope: 'reader', body: 'none' }, async () => ({
+    status: 200,
+    text: { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() },
+  }))
+}

@@ -1,0 +1,156 @@
+import { HubError } from './errors.js'
+
+/** The validated, frozen hub configuration (CONTRACT §1). */
+export interface HubConfig {
+  /** Address of the device + REST listener; default `0.0.0.0`. */
+  readonly host: string
+  /** Port of the device + REST listener, 0 = any free port; default 8080. */
+  readonly port: number
+  /** PEM certificate and key; TLS is on when both are set. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined
+  /** Embedded storage directory; default `./.fleetgate`. */
+  readonly dataDir: string
+  /** Admin token from the environment; when undefined one is generated and kept in the data dir. */
+  readonly adminToken: string | undefined
+  /** JSON file of extra operator tokens, or undefined. */
+  readonly tokensFile: string | undefined
+  /** InfluxDB 1.x base URL, or undefined when shipping is `off`; default `http://127.0.0.1:8086`. */
+  readonly influxUrl: string | undefined
+  /** InfluxDB database; default `fleetgate`. */
+  readonly influxDb: string
+  /** Embedded MQTT broker address; default `127.0.0.1`. */
+  readonly mqttHost: string
+  /** Embedded MQTT broker port, 0 = any free port, undefined = broker `off`; default 1883. */
+  readonly mqttPort: number | undefined
+  /** Payload encoding on MQTT; default `json`. */
+  readonly mqttFormat: 'json' | 'cbor'
+  /** External broker to bridge with, or undefined. */
+  readonly mqttUplink: string | undefined
+  /** Sustained frames per second per device (burst = 2x); default 100. */
+  readonly deviceRatePerSec: number
+  /** Largest device frame in bytes; default 65536. */
+  readonly maxFrameBytes: number
+  /** A connection with no traffic for this long is closed, in seconds; default 60. */
+  readonly idleTimeoutSec: number
+  /** Spool quota in bytes; default 1 GiB. */
+  readonly spoolMaxBytes: number
+  /** Log level (an addition to the contract's table); default `info`. */
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+/** uWS's idle timer allows at most 960 s, and the hub adds one 4 s tick (see device-endpoint.ts). */
+const MAX_IDLE_SEC = 956
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+type Env = Readonly<Record<string, string | undefined>>
+
+const HOSTNAME = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$/
+
+function fail(name: string, accepts: string, value: string): never {
+  throw new HubError('HUB_ERR_CONFIG', `${name}=${JSON.stringify(value)} is invalid: ${name} accepts ${accepts}`)
+}
+
+function text(env: Env, name: string, fallback: string): string {
+  const value = env[name]
+  return value === undefined || value === '' ? fallback : value
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name]
+  return value === undefined || value === '' ? undefined : value
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name)
+  if (raw === undefined) return fallback
+  if (!/^\d+$/.test(raw)) fail(name, `a whole number from ${min} to ${max}`, raw)
+  const value = Number(raw)
+  if (value < min || value > max) fail(name, `a whole number from ${min} to ${max}`, raw)
+  return value
+}
+
+function host(env: Env, name: string, fallback: string): string {
+  const value = text(env, name, fallback)
+  if (!HOSTNAME.test(value)) fail(name, 'an IP address or host name', value)
+  return value
+}
+
+function httpUrl(env: Env, name: string, fallback: string): string | undefined {
+  const value = text(env, name, fallback)
+  if (value === 'off') return undefined
+  let url: URL | undefined
+  try {
+    url = new URL(value)
+  } catch {
+    url = undefined
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    fail(name, 'an http:// or https:// URL, or "off"', value)
+  }
+  return value.replace(/\/+$/, '')
+}
+
+/**
+ * Reads the hub's configuration from the environment (CONTRACT §1).
+ * @throws HubError `HUB_ERR_CONFIG`, naming the variable and what it accepts.
+ */
+export function loadConfig(env: Env = process.env): HubConfig {
+  const certFile = optional(env, 'FLEETGATE_TLS_CERT')
+  const keyFile = optional(env, 'FLEETGATE_TLS_KEY')
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    const missing = certFile === undefined ? 'FLEETGATE_TLS_CERT' : 'FLEETGATE_TLS_KEY'
+    fail(missing, 'a PEM file path, set together with FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY', '')
+  }
+
+  const adminToken = optional(env, 'FLEETGATE_ADMIN_TOKEN')
+  if (adminToken !== undefined && (adminToken.length < 16 || !/^[\x21-\x7e]+$/.test(adminToken))) {
+    fail('FLEETGATE_ADMIN_TOKEN', 'at least 16 printable characters without spaces', '<redacted>')
+  }
+
+  const mqttPortRaw = text(env, 'FLEETGATE_MQTT_PORT', '1883')
+  const mqttPort = mqttPortRaw === 'off' ? undefined : integer(env, 'FLEETGATE_MQTT_PORT', 1883, 0, 65535)
+
+  const mqttFormat = text(env, 'FLEETGATE_MQTT_FORMAT', 'json')
+  if (mqttFormat !== 'json' && mqttFormat !== 'cbor') fail('FLEETGATE_MQTT_FORMAT', '"json" or "cbor"', mqttFormat)
+
+  const mqttUplink = optional(env, 'FLEETGATE_MQTT_UPLINK')
+  if (mqttUplink !== undefined) {
+    let ok = false
+    try {
+      const url = new URL(mqttUplink)
+      ok = (url.protocol === 'mqtt:' || url.protocol === 'mqtts:') && url.hostname !== ''
+    } catch {
+      ok = false
+    }
+    if (!ok) fail('FLEETGATE_MQTT_UPLINK', 'a URL mqtt://user:pass@host:port (or mqtts://)', '<redacted>')
+  }
+
+  const logLevel = text(env, 'FLEETGATE_LOG_LEVEL', 'info')
+  const level = LOG_LEVELS.find((l) => l === logLevel)
+  if (level === undefined) fail('FLEETGATE_LOG_LEVEL', LOG_LEVELS.join(', '), logLevel)
+
+  const config: HubConfig = {
+    host: host(env, 'FLEETGATE_HOST', '0.0.0.0'),
+    port: integer(env, 'FLEETGATE_PORT', 8080, 0, 65535),
+    tls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
+    dataDir: text(env, 'FLEETGATE_DATA_DIR', './.fleetgate'),
+    adminToken,
+    tokensFile: optional(env, 'FLEETGATE_TOKENS_FILE'),
+    influxUrl: httpUrl(env, 'FLEETGATE_INFLUX_URL', 'http://127.0.0.1:8086'),
+    influxDb: text(env, 'FLEETGATE_INFLUX_DB', 'fleetgate'),
+    mqttHost: host(env, 'FLEETGATE_MQTT_HOST', '127.0.0.1'),
+    mqttPort,
+    mqttFormat,
+    mqttUplink,
+    deviceRatePerSec: integer(env, 'FLEETGATE_DEVICE_RATE', 100, 1, 1_000_000),
+    maxFrameBytes: integer(env, 'FLEETGATE_MAX_FRAME', 65_536, 256, 16 * 1024 * 1024),
+    idleTimeoutSec: integer(env, 'FLEETGATE_IDLE_SEC', 60, 8, MAX_IDLE_SEC),
+    spoolMaxBytes: integer(env, 'FLEETGATE_SPOOL_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
+    logLevel: level,
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.influxDb)) {
+    fail('FLEETGATE_INFLUX_DB', 'a database name of 1 to 64 letters, digits, "_" or "-"', config.influxDb)
+  }
+  return Object.freeze(config)
+}

@@ -1,0 +1,145 @@
+import { decodeDeviceFrame, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
+import type { DeviceAuthenticator, FailureLimiter } from './device-auth.js'
+import { bearerToken } from './http.js'
+import { WINDOW_FRAMES, type Ingest } from './ingest.js'
+import type { Logger } from './logger.js'
+import type { HubMetrics } from './metrics.js'
+import { CloseCode, DeviceSession, type Sessions, type SocketData } from './sessions.js'
+
+/** What the device endpoint needs. */
+export interface DeviceEndpointOptions {
+  readonly authenticator: DeviceAuthenticator
+  readonly failures: FailureLimiter
+  readonly sessions: Sessions
+  readonly ingest: Ingest
+  readonly metrics: HubMetrics
+  readonly log: Logger
+  /** The hub's version, sent in `hello`. */
+  readonly version: string
+  readonly maxFrameBytes: number
+  readonly deviceRatePerSec: number
+  readonly idleTimeoutSec: number
+  readonly now?: () => number
+}
+
+const UNAUTHORIZED = '{"error":"unauthorized"}'
+const THROTTLED = '{"error":"too_many_requests","message":"too many failed authentications from this address; retry later"}'
+
+/** Mounts `/v1/connect` (CONTRACT §3) on a uWS app. */
+export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOptions): void {
+  const { authenticator, failures, sessions, ingest, metrics, log } = options
+  const now = options.now ?? Date.now
+  const limits = {
+    frame: options.maxFrameBytes,
+    batch: MAX_BATCH_READINGS,
+    rate: options.deviceRatePerSec,
+    window: WINDOW_FRAMES,
+  }
+
+  // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
+  const protocolClose = (session: DeviceSession, code: number, e: string, msg: string): void => {
+    session.send({ t: 'err', e, msg })
+    session.close(code, msg)
+  }
+
+  // uWS copies the user data's own properties onto its socket object (prototype methods are lost),
+  // so the user data is a holder of the session rather than the session itself.
+  app.ws<SocketData>('/v1/connect', {
+    // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (1006).
+    // Leaving it room above the contract's limit lets the hub answer most oversized frames with
+    // the 1009 of CONTRACT §3 itself; only frames over twice the limit get uWS's bare drop.
+    maxPayloadLength: options.maxFrameBytes * 2,
+    // uWS checks idleness on a 4 s tick, so a socket closes up to 4 s before its idleTimeout. One
+    // tick more means a device is never dropped before FLEETGATE_IDLE_SEC of silence, at most 4 s after.
+    idleTimeout: options.idleTimeoutSec + 4,
+    sendPingsAutomatically: true,
+    maxBackpressure: 1024 * 1024,
+
+    // The token check is synchronous (HMAC, Ed25519 and an lmdb read all are), so the request is
+    // answered inside this callback while `req` and `res` are alive: no await, no late write, and
+    // so no `onAborted` to race with.
+    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+      const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+      if (failures.blocked(address)) {
+        metrics.connects.inc({ outcome: 'throttled' })
+        res.writeStatus('429 Too Many Requests').writeHeader('content-type', 'application/json').end(THROTTLED)
+        return
+      }
+      const token = bearerToken(req.getHeader('authorization')) ?? req.getQuery('token') ?? ''
+      const result = authenticator.verify(token)
+      if (!result.ok) {
+        failures.fail(address)
+        metrics.connects.inc({ outcome: 'unauthorized' })
+        metrics.authFailures.inc({ reason: result.reason })
+        log.info({ reason: result.reason, deviceId: result.deviceId, address }, 'device refused')
+        // CONTRACT §3: the same answer for every failure; only the log says which check failed.
+        res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json').end(UNAUTHORIZED)
+        return
+      }
+      res.upgrade<SocketData>(
+        { session: new DeviceSession(result.device.id, address, now(), ingest.newState()) },
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      )
+    },
+
+    open(socket) {
+      const session = socket.getUserData().session
+      session.socket = socket
+      metrics.connects.inc({ outcome: 'accepted' })
+      sessions.opened(session)
+      session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
+    },
+
+    message(socket, message, isBinary) {
+      const session = socket.getUserData().session
+      session.lastSeenAt = now()
+      if (!isBinary) {
+        metrics.frames.inc({ type: 'text' })
+        protocolClose(session, CloseCode.textFrame, 'text', 'frames are binary CBOR, not text')
+        return
+      }
+      if (message.byteLength > options.maxFrameBytes) {
+        metrics.frames.inc({ type: 'too_big' })
+        protocolClose(session, CloseCode.tooBig, 'too_big', `a frame is at most ${options.maxFrameBytes} bytes`)
+        return
+      }
+      const bytes = new Uint8Array(message)
+      const decoded = decodeDeviceFrame(bytes)
+      if (!decoded.ok) {
+        metrics.frames.inc({ type: decoded.code })
+        if (decoded.code === 'invalid' && decoded.s !== undefined) {
+          metrics.naked('invalid')
+          session.send({ t: 'nak', s: decoded.s, e: 'invalid' })
+          return
+        }
+        // Without a valid `s` a frame cannot be naked, so it is a protocol error like garbage.
+        protocolClose(session, CloseCode.badFrame, decoded.code, decoded.reason.slice(0, 120))
+        return
+      }
+      const frame = decoded.frame
+      metrics.frames.inc({ type: frame.t })
+      switch (frame.t) {
+        case 'tm':
+        case 'tb':
+          ingest.accept(session, frame, bytes)
+          return
+        case 'res':
+          // Command results are routed by the command module (issue #4).
+          return
+      }
+    },
+
+    pong(socket) {
+      socket.getUserData().session.lastSeenAt = now()
+    },
+
+    close(socket, code) {
+      metrics.closes.inc({ code: String(code) })
+      sessions.closed(socket.getUserData().session, code)
+    },
+  })
+}

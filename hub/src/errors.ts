@@ -1,0 +1,19 @@
+/** Every error code the hub raises; branch on `err.code`, never on the message. */
+export type HubErrorCode =
+  | 'HUB_ERR_CONFIG'
+  | 'HUB_ERR_UWS_FALLBACK'
+  | 'HUB_ERR_LISTEN'
+  | 'HUB_ERR_STORE'
+  | 'HUB_ERR_TOKENS_FILE'
+
+/** The hub's one error class: a closed set of codes, causes wrapped, never swallowed. */
+export class HubError extends Error {
+  override readonly name = 'HubError'
+  constructor(
+    readonly code: HubErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}

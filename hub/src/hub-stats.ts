@@ -1,0 +1,38 @@
+import { hostname } from 'node:os'
+import { appendLine } from './influx-line.js'
+import type { InfluxWriter } from './influx-writer.js'
+import type { Logger } from './logger.js'
+import type { HubMetrics } from './metrics.js'
+
+/** CONTRACT §5: the measurement of the hub's own figures. */
+export const HUB_MEASUREMENT = 'fleetgate_hub'
+/** CONTRACT §5: the hub writes its figures every 10 s. */
+export const HUB_STATS_INTERVAL_MS = 10_000
+
+/**
+ * Writes the hub's figures to InfluxDB every 10 s (tag `hub`: the host name), from the same
+ * counters `/metrics` serves. A failed write is logged and skipped: these are gauges of the
+ * moment, not data to keep.
+ */
+export function startHubStats(
+  metrics: HubMetrics,
+  writer: InfluxWriter,
+  log: Logger,
+  intervalMs: number = HUB_STATS_INTERVAL_MS,
+  now: () => number = Date.now,
+): () => void {
+  const hub = hostname()
+  const timer = setInterval(() => {
+    void metrics
+      .snapshot()
+      .then(async (figures) => {
+        const lines: string[] = []
+        appendLine(lines, HUB_MEASUREMENT, { hub }, figures, now())
+        const result = await writer.write(lines)
+        if (!result.ok) log.warn({ reason: result.retry ? result.error.message : result.reason }, 'hub figures not written')
+      })
+      .catch((err: unknown) => log.warn({ err }, 'hub figures not collected'))
+  }, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}

@@ -1,0 +1,180 @@
+import { Backoff, decodeDeviceFrame, type Reading, type Tags } from '@fleetgate/device-sdk'
+import type { DeadLetter } from './dead-letter.js'
+import { appendLine } from './influx-line.js'
+import type { InfluxWriter } from './influx-writer.js'
+import { readingsOf } from './ingest.js'
+import type { Logger } from './logger.js'
+import type { Registry } from './registry.js'
+import type { Spool, SpooledEntry } from './spool.js'
+
+/** CONTRACT §5: the measurement telemetry lands in. */
+export const TELEMETRY_MEASUREMENT = 'telemetry'
+
+/** Figures the shipper reports. */
+export interface ShipperCounters {
+  shipped(points: number): void
+  deadLettered(points: number): void
+  writeFailed(): void
+}
+
+/** What the shipper is built from. */
+export interface ShipperOptions {
+  readonly spool: Spool
+  readonly registry: Registry
+  /** InfluxDB, or undefined when shipping is `off`: entries are then released once committed. */
+  readonly writer: InfluxWriter | undefined
+  readonly deadLetter: DeadLetter
+  readonly log: Logger
+  readonly counters: ShipperCounters
+  /** Called after every trim, so ingest can resume acks held back by the spool quota. */
+  readonly trimmed: () => void
+  /** Points per InfluxDB write at most; default 5,000. */
+  readonly batchPoints?: number
+  /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
+  readonly flushIntervalMs?: number
+  /** Clock, Unix ms; default Date.now. */
+  readonly now?: () => number
+}
+
+interface Batch {
+  readonly entries: SpooledEntry[]
+  readonly lines: string[]
+  points: number
+}
+
+/**
+ * Ships the spool to InfluxDB in order: batches of up to 5,000 points, or whatever waited 1 s;
+ * retries with backoff while InfluxDB is away; trims what landed. The spool itself is the durable
+ * cursor: an entry leaves it only after its points were written (or dead-lettered), so a restart
+ * resumes from the oldest entry left, and a batch written twice lands on the same points.
+ */
+export class InfluxShipper {
+  readonly #options: ShipperOptions
+  readonly #now: () => number
+  readonly #batchPoints: number
+  readonly #flushIntervalMs: number
+  readonly #backoff = new Backoff({ initialDelayMs: 500, maxDelayMs: 30_000 })
+  /** Readings committed since the last write; unknown after a start, so the first pass ships at once. */
+  #unshipped = Number.POSITIVE_INFINITY
+  #oldestAt = 0
+  #wake: (() => void) | undefined
+  #running: Promise<void> | undefined
+  #stopped = false
+
+  constructor(options: ShipperOptions) {
+    this.#options = options
+    this.#now = options.now ?? Date.now
+    this.#batchPoints = options.batchPoints ?? 5000
+    this.#flushIntervalMs = options.flushIntervalMs ?? 1000
+  }
+
+  /** Starts the shipping loop. */
+  start(): void {
+    this.#running ??= this.#loop()
+  }
+
+  /** Tells the shipper that `readings` more were committed. */
+  committed(readings: number): void {
+    if (this.#unshipped === 0) this.#oldestAt = this.#now()
+    this.#unshipped += readings
+    if (this.#unshipped >= this.#batchPoints) this.#wake?.()
+  }
+
+  /** Stops after the write under way, if any. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#wake?.()
+    await this.#running
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopped) {
+      const waitMs = this.#unshipped === 0 ? this.#flushIntervalMs : this.#flushIntervalMs - (this.#now() - this.#oldestAt)
+      if (this.#unshipped < this.#batchPoints && waitMs > 0) {
+        await this.#sleep(waitMs)
+        continue
+      }
+      const batch = this.#collect()
+      if (batch.entries.length === 0) {
+        this.#unshipped = 0
+        continue
+      }
+      if (!(await this.#ship(batch))) {
+        this.#options.counters.writeFailed()
+        await this.#sleep(this.#backoff.next())
+        continue
+      }
+      this.#backoff.reset()
+      await this.#options.spool.trim(batch.entries)
+      this.#unshipped = Math.max(0, this.#unshipped - batch.points)
+      this.#oldestAt = this.#now()
+      this.#options.trimmed()
+    }
+  }
+
+  /** Reads the oldest entries up to the batch size and builds their lines. */
+  #collect(): Batch {
+    const batch: Batch = { entries: [], lines: [], points: 0 }
+    const tagsOf = new Map<string, Tags>()
+    for (const entry of this.#options.spool.read(this.#batchPoints)) {
+      const readings = this.#readings(entry)
+      if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) break
+      batch.entries.push(entry)
+      batch.points += readings.length
+      if (this.#options.writer === undefined) continue
+      let deviceTags = tagsOf.get(entry.deviceId)
+      if (deviceTags === undefined) {
+        deviceTags = this.#options.registry.get(entry.deviceId)?.tags ?? {}
+        tagsOf.set(entry.deviceId, deviceTags)
+      }
+      for (const reading of readings) {
+        // CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
+        const tags = { ...deviceTags, ...reading.g, device: entry.deviceId }
+        const refused = appendLine(batch.lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
+        if (refused !== undefined) {
+          this.#options.deadLetter.add(JSON.stringify({ device: entry.deviceId, reading }), `not writable as line protocol: ${refused}`)
+          this.#options.counters.deadLettered(1)
+        }
+      }
+    }
+    return batch
+  }
+
+  #readings(entry: SpooledEntry): readonly Reading[] {
+    const decoded = decodeDeviceFrame(entry.frame)
+    if (!decoded.ok || (decoded.frame.t !== 'tm' && decoded.frame.t !== 'tb')) {
+      // Ingest validated every frame before storing it; this only happens to a damaged store.
+      this.#options.log.error({ seq: entry.seq, deviceId: entry.deviceId }, 'spool entry does not decode; dropping it')
+      return []
+    }
+    return readingsOf(decoded.frame, entry.receivedAt)
+  }
+
+  /** Writes a batch; false when InfluxDB is away and the batch must be retried. */
+  async #ship(batch: Batch): Promise<boolean> {
+    const writer = this.#options.writer
+    if (writer === undefined || batch.lines.length === 0) return true
+    const result = await writer.writeOrDeadLetter(batch.lines)
+    if ('retry' in result) {
+      this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')
+      return false
+    }
+    this.#options.counters.shipped(result.written)
+    if (result.deadLettered > 0) this.#options.counters.deadLettered(result.deadLettered)
+    return true
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined
+        resolve()
+      }, ms)
+      this.#wake = () => {
+        clearTimeout(timer)
+        this.#wake = undefined
+        resolve()
+      }
+    })
+  }
+}

@@ -1,0 +1,219 @@
+import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
+import type { Logger } from './logger.js'
+import type { Spool, SpoolEntry } from './spool.js'
+
+/** CONTRACT §3: the default flow-control window, in telemetry frames. */
+export const WINDOW_FRAMES = 64
+
+/** What ingest needs of a device session; the device endpoint adapts a uWS socket to it. */
+export interface Peer {
+  readonly deviceId: string
+  readonly ingest: IngestState
+  /** False once the session has closed: nothing may be sent then. */
+  isOpen(): boolean
+  send(frame: HubFrame): void
+  close(code: number, reason: string): void
+}
+
+/** Per-session ingest state: sequence, window and token bucket. */
+export interface IngestState {
+  /** Highest `s` seen on this connection (CONTRACT §3: strictly increasing). */
+  lastSeq: number
+  /** Frames accepted and not yet acked. */
+  inflight: number
+  /** Token bucket: tokens left and when it was last refilled (Unix ms). */
+  tokens: number
+  refilledAt: number
+  /** Rate naks in the current abuse window, and when it began (Unix ms). */
+  rateNaks: number
+  rateWindowStart: number
+}
+
+/** A telemetry message as MQTT subscribers get it once the frame is durable (CONTRACT §6). */
+export interface TelemetryMessage {
+  readonly device: string
+  readonly seq: number
+  readonly readings: readonly Reading[]
+}
+
+/** The readings of a telemetry frame; a `tm` without `ts` is stamped with the hub's receive time. */
+export function readingsOf(frame: TelemetryFrame | BatchFrame, receivedAt: number): readonly Reading[] {
+  if (frame.t === 'tb') return frame.r
+  return [frame.g === undefined ? { ts: frame.ts ?? receivedAt, m: frame.m } : { ts: frame.ts ?? receivedAt, m: frame.m, g: frame.g }]
+}
+
+/** Counters ingest reports to the hub's figures. */
+export interface IngestCounters {
+  accepted(frames: number, readings: number): void
+  acked(acks: number): void
+  naked(reason: NakReason): void
+}
+
+/** What ingest is built from. */
+export interface IngestOptions {
+  readonly spool: Spool
+  readonly log: Logger
+  readonly counters: IngestCounters
+  /** Called with each frame's readings once durable (the MQTT bridge); must not block. */
+  readonly publish: (message: TelemetryMessage) => void
+  /** Called after each commit with the readings it made durable (wakes the InfluxDB shipper). */
+  readonly committed: (readings: number) => void
+  /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
+  readonly ratePerSec: number
+  /** The spool quota in bytes: above it acks stop until the shipper frees room. */
+  readonly spoolMaxBytes: number
+  /** Clock, Unix ms; default Date.now. */
+  readonly now?: () => number
+}
+
+/** A closing code for sustained rate abuse (CONTRACT §3). */
+const RATE_ABUSE_CLOSE = 1008
+/** A close for a commit that failed: the device reconnects and resends what was not acked. */
+const COMMIT_FAILED_CLOSE = 1011
+/** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
+const ABUSE_WINDOW_MS = 5000
+
+interface Pending {
+  readonly peer: Peer
+  readonly s: number
+  readonly entry: SpoolEntry
+  readonly readings: readonly Reading[]
+}
+
+/**
+ * Telemetry ingest: checks a frame's sequence, the device's rate and window, queues it for the
+ * next group commit, and after the commit sends one cumulative `ack` per session and publishes
+ * the readings. Nothing here awaits per frame.
+ */
+export class Ingest {
+  readonly #options: IngestOptions
+  readonly #now: () => number
+  #pending: Pending[] = []
+  #scheduled = false
+  #commits = new Set<Promise<void>>()
+
+  constructor(options: IngestOptions) {
+    this.#options = options
+    this.#now = options.now ?? Date.now
+  }
+
+  /** A fresh state for a new session: a full bucket, nothing in flight. */
+  newState(): IngestState {
+    const now = this.#now()
+    return { lastSeq: -1, inflight: 0, tokens: 2 * this.#options.ratePerSec, refilledAt: now, rateNaks: 0, rateWindowStart: now }
+  }
+
+  /** Frames waiting for a commit (held while the spool is over quota). */
+  get pendingFrames(): number {
+    return this.#pending.length
+  }
+
+  /**
+   * Takes one decoded telemetry frame. `raw` is the frame's bytes; they are copied, since uWS
+   * reuses the message buffer once the handler returns.
+   */
+  accept(peer: Peer, frame: TelemetryFrame | BatchFrame, raw: Uint8Array): void {
+    const state = peer.ingest
+    if (frame.s <= state.lastSeq) return this.#nak(peer, frame.s, 'seq')
+    state.lastSeq = frame.s
+    if (!this.#takeToken(peer, frame.s)) return
+    if (state.inflight >= WINDOW_FRAMES) return this.#nak(peer, frame.s, 'too_many')
+    state.inflight++
+    const receivedAt = this.#now()
+    const readings = readingsOf(frame, receivedAt)
+    this.#pending.push({ peer, s: frame.s, entry: { deviceId: peer.deviceId, receivedAt, frame: raw.slice() }, readings })
+    this.#options.counters.accepted(1, readings.length)
+    this.#schedule()
+  }
+
+  /** Retries a commit held back by the spool quota (the shipper calls this after a trim). */
+  resume(): void {
+    if (this.#pending.length > 0) this.#schedule()
+  }
+
+  /** Commits everything accepted, quota or not, and waits for every commit (shutdown). */
+  async drain(): Promise<void> {
+    this.#commit(true)
+    await Promise.all([...this.#commits])
+  }
+
+  #takeToken(peer: Peer, s: number): boolean {
+    const state = peer.ingest
+    const rate = this.#options.ratePerSec
+    const now = this.#now()
+    state.tokens = Math.min(2 * rate, state.tokens + ((now - state.refilledAt) * rate) / 1000)
+    state.refilledAt = now
+    if (state.tokens >= 1) {
+      state.tokens -= 1
+      return true
+    }
+    this.#nak(peer, s, 'rate')
+    if (now - state.rateWindowStart >= ABUSE_WINDOW_MS) {
+      state.rateWindowStart = now
+      state.rateNaks = 0
+    }
+    // Sending at twice the allowed rate for a whole window is abuse, not a burst.
+    if (++state.rateNaks > (rate * ABUSE_WINDOW_MS) / 1000) {
+      peer.close(RATE_ABUSE_CLOSE, 'sustained rate abuse')
+    }
+    return false
+  }
+
+  #nak(peer: Peer, s: number, e: NakReason): void {
+    this.#options.counters.naked(e)
+    peer.send({ t: 'nak', s, e })
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    // One commit per turn of the event loop gathers every frame that arrived in it (group commit).
+    setImmediate(() => {
+      this.#scheduled = false
+      this.#commit(false)
+    })
+  }
+
+  #commit(ignoreQuota: boolean): void {
+    if (this.#pending.length === 0) return
+    // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
+    if (!ignoreQuota && this.#options.spool.bytes >= this.#options.spoolMaxBytes) return
+    const batch = this.#pending
+    this.#pending = []
+    const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
+      () => this.#acknowledge(batch),
+      (err: unknown) => this.#failed(batch, err),
+    )
+    this.#commits.add(commit)
+    void commit.finally(() => this.#commits.delete(commit))
+  }
+
+  #acknowledge(batch: readonly Pending[]): void {
+    // CONTRACT §3: one cumulative ack per session per commit, carrying its highest seq.
+    const highest = new Map<Peer, number>()
+    for (const { peer, s } of batch) {
+      peer.ingest.inflight--
+      highest.set(peer, s)
+    }
+    let acks = 0
+    for (const [peer, s] of highest) {
+      if (!peer.isOpen()) continue
+      peer.send({ t: 'ack', s })
+      acks++
+    }
+    this.#options.counters.acked(acks)
+    let readingCount = 0
+    for (const { peer, s, readings } of batch) {
+      readingCount += readings.length
+      this.#options.publish({ device: peer.deviceId, seq: s, readings })
+    }
+    this.#options.committed(readingCount)
+  }
+
+  #failed(batch: readonly Pending[], err: unknown): void {
+    this.#options.log.error({ err, frames: batch.length }, 'spool commit failed; closing the sessions concerned')
+    for (const peer of new Set(batch.map((p) => p.peer))) {
+      if (peer.isOpen()) peer.close(COMMIT_FAILED_CLOSE, 'storage failure; resend unacknowledged frames')
+    }
+  }
+}

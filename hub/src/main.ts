@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { loadConfig } from './config.js'
+import { HubError } from './errors.js'
+import { startHub } from './hub.js'
+import { createLogger } from './logger.js'
+
+/** CONTRACT §1: after SIGTERM/SIGINT the process exits within 10 s. */
+const STOP_DEADLINE_MS = 9_000
+
+function die(err: unknown): never {
+  const message = err instanceof HubError ? `${err.code}: ${err.message}` : `fatal: ${(err as Error).stack ?? String(err)}`
+  process.stdout.write(`${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), msg: message })}\n`)
+  process.stderr.write(`fleetgate: ${message}\n`)
+  process.exit(1)
+}
+
+let config
+try {
+  config = loadConfig(process.env)
+} catch (err) {
+  die(err)
+}
+const log = createLogger(config.logLevel)
+const hub = await startHub({ config, log }).catch(die)
+
+const shutdown = (signal: NodeJS.Signals): void => {
+  log.info({ signal }, 'shutting down')
+  setTimeout(() => {
+    log.error('shutdown took too long; exiting')
+    process.exit(1)
+  }, STOP_DEADLINE_MS).unref()
+  hub.stop().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    },
+  )
+}
+process.once('SIGTERM', shutdown)
+process.once('SIGINT', shutdown)

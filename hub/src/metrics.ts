@@ -1,0 +1,119 @@
+import type { NakReason } from '@fleetgate/device-sdk'
+import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { IngestCounters } from './ingest.js'
+import type { ShipperCounters } from './influx-shipper.js'
+
+/** The hub's figures, in Prometheus form (`GET /metrics`). */
+export class HubMetrics implements IngestCounters, ShipperCounters {
+  readonly registry = new PromRegistry()
+  readonly sessions: Gauge
+  readonly connects: Counter<'outcome'>
+  readonly authFailures: Counter<'reason'>
+  readonly frames: Counter<'type'>
+  readonly naks: Counter<'reason'>
+  readonly closes: Counter<'code'>
+  readonly acceptedFrames: Counter
+  readonly readings: Counter
+  readonly acks: Counter
+  readonly shippedPoints: Counter
+  readonly deadLetters: Counter
+  readonly influxWriteErrors: Counter
+  readonly spoolBytes: Gauge
+
+  constructor(sessionCount: () => number, spoolBytes: () => number) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'fleetgate_' })
+    this.sessions = new Gauge({
+      name: 'fleetgate_sessions',
+      help: 'Live device sessions',
+      registers,
+      collect() {
+        this.set(sessionCount())
+      },
+    })
+    this.connects = new Counter({
+      name: 'fleetgate_connects_total',
+      help: 'Device connection attempts by outcome (accepted, unauthorized, throttled)',
+      labelNames: ['outcome'],
+      registers,
+    })
+    this.authFailures = new Counter({
+      name: 'fleetgate_auth_failures_total',
+      help: 'Refused device tokens by reason',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.frames = new Counter({
+      name: 'fleetgate_frames_total',
+      help: 'Device frames received by type',
+      labelNames: ['type'],
+      registers,
+    })
+    this.naks = new Counter({ name: 'fleetgate_naks_total', help: 'Frames refused by reason', labelNames: ['reason'], registers })
+    this.acceptedFrames = new Counter({ name: 'fleetgate_frames_accepted_total', help: 'Telemetry frames accepted for the spool', registers })
+    this.readings = new Counter({ name: 'fleetgate_readings_total', help: 'Readings accepted for the spool', registers })
+    this.acks = new Counter({ name: 'fleetgate_acks_total', help: 'Cumulative acks sent', registers })
+    this.shippedPoints = new Counter({ name: 'fleetgate_influx_points_total', help: 'Points written to InfluxDB', registers })
+    this.deadLetters = new Counter({ name: 'fleetgate_influx_dead_letters_total', help: 'Points InfluxDB refused for good', registers })
+    this.influxWriteErrors = new Counter({ name: 'fleetgate_influx_write_errors_total', help: 'Failed InfluxDB writes (retried)', registers })
+    this.spoolBytes = new Gauge({
+      name: 'fleetgate_spool_bytes',
+      help: 'Bytes held in the durable spool',
+      registers,
+      collect() {
+        this.set(spoolBytes())
+      },
+    })
+    this.closes = new Counter({
+      name: 'fleetgate_session_closes_total',
+      help: 'Device sessions ended by close code',
+      labelNames: ['code'],
+      registers,
+    })
+  }
+
+  accepted(frames: number, readings: number): void {
+    this.acceptedFrames.inc(frames)
+    this.readings.inc(readings)
+  }
+
+  acked(acks: number): void {
+    this.acks.inc(acks)
+  }
+
+  naked(reason: NakReason): void {
+    this.naks.inc({ reason })
+  }
+
+  shipped(points: number): void {
+    this.shippedPoints.inc(points)
+  }
+
+  deadLettered(points: number): void {
+    this.deadLetters.inc(points)
+  }
+
+  writeFailed(): void {
+    this.influxWriteErrors.inc()
+  }
+
+  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
+  async snapshot(): Promise<Record<string, number>> {
+    const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
+      (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)
+    const memory = process.memoryUsage()
+    return {
+      connections: await total(this.sessions),
+      frames: await total(this.frames),
+      readings: await total(this.readings),
+      acks: await total(this.acks),
+      naks: await total(this.naks),
+      spool_bytes: await total(this.spoolBytes),
+      influx_points: await total(this.shippedPoints),
+      influx_write_errors: await total(this.influxWriteErrors),
+      influx_dead_letters: await total(this.deadLetters),
+      rss_bytes: memory.rss,
+      heap_used_bytes: memory.heapUsed,
+    }
+  }
+}

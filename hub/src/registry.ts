@@ -1,0 +1,188 @@
+import type { KeyType, Tags } from '@fleetgate/device-sdk'
+import { generateDeviceKey, type DeviceKey, type IssuedSecret } from './keys.js'
+import type { Store } from './store.js'
+
+/** A device as the registry keeps it. Times are Unix milliseconds. */
+export interface DeviceRecord {
+  readonly id: string
+  readonly key: DeviceKey
+  /** The key before the last rotation, accepted until `until` (ms) for the rotation's grace period. */
+  readonly previousKey?: DeviceKey & { readonly until: number }
+  readonly tags: Tags
+  readonly disabled: boolean
+  readonly createdAt: number
+  /** When its last session ended; live sessions are tracked by the session table, not here. */
+  readonly lastSeenAt?: number
+}
+
+/** What an operator asks for when creating a device (already validated). */
+export interface NewDevice {
+  readonly id: string
+  readonly keyType: KeyType
+  /** A raw Ed25519 public key (base64url) the operator made; the hub then issues no secret. */
+  readonly publicKey?: string
+  readonly tags: Tags
+}
+
+/** A listing page: `next` is the cursor for `after`, or null at the end. */
+export interface DevicePage {
+  readonly items: DeviceRecord[]
+  readonly next: string | null
+}
+
+/** Listing filters: every tag must match; `accept` narrows further (e.g. online only). */
+export interface ListOptions {
+  readonly tags: ReadonlyArray<readonly [string, string]>
+  readonly after: string | undefined
+  readonly limit: number
+  readonly accept?: (id: string) => boolean
+}
+
+const tagIndexKey = (name: string, value: string, id: string): string => `${name}=${value}\0${id}`
+const tagIndexPrefix = (name: string, value: string): string => `${name}=${value}\0`
+
+/**
+ * The device registry: records by id (an O(1) B-tree lookup, no scan) plus a tag index whose keys
+ * sort by tag then id, so a tag filter with an `after` cursor is one range read.
+ */
+export class Registry {
+  readonly #store: Store
+  readonly #now: () => number
+
+  constructor(store: Store, now: () => number = Date.now) {
+    this.#store = store
+    this.#now = now
+  }
+
+  /** The device, or undefined. Synchronous: served from lmdb's memory map. */
+  get(id: string): DeviceRecord | undefined {
+    return this.#store.devices.get(id) as DeviceRecord | undefined
+  }
+
+  /** Creates the device; resolves undefined when the id exists. */
+  async create(input: NewDevice): Promise<{ device: DeviceRecord; secret: IssuedSecret } | undefined> {
+    const [result] = await this.createMany([input])
+    return result
+  }
+
+  /**
+   * Creates many devices in one transaction (group commit). Each entry resolves to the new
+   * device and its secret, or undefined when its id already exists.
+   */
+  async createMany(
+    inputs: readonly NewDevice[],
+  ): Promise<Array<{ device: DeviceRecord; secret: IssuedSecret } | undefined>> {
+    const createdAt = this.#now()
+    const prepared = inputs.map((input) => {
+      const issued =
+        input.publicKey === undefined
+          ? generateDeviceKey(input.keyType)
+          : { key: { type: 'ed25519' as const, material: input.publicKey }, secret: {} }
+      const device: DeviceRecord = { id: input.id, key: issued.key, tags: input.tags, disabled: false, createdAt }
+      return { device, secret: issued.secret }
+    })
+    const { devices } = this.#store
+    // The existence check runs inside the write transaction, so two concurrent creates of one id
+    // cannot both win.
+    return this.#store.root.transaction(() =>
+      prepared.map((entry) => {
+        if (devices.get(entry.device.id) !== undefined) return undefined
+        this.#write(undefined, entry.device)
+        return entry
+      }),
+    )
+  }
+
+  /** Changes tags and/or the disabled flag; resolves undefined when the device does not exist. */
+  async update(id: string, change: { tags?: Tags; disabled?: boolean }): Promise<DeviceRecord | undefined> {
+    return this.#store.root.transaction(() => {
+      const before = this.get(id)
+      if (before === undefined) return undefined
+      const after: DeviceRecord = { ...before, ...change }
+      this.#write(before, after)
+      return after
+    })
+  }
+
+  /** Deletes the device and its tag index entries; resolves false when it did not exist. */
+  async remove(id: string): Promise<boolean> {
+    return this.#store.root.transaction(() => {
+      const before = this.get(id)
+      if (before === undefined) return false
+      this.#write(before, undefined)
+      return true
+    })
+  }
+
+  /**
+   * Issues a new key of the device's type. The old one keeps opening sessions for `graceSec`
+   * seconds (0: never again). Resolves undefined when the device does not exist.
+   */
+  async rotateKey(id: string, graceSec: number): Promise<{ device: DeviceRecord; secret: IssuedSecret } | undefined> {
+    const current = this.get(id)
+    if (current === undefined) return undefined
+    const issued = generateDeviceKey(current.key.type)
+    const until = this.#now() + graceSec * 1000
+    return this.#store.root.transaction(() => {
+      const before = this.get(id)
+      if (before === undefined) return undefined
+      const { previousKey: _expired, ...rest } = before
+      const after: DeviceRecord =
+        graceSec > 0 ? { ...rest, key: issued.key, previousKey: { ...before.key, until } } : { ...rest, key: issued.key }
+      this.#write(before, after)
+      return { device: after, secret: issued.secret }
+    })
+  }
+
+  /** Records when a device's session ended (best effort: a lost write only makes `lastSeenAt` older). */
+  touch(id: string, lastSeenAt: number): void {
+    void this.#store.root.transaction(() => {
+      const before = this.get(id)
+      if (before !== undefined) this.#store.devices.put(id, { ...before, lastSeenAt })
+    })
+  }
+
+  /** One page of devices sorted by id, after the cursor, matching every filter. */
+  list(options: ListOptions): DevicePage {
+    const items: DeviceRecord[] = []
+    const [firstTag, ...otherTags] = options.tags
+    const matches = (device: DeviceRecord): boolean =>
+      otherTags.every(([name, value]) => device.tags[name] === value) && (options.accept?.(device.id) ?? true)
+    const take = (device: DeviceRecord | undefined): boolean => {
+      if (device === undefined || !matches(device)) return false
+      items.push(device)
+      return items.length > options.limit
+    }
+    if (firstTag === undefined) {
+      const start = options.after === undefined ? undefined : `${options.after}\0`
+      for (const { value } of this.#store.devices.getRange(start === undefined ? {} : { start })) {
+        if (take(value as DeviceRecord)) break
+      }
+    } else {
+      const prefix = tagIndexPrefix(firstTag[0], firstTag[1])
+      const start = options.after === undefined ? prefix : `${prefix}${options.after}\0`
+      for (const key of this.#store.deviceTags.getKeys({ start, end: `${prefix.slice(0, -1)}\x01` })) {
+        if (take(this.get(key.slice(prefix.length)))) break
+      }
+    }
+    // One record past the page tells whether there is a next page without a second query.
+    const more = items.length > options.limit
+    if (more) items.pop()
+    const last = items[items.length - 1]
+    return { items, next: more && last !== undefined ? last.id : null }
+  }
+
+  /** Writes `after` in place of `before` (either may be absent), keeping the tag index in step. */
+  #write(before: DeviceRecord | undefined, after: DeviceRecord | undefined): void {
+    const { devices, deviceTags } = this.#store
+    if (before !== undefined) {
+      for (const [name, value] of Object.entries(before.tags)) deviceTags.remove(tagIndexKey(name, value, before.id))
+    }
+    if (after === undefined) {
+      if (before !== undefined) devices.remove(before.id)
+      return
+    }
+    devices.put(after.id, after)
+    for (const [name, value] of Object.entries(after.tags)) deviceTags.put(tagIndexKey(name, value, after.id), null)
+  }
+}

@@ -1,0 +1,56 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { open, type Database, type RootDatabase } from 'lmdb'
+import { HubError } from './errors.js'
+
+/**
+ * The embedded store: one lmdb environment under the data dir, one named database per concern.
+ * lmdb is ACID and its async writes are batched into one transaction per tick (group commit); a
+ * write's promise resolves once the transaction is flushed to disk.
+ */
+export interface Store {
+  readonly root: RootDatabase
+  /** device id -> device record */
+  readonly devices: Database<unknown, string>
+  /** `tagKey=tagValue\0deviceId` -> null: devices by registry tag, sorted by id */
+  readonly deviceTags: Database<null, string>
+  /** spool sequence -> one accepted telemetry frame as stored (see spool.ts) */
+  readonly spool: Database<Buffer, number>
+  /** small named values kept transactionally with the data they describe (e.g. spool byte total) */
+  readonly meta: Database<unknown, string>
+  /** Whether the environment answers a read (for `/readyz`). */
+  healthy(): boolean
+  close(): Promise<void>
+}
+
+/** Opens (creating when missing) the store in `dataDir/store`. */
+export function openStore(dataDir: string): Store {
+  const path = join(dataDir, 'store')
+  let root: RootDatabase
+  try {
+    mkdirSync(path, { recursive: true, mode: 0o700 })
+    root = open({ path, maxDbs: 16, compression: false })
+  } catch (cause) {
+    throw new HubError('HUB_ERR_STORE', `cannot open the store at ${path}: ${(cause as Error).message}`, { cause })
+  }
+  const devices = root.openDB<unknown, string>({ name: 'devices' })
+  const deviceTags = root.openDB<null, string>({ name: 'device-tags' })
+  const spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
+  const meta = root.openDB<unknown, string>({ name: 'meta' })
+  return {
+    root,
+    devices,
+    deviceTags,
+    spool,
+    meta,
+    healthy() {
+      try {
+        root.getStats()
+        return true
+      } catch {
+        return false
+      }
+    },
+    close: () => root.close(),
+  }
+}

@@ -1,0 +1,62 @@
+import { DEVICE_ID_PATTERN, METRIC_KEY_PATTERN, MAX_TAGS, MAX_TAG_VALUE_BYTES, type Tags } from '@fleetgate/device-sdk'
+
+/** A validation outcome: the narrowed value, or a message naming the field and the rule. */
+export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string }
+
+const ok = <T>(value: T): Checked<T> => ({ ok: true, value })
+const bad = (message: string): Checked<never> => ({ ok: false, message })
+
+/** A plain JSON object, or undefined. */
+export function asObject(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
+}
+
+/** Refuses keys a body does not define, so a typo (`disabeld`) is an error, not a silent no-op. */
+export function onlyKeys(body: Record<string, unknown>, allowed: readonly string[], where: string): Checked<true> {
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key)) return bad(`${where}: unknown field "${key}"; it takes ${allowed.join(', ')}`)
+  }
+  return ok(true)
+}
+
+/** CONTRACT §2: a device id is `^[A-Za-z0-9_-]{1,64}$`. */
+export function checkDeviceId(value: unknown, field = 'id'): Checked<string> {
+  return typeof value === 'string' && DEVICE_ID_PATTERN.test(value)
+    ? ok(value)
+    : bad(`${field}: a device id is 1 to 64 of A-Z a-z 0-9 _ -`)
+}
+
+/**
+ * Registry tags become InfluxDB tags beside the reading's own (CONTRACT §5), so they follow the
+ * rules of reading tags (CONTRACT §3): at most 16, key like a metric key and not `device`, value
+ * text of 1 to 128 bytes.
+ */
+export function checkTags(value: unknown, field = 'tags'): Checked<Tags> {
+  const object = asObject(value)
+  if (object === undefined) return bad(`${field}: an object of tag names to text values`)
+  const entries = Object.entries(object)
+  if (entries.length > MAX_TAGS) return bad(`${field}: at most ${MAX_TAGS} tags`)
+  const tags: Tags = {}
+  for (const [key, tag] of entries) {
+    if (!METRIC_KEY_PATTERN.test(key) || key === 'device') return bad(`${field}.${key}: a tag name matches ${METRIC_KEY_PATTERN.source} and is not "device"`)
+    if (typeof tag !== 'string' || tag === '' || Buffer.byteLength(tag) > MAX_TAG_VALUE_BYTES) {
+      return bad(`${field}.${key}: a tag value is text of 1 to ${MAX_TAG_VALUE_BYTES} bytes`)
+    }
+    tags[key] = tag
+  }
+  return ok(tags)
+}
+
+/** A whole number in [min, max], or `fallback` when absent. */
+export function checkInteger(value: unknown, field: string, min: number, max: number, fallback: number): Checked<number> {
+  if (value === undefined) return ok(fallback)
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
+    ? ok(value)
+    : bad(`${field}: a whole number from ${min} to ${max}`)
+}
+
+/** A boolean, or `fallback` when absent. */
+export function checkBoolean(value: unknown, field: string, fallback: boolean): Checked<boolean> {
+  if (value === undefined) return ok(fallback)
+  return typeof value === 'boolean' ? ok(value) : bad(`${field}: true or false`)
+}

@@ -1,0 +1,173 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DeadLetter } from '../src/dead-letter.js'
+import { appendLine } from '../src/influx-line.js'
+import { InfluxWriter } from '../src/influx-writer.js'
+import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
+
+/** `devices` x `perDevice` readings of `telemetry` with a float `v`, times from `startMs`. */
+function batch(devices: number, perDevice: number, startMs = 1_700_000_000_000): string[] {
+  const out: string[] = []
+  for (let d = 0; d < devices; d++) {
+    for (let i = 0; i < perDevice; i++) {
+      const refusal = appendLine(out, 'telemetry', { device: `dev-${d}`, site: 'lab' }, { v: i % 2 === 0 ? i : i + 0.5, ok: true }, startMs + i)
+      if (refusal !== undefined) throw new Error(refusal)
+    }
+  }
+  return out
+}
+
+/** The single number an InfluxQL aggregate answered, or undefined when there are no points. */
+function scalar(answer: unknown): number | undefined {
+  const results = (answer as { results: Array<{ series?: Array<{ values: unknown[][] }>; error?: string }> }).results
+  const first = results[0]
+  if (first?.error !== undefined) throw new Error(first.error)
+  const value = first?.series?.[0]?.values[0]?.[1]
+  return value === undefined ? undefined : (value as number)
+}
+
+function databases(answer: unknown): string[] {
+  const results = (answer as { results: Array<{ series?: Array<{ values: string[][] }> }> }).results
+  return (results[0]?.series?.[0]?.values ?? []).map(([name]) => name ?? '')
+}
+
+describe('InfluxWriter against a real influxd 1.x', () => {
+  let influx: Influxd
+  let dir: string
+
+  beforeAll(async () => {
+    influx = await startInfluxd()
+    dir = mkdtempSync(join(tmpdir(), 'fleetgate-writer-'))
+  })
+  afterAll(async () => {
+    await influx?.destroy()
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  })
+
+  const writer = (database: string, deadLetterFile = `${database}.jsonl`, timeoutMs?: number): { writer: InfluxWriter; deadLetter: DeadLetter } => {
+    const deadLetter = new DeadLetter({ dir, fileName: deadLetterFile })
+    const url = influx.url
+    return { writer: new InfluxWriter({ url, database, deadLetter, ...(timeoutMs === undefined ? {} : { timeoutMs }) }), deadLetter }
+  }
+
+  const count = async (database: string, where = ''): Promise<number | undefined> =>
+    scalar(await influx.query(`SELECT COUNT(v) FROM telemetry ${where}`, database))
+
+  it('ensureDatabase creates the database, and again is harmless', async () => {
+    const { writer: w } = writer('created')
+    expect(databases(await influx.query('SHOW DATABASES'))).not.toContain('created')
+    await w.ensureDatabase()
+    await w.ensureDatabase()
+    expect(databases(await influx.query('SHOW DATABASES'))).toContain('created')
+    expect(await w.ping()).toBe(true)
+  })
+
+  it('a write to a missing database creates it and lands', async () => {
+    const { writer: w } = writer('autocreated')
+    expect(await w.write(batch(1, 3))).toEqual({ ok: true })
+    expect(await count('autocreated')).toBe(3)
+  })
+
+  it('a batch of 5,000 lines lands in one request as 5,000 points', async () => {
+    const { writer: w, deadLetter } = writer('bulk')
+    await w.ensureDatabase()
+    const lines = batch(50, 100)
+    expect(lines).toHaveLength(5000)
+    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
+    expect(await count('bulk')).toBe(5000)
+    expect(deadLetter.count).toBe(0)
+  })
+
+  it('a field type conflict and an unparsable line: every good point lands, exactly the bad lines are dead-lettered', async () => {
+    const { writer: w, deadLetter } = writer('conflict')
+    await w.ensureDatabase()
+    const lines = batch(10, 100) // 1,000 float points first: `v` is a float field
+    const bad: string[] = []
+    for (const at of [100, 555, 999]) {
+      const line: string[] = []
+      appendLine(line, 'telemetry', { device: 'liar' }, { v: `text ${at}` }, 1_700_000_000_000 + at)
+      bad.push(line[0] as string)
+      lines.splice(at, 0, line[0] as string)
+    }
+    const unparsable = 'telemetry,device=junk v= 1700000000000'
+    lines.splice(700, 0, unparsable)
+    bad.push(unparsable)
+
+    const result = await w.writeOrDeadLetter(lines)
+    expect(result).toMatchObject({ written: 1000, deadLettered: 4 })
+    expect(await count('conflict')).toBe(1000)
+    expect(await count('conflict', `WHERE device = 'liar'`)).toBeUndefined()
+    expect(deadLetter.count).toBe(4)
+    expect(deadLetter.written).toBe(4)
+    expect(deadLetter.dropped).toBe(0)
+
+    const entries = readFileSync(deadLetter.path, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((text) => JSON.parse(text) as { at: string; reason: string; line: string })
+    expect(entries.map((entry) => entry.line).sort()).toEqual([...bad].sort())
+    for (const entry of entries) {
+      expect(Number.isNaN(Date.parse(entry.at))).toBe(false)
+      expect(entry.reason).toMatch(entry.line === unparsable ? /^InfluxDB 400: unable to parse/ : /^InfluxDB 400: .*field type conflict/)
+    }
+  })
+
+  it('a body over the server limit is split, not dead-lettered', async () => {
+    const small = await startInfluxd({ maxBodyBytes: 64 * 1024 })
+    try {
+      const deadLetter = new DeadLetter({ dir, fileName: 'split.jsonl' })
+      const w = new InfluxWriter({ url: small.url, database: 'split', deadLetter })
+      const lines = batch(20, 100) // about 110 KiB
+      expect(await w.write(lines)).toMatchObject({ ok: false, retry: false, status: 413 })
+      const result = await w.writeOrDeadLetter(lines)
+      expect(result).toMatchObject({ written: 2000, deadLettered: 0 })
+      expect(scalar(await small.query('SELECT COUNT(v) FROM telemetry', 'split'))).toBe(2000)
+    } finally {
+      await small.destroy()
+    }
+  })
+
+  it('influxd down: retry at once; back: the same batch lands; again: no duplicates', async () => {
+    const { writer: w, deadLetter } = writer('outage')
+    await w.ensureDatabase()
+    const lines = batch(5, 200)
+    await influx.stop()
+    try {
+      const started = Date.now()
+      const down = await w.write(lines)
+      expect(down).toMatchObject({ ok: false, retry: true })
+      expect(Date.now() - started).toBeLessThan(2000)
+      const shipped = await w.writeOrDeadLetter(lines)
+      expect(shipped).toMatchObject({ retry: true })
+      expect(await w.ping()).toBe(false)
+    } finally {
+      await influx.restart()
+    }
+    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await count('outage')).toBe(1000)
+    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await count('outage')).toBe(1000)
+    expect(deadLetter.count).toBe(0)
+  })
+
+  it('influxd hung: the write times out as retry, not hanging', async () => {
+    const { writer: w } = writer('hung', 'hung.jsonl', 300)
+    await w.ensureDatabase()
+    influx.pause()
+    try {
+      const started = Date.now()
+      const result = await w.write(batch(1, 10))
+      const elapsedMs = Date.now() - started
+      expect(result).toMatchObject({ ok: false, retry: true })
+      if (result.ok || !result.retry) throw new Error('expected retry')
+      expect(result.error.message).toContain('no answer within 300 ms')
+      expect(elapsedMs).toBeGreaterThanOrEqual(250)
+      expect(elapsedMs).toBeLessThan(2000)
+    } finally {
+      influx.resume()
+    }
+    expect(await w.ping()).toBe(true)
+  })
+})

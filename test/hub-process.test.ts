@@ -1,0 +1,130 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, statSync } from 'node:fs'
+import { get as httpsGet } from 'node:https'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ADMIN_TOKEN, HUB_MAIN, api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from './support/hub.js'
+import { connectDevice } from './support/ws.js'
+
+describe('the hub process (CONTRACT §1)', () => {
+  const running: HubProcess[] = []
+  const dirs: Array<{ cleanup(): void }> = []
+  const dir = (): string => {
+    const made = tempDir()
+    dirs.push(made)
+    return made.path
+  }
+  const start = async (env: Record<string, string>): Promise<HubProcess> => {
+    const hub = await startHubProcess(env)
+    running.push(hub)
+    return hub
+  }
+  afterEach(async () => {
+    for (const hub of running.splice(0)) await stopHubProcess(hub)
+    for (const made of dirs.splice(0)) made.cleanup()
+  })
+
+  it('logs "listening" with the bound ports, and on SIGTERM closes sessions with 1001 and exits 0', async () => {
+    const hub = await start(testEnv(dir(), { FLEETGATE_LOG_LEVEL: 'info' }))
+    const listening = hub.logs.find((entry) => entry['msg'] === 'listening')
+    expect(listening?.['http']).toBe(hub.ports.http)
+    expect(hub.ports.http).toBeGreaterThan(0)
+
+    const created = await api(hub.base, 'POST', '/api/v1/devices', { id: 'stays' })
+    const device = await connectDevice(hub.wsUrl, { deviceId: 'stays', keyType: 'hmac', key: created.body.key })
+    await device.next()
+    const started = Date.now()
+    hub.child.kill('SIGTERM')
+    expect(await device.closed).toEqual({ code: 1001, reason: 'hub shutting down' })
+    expect(await hub.exited).toBe(0)
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
+  it('keeps the registry across a SIGKILL', async () => {
+    const dataDir = dir()
+    const first = await start(testEnv(dataDir))
+    const created = await api(first.base, 'POST', '/api/v1/devices', { id: 'durable', tags: { a: 'b' } })
+    expect(created.status).toBe(201)
+    await stopHubProcess(first, 'SIGKILL')
+    const second = await start(testEnv(dataDir))
+    const fetched = await api(second.base, 'GET', '/api/v1/devices/durable')
+    expect(fetched.body).toMatchObject({ id: 'durable', tags: { a: 'b' }, disabled: false })
+    const device = await connectDevice(second.wsUrl, { deviceId: 'durable', keyType: 'hmac', key: created.body.key })
+    expect(await device.next()).toMatchObject({ t: 'hello', dev: 'durable' })
+    device.close()
+  })
+
+  it('generates an admin token on first start, logs it once and keeps it 0600', async () => {
+    const dataDir = dir()
+    const { FLEETGATE_ADMIN_TOKEN: _fixed, ...env } = testEnv(dataDir)
+    const first = await start(env)
+    const generated = first.logs.find((entry) => typeof entry['generatedAdminToken'] === 'string')
+    const token = generated?.['generatedAdminToken'] as string
+    expect(token).toMatch(/^fga_[A-Za-z0-9_-]{43}$/)
+    const path = join(dataDir, 'admin-token')
+    expect(readFileSync(path, 'utf8').trim()).toBe(token)
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    expect((await api(first.base, 'GET', '/api/v1/devices', undefined, token)).status).toBe(200)
+    await stopHubProcess(first, 'SIGTERM')
+
+    const second = await start(env)
+    expect(second.logs.some((entry) => 'generatedAdminToken' in entry)).toBe(false)
+    expect((await api(second.base, 'GET', '/api/v1/devices', undefined, token)).status).toBe(200)
+    expect((await api(second.base, 'GET', '/api/v1/devices', undefined, ADMIN_TOKEN)).status).toBe(401)
+  })
+
+  it.each([
+    ['FLEETGATE_PORT', 'eighty', 'FLEETGATE_PORT="eighty" is invalid: FLEETGATE_PORT accepts a whole number from 0 to 65535'],
+    ['FLEETGATE_PORT', '70000', 'FLEETGATE_PORT="70000" is invalid: FLEETGATE_PORT accepts a whole number from 0 to 65535'],
+    ['FLEETGATE_MQTT_FORMAT', 'xml', 'FLEETGATE_MQTT_FORMAT="xml" is invalid: FLEETGATE_MQTT_FORMAT accepts "json" or "cbor"'],
+    ['FLEETGATE_INFLUX_URL', 'influx:8086', 'FLEETGATE_INFLUX_URL="influx:8086" is invalid: FLEETGATE_INFLUX_URL accepts an http:// or https:// URL, or "off"'],
+    ['FLEETGATE_DEVICE_RATE', '0', 'FLEETGATE_DEVICE_RATE="0" is invalid: FLEETGATE_DEVICE_RATE accepts a whole number from 1 to 1000000'],
+    ['FLEETGATE_TLS_CERT', '/nonexistent.pem', 'FLEETGATE_TLS_KEY="" is invalid: FLEETGATE_TLS_KEY accepts a PEM file path, set together with FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY'],
+    ['FLEETGATE_TOKENS_FILE', '/nonexistent.json', 'FLEETGATE_TOKENS_FILE=/nonexistent.json: cannot be read as JSON'],
+  ])('exits non-zero at once when %s=%s, naming the variable', (name, value, message) => {
+    const result = spawnSync(process.execPath, [HUB_MAIN], {
+      env: { PATH: process.env['PATH'] ?? '', ...testEnv(dir(), { [name]: value }) },
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
+    expect(result.status).toBe(1)
+    expect(result.stderr).toContain(message)
+  })
+
+  it('refuses to run on the ws emulation when the native uWebSockets.js does not load', () => {
+    const result = spawnSync(process.execPath, [HUB_MAIN], {
+      env: { PATH: process.env['PATH'] ?? '', UWS_USE_FALLBACK: '1', ...testEnv(dir()) },
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
+    expect(result.status).toBe(1)
+    expect(result.stderr).toContain('HUB_ERR_UWS_FALLBACK: uWebSockets.js native binary did not load')
+    expect(result.stdout).not.toContain('"listening"')
+  })
+
+  it('speaks TLS (https and wss) with FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY', async () => {
+    const dataDir = dir()
+    const cert = join(dataDir, 'cert.pem')
+    const key = join(dataDir, 'key.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+    const hub = await start(testEnv(dataDir, { FLEETGATE_TLS_CERT: cert, FLEETGATE_TLS_KEY: key }))
+    const ca = readFileSync(cert)
+    const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      httpsGet(`https://127.0.0.1:${hub.ports.http}/healthz`, { ca }, (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+      }).on('error', reject)
+    })
+    expect(body).toEqual({ status: 200, text: '{"status":"ok"}' })
+    // Without the certificate the client refuses the hub: the listener really is TLS.
+    await expect(fetch(`https://127.0.0.1:${hub.ports.http}/healthz`)).rejects.toThrow()
+
+    const created = await api(`https://127.0.0.1:${hub.ports.http}`, 'POST', '/api/v1/devices', { id: 'tls-dev' }, ADMIN_TOKEN, ca)
+    expect(created.status).toBe(201)
+    const device = await connectDevice(`wss://127.0.0.1:${hub.ports.http}/v1/connect`, { deviceId: 'tls-dev', keyType: 'hmac', key: created.body.key }, { ca })
+    expect(await device.next()).toMatchObject({ t: 'hello', dev: 'tls-dev' })
+    device.close()
+  })
+})

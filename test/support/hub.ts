@@ -1,0 +1,160 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createLogger, loadConfig, startHub, type Hub, type HubOptions } from '@fleetgate/hub'
+
+/** The built hub entry point (`npm test` runs `tsc -b` first). */
+export const HUB_MAIN = fileURLToPath(new URL('../../hub/dist/main.js', import.meta.url))
+
+/** A fixed admin token for tests, so no test depends on the generated one. */
+export const ADMIN_TOKEN = 'test-admin-token-0123456789'
+
+/** Environment for a test hub on loopback, any free ports, InfluxDB and MQTT off unless overridden. */
+export function testEnv(dataDir: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    FLEETGATE_HOST: '127.0.0.1',
+    FLEETGATE_PORT: '0',
+    FLEETGATE_DATA_DIR: dataDir,
+    FLEETGATE_ADMIN_TOKEN: ADMIN_TOKEN,
+    FLEETGATE_INFLUX_URL: 'off',
+    FLEETGATE_MQTT_PORT: 'off',
+    FLEETGATE_LOG_LEVEL: 'warn',
+    ...env,
+  }
+}
+
+/** A temp dir removed by `cleanup`. */
+export function tempDir(prefix = 'fleetgate-test-'): { path: string; cleanup(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix))
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/** A hub started in this process on port 0. */
+export interface TestHub {
+  readonly hub: Hub
+  readonly dataDir: string
+  readonly base: string
+  readonly wsUrl: string
+  /** fetch under the hub with the admin token (or `token`), JSON in and out. */
+  // JSON bodies are read field by field in assertions, so `any` is the honest type here.
+  api(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>
+  stop(): Promise<void>
+}
+
+/** Starts a hub in-process; `stop()` stops it and removes its data dir unless `dataDir` was given. */
+export async function startTestHub(
+  env: Record<string, string> = {},
+  dataDir?: string,
+  options: Omit<HubOptions, 'config' | 'log'> = {},
+): Promise<TestHub> {
+  const dir = dataDir === undefined ? tempDir() : { path: dataDir, cleanup: () => undefined }
+  const config = loadConfig(testEnv(dir.path, env))
+  const hub = await startHub({ ...options, config, log: createLogger('silent') })
+  const base = `http://127.0.0.1:${hub.ports.http}`
+  return {
+    hub,
+    dataDir: dir.path,
+    base,
+    wsUrl: `ws://127.0.0.1:${hub.ports.http}/v1/connect`,
+    api: (method, path, body, token = ADMIN_TOKEN) => api(base, method, path, body, token),
+    async stop() {
+      await hub.stop()
+      dir.cleanup()
+    },
+  }
+}
+
+/** One JSON REST call (node:http/https, so a test can trust a self-signed `ca`). */
+export function api(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string = ADMIN_TOKEN,
+  ca?: Buffer,
+): Promise<{ status: number; body: any }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  const headers: Record<string, string | number> = { authorization: `Bearer ${token}` }
+  if (payload !== undefined) {
+    headers['content-type'] = 'application/json'
+    headers['content-length'] = Buffer.byteLength(payload)
+  }
+  const send = base.startsWith('https:') ? httpsRequest : httpRequest
+  return new Promise((resolve, reject) => {
+    const req = send(`${base}${path}`, { method, headers, ...(ca === undefined ? {} : { ca }) }, (res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) }))
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** A hub running as its own process (`node hub/dist/main.js`), for signals and crashes. */
+export interface HubProcess {
+  readonly child: ChildProcess
+  readonly ports: { http: number; mqtt?: number }
+  readonly base: string
+  readonly wsUrl: string
+  /** Every stdout line so far, parsed. */
+  readonly logs: Array<Record<string, unknown>>
+  /** Resolves with the exit code once the process has exited. */
+  readonly exited: Promise<number | null>
+}
+
+/** Starts the hub process and waits for its `listening` line (or its early exit). */
+export async function startHubProcess(env: Record<string, string>, timeoutMs = 15_000): Promise<HubProcess> {
+  const child = spawn(process.execPath, [HUB_MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const logs: Array<Record<string, unknown>> = []
+  let stderr = ''
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  let buffered = ''
+  const listening = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`hub did not log "listening" within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs)
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString()
+      let newline: number
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline)
+        buffered = buffered.slice(newline + 1)
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>
+          logs.push(entry)
+          if (entry['msg'] === 'listening') {
+            clearTimeout(timer)
+            resolve(entry)
+          }
+        } catch {
+          logs.push({ raw: line })
+        }
+      }
+    })
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`hub exited with ${code} before listening; stderr: ${stderr}`))
+    })
+  })
+  const line = await listening
+  const http = line['http'] as number
+  const mqtt = line['mqtt'] as number | undefined
+  return {
+    child,
+    ports: mqtt === undefined ? { http } : { http, mqtt },
+    base: `http://127.0.0.1:${http}`,
+    wsUrl: `ws://127.0.0.1:${http}/v1/connect`,
+    logs,
+    exited,
+  }
+}
+
+/** Kills a hub process (SIGKILL unless told otherwise) and waits for it to exit. */
+export async function stopHubProcess(hub: HubProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+  if (hub.child.exitCode === null && hub.child.signalCode === null) hub.child.kill(signal)
+  return hub.exited
+}

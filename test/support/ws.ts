@@ -1,0 +1,116 @@
+import type { IncomingMessage } from 'node:http'
+import WebSocket from 'ws'
+import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame, type KeyType } from '@fleetgate/device-sdk'
+
+/** How a raw connection attempt ended: upgraded, or refused with an HTTP status and body. */
+export type RawConnect =
+  | { readonly ok: true; readonly ws: RawDevice }
+  | { readonly ok: false; readonly status: number; readonly body: string }
+
+/** A raw device connection for wire tests: every hub frame is queued and decoded. */
+export class RawDevice {
+  readonly ws: WebSocket
+  readonly frames: HubFrame[] = []
+  readonly closed: Promise<{ code: number; reason: string }>
+  #waiters: Array<() => void> = []
+
+  constructor(ws: WebSocket) {
+    this.ws = ws
+    ws.on('message', (data: Buffer) => {
+      const decoded = decodeHubFrame(new Uint8Array(data))
+      if (!decoded.ok) throw new Error(`hub sent an undecodable frame: ${decoded.reason}`)
+      this.frames.push(decoded.frame)
+      for (const wake of this.#waiters.splice(0)) wake()
+    })
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  }
+
+  /** The next frame not yet taken, waiting up to `timeoutMs`. */
+  async next(timeoutMs = 5000): Promise<HubFrame> {
+    const deadline = Date.now() + timeoutMs
+    while (this.frames.length === 0) {
+      if (Date.now() >= deadline) throw new Error(`no frame from the hub within ${timeoutMs} ms`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - Date.now())
+        this.#waiters.push(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    return this.frames.shift() as HubFrame
+  }
+
+  /** Takes frames until an ack covers `s`; returns every frame taken on the way (acks and naks). */
+  async untilAck(s: number, timeoutMs = 5000): Promise<HubFrame[]> {
+    const seen: HubFrame[] = []
+    for (;;) {
+      const frame = await this.next(timeoutMs)
+      seen.push(frame)
+      if (frame.t === 'ack' && frame.s >= s) return seen
+    }
+  }
+
+  /** Sends one device frame as CBOR. */
+  send(frame: DeviceFrame): void {
+    this.ws.send(encodeFrame(frame))
+  }
+
+  /** Sends raw bytes (binary) or text. */
+  sendRaw(data: Uint8Array | string): void {
+    this.ws.send(data, { binary: typeof data !== 'string' })
+  }
+
+  close(): void {
+    this.ws.terminate()
+  }
+}
+
+/** Opens a WebSocket to the device endpoint and reports the upgrade's outcome. */
+export function connectRaw(
+  url: string,
+  options: { token?: string; query?: boolean; localAddress?: string; ca?: Buffer } = {},
+): Promise<RawConnect> {
+  const target = options.query && options.token !== undefined ? `${url}?token=${encodeURIComponent(options.token)}` : url
+  const headers = !options.query && options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}
+  const ws = new WebSocket(target, {
+    headers,
+    ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+  })
+  return new Promise((resolve, reject) => {
+    ws.once('upgrade', () => resolve({ ok: true, ws: new RawDevice(ws) }))
+    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+      let body = ''
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      res.on('end', () => {
+        ws.terminate()
+        resolve({ ok: false, status: res.statusCode ?? 0, body })
+      })
+    })
+    ws.once('error', (err) => reject(err))
+  })
+}
+
+/** A device's credentials as the hub issued them. */
+export interface Credentials {
+  readonly deviceId: string
+  readonly keyType: KeyType
+  readonly key: string
+}
+
+/** Signs a token that expires `inSec` seconds from now (default one hour). */
+export function tokenFor(device: Credentials, inSec = 3600): Promise<string> {
+  return signToken({ deviceId: device.deviceId, keyType: device.keyType, key: device.key, expSec: Math.floor(Date.now() / 1000) + inSec })
+}
+
+/** Connects a device with a valid token and returns it after its `hello`. */
+export async function connectDevice(
+  url: string,
+  device: Credentials,
+  options: { query?: boolean; ca?: Buffer } = {},
+): Promise<RawDevice> {
+  const result = await connectRaw(url, { token: await tokenFor(device), ...options })
+  if (!result.ok) throw new Error(`device ${device.deviceId} refused: ${result.status} ${result.body}`)
+  return result.ws
+}
