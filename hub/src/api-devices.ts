@@ -1,4 +1,5 @@
 import type { KeyType } from '@fleetgate/device-sdk'
+import type { AuditLog } from './audit.js'
 import { apiError, type Reply, type RequestContext, type Router } from './http.js'
 import { parseEd25519PublicKey, type IssuedSecret } from './keys.js'
 import type { DeviceRecord, NewDevice, Registry } from './registry.js'
@@ -27,11 +28,19 @@ const iso = (ms: number): string => new Date(ms).toISOString()
 export interface DevicesApiDeps {
   readonly registry: Registry
   readonly sessions: Sessions
+  readonly audit: AuditLog
+  /** Called once a device is deleted (its queued commands end `expired`). */
+  readonly deleted: (id: string) => Promise<void>
 }
 
 /** Registers the device routes of CONTRACT §4 (create, bulk, list, get, patch, delete, key rotation). */
 export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void {
-  const { registry, sessions } = deps
+  const { registry, sessions, audit } = deps
+  const actorOf = (ctx: RequestContext): string => ctx.operator?.name ?? 'unknown'
+  /** Ends a live session for an operator's change, and audits the forced disconnect. */
+  const revoke = (ctx: RequestContext, id: string, reason: string): void => {
+    if (sessions.disconnect(id, CloseCode.revoked, reason)) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
+  }
 
   const view = (device: DeviceRecord): Record<string, unknown> => {
     const session = sessions.get(device.id)
@@ -51,16 +60,17 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
   const notFound = (id: string): Reply => apiError(404, 'not_found', `no device "${id}"`)
   const invalid = (message: string): Reply => apiError(400, 'invalid', message)
 
-  router.route('post', '/api/v1/devices', { scope: 'admin', body: 'required' }, async ({ body }) => {
-    const input = checkNewDevice(body, 'body')
+  router.route('post', '/api/v1/devices', { scope: 'admin', body: 'required' }, async (ctx) => {
+    const input = checkNewDevice(ctx.body, 'body')
     if (!input.ok) return invalid(input.message)
     const created = await registry.create(input.value)
+    audit.record(actorOf(ctx), 'device.create', input.value.id, created === undefined ? 'exists' : 'ok')
     if (created === undefined) return apiError(409, 'exists', `device "${input.value.id}" exists`)
     return { status: 201, body: withSecret(created.device, created.secret) }
   })
 
-  router.route('post', '/api/v1/devices/bulk', { scope: 'admin', body: 'required' }, async ({ body }) => {
-    const object = asObject(body)
+  router.route('post', '/api/v1/devices/bulk', { scope: 'admin', body: 'required' }, async (ctx) => {
+    const object = asObject(ctx.body)
     const list = object?.['devices']
     if (object === undefined || !Array.isArray(list)) return invalid('body: {"devices": [...]} is required')
     const keys = onlyKeys(object, ['devices'], 'body')
@@ -82,8 +92,10 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const results = await registry.createMany(accepted)
     const created: Array<Record<string, unknown>> = []
     results.forEach((result, index) => {
-      if (result !== undefined) created.push(withSecret(result.device, result.secret))
-      else errors.push({ id: accepted[index]?.id ?? null, error: 'exists', message: 'the device exists' })
+      if (result !== undefined) {
+        created.push(withSecret(result.device, result.secret))
+        audit.record(actorOf(ctx), 'device.create', result.device.id, 'ok')
+      } else errors.push({ id: accepted[index]?.id ?? null, error: 'exists', message: 'the device exists' })
     })
     return { status: 200, body: { created, errors } }
   })
@@ -121,31 +133,35 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     return device === undefined ? notFound(id) : { status: 200, body: view(device) }
   })
 
-  router.route('patch', '/api/v1/devices/:id', { scope: 'admin', body: 'required' }, async ({ params, body }) => {
-    const id = params[0] ?? ''
-    const change = checkPatch(body)
+  router.route('patch', '/api/v1/devices/:id', { scope: 'admin', body: 'required' }, async (ctx) => {
+    const id = ctx.params[0] ?? ''
+    const change = checkPatch(ctx.body)
     if (!change.ok) return invalid(change.message)
     const device = await registry.update(id, change.value)
     if (device === undefined) return notFound(id)
+    audit.record(actorOf(ctx), 'device.update', id, Object.keys(change.value).join(',') || 'nothing')
     // CONTRACT §3: a disabled device's session ends with 4003.
-    if (device.disabled) sessions.disconnect(id, CloseCode.revoked, 'device disabled')
+    if (device.disabled) revoke(ctx, id, 'device disabled')
     return { status: 200, body: view(device) }
   })
 
-  router.route('del', '/api/v1/devices/:id', { scope: 'admin', body: 'none' }, async ({ params }) => {
-    const id = params[0] ?? ''
+  router.route('del', '/api/v1/devices/:id', { scope: 'admin', body: 'none' }, async (ctx) => {
+    const id = ctx.params[0] ?? ''
     if (!(await registry.remove(id))) return notFound(id)
-    sessions.disconnect(id, CloseCode.revoked, 'device deleted')
+    audit.record(actorOf(ctx), 'device.delete', id, 'ok')
+    revoke(ctx, id, 'device deleted')
+    await deps.deleted(id)
     return { status: 204 }
   })
 
-  router.route('post', '/api/v1/devices/:id/key', { scope: 'admin', body: 'optional' }, async ({ params, body }) => {
-    const id = params[0] ?? ''
-    const options = checkRotation(body)
+  router.route('post', '/api/v1/devices/:id/key', { scope: 'admin', body: 'optional' }, async (ctx) => {
+    const id = ctx.params[0] ?? ''
+    const options = checkRotation(ctx.body)
     if (!options.ok) return invalid(options.message)
     const rotated = await registry.rotateKey(id, options.value.graceSec)
     if (rotated === undefined) return notFound(id)
-    if (options.value.disconnect) sessions.disconnect(id, CloseCode.revoked, 'device key rotated')
+    audit.record(actorOf(ctx), 'device.key_rotate', id, `grace ${options.value.graceSec} s`)
+    if (options.value.disconnect) revoke(ctx, id, 'device key rotated')
     return { status: 200, body: rotated.secret }
   })
 }

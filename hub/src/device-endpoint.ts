@@ -4,6 +4,7 @@ import type { DeviceAuthenticator, FailureLimiter } from './device-auth.js'
 import { bearerToken } from './http.js'
 import { WINDOW_FRAMES, type Ingest } from './ingest.js'
 import type { Logger } from './logger.js'
+import type { Commands } from './commands.js'
 import type { HubMetrics } from './metrics.js'
 import { CloseCode, DeviceSession, type Sessions, type SocketData } from './sessions.js'
 
@@ -13,6 +14,7 @@ export interface DeviceEndpointOptions {
   readonly failures: FailureLimiter
   readonly sessions: Sessions
   readonly ingest: Ingest
+  readonly commands: Commands
   readonly metrics: HubMetrics
   readonly log: Logger
   /** The hub's version, sent in `hello`. */
@@ -28,7 +30,7 @@ const THROTTLED = '{"error":"too_many_requests","message":"too many failed authe
 
 /** Mounts `/v1/connect` (CONTRACT §3) on a uWS app. */
 export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOptions): void {
-  const { authenticator, failures, sessions, ingest, metrics, log } = options
+  const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
   const now = options.now ?? Date.now
   const limits = {
     frame: options.maxFrameBytes,
@@ -90,8 +92,9 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
       const session = socket.getUserData().session
       session.socket = socket
       metrics.connects.inc({ outcome: 'accepted' })
-      sessions.opened(session)
+      // CONTRACT §3: hello is the first frame; going online then delivers queued commands.
       session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
+      sessions.opened(session)
     },
 
     message(socket, message, isBinary) {
@@ -116,6 +119,11 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
           session.send({ t: 'nak', s: decoded.s, e: 'invalid' })
           return
         }
+        if (decoded.code === 'invalid' && decoded.id !== undefined) {
+          // A result that names its command but does not validate ends that command as failed.
+          commands.invalidResult(session, decoded.id, decoded.reason)
+          return
+        }
         // Without a valid `s` a frame cannot be naked, so it is a protocol error like garbage.
         protocolClose(session, CloseCode.badFrame, decoded.code, decoded.reason.slice(0, 120))
         return
@@ -128,7 +136,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
           ingest.accept(session, frame, bytes)
           return
         case 'res':
-          // Command results are routed by the command module (issue #4).
+          commands.result(session, frame)
           return
       }
     },

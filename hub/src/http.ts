@@ -14,6 +14,8 @@ export type ApiErrorCode =
   | 'malformed_json'
   | 'payload_too_large'
   | 'exists'
+  | 'device_offline'
+  | 'queue_full'
   | 'not_ready'
   | 'internal'
 

@@ -1,8 +1,14 @@
 import { accessSync, constants, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
+import { registerCommandRoutes } from './api-commands.js'
 import { registerDeviceRoutes } from './api-devices.js'
 import { influxProbe, registerHealthRoutes } from './api-health.js'
+import { AuditLog } from './audit.js'
+import { CommandBatches } from './command-batches.js'
+import { checkMqttCommand, commandView } from './command-record.js'
+import { CommandStore } from './command-store.js'
+import { Commands } from './commands.js'
 import type { HubConfig } from './config.js'
 import { DeviceAuthenticator, FailureLimiter, type FailureLimitOptions } from './device-auth.js'
 import { mountDeviceEndpoint } from './device-endpoint.js'
@@ -15,7 +21,7 @@ import { InfluxShipper } from './influx-shipper.js'
 import { InfluxWriter } from './influx-writer.js'
 import { Ingest } from './ingest.js'
 import { HubMetrics } from './metrics.js'
-import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest } from './operator-auth.js'
+import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type Operator } from './operator-auth.js'
 import { Registry } from './registry.js'
 import { startMqtt } from './mqtt.js'
 import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
@@ -67,20 +73,19 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   ])
 
   const store = openStore(config.dataDir)
-  const mqtt = await startMqtt(
-    config,
-    operators,
-    {
-      // Commands arrive with the command module (issue #4); until then they are refused here.
-      onCommand: (deviceId, _payload, actor, source) => log.info({ deviceId, actor: actor.name, source }, 'mqtt command ignored'),
-    },
-    log,
-  )
+  const audit = new AuditLog(store, now)
   const registry = new Registry(store, now)
+  // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
+  // coming online gets its queued commands, a result is published); each callback runs only
+  // after all of them exist.
+  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => mqttCommand(deviceId, payload, actor) }, log)
   const status = (session: DeviceSession, online: boolean): void =>
     mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
   const sessions = new Sessions({
-    online: (session) => status(session, true),
+    online: (session) => {
+      status(session, true)
+      commands.deliverQueued(session)
+    },
     offline: (session) => {
       status(session, false)
       registry.touch(session.deviceId, now())
@@ -88,6 +93,31 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   })
   const spool = new Spool(store)
   const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
+  const commandStore = new CommandStore(store)
+  const commands = new Commands({
+    store: commandStore,
+    registry,
+    sessions,
+    audit,
+    log,
+    counters: metrics,
+    publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    now,
+  })
+  const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
+  const mqttCommand = (deviceId: string, payload: unknown, actor: Operator): void => {
+    // A shared external broker carries commands for other hubs' devices too: ignore those quietly.
+    if (registry.get(deviceId) === undefined) return
+    const request = checkMqttCommand(payload)
+    if (!request.ok) {
+      audit.record(actor.name, 'command.create', deviceId, `invalid: ${request.message}`)
+      return
+    }
+    commands.create(deviceId, request.value, actor.name, { offlineRecord: true }).catch((err: unknown) => {
+      log.error({ err, deviceId }, 'mqtt command failed')
+    })
+  }
+  commands.start()
   const deadLetter = new DeadLetter({ dir: config.dataDir, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
   const writer =
     config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })
@@ -124,6 +154,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     failures: new FailureLimiter(options.authFailureLimit, now),
     sessions,
     ingest,
+    commands,
     metrics,
     log,
     version: HUB_VERSION,
@@ -133,7 +164,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     now,
   })
   const router = new Router(app, operators, log)
-  registerDeviceRoutes(router, { registry, sessions })
+  registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
+  registerCommandRoutes(router, { commands, batches, audit })
   registerHealthRoutes(
     router,
     [
@@ -160,6 +192,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     stop() {
       stopping ??= (async () => {
         stopHubStats()
+        commands.stop()
         uws.us_listen_socket_close(listenSocket)
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
         // CONTRACT §1: flush what is accepted before exiting.

@@ -11,7 +11,7 @@ export interface Peer {
   readonly ingest: IngestState
   /** False once the session has closed: nothing may be sent then. */
   isOpen(): boolean
-  send(frame: HubFrame): void
+  send(frame: HubFrame): boolean
   close(code: number, reason: string): void
 }
 

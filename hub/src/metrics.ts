@@ -1,10 +1,12 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
 import type { IngestCounters } from './ingest.js'
+import type { CommandStatus } from './command-record.js'
+import type { CommandCounters } from './commands.js'
 import type { ShipperCounters } from './influx-shipper.js'
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -19,6 +21,8 @@ export class HubMetrics implements IngestCounters, ShipperCounters {
   readonly deadLetters: Counter
   readonly influxWriteErrors: Counter
   readonly spoolBytes: Gauge
+  readonly commandsEnded: Counter<'status'>
+  readonly ignoredResults: Counter
 
   constructor(sessionCount: () => number, spoolBytes: () => number) {
     const registers = [this.registry]
@@ -56,6 +60,17 @@ export class HubMetrics implements IngestCounters, ShipperCounters {
     this.shippedPoints = new Counter({ name: 'fleetgate_influx_points_total', help: 'Points written to InfluxDB', registers })
     this.deadLetters = new Counter({ name: 'fleetgate_influx_dead_letters_total', help: 'Points InfluxDB refused for good', registers })
     this.influxWriteErrors = new Counter({ name: 'fleetgate_influx_write_errors_total', help: 'Failed InfluxDB writes (retried)', registers })
+    this.commandsEnded = new Counter({
+      name: 'fleetgate_commands_total',
+      help: 'Commands that ended, by final status',
+      labelNames: ['status'],
+      registers,
+    })
+    this.ignoredResults = new Counter({
+      name: 'fleetgate_command_results_ignored_total',
+      help: 'Results for unknown, finished or foreign commands',
+      registers,
+    })
     this.spoolBytes = new Gauge({
       name: 'fleetgate_spool_bytes',
       help: 'Bytes held in the durable spool',
@@ -98,6 +113,14 @@ export class HubMetrics implements IngestCounters, ShipperCounters {
   }
 
   /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
+  commandEnded(status: CommandStatus): void {
+    this.commandsEnded.inc({ status })
+  }
+
+  resultIgnored(): void {
+    this.ignoredResults.inc()
+  }
+
   async snapshot(): Promise<Record<string, number>> {
     const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
       (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)
@@ -112,6 +135,9 @@ export class HubMetrics implements IngestCounters, ShipperCounters {
       influx_points: await total(this.shippedPoints),
       influx_write_errors: await total(this.influxWriteErrors),
       influx_dead_letters: await total(this.deadLetters),
+      ...Object.fromEntries(
+        (await this.commandsEnded.get()).values.map((v) => [`commands_${String(v.labels['status'])}`, v.value]),
+      ),
       rss_bytes: memory.rss,
       heap_used_bytes: memory.heapUsed,
     }

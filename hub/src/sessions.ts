@@ -14,6 +14,9 @@ export const CloseCode = {
   revoked: 4003,
 } as const
 
+/** uWS `send` result: the message was dropped because of the backpressure limit. */
+const SEND_DROPPED = 2
+
 /** The uWS socket's user data. */
 export interface SocketData {
   readonly session: DeviceSession
@@ -45,12 +48,19 @@ export class DeviceSession implements Peer {
     return !this.closed && this.socket !== undefined
   }
 
-  /** Sends one frame, corked: a send from a promise continuation is outside uWS's own cork. */
-  send(frame: HubFrame): void {
+  /**
+   * Sends one frame, corked (a send from a promise continuation is outside uWS's own cork).
+   * False when the frame was not written: the session is closed, or uWS dropped it for backpressure.
+   */
+  send(frame: HubFrame): boolean {
     const socket = this.socket
-    if (socket === undefined || this.closed) return
+    if (socket === undefined || this.closed) return false
     const bytes = encodeFrame(frame)
-    socket.cork(() => socket.send(bytes, true))
+    let status = SEND_DROPPED
+    socket.cork(() => {
+      status = socket.send(bytes, true)
+    })
+    return status !== SEND_DROPPED
   }
 
   close(code: number, reason: string): void {

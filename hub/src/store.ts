@@ -1,6 +1,8 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
+import type { AuditEntry } from './audit.js'
+import type { CommandRecord } from './command-record.js'
 import { HubError } from './errors.js'
 
 /**
@@ -16,6 +18,20 @@ export interface Store {
   readonly deviceTags: Database<null, string>
   /** spool sequence -> one accepted telemetry frame as stored (see spool.ts) */
   readonly spool: Database<Buffer, number>
+  /** audit seq -> audit entry */
+  readonly audit: Database<AuditEntry, number>
+  /** [device, command id] -> command record */
+  readonly commands: Database<CommandRecord, [string, string]>
+  /** [device, createdAt, command id] -> null: a device's commands in creation order */
+  readonly commandOrder: Database<null, [string, number, string]>
+  /** [device, createdAt, command id] -> null: the commands waiting for their device */
+  readonly commandQueue: Database<null, [string, number, string]>
+  /** [expiresAt, device, command id] -> null: queued commands by when they expire */
+  readonly commandExpiry: Database<null, [number, string, string]>
+  /** [device, command id] -> deadline (Unix ms): sent commands waiting for their result */
+  readonly commandSent: Database<number, [string, string]>
+  /** [batch, device] -> command id: the members of a fan-out */
+  readonly commandBatches: Database<string, [string, string]>
   /** small named values kept transactionally with the data they describe (e.g. spool byte total) */
   readonly meta: Database<unknown, string>
   /** Whether the environment answers a read (for `/readyz`). */
@@ -37,12 +53,26 @@ export function openStore(dataDir: string): Store {
   const deviceTags = root.openDB<null, string>({ name: 'device-tags' })
   const spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
   const meta = root.openDB<unknown, string>({ name: 'meta' })
+  const audit = root.openDB<AuditEntry, number>({ name: 'audit' })
+  const commands = root.openDB<CommandRecord, [string, string]>({ name: 'commands' })
+  const commandOrder = root.openDB<null, [string, number, string]>({ name: 'command-order' })
+  const commandQueue = root.openDB<null, [string, number, string]>({ name: 'command-queue' })
+  const commandExpiry = root.openDB<null, [number, string, string]>({ name: 'command-expiry' })
+  const commandSent = root.openDB<number, [string, string]>({ name: 'command-sent' })
+  const commandBatches = root.openDB<string, [string, string]>({ name: 'command-batches' })
   return {
     root,
     devices,
     deviceTags,
     spool,
     meta,
+    audit,
+    commands,
+    commandOrder,
+    commandQueue,
+    commandExpiry,
+    commandSent,
+    commandBatches,
     healthy() {
       try {
         root.getStats()

@@ -1,0 +1,100 @@
+import { COMMAND_ID_PATTERN, type JsonValue } from '@fleetgate/device-sdk'
+import { asObject, checkInteger, onlyKeys, type Checked } from './validate.js'
+
+/** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
+export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeout', 'expired'] as const
+/** One of COMMAND_STATUSES. */
+export type CommandStatus = (typeof COMMAND_STATUSES)[number]
+
+/** Statuses a command never leaves. */
+export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set(['succeeded', 'failed', 'timeout', 'expired'])
+
+/** A command as the store keeps it. Times are Unix ms. */
+export interface CommandRecord {
+  readonly id: string
+  readonly device: string
+  readonly name: string
+  readonly params?: JsonValue
+  readonly status: CommandStatus
+  readonly createdAt: number
+  readonly sentAt?: number
+  readonly completedAt?: number
+  /** Until when a queued command may still be delivered (`createdAt + ttlMs`); absent for ttl 0. */
+  readonly expiresAt?: number
+  /** How long a sent command waits for its result, in ms. */
+  readonly timeoutMs: number
+  readonly result?: JsonValue
+  readonly error?: string
+  /** The fan-out this command belongs to. */
+  readonly batch?: string
+  /** Who asked (the operator token's name). */
+  readonly actor: string
+}
+
+/** A validated command request, from REST or MQTT (same rules, CONTRACT §6). */
+export interface CommandRequest {
+  readonly id: string | undefined
+  readonly name: string
+  readonly params: JsonValue | undefined
+  /** Default 10,000 ms; 1 ms to 1 h. */
+  readonly timeoutMs: number
+  /** Default 0 (deliver now or refuse); up to 30 days. */
+  readonly ttlMs: number
+}
+
+/** Largest `params`, as JSON text: 64 KiB (CONTRACT §4). */
+export const MAX_PARAMS_BYTES = 64 * 1024
+/** Default wait for a result: 10 s (CONTRACT §4). */
+export const DEFAULT_TIMEOUT_MS = 10_000
+const MAX_TIMEOUT_MS = 3_600_000
+const MAX_TTL_MS = 30 * 24 * 3_600_000
+
+const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
+
+/** The record as operators see it (CONTRACT §4): times as ISO 8601, internal fields left out. */
+export function commandView(record: CommandRecord): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    id: record.id,
+    device: record.device,
+    name: record.name,
+    params: record.params ?? null,
+    status: record.status,
+    createdAt: iso(record.createdAt),
+  }
+  if (record.sentAt !== undefined) view['sentAt'] = iso(record.sentAt)
+  if (record.completedAt !== undefined) view['completedAt'] = iso(record.completedAt)
+  if (record.expiresAt !== undefined) view['expiresAt'] = iso(record.expiresAt)
+  if (record.result !== undefined) view['result'] = record.result
+  if (record.error !== undefined) view['error'] = record.error
+  if (record.batch !== undefined) view['batch'] = record.batch
+  return view
+}
+
+/** The fields of a command request, shared by the single, fan-out and MQTT forms. */
+export function checkCommandFields(body: Record<string, unknown>, allowIdempotencyKey: boolean): Checked<CommandRequest> {
+  const { name, params, id } = body
+  if (typeof name !== 'string' || !COMMAND_ID_PATTERN.test(name)) return { ok: false, message: 'name: 1 to 64 of A-Z a-z 0-9 _ . -' }
+  if (id !== undefined && (!allowIdempotencyKey || typeof id !== 'string' || !COMMAND_ID_PATTERN.test(id))) {
+    return { ok: false, message: 'id: 1 to 64 of A-Z a-z 0-9 _ . -' }
+  }
+  if (params !== undefined && Buffer.byteLength(JSON.stringify(params)) > MAX_PARAMS_BYTES) {
+    return { ok: false, message: `params: at most ${MAX_PARAMS_BYTES} bytes of JSON` }
+  }
+  const timeoutMs = checkInteger(body['timeoutMs'], 'timeoutMs', 1, MAX_TIMEOUT_MS, DEFAULT_TIMEOUT_MS)
+  if (!timeoutMs.ok) return timeoutMs
+  const ttlMs = checkInteger(body['ttlMs'], 'ttlMs', 0, MAX_TTL_MS, 0)
+  if (!ttlMs.ok) return ttlMs
+  return {
+    ok: true,
+    value: { id: id as string | undefined, name, params: params as JsonValue | undefined, timeoutMs: timeoutMs.value, ttlMs: ttlMs.value },
+  }
+}
+
+/** A command request as published on MQTT: `{id?, name, params?, ttlMs?, timeoutMs?}` (CONTRACT §6). */
+export function checkMqttCommand(payload: unknown): Checked<CommandRequest> {
+  const body = asObject(payload)
+  if (body === undefined) return { ok: false, message: 'payload: an object {id?, name, params?, ttlMs?, timeoutMs?}' }
+  const keys = onlyKeys(body, ['id', 'name', 'params', 'ttlMs', 'timeoutMs'], 'payload')
+  if (!keys.ok) return keys
+  return checkCommandFields(body, true)
+}

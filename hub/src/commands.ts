@@ -1,0 +1,275 @@
+import { randomUUID } from 'node:crypto'
+import type { ResultFrame } from '@fleetgate/device-sdk'
+import type { AuditLog } from './audit.js'
+import { FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
+import type { CommandStore } from './command-store.js'
+import type { Logger } from './logger.js'
+import type { Registry } from './registry.js'
+import type { DeviceSession, Sessions } from './sessions.js'
+
+/** CONTRACT §4: at most 100 queued commands per device. */
+export const MAX_QUEUED_PER_DEVICE = 100
+/** How often queued commands are checked for an ended TTL, in ms. */
+const EXPIRY_SWEEP_MS = 250
+
+/** How a create ended. */
+export type CreateOutcome =
+  | { readonly kind: 'created' | 'existing'; readonly record: CommandRecord }
+  | { readonly kind: 'not_found' | 'device_offline' | 'queue_full' }
+
+/** Options of one create. */
+export interface CreateOptions {
+  /** The fan-out it belongs to. */
+  readonly batch?: string
+  /**
+   * What an offline device with ttl 0 gets: REST's single call answers 409 and keeps no record;
+   * fan-out and MQTT, which have nobody to answer, record the command as `expired`.
+   */
+  readonly offlineRecord: boolean
+}
+
+/** Figures the command module reports. */
+export interface CommandCounters {
+  commandEnded(status: CommandStatus): void
+  resultIgnored(): void
+}
+
+/** What the command module is built from. */
+export interface CommandsOptions {
+  readonly store: CommandStore
+  readonly registry: Registry
+  readonly sessions: Sessions
+  readonly audit: AuditLog
+  readonly log: Logger
+  readonly counters: CommandCounters
+  /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
+  readonly publishResult: (record: CommandRecord) => void
+  readonly now?: () => number
+}
+
+const keyOf = (device: string, id: string): string => `${device}\0${id}`
+
+/**
+ * Commands: one record per command, kept in the store; `sent` only once the `cmd` frame was
+ * written to the device's live session; results matched by device and id; timeouts, TTLs and the
+ * offline queue enforced here and restored after a restart.
+ */
+export class Commands {
+  readonly #options: CommandsOptions
+  readonly #now: () => number
+  /** Sent commands waiting for a result, with their timeout timers. */
+  readonly #inflight = new Map<string, { record: CommandRecord; timer: NodeJS.Timeout }>()
+  /** Records between their change and its commit: idempotency and delivery must see them. */
+  readonly #unsettled = new Map<string, CommandRecord>()
+  readonly #waiters = new Map<string, Array<(record: CommandRecord) => void>>()
+  readonly #queuedCount: Map<string, number>
+  #sweep: NodeJS.Timeout | undefined
+
+  constructor(options: CommandsOptions) {
+    this.#options = options
+    this.#now = options.now ?? Date.now
+    this.#queuedCount = options.store.queuedCounts()
+  }
+
+  /** Restores sent commands' timeouts after a restart and starts the TTL sweep. */
+  start(): void {
+    const now = this.#now()
+    for (const record of this.#options.store.sent()) this.#arm(record, (record.sentAt ?? now) + record.timeoutMs - now)
+    this.#sweep = setInterval(() => this.#expireDue(), EXPIRY_SWEEP_MS)
+    this.#sweep.unref()
+  }
+
+  /** Stops timers; records stay as they are and are resumed by the next `start`. */
+  stop(): void {
+    clearInterval(this.#sweep)
+    for (const { timer } of this.#inflight.values()) clearTimeout(timer)
+  }
+
+  /** The current record, or undefined. */
+  get(device: string, id: string): CommandRecord | undefined {
+    const key = keyOf(device, id)
+    return this.#inflight.get(key)?.record ?? this.#unsettled.get(key) ?? this.#options.store.get(device, id)
+  }
+
+  /** Creates a command and delivers it now (online), queues it (offline with a TTL), or refuses it. */
+  async create(device: string, request: CommandRequest, actor: string, options: CreateOptions): Promise<CreateOutcome> {
+    if (this.#options.registry.get(device) === undefined) return { kind: 'not_found' }
+    const id = request.id ?? randomUUID()
+    if (request.id !== undefined) {
+      const existing = this.get(device, id)
+      if (existing !== undefined) return { kind: 'existing', record: existing }
+    }
+    const now = this.#now()
+    const base: CommandRecord = {
+      id,
+      device,
+      name: request.name,
+      ...(request.params === undefined ? {} : { params: request.params }),
+      status: 'queued',
+      createdAt: now,
+      timeoutMs: request.timeoutMs,
+      ...(options.batch === undefined ? {} : { batch: options.batch }),
+      actor,
+    }
+    const sent = this.#deliver(this.#options.sessions.get(device), base)
+    if (sent !== undefined) {
+      this.#audit(actor, sent, 'sent')
+      await this.#settle(undefined, sent)
+      return { kind: 'created', record: sent }
+    }
+    if (request.ttlMs === 0) {
+      if (!options.offlineRecord) {
+        this.#audit(actor, base, 'device_offline')
+        return { kind: 'device_offline' }
+      }
+      const expired: CommandRecord = { ...base, status: 'expired', completedAt: now, error: 'device offline' }
+      this.#audit(actor, expired, 'expired')
+      await this.#finish(undefined, expired)
+      return { kind: 'created', record: expired }
+    }
+    const queued = this.#queuedCount.get(device) ?? 0
+    if (queued >= MAX_QUEUED_PER_DEVICE) {
+      this.#audit(actor, base, 'queue_full')
+      return { kind: 'queue_full' }
+    }
+    this.#queuedCount.set(device, queued + 1)
+    const record: CommandRecord = { ...base, expiresAt: now + request.ttlMs }
+    this.#audit(actor, record, 'queued')
+    await this.#settle(undefined, record)
+    return { kind: 'created', record }
+  }
+
+  /** Resolves with the record once it is final (its timeout guarantees that it becomes final). */
+  final(record: CommandRecord): Promise<CommandRecord> {
+    const key = keyOf(record.device, record.id)
+    const current = this.get(record.device, record.id) ?? record
+    if (FINAL_STATUSES.has(current.status) && !this.#unsettled.has(key)) return Promise.resolve(current)
+    return new Promise((resolve) => this.#waiters.set(key, [...(this.#waiters.get(key) ?? []), resolve]))
+  }
+
+  /** CONTRACT §4: queued commands go out in creation order right after `hello`. */
+  deliverQueued(session: DeviceSession): void {
+    const now = this.#now()
+    for (const record of this.#options.store.queued(session.deviceId)) {
+      const key = keyOf(record.device, record.id)
+      const current = this.#unsettled.get(key) ?? record
+      if (current.status !== 'queued' || this.#inflight.has(key)) continue
+      if (current.expiresAt !== undefined && current.expiresAt <= now) {
+        this.#expire(current)
+        continue
+      }
+      const sent = this.#deliver(session, current)
+      // A full socket keeps the rest queued, in order, for the next connect.
+      if (sent === undefined) return
+      this.#dequeued(current.device)
+      void this.#settle(current, sent)
+    }
+  }
+
+  /** A `res` frame: ends the matching sent command; anything else is ignored and counted. */
+  result(session: DeviceSession, frame: ResultFrame): void {
+    const key = keyOf(session.deviceId, frame.id)
+    const inflight = this.#inflight.get(key)
+    if (inflight === undefined) {
+      this.#options.counters.resultIgnored()
+      return
+    }
+    clearTimeout(inflight.timer)
+    this.#inflight.delete(key)
+    const done: CommandRecord = {
+      ...inflight.record,
+      status: frame.ok ? 'succeeded' : 'failed',
+      completedAt: this.#now(),
+      ...(frame.r === undefined ? {} : { result: frame.r }),
+      ...(frame.e !== undefined ? { error: frame.e } : frame.ok ? {} : { error: 'failed' }),
+    }
+    void this.#finish(inflight.record, done)
+  }
+
+  /** A `res` frame that names a sent command but does not validate: the command fails with the reason. */
+  invalidResult(session: DeviceSession, id: string, reason: string): void {
+    this.result(session, { t: 'res', id, ok: false, e: `invalid result: ${reason}` })
+  }
+
+  /** CONTRACT §4: a deleted device's queued commands end `expired`. */
+  async deviceDeleted(device: string): Promise<void> {
+    await Promise.all(this.#options.store.queued(device).map((record) => this.#expire(record)))
+  }
+
+  /** Commands a device has, newest first. */
+  list(device: string, status: CommandStatus | undefined, limit: number): CommandRecord[] {
+    return this.#options.store.list(device, status, limit).map((record) => this.get(record.device, record.id) ?? record)
+  }
+
+  /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */
+  #deliver(session: DeviceSession | undefined, record: CommandRecord): CommandRecord | undefined {
+    if (session === undefined || !session.isOpen()) return undefined
+    const sentAt = this.#now()
+    const frame = {
+      t: 'cmd' as const,
+      id: record.id,
+      n: record.name,
+      ...(record.params === undefined ? {} : { p: record.params }),
+      // The device should not start what the hub will already have given up on.
+      exp: sentAt + record.timeoutMs,
+    }
+    if (!session.send(frame)) return undefined
+    const sent: CommandRecord = { ...record, status: 'sent', sentAt }
+    this.#arm(sent, record.timeoutMs)
+    return sent
+  }
+
+  #arm(record: CommandRecord, delayMs: number): void {
+    const key = keyOf(record.device, record.id)
+    const timer = setTimeout(() => {
+      this.#inflight.delete(key)
+      void this.#finish(record, { ...record, status: 'timeout', completedAt: this.#now(), error: `no result within ${record.timeoutMs} ms` })
+    }, Math.max(0, delayMs))
+    this.#inflight.set(key, { record, timer })
+  }
+
+  #expire(record: CommandRecord): Promise<void> {
+    this.#dequeued(record.device)
+    return this.#finish(record, { ...record, status: 'expired', completedAt: this.#now(), error: 'not delivered before its TTL ended' })
+  }
+
+  #expireDue(): void {
+    const now = this.#now()
+    for (const record of this.#options.store.expiredBy(now, 1000)) {
+      const current = this.#unsettled.get(keyOf(record.device, record.id)) ?? record
+      if (current.status === 'queued') void this.#expire(current)
+    }
+  }
+
+  #dequeued(device: string): void {
+    const left = (this.#queuedCount.get(device) ?? 1) - 1
+    if (left > 0) this.#queuedCount.set(device, left)
+    else this.#queuedCount.delete(device)
+  }
+
+  /** Persists a change; until it is durable the change is what `get` and delivery see. */
+  async #settle(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
+    const key = keyOf(after.device, after.id)
+    this.#unsettled.set(key, after)
+    try {
+      await this.#options.store.write(before, after)
+    } finally {
+      if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
+    }
+  }
+
+  /** Persists a final record, then tells whoever waits for it. */
+  async #finish(before: CommandRecord | undefined, done: CommandRecord): Promise<void> {
+    await this.#settle(before, done)
+    this.#options.counters.commandEnded(done.status)
+    this.#options.publishResult(done)
+    const key = keyOf(done.device, done.id)
+    const waiters = this.#waiters.get(key)
+    this.#waiters.delete(key)
+    for (const wake of waiters ?? []) wake(done)
+  }
+
+  #audit(actor: string, record: CommandRecord, outcome: string): void {
+    this.#options.audit.record(actor, 'command.create', `${record.device}/${record.id}`, outcome)
+  }
+}
