@@ -202,7 +202,7 @@ describe('devices REST API (CONTRACT §4)', () => {
       body: '{"id": "x",',
     })
     expect(malformed.status).toBe(400)
-    expect((await malformed.json()).error).toBe('malformed_json')
+    expect(((await malformed.json()) as { error: string }).error).toBe('malformed_json')
 
     const huge = await fetch(`${hub.base}/api/v1/devices`, {
       method: 'POST',
@@ -239,7 +239,7 @@ describe('readiness with an unreachable InfluxDB', () => {
     try {
       const ready = await fetch(`${hub.base}/readyz`)
       expect(ready.status).toBe(503)
-      const body = await ready.json()
+      const body = (await ready.json()) as { error: string; message: string; checks: Record<string, string> }
       expect(body.error).toBe('not_ready')
       expect(body.message).toMatch(/^influxdb: InfluxDB is unreachable at http:\/\/127\.0\.0\.1:9/)
       expect(body.checks.store).toBe('ok')

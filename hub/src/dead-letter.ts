@@ -126,7 +126,7 @@ export class DeadLetter {
     } catch (err) {
       this.#dropped += entries.length
       try {
-        this.#onError(new Error(`dead letter: cannot append ${entries.length} entries to ${this.path}`, { cause: err }))
+        this.#onError(new HubError('HUB_ERR_DEAD_LETTER', `dead letter: cannot append ${entries.length} entries to ${this.path}`, { cause: err }))
       } catch {
         // A throwing error callback must not break the append chain; the counter already says it.
       }

@@ -5,6 +5,8 @@ export type HubErrorCode =
   | 'HUB_ERR_LISTEN'
   | 'HUB_ERR_STORE'
   | 'HUB_ERR_TOKENS_FILE'
+  | 'HUB_ERR_INFLUX'
+  | 'HUB_ERR_DEAD_LETTER'
 
 /** The hub's one error class: a closed set of codes, causes wrapped, never swallowed. */
 export class HubError extends Error {

@@ -129,7 +129,8 @@ export class InfluxShipper {
       }
       for (const reading of readings) {
         // CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
-        const tags = { ...deviceTags, ...reading.g, device: entry.deviceId }
+        // Neither may be named `device` (validated), so it goes first, which spreads fastest.
+        const tags = { device: entry.deviceId, ...deviceTags, ...reading.g }
         const refused = appendLine(batch.lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
         if (refused !== undefined) {
           this.#options.deadLetter.add(JSON.stringify({ device: entry.deviceId, reading }), `not writable as line protocol: ${refused}`)

@@ -20,15 +20,17 @@ export const INFLUX_TIMEOUT_MS = 10_000
 /**
  * How one write ended. `retry: true`: nothing about the data is wrong (InfluxDB down, slow,
  * overloaded, unauthorised): back off and send the same batch again. `retry: false`: InfluxDB refused
- * part of the batch for good (`status` 400) or the body was too large (413); the good points of a 400
- * are written already.
+ * part of the batch for good (`status` 400) or the body was too large (413, nothing written). After a
+ * 400 the good points may or may not have landed: influxd 1.6 writes them around an unparsable line
+ * or a conflict with an existing field ("partial write"), but drops the whole batch when the conflict
+ * is inside the batch that creates the field.
  */
 export type WriteResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly retry: true; readonly error: Error }
   | { readonly ok: false; readonly retry: false; readonly status: 400 | 413; readonly reason: string }
 
-/** Outcome of `writeOrDeadLetter`: lines landed and lines dead-lettered, or back off and retry. */
+/** Outcome of `writeOrDeadLetter`: lines landed, lines dead-lettered, HTTP requests spent; or back off and retry. */
 export type ShipResult =
   | { readonly written: number; readonly deadLettered: number; readonly requests: number }
   | { readonly retry: true; readonly error: Error }
@@ -89,7 +91,7 @@ export class InfluxWriter {
     this.#host = { host: parsed.hostname.replace(/^\[|\]$/g, ''), port, protocol, path }
   }
 
-  /** Creates the database when missing (`CREATE DATABASE` is idempotent in InfluxDB 1.x); rejects on failure. */
+  /** Creates the database when missing (`CREATE DATABASE` is idempotent in InfluxDB 1.x); rejects with the cause wrapped. */
   async ensureDatabase(): Promise<void> {
     // A client per call: node-influx keeps a host in backoff after a failure, and this call is rare.
     const client = new InfluxDB({
@@ -98,7 +100,11 @@ export class InfluxWriter {
       ...(this.#username === undefined ? {} : { username: this.#username, password: this.#password ?? '' }),
       pool: { maxRetries: 0, requestTimeout: this.#timeoutMs },
     })
-    await client.createDatabase(this.database)
+    try {
+      await client.createDatabase(this.database)
+    } catch (err) {
+      throw new HubError('HUB_ERR_INFLUX', `InfluxDB: cannot create database "${this.database}" at ${this.url}`, { cause: err })
+    }
   }
 
   /** True when `GET /ping` answers 204 within `timeoutMs`; never rejects. */
@@ -124,7 +130,7 @@ export class InfluxWriter {
     try {
       await this.ensureDatabase()
     } catch (err) {
-      return { ok: false, retry: true, error: new Error(`InfluxDB: cannot create database "${this.database}"`, { cause: err }) }
+      return { ok: false, retry: true, error: err as Error }
     }
     return strip(await this.#post(body))
   }
@@ -181,13 +187,13 @@ export class InfluxWriter {
       text = await response.text()
     } catch (err) {
       const what = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${this.#timeoutMs} ms` : 'unreachable'
-      return { ok: false, retry: true, error: new Error(`InfluxDB ${what} at ${this.url}`, { cause: err }) }
+      return { ok: false, retry: true, error: new HubError('HUB_ERR_INFLUX', `InfluxDB ${what} at ${this.url}`, { cause: err }) }
     }
     const status = response.status
     if (status >= 200 && status < 300) return { ok: true }
     const reason = errorText(text, status)
     if (status === 400 || status === 413) return { ok: false, retry: false, status, reason }
-    const error = new Error(`InfluxDB answered ${status}: ${reason}`)
+    const error = new HubError('HUB_ERR_INFLUX', `InfluxDB answered ${status}: ${reason}`)
     if (status === 404 && reason.startsWith('database not found')) return { ok: false, retry: true, error, missingDatabase: true }
     // 5xx, 429, 401/403 (credentials an operator must fix), anything else: the data is not at fault.
     return { ok: false, retry: true, error }

@@ -105,6 +105,14 @@ describe('appendLine fixtures', () => {
     expect(out).toEqual(['before'])
   })
 
+  it('timestamps print exactly as String(ts) on both sides of every cached boundary', () => {
+    const samples = [999_999, 1_000_000, 1_000_001, 1_699_999_999_999, 1_700_000_000_000, 1_700_000_000_001, 1_700_000_999_999]
+    for (let i = 0; i < 1000; i++) samples.push(1_700_000_000_000 + i * 997_001, -1_700_000_000_000 + i * 997_001)
+    const out: string[] = []
+    for (const ts of samples) expect(appendLine(out, 'm', {}, { v: 1 }, ts)).toBeUndefined()
+    expect(out).toEqual(samples.map((ts) => `m v=1 ${String(ts)}`))
+  })
+
   it('writes the extreme timestamps InfluxDB accepts', () => {
     const out: string[] = []
     expect(appendLine(out, 'm', {}, { v: 1 }, MAX_INFLUX_TIME_MS)).toBeUndefined()

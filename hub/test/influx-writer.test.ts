@@ -1,8 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DeadLetter } from '../src/dead-letter.js'
+import { HubError } from '../src/errors.js'
 import { appendLine } from '../src/influx-line.js'
 import { InfluxWriter } from '../src/influx-writer.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
@@ -169,5 +170,88 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       influx.resume()
     }
     expect(await w.ping()).toBe(true)
+  })
+})
+
+describe('InfluxWriter options', () => {
+  const deadLetter = new DeadLetter({ dir: tmpdir() })
+
+  it.each([
+    ['unknown key', { url: 'http://127.0.0.1:8086', database: 'x', deadLetter, timeoutMS: 5 }],
+    ['not a URL', { url: 'localhost:8086', database: 'x', deadLetter }],
+    ['not http', { url: 'ftp://127.0.0.1', database: 'x', deadLetter }],
+    ['empty database', { url: 'http://127.0.0.1:8086', database: '', deadLetter }],
+    ['zero timeout', { url: 'http://127.0.0.1:8086', database: 'x', deadLetter, timeoutMs: 0 }],
+  ])('refuses %s with HUB_ERR_CONFIG', (_name, options) => {
+    let caught: unknown
+    try {
+      new InfluxWriter(options as ConstructorParameters<typeof InfluxWriter>[0])
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(HubError)
+    expect((caught as HubError).code).toBe('HUB_ERR_CONFIG')
+  })
+
+  it('keeps credentials out of its URL', () => {
+    const w = new InfluxWriter({ url: 'https://ops:s3cret@influx.example:8086/proxy/', database: 'x', deadLetter })
+    expect(w.url).toBe('https://influx.example:8086/proxy')
+  })
+})
+
+describe('DeadLetter', () => {
+  let dir: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'fleetgate-dead-letter-'))
+  })
+  afterAll(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  })
+
+  const read = (path: string): Array<{ at: string; reason: string; line: string }> =>
+    readFileSync(path, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((text) => JSON.parse(text) as { at: string; reason: string; line: string })
+
+  it('appends JSON lines in order, across flushes', async () => {
+    const deadLetter = new DeadLetter({ dir, fileName: 'order.jsonl', now: () => Date.UTC(2024, 0, 2, 3, 4, 5) })
+    for (let i = 0; i < 50; i++) deadLetter.add(`m v="${i}" ${i}`, `reason ${i}`)
+    const firstFlush = deadLetter.flush()
+    for (let i = 50; i < 100; i++) deadLetter.add(`m v="${i}" ${i}`, `reason ${i}`)
+    await firstFlush
+    await deadLetter.flush()
+    const entries = read(deadLetter.path)
+    expect(entries).toHaveLength(100)
+    entries.forEach((entry, i) => expect(entry).toEqual({ at: '2024-01-02T03:04:05.000Z', reason: `reason ${i}`, line: `m v="${i}" ${i}` }))
+    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([100, 100, 0])
+  })
+
+  it('stops at maxBytes and counts what it drops; room comes back when the file is moved away', async () => {
+    const deadLetter = new DeadLetter({ dir, fileName: 'capped.jsonl', maxBytes: 1000, now: () => 0 })
+    const entryBytes = Buffer.byteLength(JSON.stringify({ at: new Date(0).toISOString(), reason: 'r', line: 'x'.repeat(50) }) + '\n')
+    const fits = Math.floor(1000 / entryBytes)
+    for (let i = 0; i < 30; i++) deadLetter.add('x'.repeat(50), 'r')
+    await deadLetter.flush()
+    expect(read(deadLetter.path)).toHaveLength(fits)
+    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([30, fits, 30 - fits])
+
+    renameSync(deadLetter.path, `${deadLetter.path}.1`)
+    deadLetter.add('y'.repeat(50), 'r')
+    await deadLetter.flush()
+    expect(read(deadLetter.path).map((entry) => entry.line)).toEqual(['y'.repeat(50)])
+    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([31, fits + 1, 30 - fits])
+  })
+
+  it('an I/O failure is reported and counted, never thrown', async () => {
+    const blocker = join(dir, 'not-a-dir')
+    writeFileSync(blocker, '')
+    const errors: Error[] = []
+    const deadLetter = new DeadLetter({ dir: blocker, onError: (err) => errors.push(err) })
+    expect(() => deadLetter.add('m v=1 1', 'r')).not.toThrow()
+    await expect(deadLetter.flush()).resolves.toBeUndefined()
+    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([1, 0, 1])
+    expect(errors).toHaveLength(1)
+    expect(errors[0]?.cause).toBeInstanceOf(Error)
   })
 })

@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from './ports.js'
 
 /** A private influxd (InfluxDB 1.x) for one test file, on loopback ports of its own. */
 export interface Influxd {
@@ -12,7 +12,7 @@ export interface Influxd {
   readonly port: number
   /** The temp dir holding config, meta, data and wal (removed by `destroy`). */
   readonly dir: string
-  /** Stops the process (SIGTERM, SIGKILL after 5 s); keeps ports and dirs for `restart`. Idempotent. */
+  /** Stops the process (SIGTERM, SIGKILL after 5 s), keeping ports and dirs for `restart` (removed by `destroy` or at exit). Idempotent. */
   stop(): Promise<void>
   /** Starts it again on the same ports and dirs (stopping it first if it runs) and waits for `/ping`. */
   restart(): Promise<void>
@@ -40,19 +40,6 @@ const STOP_GRACE_MS = 5_000
 const OUTPUT_KEEP_CHARS = 16_384
 
 const INSTALL_HINT = 'influxd (InfluxDB 1.x) is not on PATH: install it with `apt-get install influxdb` (Debian/Ubuntu)'
-
-/** A free TCP port on 127.0.0.1 (bound then released: a tiny race remains, `startInfluxd` retries once). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /**
  * The config for influxd 1.6.7 (keys from `influxd config`). Unknown keys are ignored by influxd, so
