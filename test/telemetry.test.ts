@@ -175,4 +175,43 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
     }
     expect(latest['readings'] as number).toBeGreaterThanOrEqual(330)
   })
+
+  it('serves a device\'s points through the telemetry API with every parameter validated', async () => {
+    const ws = await connect(await provision('queried'))
+    const base = Date.parse('2026-11-01T00:00:00.000Z')
+    ws.send({ t: 'tb', s: 1, r: Array.from({ length: 10 }, (_, i) => ({ ts: base + i * 1000, m: { a: i, b: i * 2, label: `n${i}` } })) })
+    await ws.untilAck(1)
+    await eventually(() => countPoints(influx, db, 'a', `"device" = 'queried'`), (c) => c === 10)
+
+    const path = '/api/v1/devices/queried/telemetry'
+    const all = await hub.api('GET', `${path}?from=2026-11-01T00:00:00Z&to=2026-11-01T01:00:00Z`)
+    expect(all.status).toBe(200)
+    expect(all.body.device).toBe('queried')
+    expect(all.body.points).toHaveLength(10)
+    expect(all.body.points[3]).toEqual({ ts: '2026-11-01T00:00:03.000Z', a: 3, b: 6, label: 'n3' })
+
+    const some = await hub.api('GET', `${path}?from=2026-11-01T00:00:02Z&to=2026-11-01T00:00:05Z&metrics=b&limit=2`)
+    expect(some.body.points).toEqual([
+      { ts: '2026-11-01T00:00:02.000Z', b: 4 },
+      { ts: '2026-11-01T00:00:03.000Z', b: 6 },
+    ])
+    // The default window is the last hour: these points are older.
+    expect((await hub.api('GET', path)).body.points).toEqual([])
+
+    for (const bad of [
+      'from=yesterday',
+      'from=2026-11-01',
+      'from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z',
+      `metrics=${encodeURIComponent('a" OR 1=1 --')}`,
+      `metrics=${encodeURIComponent("a FROM x; DROP DATABASE fleetgate_test")}`,
+      'limit=0',
+      'limit=10001',
+    ]) {
+      const answer = await hub.api('GET', `${path}?${bad}`)
+      expect(answer.status, bad).toBe(400)
+      expect(answer.body.error, bad).toBe('invalid')
+    }
+    expect((await hub.api('GET', '/api/v1/devices/nobody/telemetry')).status).toBe(404)
+    expect(await countPoints(influx, db, 'a', `"device" = 'queried'`)).toBe(10)
+  })
 })

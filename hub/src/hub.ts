@@ -3,6 +3,7 @@ import { createRequire } from 'node:module'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
 import { registerCommandRoutes } from './api-commands.js'
 import { registerDeviceRoutes } from './api-devices.js'
+import { registerTelemetryRoutes } from './api-telemetry.js'
 import { influxProbe, registerHealthRoutes } from './api-health.js'
 import { AuditLog } from './audit.js'
 import { CommandBatches } from './command-batches.js'
@@ -166,6 +167,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const router = new Router(app, operators, log)
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
+  registerTelemetryRoutes(router, { registry, influx: writer, log, now })
   registerHealthRoutes(
     router,
     [

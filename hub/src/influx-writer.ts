@@ -30,6 +30,13 @@ export type WriteResult =
   | { readonly ok: false; readonly retry: true; readonly error: Error }
   | { readonly ok: false; readonly retry: false; readonly status: 400 | 413; readonly reason: string }
 
+/** One series of an InfluxQL answer: column names and rows. */
+export interface QuerySeries {
+  readonly name: string
+  readonly columns: readonly string[]
+  readonly values: ReadonlyArray<readonly unknown[]>
+}
+
 /** Outcome of `writeOrDeadLetter`: lines landed, lines dead-lettered, HTTP requests spent; or back off and retry. */
 export type ShipResult =
   | { readonly written: number; readonly deadLettered: number; readonly requests: number }
@@ -105,6 +112,29 @@ export class InfluxWriter {
     } catch (err) {
       throw new HubError('HUB_ERR_INFLUX', `InfluxDB: cannot create database "${this.database}" at ${this.url}`, { cause: err })
     }
+  }
+
+  /**
+   * Runs one InfluxQL read in the database (`GET /query`, times as Unix ms) and returns the first
+   * statement's series. The caller builds the query from validated parts only.
+   * Rejects with HubError `HUB_ERR_INFLUX` when InfluxDB is unreachable or refuses the query.
+   */
+  async query(influxql: string): Promise<QuerySeries[]> {
+    const url = `${this.url}/query?db=${encodeURIComponent(this.database)}&epoch=ms&q=${encodeURIComponent(influxql)}`
+    let status: number
+    let text: string
+    try {
+      const response = await fetch(url, { headers: this.#headers, signal: AbortSignal.timeout(this.#timeoutMs) })
+      status = response.status
+      text = await response.text()
+    } catch (err) {
+      throw new HubError('HUB_ERR_INFLUX', `InfluxDB is unreachable at ${this.url}`, { cause: err })
+    }
+    if (status !== 200) throw new HubError('HUB_ERR_INFLUX', `InfluxDB answered ${status}: ${errorText(text, status)}`)
+    const answer = JSON.parse(text) as { results?: Array<{ series?: QuerySeries[]; error?: string }> }
+    const first = answer.results?.[0]
+    if (first?.error !== undefined) throw new HubError('HUB_ERR_INFLUX', `InfluxDB refused the query: ${first.error}`)
+    return first?.series ?? []
   }
 
   /** True when `GET /ping` answers 204 within `timeoutMs`; never rejects. */
