@@ -6,7 +6,7 @@ import { tokenDigest } from '@fleetgate/hub'
 import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
-import { connectDevice, type Credentials, type RawDevice } from './support/ws.js'
+import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
 const READER = 'reader-token-for-commands-0001'
 const OPERATOR = 'operator-token-for-commands-01'
@@ -14,19 +14,11 @@ const OPERATOR = 'operator-token-for-commands-01'
 describe('commands (CONTRACT §4, §6)', () => {
   let hub: TestHub
   const tokens = tempDir()
-  const open: RawDevice[] = []
 
-  const provision = async (id: string, tags: Record<string, string> = {}): Promise<Credentials> => {
-    const created = await hub.api('POST', '/api/v1/devices', { id, tags })
-    expect(created.status).toBe(201)
-    return { deviceId: id, keyType: 'hmac', key: created.body.key }
-  }
-  const connect = async (device: Credentials): Promise<RawDevice> => {
-    const ws = await connectDevice(hub.wsUrl, device)
-    open.push(ws)
-    expect(await ws.next()).toMatchObject({ t: 'hello' })
-    return ws
-  }
+  const devices = new OpenDevices()
+  const provision = (id: string, tags: Record<string, string> = {}): Promise<Credentials> => hub.provision(id, { tags })
+  const connect = (device: Credentials): Promise<RawDevice> => devices.connect(hub.wsUrl, device)
+
   const nextCommand = async (ws: RawDevice): Promise<CommandFrame> => {
     const frame = await ws.next()
     if (frame.t !== 'cmd') throw new Error(`expected a cmd frame, got ${JSON.stringify(frame)}`)
@@ -44,9 +36,7 @@ describe('commands (CONTRACT §4, §6)', () => {
     )
     hub = await startTestHub({ FLEETGATE_TOKENS_FILE: tokensFile, FLEETGATE_MQTT_PORT: '0' })
   })
-  afterEach(() => {
-    for (const ws of open.splice(0)) ws.close()
-  })
+  afterEach(() => devices.closeAll())
   afterAll(async () => {
     await hub?.stop()
     tokens.cleanup()

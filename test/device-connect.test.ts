@@ -4,37 +4,28 @@ import { Encoder } from 'cbor-x'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { base64urlEncode, encodeFrame } from '@fleetgate/device-sdk'
 import { startTestHub, type TestHub } from './support/hub.js'
-import { connectDevice, connectRaw, tokenFor, type Credentials, type RawDevice } from './support/ws.js'
+import { OpenDevices, connectDevice, connectRaw, tokenFor, type Credentials, type RawDevice } from './support/ws.js'
 
 const UNAUTHORIZED = { ok: false, status: 401, body: '{"error":"unauthorized"}' }
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true })
 
 describe('device endpoint /v1/connect (CONTRACT §3)', () => {
   let hub: TestHub
-  const open: RawDevice[] = []
+  const devices = new OpenDevices()
   let address = 1
   // Each refusal test connects from its own loopback address, so the per-address failure limit of
   // one test never answers another's connects with 429.
   const nextAddress = (): string => `127.0.1.${address++}`
 
-  const provision = async (id: string, keyType: 'hmac' | 'ed25519' = 'hmac'): Promise<Credentials> => {
-    const created = await hub.api('POST', '/api/v1/devices', { id, keyType })
-    expect(created.status).toBe(201)
-    return { deviceId: id, keyType, key: created.body.key ?? created.body.privateKey }
-  }
-  const connect = async (device: Credentials): Promise<RawDevice> => {
-    const ws = await connectDevice(hub.wsUrl, device)
-    open.push(ws)
-    return ws
-  }
+  const provision = (id: string, keyType: 'hmac' | 'ed25519' = 'hmac'): Promise<Credentials> => hub.provision(id, { keyType })
+  const connect = async (device: Credentials): Promise<RawDevice> => devices.track(await connectDevice(hub.wsUrl, device))
+
   const refusedWith = async (token: string): Promise<unknown> => connectRaw(hub.wsUrl, { token, localAddress: nextAddress() })
 
   beforeAll(async () => {
     hub = await startTestHub({ FLEETGATE_MAX_FRAME: '1024' })
   })
-  afterEach(() => {
-    for (const ws of open.splice(0)) ws.close()
-  })
+  afterEach(() => devices.closeAll())
   afterAll(async () => {
     await hub?.stop()
   })
@@ -44,7 +35,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
       const device = await provision(`hello-${keyType}`, keyType)
       for (const query of [false, true]) {
         const ws = await connectDevice(hub.wsUrl, device, { query })
-        open.push(ws)
+        devices.track(ws)
         const hello = await ws.next()
         expect(hello).toMatchObject({ t: 'hello', dev: device.deviceId, lim: { frame: 1024, batch: 500, rate: 100, window: 64 } })
         expect(hello.t === 'hello' && Math.abs(hello.now - Date.now()) < 5000).toBe(true)
@@ -76,7 +67,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
     // Inside the skew window the token still opens a session.
     const skewed = await connectRaw(hub.wsUrl, { token: sign('auth-target', now - 10) })
     expect(skewed.ok).toBe(true)
-    if (skewed.ok) open.push(skewed.ws)
+    if (skewed.ok) devices.track(skewed.ws)
     const noToken = await connectRaw(hub.wsUrl, { localAddress: nextAddress() })
     expect(noToken).toEqual(UNAUTHORIZED)
   })

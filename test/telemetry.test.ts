@@ -8,7 +8,7 @@ import { startInfluxd, type Influxd } from './support/influxd.js'
 import { connectMqtt, type TestClient } from './support/mqtt-client.js'
 import { ADMIN_TOKEN } from './support/hub.js'
 import { countPoints, eventually, rows } from './support/telemetry.js'
-import { connectDevice, type Credentials, type RawDevice } from './support/ws.js'
+import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true })
 
@@ -16,20 +16,12 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
   let influx: Influxd
   let hub: TestHub
   let subscriber: TestClient
-  const open: RawDevice[] = []
   const db = 'fleetgate_test'
 
-  const provision = async (id: string, tags: Record<string, string> = {}): Promise<Credentials> => {
-    const created = await hub.api('POST', '/api/v1/devices', { id, tags })
-    expect(created.status).toBe(201)
-    return { deviceId: id, keyType: 'hmac', key: created.body.key }
-  }
-  const connect = async (device: Credentials): Promise<RawDevice> => {
-    const ws = await connectDevice(hub.wsUrl, device)
-    open.push(ws)
-    expect(await ws.next()).toMatchObject({ t: 'hello' })
-    return ws
-  }
+  const devices = new OpenDevices()
+  const provision = (id: string, tags: Record<string, string> = {}): Promise<Credentials> => hub.provision(id, { tags })
+  const connect = (device: Credentials): Promise<RawDevice> => devices.connect(hub.wsUrl, device)
+
   const telemetryMessages = (device: string): Array<{ device: string; seq: number; readings: Reading[] }> =>
     subscriber.on(`fleetgate/devices/${device}/telemetry`).map((m) => JSON.parse(m.payload.toString()))
 
@@ -41,9 +33,7 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
     subscriber = await connectMqtt(`mqtt://127.0.0.1:${hub.hub.ports.mqtt}`, { username: 'test', password: ADMIN_TOKEN })
     expect(await subscriber.subscribe('fleetgate/devices/+/telemetry', { qos: 1 })).toEqual([1])
   })
-  afterEach(() => {
-    for (const ws of open.splice(0)) ws.close()
-  })
+  afterEach(() => devices.closeAll())
   afterAll(async () => {
     await subscriber?.stop()
     await hub?.stop()

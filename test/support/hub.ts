@@ -5,7 +5,9 @@ import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { KeyType } from '@fleetgate/device-sdk'
 import { createLogger, loadConfig, startHub, type Hub, type HubOptions } from '@fleetgate/hub'
+import type { Credentials } from './ws.js'
 
 /** The built hub entry point (`npm test` runs `tsc -b` first). */
 export const HUB_MAIN = fileURLToPath(new URL('../../hub/dist/main.js', import.meta.url))
@@ -42,6 +44,8 @@ export interface TestHub {
   /** fetch under the hub with the admin token (or `token`), JSON in and out. */
   // JSON bodies are read field by field in assertions, so `any` is the honest type here.
   api(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>
+  /** Creates a device (201 or the test fails) and returns its credentials. */
+  provision(id: string, options?: { tags?: Record<string, string>; keyType?: KeyType }): Promise<Credentials>
   stop(): Promise<void>
 }
 
@@ -61,6 +65,7 @@ export async function startTestHub(
     base,
     wsUrl: `ws://127.0.0.1:${hub.ports.http}/v1/connect`,
     api: (method, path, body, token = ADMIN_TOKEN) => api(base, method, path, body, token),
+    provision: (id, options = {}) => provision(base, id, options),
     async stop() {
       await hub.stop()
       dir.cleanup()
@@ -93,6 +98,18 @@ export function api(
     req.on('error', reject)
     req.end(payload)
   })
+}
+
+/** Creates a device through the REST API and returns its credentials; throws unless the hub answers 201. */
+export async function provision(
+  base: string,
+  id: string,
+  options: { tags?: Record<string, string>; keyType?: KeyType } = {},
+): Promise<Credentials> {
+  const keyType = options.keyType ?? 'hmac'
+  const created = await api(base, 'POST', '/api/v1/devices', { id, keyType, tags: options.tags ?? {} })
+  if (created.status !== 201) throw new Error(`creating device ${id}: ${created.status} ${JSON.stringify(created.body)}`)
+  return { deviceId: id, keyType, key: (created.body.key ?? created.body.privateKey) as string }
 }
 
 /** A hub running as its own process (`node hub/dist/main.js`), for signals and crashes. */

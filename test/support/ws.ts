@@ -99,12 +99,36 @@ export interface Credentials {
   readonly key: string
 }
 
+/** Tracks devices a test opened so that `closeAll` ends them after each test. */
+export class OpenDevices {
+  readonly #open: RawDevice[] = []
+
+  /** Connects the device and takes its `hello` (the test fails without one). */
+  async connect(url: string, device: Credentials): Promise<RawDevice> {
+    const ws = await connectDevice(url, device)
+    this.#open.push(ws)
+    const hello = await ws.next()
+    if (hello.t !== 'hello') throw new Error(`expected hello first, got ${JSON.stringify(hello)}`)
+    return ws
+  }
+
+  /** Keeps an already connected device for `closeAll`. */
+  track(ws: RawDevice): RawDevice {
+    this.#open.push(ws)
+    return ws
+  }
+
+  closeAll(): void {
+    for (const ws of this.#open.splice(0)) ws.close()
+  }
+}
+
 /** Signs a token that expires `inSec` seconds from now (default one hour). */
 export function tokenFor(device: Credentials, inSec = 3600): Promise<string> {
   return signToken({ deviceId: device.deviceId, keyType: device.keyType, key: device.key, expSec: Math.floor(Date.now() / 1000) + inSec })
 }
 
-/** Connects a device with a valid token and returns it after its `hello`. */
+/** Connects a device with a valid token; the `hello` is left in its queue. */
 export async function connectDevice(
   url: string,
   device: Credentials,
