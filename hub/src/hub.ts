@@ -43,6 +43,8 @@ export interface HubOptions {
   readonly authFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
+  /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
+  readonly mqttHighWater?: number
 }
 
 /** A running hub. */
@@ -59,6 +61,7 @@ export interface Hub {
 export async function startHub(options: HubOptions): Promise<Hub> {
   const { config, log } = options
   const now = options.now ?? Date.now
+  const mqttHighWater = options.mqttHighWater ?? 4096
   const uws = loadNativeUws()
   const tlsOptions = config.tls === undefined ? undefined : checkTlsFiles(config.tls)
 
@@ -134,6 +137,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     committed: (readings) => shipper.committed(readings),
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
+    egressBusy: () => (mqtt?.broker.stats().pendingPublishes ?? 0) >= mqttHighWater,
     now,
   })
   const shipper = new InfluxShipper({

@@ -62,6 +62,12 @@ export interface IngestOptions {
   readonly ratePerSec: number
   /** The spool quota in bytes: above it acks stop until the shipper frees room. */
   readonly spoolMaxBytes: number
+  /**
+   * Whether the hub's egress lags (e.g. MQTT subscribers behind): while it does, committed frames
+   * are neither acked nor published, so devices slow down instead of the hub buffering without
+   * bound. Default: never.
+   */
+  readonly egressBusy?: () => boolean
   /** Clock, Unix ms; default Date.now. */
   readonly now?: () => number
 }
@@ -72,6 +78,8 @@ const RATE_ABUSE_CLOSE = 1008
 const COMMIT_FAILED_CLOSE = 1011
 /** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
 const ABUSE_WINDOW_MS = 5000
+/** How often held acks are retried while egress lags, in ms. */
+const EGRESS_RETRY_MS = 2
 
 interface Pending {
   readonly peer: Peer
@@ -91,6 +99,9 @@ export class Ingest {
   #pending: Pending[] = []
   #scheduled = false
   #commits = new Set<Promise<void>>()
+  /** Committed batches whose acks wait for egress, oldest first. */
+  #held: Array<readonly Pending[]> = []
+  #releaseTimer: NodeJS.Timeout | undefined
 
   constructor(options: IngestOptions) {
     this.#options = options
@@ -135,6 +146,7 @@ export class Ingest {
   async drain(): Promise<void> {
     this.#commit(true)
     await Promise.all([...this.#commits])
+    clearTimeout(this.#releaseTimer)
   }
 
   #takeToken(peer: Peer, s: number): boolean {
@@ -181,11 +193,29 @@ export class Ingest {
     const batch = this.#pending
     this.#pending = []
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
-      () => this.#acknowledge(batch),
+      () => this.#committed(batch),
       (err: unknown) => this.#failed(batch, err),
     )
     this.#commits.add(commit)
     void commit.finally(() => this.#commits.delete(commit))
+  }
+
+  #committed(batch: readonly Pending[]): void {
+    this.#held.push(batch)
+    this.#release()
+  }
+
+  /** Acks and publishes held batches, in order, for as long as egress keeps up. */
+  #release(): void {
+    this.#releaseTimer = undefined
+    const busy = this.#options.egressBusy
+    while (this.#held.length > 0) {
+      if (busy?.() === true) {
+        this.#releaseTimer ??= setTimeout(() => this.#release(), EGRESS_RETRY_MS)
+        return
+      }
+      this.#acknowledge(this.#held.shift() as readonly Pending[])
+    }
   }
 
   #acknowledge(batch: readonly Pending[]): void {
