@@ -90,6 +90,9 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
     expect(await ws.next()).toEqual({ t: 'nak', s: 2, e: 'invalid' })
     ws.sendRaw(cbor.encode({ t: 'tb', s: 3, r: Array.from({ length: 501 }, (_, i) => ({ ts: ts + i, m: { a: 1 } })) }))
     expect(await ws.next()).toEqual({ t: 'nak', s: 3, e: 'invalid' })
+    // A naked frame's s counts as seen: s must still grow.
+    ws.send({ t: 'tm', s: 3, ts, m: { a: 0 } })
+    expect(await ws.next()).toEqual({ t: 'nak', s: 3, e: 'seq' })
     ws.send({ t: 'tm', s: 10, ts, m: { a: 1 } })
     expect(await ws.next()).toEqual({ t: 'ack', s: 10 })
     ws.send({ t: 'tm', s: 10, ts: ts + 1, m: { a: 2 } })

@@ -53,6 +53,11 @@ describe('MQTT uplink to an external Mosquitto (CONTRACT §6)', () => {
     await external.client.publishAsync('fleetgate/devices/mirrored/commands', JSON.stringify({ id: 'from-outside', name: 'ping' }), { qos: 1 })
     const command = await eventually(() => local.on('fleetgate/devices/mirrored/commands'), (m) => m.length === 1)
     expect(JSON.parse(command[0]?.payload.toString() ?? '')).toEqual({ id: 'from-outside', name: 'ping' })
+    // The command reaches the device, and its final record goes back out through the uplink.
+    expect(await device.next()).toMatchObject({ t: 'cmd', id: 'from-outside', n: 'ping' })
+    device.send({ t: 'res', id: 'from-outside', ok: true, r: 'pong' })
+    const result = await eventually(() => external.on('fleetgate/devices/mirrored/commands/from-outside'), (m) => m.length === 1)
+    expect(JSON.parse(result[0]?.payload.toString() ?? '')).toMatchObject({ id: 'from-outside', status: 'succeeded', result: 'pong' })
   })
 
   it('keeps ingesting at full speed while the external broker is away', async () => {

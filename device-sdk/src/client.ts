@@ -1,7 +1,7 @@
 // DeviceClient: a device's session with the hub (CONTRACT §3). It signs a fresh token for every
-// attempt, waits for `hello`, dispatches hub frames, and reconnects with backoff. The telemetry API
-// (send/sendBatch/flush with an offline queue and the ack window) is meant to sit on top of this
-// session layer: it needs `connected`, the ack/nak handlers and send(), nothing more.
+// attempt, waits for `hello`, dispatches hub frames, and reconnects with backoff. Telemetry
+// (send/sendBatch/flush, the offline queue, the ack window, pacing) lives in TelemetryQueue; the
+// client feeds it the session's hello, acks, naks and end.
 //
 // What ends a session, and what happens next:
 // - a network loss, 1001 (hub shutting down), 1008 (rate abuse), a hub `err`, a hello timeout:
@@ -17,27 +17,17 @@
 //   connect() starts again deliberately.
 // - close(): no reconnect, ever; the client is done.
 import { Backoff } from './backoff.js'
-import { CloseCode, Connection } from './connection.js'
+import { CommandDispatcher, type CommandHandler } from './command-dispatcher.js'
+import type { DeviceClientEvents } from './client-events.js'
+import { CloseCode, Connection, isSendableCloseCode } from './connection.js'
 import { TypedEmitter } from './emitter.js'
 import { SdkError } from './errors.js'
-import { encodeFrame, type AckFrame, type CommandFrame, type DeviceFrame, type ErrorFrame, type HelloFrame, type HubFrame, type NakFrame } from './protocol.js'
+import { encodeFrame, type ErrorFrame, type HelloFrame, type HubFrame, type Metrics, type ResultFrame } from './protocol.js'
 import { resolveDeviceClientOptions, type DeviceClientOptions, type ResolvedDeviceClientOptions } from './options.js'
+import type { SendOptions, TelemetryReading } from './reading.js'
+import { TelemetryQueue } from './telemetry-queue.js'
 import { signToken } from './token.js'
 import { acceptsHeaders, defaultWebSocket, type AuthMode, type WebSocketConstructor } from './transport.js'
-
-/** Events of a DeviceClient, with their listener arguments. */
-export type DeviceClientEvents = {
-  /** A session is open: the hub's `hello`. */
-  connected: [HelloFrame]
-  /** A session that had emitted `connected` ended, with the WebSocket close code and reason. */
-  disconnected: [{ code: number; reason: string }]
-  /** The next attempt starts in `delayMs` ms; `attempt` counts from 1 since the backoff was last reset. */
-  reconnecting: [{ attempt: number; delayMs: number }]
-  /** Something went wrong; the client carries on (reconnecting) unless the error says otherwise. */
-  error: [SdkError]
-  /** A command from the hub; answer it with a `res` frame. */
-  command: [CommandFrame]
-}
 
 type State = 'idle' | 'connecting' | 'open' | 'waiting' | 'closing' | 'closed'
 
@@ -46,14 +36,10 @@ interface Waiter {
   reject(error: SdkError): void
 }
 
-// Valid close codes for an application to send (RFC 6455 §7.4.2).
-function isSendableCloseCode(code: number): boolean {
-  return code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999)
-}
-
 /**
  * A device's connection to the hub. Errors are reported as `error` events, never thrown from event
- * handlers; an `error` without listeners is dropped, so listen to it to log them.
+ * handlers; an `error` without listeners is dropped, so listen to it to log them. The promises of
+ * send() and sendBatch() reject on naks, drops and close(): handle them, even when fired and forgotten.
  */
 export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   readonly #options: ResolvedDeviceClientOptions
@@ -71,13 +57,38 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   #waiters: Waiter[] = []
   #closeWaiters: Array<() => void> = []
   #webSocket: Promise<{ WebSocket: WebSocketConstructor; auth: AuthMode }> | undefined
+  readonly #telemetry: TelemetryQueue
+  readonly #commands: CommandDispatcher
 
-  /** Validates `options` at once: throws SdkError SDK_ERR_INVALID_OPTION naming the first bad one. */
+  /**
+   * Validates `options` at once (throws SdkError SDK_ERR_INVALID_OPTION naming the first bad one)
+   * and loads the queue store (SDK_ERR_STORE): readings it holds from an earlier run are sent first.
+   */
   constructor(options: DeviceClientOptions) {
     super()
     this.#options = resolveDeviceClientOptions(options)
     const { backoff, random } = this.#options
     this.#backoff = new Backoff({ ...backoff, random })
+    this.#telemetry = new TelemetryQueue({
+      ...this.#options,
+      transmit: (bytes) => this.#transmit(bytes),
+      onError: (error) => this.emit('error', error),
+    })
+    this.#commands = new CommandDispatcher({
+      send: (frame) => this.sendFrame(frame),
+      clock: this.#options.clock,
+      report: (error) => this.#report(error),
+    })
+  }
+
+  /**
+   * Runs `handler` for every command named `name` (CONTRACT §3 `cmd`); its result, or its thrown
+   * error's message as `ok: false`, goes back to the hub. A name without a handler is answered
+   * `unknown_command`; a command past its deadline is not run; results wait for the next session.
+   */
+  handle(name: string, handler: CommandHandler): this {
+    this.#commands.handle(name, handler)
+    return this
   }
 
   /** The device id this client connects as. */
@@ -100,6 +111,45 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     return this.#hello
   }
 
+  /** Readings waiting to be sent for the first time (offline, or held back by the window or the rate). */
+  get queued(): number {
+    return this.#telemetry.queued
+  }
+
+  /** Readings sent and not yet acked or naked, including those waiting to be resent after a reconnect. */
+  get inflight(): number {
+    return this.#telemetry.inflight
+  }
+
+  /** Readings dropped by overflow `'drop-oldest'` since the client was built. */
+  get dropped(): number {
+    return this.#telemetry.dropped
+  }
+
+  /**
+   * Queues one reading stamped `options.ts` or now (strictly increasing); resolves at the ack of its
+   * frame. Rejects with SDK_ERR_INVALID_READING or SDK_ERR_QUEUE_FULL at once, later SDK_ERR_NAK
+   * (`reason` set), SDK_ERR_DROPPED or SDK_ERR_CLOSED. Offline, readings wait for the next session.
+   */
+  send(metrics: Metrics, options: SendOptions = {}): Promise<void> {
+    if (typeof options !== 'object' || options === null) return Promise.reject(new SdkError('SDK_ERR_INVALID_READING', 'options: expected { ts?, tags? }'))
+    return this.#telemetry.add([{ ...options, metrics }], false)
+  }
+
+  /**
+   * Queues readings in order, all or none (an invalid one rejects the call naming its index, as
+   * `'reject'` overflow does); resolves once all are acked, rejects as send() when one fails.
+   */
+  sendBatch(readings: readonly TelemetryReading[]): Promise<void> {
+    if (!Array.isArray(readings)) return Promise.reject(new SdkError('SDK_ERR_INVALID_READING', 'readings: expected an array'))
+    return this.#telemetry.add(readings, true)
+  }
+
+  /** Resolves once every reading queued so far is acked or naked (or dropped); SDK_ERR_CLOSED on close(). */
+  flush(): Promise<void> {
+    return this.#telemetry.flush()
+  }
+
   /**
    * Starts connecting (and reconnecting) if not started, and resolves with the next `hello`, or the
    * current one when a session is open. Rejects with SDK_ERR_HANDSHAKE when `reconnect` is false and
@@ -118,7 +168,9 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
 
   /**
    * Stops reconnecting, closes the socket with `code` (1000, or 3000 to 4999) and resolves once it
-   * is closed. A pending connect() rejects with SDK_ERR_CLOSED. The client cannot connect again.
+   * is closed. A pending connect(), send() or flush() rejects with SDK_ERR_CLOSED (call flush()
+   * first to wait for acks); the store is closed and keeps unacked readings for the next run.
+   * The client cannot connect again.
    */
   close(code: number = CloseCode.normal): Promise<void> {
     if (!isSendableCloseCode(code)) {
@@ -130,6 +182,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#generation++
     this.#clearTimers()
     this.#rejectWaiters(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub said hello'))
+    this.#telemetry.close(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub acked the reading; it may or may not be stored'))
     const connection = this.#connection
     if (connection === undefined) {
       this.#finishClose()
@@ -141,13 +194,19 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   }
 
   /**
-   * Encodes and sends one frame on the open session. Returns false, sending nothing, when no
-   * session is open. Throws SdkError SDK_ERR_PROTOCOL when the frame cannot be encoded.
+   * Sends a command result (`res`) on the open session; false, sending nothing, when there is none.
+   * Throws SdkError SDK_ERR_PROTOCOL when it cannot be encoded. Telemetry goes through send(),
+   * which owns the seqs.
    */
-  send(frame: DeviceFrame): boolean {
+  sendFrame(frame: ResultFrame): boolean {
+    if (frame.t !== 'res') throw new SdkError('SDK_ERR_PROTOCOL', 'sendFrame() sends `res` frames; telemetry goes through send() and sendBatch()')
+    return this.#transmit(encodeFrame(frame))
+  }
+
+  #transmit(bytes: Uint8Array): boolean {
     const connection = this.#connection
     if (this.#state !== 'open' || connection === undefined || !connection.open) return false
-    connection.send(encodeFrame(frame))
+    connection.send(bytes)
     return true
   }
 
@@ -206,13 +265,18 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
         this.#onHello(connection, frame)
         break
       case 'ack':
-        if (this.#expectSession(connection, frame.t)) this.#onAck(frame)
+        if (this.#expectSession(connection, frame.t)) this.#telemetry.ack(frame.s)
         break
       case 'nak':
-        if (this.#expectSession(connection, frame.t)) this.#onNak(frame)
+        // a nak rejects the readings of its frame; one for a frame the client did not send is news
+        if (this.#expectSession(connection, frame.t) && !this.#telemetry.nak(frame.s, frame.e)) {
+          this.emit('error', new SdkError('SDK_ERR_NAK', `the hub refused frame ${frame.s}, which is not in flight: ${frame.e}`, { cause: frame, reason: frame.e }))
+        }
         break
       case 'cmd':
-        if (this.#expectSession(connection, frame.t)) this.emit('command', frame)
+        if (!this.#expectSession(connection, frame.t)) break
+        this.emit('command', frame)
+        this.#commands.dispatch(frame)
         break
       case 'err':
         this.#onHubError(frame)
@@ -235,16 +299,11 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#connectedAt = this.#options.clock.now()
     const waiters = this.#waiters
     this.#waiters = []
+    // CONTRACT §3: unacked frames go again first, with their seq and ts
+    this.#telemetry.open(hello.lim)
+    this.#commands.resend()
     this.emit('connected', hello)
     for (const waiter of waiters) waiter.resolve(hello)
-  }
-
-  // Acks matter to the telemetry window only; with no queue yet, nothing is outstanding.
-  #onAck(_frame: AckFrame): void {}
-
-  // A nak means a frame sent with send() is refused for good: tell the application.
-  #onNak(frame: NakFrame): void {
-    this.emit('error', new SdkError('SDK_ERR_NAK', `the hub refused frame ${frame.s}: ${frame.e}`, { cause: frame }))
   }
 
   #onHubError(frame: ErrorFrame): void {
@@ -280,6 +339,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     if (!closing) this.#state = 'idle'
 
     if (hello !== undefined) {
+      this.#telemetry.lost()
       if (code === 4003) {
         this.emit('error', new SdkError('SDK_ERR_UNAUTHORIZED', 'the hub ended the session (4003): device disabled, deleted or its key rotated'))
       } else if (code === 4001) {

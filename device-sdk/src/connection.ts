@@ -21,6 +21,11 @@ export const CloseCode = Object.freeze({
 
 const OPEN = 1
 
+/** Whether an application may send `code` in a close frame: 1000, or 3000 to 4999 (RFC 6455 §7.4.2). */
+export function isSendableCloseCode(code: number): boolean {
+  return code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999)
+}
+
 // ws rejects a non-101 answer with this message and offers no status field to read instead.
 const UNEXPECTED_RESPONSE = /^Unexpected server response: (\d{3})$/
 

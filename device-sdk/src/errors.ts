@@ -1,8 +1,15 @@
+import type { NakReason } from './frames.js'
+
 /**
  * Every failure the SDK reports, as a closed union of codes: branch on `err.code`, never on the message.
  * - `SDK_ERR_NAK`: the hub refused a frame (`nak`); it will not be stored and must not be resent.
+ *   `reason` holds the hub's reason code.
  * - `SDK_ERR_CLOSED`: the client was closed (by `close()`) before the operation could finish.
- * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading.
+ * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading (overflow `'reject'`).
+ * - `SDK_ERR_DROPPED`: a queued reading was dropped to make room for a newer one (overflow `'drop-oldest'`).
+ * - `SDK_ERR_INVALID_READING`: a reading breaks the wire rules (CONTRACT §3) or does not fit in the
+ *   hub's frame limit; it was never sent.
+ * - `SDK_ERR_STORE`: the queue store failed to load, write or remove readings (the `cause` says why).
  * - `SDK_ERR_INVALID_OPTION`: an option or argument is missing, unknown or out of range.
  * - `SDK_ERR_HANDSHAKE`: a connect attempt failed before the hub's `hello` (network, HTTP status, timeout).
  * - `SDK_ERR_UNAUTHORIZED`: the hub refused the token (HTTP 401) or ended the session with 4003
@@ -13,11 +20,16 @@
  *   decode, a frame before `hello`), or a frame could not be encoded.
  * - `SDK_ERR_HUB`: the hub reported a protocol error with an `err` frame (the frame is the `cause`).
  * - `SDK_ERR_TOKEN`: a device token could not be signed (bad key, no WebCrypto, bad expiry).
+ * - `SDK_ERR_COMMAND`: a command handler threw, or returned a result that is not JSON (the device
+ *   answered `ok: false`).
  */
 export type SdkErrorCode =
   | 'SDK_ERR_NAK'
   | 'SDK_ERR_CLOSED'
   | 'SDK_ERR_QUEUE_FULL'
+  | 'SDK_ERR_DROPPED'
+  | 'SDK_ERR_INVALID_READING'
+  | 'SDK_ERR_STORE'
   | 'SDK_ERR_INVALID_OPTION'
   | 'SDK_ERR_HANDSHAKE'
   | 'SDK_ERR_UNAUTHORIZED'
@@ -25,16 +37,25 @@ export type SdkErrorCode =
   | 'SDK_ERR_PROTOCOL'
   | 'SDK_ERR_HUB'
   | 'SDK_ERR_TOKEN'
+  | 'SDK_ERR_COMMAND'
+
+/** Options of an SdkError: the `cause`, and for SDK_ERR_NAK the hub's reason code. */
+export interface SdkErrorOptions extends ErrorOptions {
+  reason?: NakReason
+}
 
 /** The one error class of the SDK: `code` is stable, `message` is for humans, `cause` keeps what went wrong below. */
 export class SdkError extends Error {
   override readonly name = 'SdkError'
+  /** For SDK_ERR_NAK, why the hub refused the frame (`invalid`, `rate`, `seq`, `too_many`); undefined otherwise. */
+  readonly reason: NakReason | undefined
 
   constructor(
     readonly code: SdkErrorCode,
     message: string,
-    options?: ErrorOptions,
+    options?: SdkErrorOptions,
   ) {
     super(message, options)
+    this.reason = options?.reason
   }
 }

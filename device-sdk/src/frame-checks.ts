@@ -186,7 +186,8 @@ export function checkError(map: WireMap): Decoded<HubFrame> {
 // JavaScript consumer that copies telemetry with `Object.assign` or `obj[k] = v` after JSON.parse
 // (MQTT subscribers). Every other key, `constructor` and `prototype` included, becomes an own data
 // property that shadows nothing dangerous, so it stays allowed.
-function checkMetrics(value: unknown): Metrics | string {
+/** A metrics map `m` checked and copied, or why not (the text starts with the path below `m`). */
+export function checkMetrics(value: unknown): Metrics | string {
   if (!(value instanceof Map)) return `: expected a map of 1 to ${MAX_METRICS} metrics, got ${describe(value)}`
   if (value.size === 0 || value.size > MAX_METRICS) return `: ${value.size} metrics, expected 1 to ${MAX_METRICS}`
   const out: Metrics = {}
@@ -222,7 +223,8 @@ function checkMetrics(value: unknown): Metrics | string {
   return out
 }
 
-function checkTags(value: unknown): Tags | string {
+/** A tags map `g` checked and copied, or why not (the text starts with the path below `g`). */
+export function checkTags(value: unknown): Tags | string {
   if (!(value instanceof Map)) return `: expected a map of at most ${MAX_TAGS} tags, got ${describe(value)}`
   if (value.size > MAX_TAGS) return `: ${value.size} tags, at most ${MAX_TAGS}`
   const out: Tags = {}

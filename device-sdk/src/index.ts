@@ -1,10 +1,23 @@
 // The public API of @fleetgate/device-sdk: everything a device, the hub or a tool imports.
 export { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js'
 export { MAX_CBOR_NESTING } from './cbor-scan.js'
-export { DeviceClient, type DeviceClientEvents } from './client.js'
+export { UNKNOWN_COMMAND, type CommandContext, type CommandHandler } from './command-dispatcher.js'
+export { DeviceClient } from './client.js'
+export type { DeviceClientEvents } from './client-events.js'
 export { TypedEmitter, type EventMap, type Listener } from './emitter.js'
-export { SdkError, type SdkErrorCode } from './errors.js'
-export { MAX_TOKEN_TTL_SEC, realClock, type Clock, type DeviceClientOptions } from './options.js'
+export { SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js'
+export {
+  DEFAULT_MAX_QUEUED_READINGS,
+  MAX_LINGER_MS,
+  MAX_TOKEN_TTL_SEC,
+  realClock,
+  type Clock,
+  type DeviceClientOptions,
+  type OverflowPolicy,
+} from './options.js'
+export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
+export type { SendOptions, TelemetryReading } from './reading.js'
+export { PACING_JITTER_RESERVE_SEC } from './token-bucket.js'
 export {
   COMMAND_ID_PATTERN,
   DEVICE_ID_PATTERN,

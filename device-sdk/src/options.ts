@@ -2,9 +2,13 @@
 // the caller's object never changed (STYLE: Options and configuration).
 import { checkBackoffOptions, type BackoffOptions } from './backoff.js'
 import { SdkError } from './errors.js'
-import { DEVICE_ID_PATTERN } from './frames.js'
+import { DEVICE_ID_PATTERN, MAX_BATCH_READINGS } from './frames.js'
+import { MemoryQueueStore, type QueueStore } from './queue-store.js'
 import { base64urlEncode, deviceKeyBytes, type KeyType } from './token.js'
 import { deviceEndpoint, type AuthMode, type WebSocketConstructor } from './transport.js'
+
+/** What to do with a new reading when the queue is full: drop the oldest queued one, or refuse the new one. */
+export type OverflowPolicy = 'drop-oldest' | 'reject'
 
 /** Time as the client sees it: `now()` in Unix ms, and timers. Default: Date.now and the global timers. */
 export interface Clock {
@@ -58,6 +62,22 @@ export interface DeviceClientOptions {
   clock?: Clock
   /** Uniform random number in [0, 1) for backoff jitter; default Math.random. */
   random?: () => number
+  /** Most readings per `tb` frame, 1 to 500; default the hub's `lim.batch` (500). */
+  batchMaxReadings?: number
+  /**
+   * How long a reading may wait, in ms (0 to 60000), for more to share its frame; default 0: it goes
+   * at once with whatever was queued in the same tick, and readings that pile up while the ack
+   * window is full or the rate is used up share frames anyway.
+   */
+  lingerMs?: number
+  /** Most readings waiting to be sent (while offline or held back by the window); default 10000. */
+  maxQueuedReadings?: number
+  /** When the queue is full: `'drop-oldest'` (default; the dropped reading's promise rejects with SDK_ERR_DROPPED) or `'reject'` (send rejects with SDK_ERR_QUEUE_FULL). */
+  overflow?: OverflowPolicy
+  /** Where readings wait until acked; default a MemoryQueueStore. The client closes it on close(). */
+  store?: QueueStore
+  /** Whether to pace frames to the hub's `lim.rate` (burst 1.5x); default true. Off only to test the hub's rate limit. */
+  pacing?: boolean
 }
 
 /** DeviceClientOptions after validation, defaults filled in; the key as base64url text. Frozen. */
@@ -75,7 +95,18 @@ export interface ResolvedDeviceClientOptions {
   readonly helloTimeoutMs: number
   readonly clock: Clock
   readonly random: () => number
+  readonly batchMaxReadings: number | undefined
+  readonly lingerMs: number
+  readonly maxQueuedReadings: number
+  readonly overflow: OverflowPolicy
+  readonly store: QueueStore
+  readonly pacing: boolean
 }
+
+/** Longest lingerMs, in ms. */
+export const MAX_LINGER_MS = 60_000
+/** Default maxQueuedReadings: readings held while offline. */
+export const DEFAULT_MAX_QUEUED_READINGS = 10_000
 
 /** Longest tokenTtlSec: the hub refuses a token whose exp is more than 24 h ahead (CONTRACT §3). */
 export const MAX_TOKEN_TTL_SEC = 86_400
@@ -96,6 +127,12 @@ const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof DeviceClientOptions>([
   'helloTimeoutMs',
   'clock',
   'random',
+  'batchMaxReadings',
+  'lingerMs',
+  'maxQueuedReadings',
+  'overflow',
+  'store',
+  'pacing',
 ])
 
 /** Validates DeviceClientOptions; throws SdkError SDK_ERR_INVALID_OPTION naming the first bad option. */
@@ -155,6 +192,29 @@ export function resolveDeviceClientOptions(options: DeviceClientOptions): Resolv
   }
   if (random !== undefined && typeof random !== 'function') fail('random', 'expected a function returning [0, 1)')
 
+  const { batchMaxReadings, store } = options
+  if (batchMaxReadings !== undefined && (!Number.isSafeInteger(batchMaxReadings) || batchMaxReadings < 1 || batchMaxReadings > MAX_BATCH_READINGS)) {
+    fail('batchMaxReadings', `expected a whole number from 1 to ${MAX_BATCH_READINGS}`)
+  }
+  const lingerMs = options.lingerMs ?? 0
+  if (typeof lingerMs !== 'number' || !Number.isFinite(lingerMs) || lingerMs < 0 || lingerMs > MAX_LINGER_MS) {
+    fail('lingerMs', `expected ms from 0 to ${MAX_LINGER_MS}`)
+  }
+  const maxQueuedReadings = options.maxQueuedReadings ?? DEFAULT_MAX_QUEUED_READINGS
+  if (!Number.isSafeInteger(maxQueuedReadings) || maxQueuedReadings < 1) fail('maxQueuedReadings', 'expected a whole number >= 1')
+  const overflow = options.overflow ?? 'drop-oldest'
+  if (overflow !== 'drop-oldest' && overflow !== 'reject') fail('overflow', "expected 'drop-oldest' or 'reject'")
+  if (
+    store !== undefined &&
+    (typeof store !== 'object' ||
+      store === null ||
+      (['load', 'append', 'remove', 'saveNextSeq', 'close'] as const).some((method) => typeof store[method] !== 'function'))
+  ) {
+    fail('store', 'expected a QueueStore: { load(), append(readings), remove(ids), saveNextSeq(seq), close() }')
+  }
+  const pacing = options.pacing ?? true
+  if (typeof pacing !== 'boolean') fail('pacing', 'expected a boolean')
+
   return Object.freeze({
     url: endpoint,
     deviceId,
@@ -170,6 +230,12 @@ export function resolveDeviceClientOptions(options: DeviceClientOptions): Resolv
     helloTimeoutMs,
     clock: clock ?? realClock,
     random: random ?? Math.random,
+    batchMaxReadings,
+    lingerMs,
+    maxQueuedReadings,
+    overflow,
+    store: store ?? new MemoryQueueStore(),
+    pacing,
   })
 }
 

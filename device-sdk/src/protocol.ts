@@ -169,6 +169,18 @@ function unknownType(t: unknown, known: string): DecodeFailure {
   return { ok: false, code: 'unknown_type', reason }
 }
 
+/**
+ * Size in bytes of `reading` encoded as one element of a `tb` frame's `r` array, so a sender can
+ * pack frames up to the hub's `lim.frame` without encoding each candidate frame.
+ */
+export function encodedReadingBytes(reading: Reading): number {
+  try {
+    return encoder.encode(wireReading(reading)).length
+  } catch (cause) {
+    throw new SdkError('SDK_ERR_PROTOCOL', 'cannot encode a reading', { cause })
+  }
+}
+
 // Safe integers beyond what cbor-x writes as a CBOR integer (it writes them as float64) become
 // BigInt, which cbor-x writes as a 64-bit integer (major type 0 or 1).
 function wireInt(value: number): number | bigint {

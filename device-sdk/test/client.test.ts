@@ -19,6 +19,7 @@ import {
   type DeviceFrame,
   type HelloFrame,
   type HubFrame,
+  type ResultFrame,
   type WebSocketConstructor,
 } from '../src/index.js'
 
@@ -344,8 +345,10 @@ describe('DeviceClient sessions', () => {
     expect(clock.scheduled).toStrictEqual([60_000])
     expect(clock.pending()).toStrictEqual([])
 
-    expect(client.send({ t: 'tm', s: 1, ts: 1_700_000_000_500, m: { temp: 21.5 }, g: { room: 'a' } })).toBe(true)
-    expect(client.send({ t: 'res', id: 'c1', ok: true, r: { done: 1 } })).toBe(true)
+    // never acked by this hub: only the frame matters here
+    void client.send({ temp: 21.5 }, { ts: 1_700_000_000_500, tags: { room: 'a' } }).catch(() => {})
+    await waitFor(() => hub.received.length === 1, 'the tm frame at the hub')
+    expect(client.sendFrame({ t: 'res', id: 'c1', ok: true, r: { done: 1 } })).toBe(true)
     await waitFor(() => hub.received.length === 2, 'two frames at the hub')
     expect(hub.received).toStrictEqual([
       { ok: true, frame: { t: 'tm', s: 1, ts: 1_700_000_000_500, m: { temp: 21.5 }, g: { room: 'a' } } },
@@ -633,7 +636,7 @@ describe('DeviceClient failures', () => {
 
     let error = next(client, 'error')
     hub.send({ t: 'nak', s: 4, e: 'rate' })
-    expect((await error)[0]).toMatchObject({ code: 'SDK_ERR_NAK', message: 'the hub refused frame 4: rate' })
+    expect((await error)[0]).toMatchObject({ code: 'SDK_ERR_NAK', reason: 'rate', message: 'the hub refused frame 4, which is not in flight: rate' })
 
     error = next(client, 'error')
     hub.send({ t: 'err', e: 'invalid', msg: 'frame 9 is not a map' })
@@ -683,9 +686,90 @@ describe('DeviceClient failures', () => {
     await expect(hello).rejects.toMatchObject({ code: 'SDK_ERR_HANDSHAKE', cause: { code: 'SDK_ERR_PROTOCOL', message: 'the hub said hello to device someone-else' } })
   })
 
-  it('send() returns false without a session', async () => {
+  it('sendFrame() returns false without a session and refuses telemetry, which send() owns', async () => {
     const client = newClient({ url: 'ws://127.0.0.1:9/v1/connect', deviceId: 'd', key: b64url(randomBytes(32)) })
-    expect(client.send({ t: 'tm', s: 1, m: { a: 1 } })).toBe(false)
+    expect(client.sendFrame({ t: 'res', id: 'c1', ok: true })).toBe(false)
+    const tm: unknown = { t: 'tm', s: 1, m: { a: 1 } }
+    expect(() => client.sendFrame(tm as ResultFrame)).toThrow(expect.objectContaining({ code: 'SDK_ERR_PROTOCOL' }))
+  })
+})
+
+describe('DeviceClient telemetry', () => {
+  it('queues offline, sends on hello, resolves at the ack, rejects on a nak, exposes its counters', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-40', key: hub.addHmac('dev-40'), batchMaxReadings: 2, clock: new FakeClock() })
+    const errors: SdkError[] = []
+    client.on('error', (error) => errors.push(error))
+    const offline = client.send({ temp: 20 }, { ts: 1_700_000_000_001 })
+    const batch = client.sendBatch([
+      { metrics: { temp: 21 }, ts: 1_700_000_000_002, tags: { room: 'b' } },
+      { metrics: { temp: 22 }, ts: new Date(1_700_000_000_003) },
+    ])
+    const naked = client.send({ temp: 23 }, { ts: 1_700_000_000_004 })
+    await expect(client.send({ temp: Number.NaN })).rejects.toMatchObject({ code: 'SDK_ERR_INVALID_READING', message: 'metrics.temp: not a finite number (NaN)' })
+    expect([client.queued, client.inflight, client.dropped]).toStrictEqual([4, 0, 0])
+    await client.connect()
+    await waitFor(() => hub.received.length === 2, 'two frames')
+    expect(hub.received).toStrictEqual([
+      { ok: true, frame: { t: 'tb', s: 1, r: [{ ts: 1_700_000_000_001, m: { temp: 20 } }, { ts: 1_700_000_000_002, m: { temp: 21 }, g: { room: 'b' } }] } },
+      { ok: true, frame: { t: 'tb', s: 2, r: [{ ts: 1_700_000_000_003, m: { temp: 22 } }, { ts: 1_700_000_000_004, m: { temp: 23 } }] } },
+    ])
+    expect([client.queued, client.inflight]).toStrictEqual([0, 4])
+    hub.send({ t: 'ack', s: 1 })
+    await offline
+    const refused = Promise.allSettled([batch, naked])
+    hub.send({ t: 'nak', s: 2, e: 'invalid' })
+    expect(await refused).toMatchObject([
+      { status: 'rejected', reason: { code: 'SDK_ERR_NAK', reason: 'invalid' } },
+      { status: 'rejected', reason: { code: 'SDK_ERR_NAK', reason: 'invalid' } },
+    ])
+    await client.flush()
+    expect([client.queued, client.inflight]).toStrictEqual([0, 0])
+    // a nak the client has no frame for is news
+    hub.send({ t: 'nak', s: 2, e: 'seq' })
+    await waitFor(() => errors.length === 1, 'an error')
+    expect(errors[0]).toMatchObject({ code: 'SDK_ERR_NAK', reason: 'seq' })
+  })
+
+  it('close() rejects unacked readings and pending flushes with SDK_ERR_CLOSED, and refuses new ones', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-41', key: hub.addHmac('dev-41'), clock: new FakeClock() })
+    await client.connect()
+    const sent = client.send({ a: 1 })
+    const flushed = client.flush()
+    await waitFor(() => hub.received.length === 1, 'the frame')
+    const outcomes = Promise.allSettled([sent, flushed])
+    await client.close()
+    expect(await outcomes).toMatchObject([
+      { status: 'rejected', reason: { code: 'SDK_ERR_CLOSED' } },
+      { status: 'rejected', reason: { code: 'SDK_ERR_CLOSED' } },
+    ])
+    await expect(client.send({ a: 2 })).rejects.toMatchObject({ code: 'SDK_ERR_CLOSED' })
+    await expect(client.sendBatch([{ metrics: { a: 3 } }])).rejects.toMatchObject({ code: 'SDK_ERR_CLOSED' })
+  })
+
+  it('resends unacked frames with their seq and ts on the next session, before new ones', async () => {
+    const hub = await startHub()
+    const clock = new FakeClock()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-42', key: hub.addHmac('dev-42'), clock, random: () => 0 })
+    await client.connect()
+    const first = client.send({ a: 1 })
+    await waitFor(() => hub.received.length === 1, 'the first frame')
+    const reconnected = next(client, 'connected')
+    const reconnecting = next(client, 'reconnecting')
+    hub.socket.terminate()
+    await reconnecting
+    const second = client.send({ a: 2 })
+    clock.advance(0)
+    await reconnected
+    await waitFor(() => hub.received.length === 3, 'the resend and the new frame')
+    expect(hub.received.map((decoded) => (decoded.ok ? decoded.frame : decoded))).toStrictEqual([
+      { t: 'tm', s: 1, ts: clock.nowMs, m: { a: 1 } },
+      { t: 'tm', s: 1, ts: clock.nowMs, m: { a: 1 } },
+      { t: 'tm', s: 2, ts: clock.nowMs + 1, m: { a: 2 } },
+    ])
+    hub.send({ t: 'ack', s: 2 })
+    await Promise.all([first, second])
   })
 })
 
@@ -718,6 +802,14 @@ describe('DeviceClient options', () => {
     ['a zero helloTimeoutMs', { ...base, helloTimeoutMs: 0 }, 'helloTimeoutMs: expected ms from 1 to 2147483647'],
     ['a clock without timers', { ...base, clock: { now: (): number => 0 } }, 'clock: expected { now(), setTimeout(fn, ms), clearTimeout(handle) }'],
     ['a random that is a number', { ...base, random: 0.5 }, 'random: expected a function returning [0, 1)'],
+    ['a batch of 0', { ...base, batchMaxReadings: 0 }, 'batchMaxReadings: expected a whole number from 1 to 500'],
+    ['a batch over 500', { ...base, batchMaxReadings: 501 }, 'batchMaxReadings: expected a whole number from 1 to 500'],
+    ['a negative linger', { ...base, lingerMs: -1 }, 'lingerMs: expected ms from 0 to 60000'],
+    ['a linger over a minute', { ...base, lingerMs: 60_001 }, 'lingerMs: expected ms from 0 to 60000'],
+    ['a queue of 0', { ...base, maxQueuedReadings: 0 }, 'maxQueuedReadings: expected a whole number >= 1'],
+    ['an overflow policy', { ...base, overflow: 'drop-newest' }, "overflow: expected 'drop-oldest' or 'reject'"],
+    ['a store without close', { ...base, store: { load: () => ({ readings: [], nextSeq: 0 }), append() {}, remove() {}, saveNextSeq() {} } }, 'store: expected a QueueStore: { load(), append(readings), remove(ids), saveNextSeq(seq), close() }'],
+    ['pacing as text', { ...base, pacing: 'off' }, 'pacing: expected a boolean'],
     ['options that are null', null, 'options: expected an object'],
   ])('refuses %s with SDK_ERR_INVALID_OPTION', (_name, options, message) => {
     expect(() => new DeviceClient(options as DeviceClientOptions)).toThrowError(

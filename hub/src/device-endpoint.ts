@@ -115,8 +115,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
       if (!decoded.ok) {
         metrics.frames.inc({ type: decoded.code })
         if (decoded.code === 'invalid' && decoded.s !== undefined) {
-          metrics.naked('invalid')
-          session.send({ t: 'nak', s: decoded.s, e: 'invalid' })
+          ingest.refuseInvalid(session, decoded.s)
           return
         }
         if (decoded.code === 'invalid' && decoded.id !== undefined) {

@@ -15,15 +15,23 @@ export interface Peer {
   close(code: number, reason: string): void
 }
 
+/** A device's token bucket: tokens left and when it was last refilled (Unix ms). */
+export interface Bucket {
+  tokens: number
+  refilledAt: number
+}
+
 /** Per-session ingest state: sequence, window and token bucket. */
 export interface IngestState {
   /** Highest `s` seen on this connection (CONTRACT §3: strictly increasing). */
   lastSeq: number
   /** Frames accepted and not yet acked. */
   inflight: number
-  /** Token bucket: tokens left and when it was last refilled (Unix ms). */
-  tokens: number
-  refilledAt: number
+  /**
+   * The session's bucket, full when it opens. A device cannot see the hub's bucket, so one carried
+   * over a reconnect would nak (and so lose) the resends of a device that paces itself correctly.
+   */
+  readonly bucket: Bucket
   /** Rate naks in the current abuse window, and when it began (Unix ms). */
   rateNaks: number
   rateWindowStart: number
@@ -108,10 +116,16 @@ export class Ingest {
     this.#now = options.now ?? Date.now
   }
 
-  /** A fresh state for a new session: a full bucket, nothing in flight. */
+  /** A fresh state for a new session: a full bucket, nothing seen or in flight. */
   newState(): IngestState {
     const now = this.#now()
-    return { lastSeq: -1, inflight: 0, tokens: 2 * this.#options.ratePerSec, refilledAt: now, rateNaks: 0, rateWindowStart: now }
+    return { lastSeq: -1, inflight: 0, bucket: { tokens: 2 * this.#options.ratePerSec, refilledAt: now }, rateNaks: 0, rateWindowStart: now }
+  }
+
+  /** Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). */
+  refuseInvalid(peer: Peer, s: number): void {
+    peer.ingest.lastSeq = Math.max(peer.ingest.lastSeq, s)
+    this.#nak(peer, s, 'invalid')
   }
 
   /** Frames waiting for a commit (held while the spool is over quota). */
@@ -151,12 +165,13 @@ export class Ingest {
 
   #takeToken(peer: Peer, s: number): boolean {
     const state = peer.ingest
+    const bucket = state.bucket
     const rate = this.#options.ratePerSec
     const now = this.#now()
-    state.tokens = Math.min(2 * rate, state.tokens + ((now - state.refilledAt) * rate) / 1000)
-    state.refilledAt = now
-    if (state.tokens >= 1) {
-      state.tokens -= 1
+    bucket.tokens = Math.min(2 * rate, bucket.tokens + ((now - bucket.refilledAt) * rate) / 1000)
+    bucket.refilledAt = now
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1
       return true
     }
     this.#nak(peer, s, 'rate')
