@@ -5,7 +5,7 @@ import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type Re
 import { getCodec, type DecodeFailure, type MqttFormat } from './codec.js'
 import { asError, BridgeError } from './errors.js'
 import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
-import { OrderedPublisher } from './ordered-publisher.js'
+import { PublishPump } from './publish-pump.js'
 import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink, type UplinkConfig } from './uplink.js'
@@ -116,6 +116,8 @@ const OPTION_KEYS = [
 ]
 const SCOPES: ReadonlySet<string> = new Set(['admin', 'operator', 'reader'])
 const ROOT_PREFIX = TOPIC_ROOT + '/'
+/** Publishes handed to aedes at once: below its emitter's own bound of 100 (see PublishPump). */
+const AEDES_CONCURRENCY = 64
 
 // aedes answers a refused CONNECT with the `returnCode` of the error (MQTT 3.1.1 §3.2.2.3).
 function connectError(returnCode: 3 | 4): AuthenticateError {
@@ -157,7 +159,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     refusedConnects: 0, refusedPublishes: 0, refusedSubscribes: 0,
     mqttCommands: 0, uplinkCommands: 0, invalidCommands: 0,
   }
-  let pending = 0
   let closed = false
 
   const emitError = (err: BridgeError): void => {
@@ -269,18 +270,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   emitter.on('error', (err: Error) => emitError(new BridgeError('BRIDGE_ERR_BROKER', `aedes: ${err.message}`, { cause: err })))
 
   // aedes calls back with null on success, whatever its typings say.
-  const delivered = (err?: Error | null): void => {
-    pending--
+  const failed = (err?: Error | null): void => {
     if (err !== undefined && err !== null && !closed) emitError(new BridgeError('BRIDGE_ERR_BROKER', `publish failed: ${err.message}`, { cause: err }))
   }
-  const ordered = new OrderedPublisher((topic, payload, retain) => {
-    if (closed) return
-    pending++
+  const pump = new PublishPump(({ topic, payload, retain }, done) => {
+    if (closed) return done()
     const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 1, retain, dup: false }
-    aedes.publish(packet, delivered)
-  })
-  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => ordered.publish(topic, payload, retain)
-  const inFlight = (): number => pending + ordered.deferred
+    aedes.publish(packet, (err) => {
+      failed(err)
+      done()
+    })
+  }, AEDES_CONCURRENCY)
+  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => pump.publish({ topic, payload, retain })
+  const inFlight = (): number => pump.pending
 
   let uplink: Uplink | undefined
   if (options.uplink !== undefined) {
@@ -355,7 +357,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     async close() {
       if (closed) return
       closed = true
-      ordered.clear()
+      pump.clear()
       await uplink?.close()
       await new Promise<void>((resolve) => aedes.close(resolve))
     },
