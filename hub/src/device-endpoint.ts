@@ -101,19 +101,19 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
       const session = socket.getUserData().session
       session.lastSeenAt = now()
       if (!isBinary) {
-        metrics.frames.inc({ type: 'text' })
+        metrics.frames.inc('text')
         protocolClose(session, CloseCode.textFrame, 'text', 'frames are binary CBOR, not text')
         return
       }
       if (message.byteLength > options.maxFrameBytes) {
-        metrics.frames.inc({ type: 'too_big' })
+        metrics.frames.inc('too_big')
         protocolClose(session, CloseCode.tooBig, 'too_big', `a frame is at most ${options.maxFrameBytes} bytes`)
         return
       }
       const bytes = new Uint8Array(message)
       const decoded = decodeDeviceFrame(bytes)
       if (!decoded.ok) {
-        metrics.frames.inc({ type: decoded.code })
+        metrics.frames.inc(decoded.code)
         if (decoded.code === 'invalid' && decoded.s !== undefined) {
           ingest.refuseInvalid(session, decoded.s)
           return
@@ -128,7 +128,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
         return
       }
       const frame = decoded.frame
-      metrics.frames.inc({ type: frame.t })
+      metrics.frames.inc(frame.t)
       switch (frame.t) {
         case 'tm':
         case 'tb':
