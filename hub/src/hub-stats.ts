@@ -22,6 +22,8 @@ export function startHubStats(
   now: () => number = Date.now,
 ): () => void {
   const hub = hostname()
+  // One line when writing starts to fail and one when it recovers, not one every 10 s.
+  let failing = false
   const timer = setInterval(() => {
     void metrics
       .snapshot()
@@ -29,7 +31,11 @@ export function startHubStats(
         const lines: string[] = []
         appendLine(lines, HUB_MEASUREMENT, { hub }, figures, now())
         const result = await writer.write(lines)
-        if (!result.ok) log.warn({ reason: result.retry ? result.error.message : result.reason }, 'hub figures not written')
+        if (result.ok === failing) {
+          failing = !result.ok
+          if (result.ok) log.info('hub figures written again')
+          else log.warn({ reason: result.retry ? result.error.message : result.reason }, 'hub figures not written; retrying every interval')
+        }
       })
       .catch((err: unknown) => log.warn({ err }, 'hub figures not collected'))
   }, intervalMs)
