@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ResultFrame } from '@fleetgate/device-sdk'
 import type { AuditLog } from './audit.js'
-import { FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
+import { checkMqttCommand, FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
 import type { CommandStore } from './command-store.js'
 import type { Logger } from './logger.js'
 import type { Registry } from './registry.js'
@@ -137,6 +137,23 @@ export class Commands {
     this.#audit(actor, record, 'queued')
     await this.#settle(undefined, record)
     return { kind: 'created', record }
+  }
+
+  /**
+   * A command published on MQTT (CONTRACT §6): the REST rules, no one to answer. A device this hub
+   * does not know is ignored quietly (several hubs may share the uplink broker); an invalid request
+   * is audited and dropped; an offline device with ttl 0 gets an `expired` record.
+   */
+  fromMqtt(device: string, payload: unknown, actor: string): void {
+    if (this.#options.registry.get(device) === undefined) return
+    const request = checkMqttCommand(payload)
+    if (!request.ok) {
+      this.#options.audit.record(actor, 'command.create', device, `invalid: ${request.message}`)
+      return
+    }
+    this.create(device, request.value, actor, { offlineRecord: true }).catch((err: unknown) => {
+      this.#options.log.error({ err, device }, 'mqtt command failed')
+    })
   }
 
   /** Resolves with the record once it is final (its timeout guarantees that it becomes final). */

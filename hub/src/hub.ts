@@ -7,7 +7,7 @@ import { registerTelemetryRoutes } from './api-telemetry.js'
 import { influxProbe, registerHealthRoutes } from './api-health.js'
 import { AuditLog } from './audit.js'
 import { CommandBatches } from './command-batches.js'
-import { checkMqttCommand, commandView } from './command-record.js'
+import { commandView } from './command-record.js'
 import { CommandStore } from './command-store.js'
 import { Commands } from './commands.js'
 import type { HubConfig } from './config.js'
@@ -22,7 +22,7 @@ import { InfluxShipper } from './influx-shipper.js'
 import { InfluxWriter } from './influx-writer.js'
 import { Ingest } from './ingest.js'
 import { HubMetrics } from './metrics.js'
-import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type Operator } from './operator-auth.js'
+import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest } from './operator-auth.js'
 import { Registry } from './registry.js'
 import { startMqtt } from './mqtt.js'
 import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
@@ -82,7 +82,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
   // after all of them exist.
-  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => mqttCommand(deviceId, payload, actor) }, log)
+  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) }, log)
   const status = (session: DeviceSession, online: boolean): void =>
     mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
   const sessions = new Sessions({
@@ -109,18 +109,6 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     now,
   })
   const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
-  const mqttCommand = (deviceId: string, payload: unknown, actor: Operator): void => {
-    // A shared external broker carries commands for other hubs' devices too: ignore those quietly.
-    if (registry.get(deviceId) === undefined) return
-    const request = checkMqttCommand(payload)
-    if (!request.ok) {
-      audit.record(actor.name, 'command.create', deviceId, `invalid: ${request.message}`)
-      return
-    }
-    commands.create(deviceId, request.value, actor.name, { offlineRecord: true }).catch((err: unknown) => {
-      log.error({ err, deviceId }, 'mqtt command failed')
-    })
-  }
   commands.start()
   const deadLetter = new DeadLetter({ dir: config.dataDir, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
   const writer =
