@@ -1,4 +1,4 @@
-import { Backoff, decodeDeviceFrame, type Reading, type Tags } from '@fleetgate/device-sdk'
+import { Backoff, decodeDeviceFrame, type Reading } from '@fleetgate/device-sdk'
 import type { DeadLetter } from './dead-letter.js'
 import { appendLine } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
@@ -42,21 +42,27 @@ interface Batch {
   points: number
 }
 
+/** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
+const WRITES_IN_FLIGHT = 4
+
 /**
- * Ships the spool to InfluxDB in order: batches of up to 5,000 points, or whatever waited 1 s;
- * retries with backoff while InfluxDB is away; trims what landed. The spool itself is the durable
- * cursor: an entry leaves it only after its points were written (or dead-lettered), so a restart
- * resumes from the oldest entry left, and a batch written twice lands on the same points.
+ * Ships the spool to InfluxDB: batches of up to 5,000 points, or whatever waited 1 s, up to four
+ * writes at once; each batch retries with backoff while InfluxDB is away; what landed is trimmed.
+ * The spool itself is the durable cursor: an entry leaves it only after its points were written
+ * (or dead-lettered), so a restart resumes from the oldest entry left, and a batch written twice
+ * lands on the same points. Batches may land out of order: points are keyed by time, not order.
  */
 export class InfluxShipper {
   readonly #options: ShipperOptions
   readonly #now: () => number
   readonly #batchPoints: number
   readonly #flushIntervalMs: number
-  readonly #backoff = new Backoff({ initialDelayMs: 500, maxDelayMs: 30_000 })
-  /** Readings committed since the last write; unknown after a start, so the first pass ships at once. */
+  /** Readings committed and not yet in a batch; unknown after a start, so the first pass ships at once. */
   #unshipped = Number.POSITIVE_INFINITY
   #oldestAt = 0
+  /** The highest spool seq already in a batch (in memory: after a restart every entry left is shipped). */
+  #cursor = 0
+  readonly #writes = new Set<Promise<void>>()
   #wake: (() => void) | undefined
   #running: Promise<void> | undefined
   #stopped = false
@@ -80,7 +86,7 @@ export class InfluxShipper {
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
   }
 
-  /** Stops after the write under way, if any. */
+  /** Stops taking new batches and waits for the writes under way (a failing one gives up: its entries stay). */
   async stop(): Promise<void> {
     this.#stopped = true
     this.#wake?.()
@@ -89,48 +95,64 @@ export class InfluxShipper {
 
   async #loop(): Promise<void> {
     while (!this.#stopped) {
+      if (this.#writes.size >= WRITES_IN_FLIGHT) {
+        await this.#sleep(this.#flushIntervalMs)
+        continue
+      }
       const waitMs = this.#unshipped === 0 ? this.#flushIntervalMs : this.#flushIntervalMs - (this.#now() - this.#oldestAt)
       if (this.#unshipped < this.#batchPoints && waitMs > 0) {
         await this.#sleep(waitMs)
         continue
       }
       const batch = this.#collect()
-      if (batch.entries.length === 0) {
+      const last = batch.entries[batch.entries.length - 1]
+      if (last === undefined) {
         this.#unshipped = 0
         continue
       }
-      if (!(await this.#ship(batch))) {
-        this.#options.counters.writeFailed()
-        await this.#sleep(this.#backoff.next())
-        continue
-      }
-      this.#backoff.reset()
-      await this.#options.spool.trim(batch.entries)
+      this.#cursor = last.seq
       this.#unshipped = Math.max(0, this.#unshipped - batch.points)
       this.#oldestAt = this.#now()
-      this.#options.trimmed()
+      const write = this.#deliver(batch).finally(() => {
+        this.#writes.delete(write)
+        this.#wake?.()
+      })
+      this.#writes.add(write)
     }
+    await Promise.all([...this.#writes])
   }
 
-  /** Reads the oldest entries up to the batch size and builds their lines. */
+  /** Writes one batch until it lands (or the shipper stops), then trims it from the spool. */
+  async #deliver(batch: Batch): Promise<void> {
+    const backoff = new Backoff({ initialDelayMs: 500, maxDelayMs: 30_000 })
+    while (!(await this.#ship(batch))) {
+      this.#options.counters.writeFailed()
+      if (this.#stopped) return
+      await new Promise((resolve) => setTimeout(resolve, backoff.next()))
+    }
+    await this.#options.spool.trim(batch.entries)
+    this.#options.trimmed()
+  }
+
+  /** Reads the entries after the cursor up to the batch size and builds their lines. */
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0 }
-    const tagsOf = new Map<string, Tags>()
-    for (const entry of this.#options.spool.read(this.#batchPoints)) {
+    const tagsOf = new Map<string, Record<string, string>>()
+    for (const entry of this.#options.spool.read(this.#batchPoints, this.#cursor)) {
       const readings = this.#readings(entry)
       if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) break
       batch.entries.push(entry)
       batch.points += readings.length
       if (this.#options.writer === undefined) continue
+      // CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
+      // Neither may be named `device` (validated), so it goes first.
       let deviceTags = tagsOf.get(entry.deviceId)
       if (deviceTags === undefined) {
-        deviceTags = this.#options.registry.get(entry.deviceId)?.tags ?? {}
+        deviceTags = { device: entry.deviceId, ...this.#options.registry.get(entry.deviceId)?.tags }
         tagsOf.set(entry.deviceId, deviceTags)
       }
       for (const reading of readings) {
-        // CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
-        // Neither may be named `device` (validated), so it goes first, which spreads fastest.
-        const tags = { device: entry.deviceId, ...deviceTags, ...reading.g }
+        const tags = reading.g === undefined ? deviceTags : { ...deviceTags, ...reading.g }
         const refused = appendLine(batch.lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
         if (refused !== undefined) {
           this.#options.deadLetter.add(JSON.stringify({ device: entry.deviceId, reading }), `not writable as line protocol: ${refused}`)

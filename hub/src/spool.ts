@@ -91,10 +91,10 @@ export class Spool {
     })
   }
 
-  /** The oldest `limit` entries, oldest first. */
-  read(limit: number): SpooledEntry[] {
+  /** The oldest `limit` entries after spool seq `after` (default: from the start), oldest first. */
+  read(limit: number, after = 0): SpooledEntry[] {
     const out: SpooledEntry[] = []
-    for (const { key, value } of this.#store.spool.getRange({ limit })) out.push(decodeEntry(key, value))
+    for (const { key, value } of this.#store.spool.getRange({ start: after + 1, limit })) out.push(decodeEntry(key, value))
     return out
   }
 
