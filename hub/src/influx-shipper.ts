@@ -138,7 +138,7 @@ export class InfluxShipper {
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0 }
     const tagsOf = new Map<string, Record<string, string>>()
-    for (const entry of this.#options.spool.read(this.#batchPoints, this.#cursor)) {
+    for (const entry of this.#options.spool.read(this.#cursor)) {
       const readings = this.#readings(entry)
       if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) break
       batch.entries.push(entry)

@@ -91,11 +91,9 @@ export class Spool {
     })
   }
 
-  /** The oldest `limit` entries after spool seq `after` (default: from the start), oldest first. */
-  read(limit: number, after = 0): SpooledEntry[] {
-    const out: SpooledEntry[] = []
-    for (const { key, value } of this.#store.spool.getRange({ start: after + 1, limit })) out.push(decodeEntry(key, value))
-    return out
+  /** Entries after spool seq `after` (default: from the start), oldest first, read as the caller walks. */
+  *read(after = 0): Generator<SpooledEntry> {
+    for (const { key, value } of this.#store.spool.getRange({ start: after + 1 })) yield decodeEntry(key, value)
   }
 
   /** Removes entries that have been shipped. */
