@@ -10,6 +10,7 @@ export default defineConfig({
       '@fleetgate/device-sdk': src('device-sdk'),
       '@fleetgate/bridge': src('bridge'),
       '@fleetgate/hub': src('hub'),
+      '@fleetgate/firmware-sim': src('firmware-sim'),
     },
   },
   test: {

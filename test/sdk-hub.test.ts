@@ -3,31 +3,19 @@
 // WebSocket of Node (in a child process: Node 20 has it only behind --experimental-websocket),
 // and wss:// with a self-signed certificate the client trusts through its WebSocket constructor.
 import { execFileSync, spawn } from 'node:child_process'
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { DeviceClient, type DeviceClientEvents, type DeviceClientOptions, type SdkError } from '@fleetgate/device-sdk'
 import { ADMIN_TOKEN, api, provision, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub } from './support/hub.js'
+import { assertBuilt } from './support/build.js'
 import { freePort } from './support/ports.js'
 
 /** The SDK as a child process loads it: its build, which `npm test` makes with `tsc -b` first. */
 const SDK_DIST = fileURLToPath(new URL('../device-sdk/dist/index.js', import.meta.url))
 
-/** Fails unless `tsc -b` built device-sdk after its sources last changed (a stale build would test old code). */
-function assertSdkBuilt(): void {
-  const src = fileURLToPath(new URL('../device-sdk/src/', import.meta.url))
-  const dist = fileURLToPath(new URL('../device-sdk/dist/', import.meta.url))
-  // tsc -b rewrites its build info whenever it looks at changed sources, and skips writing outputs whose text is unchanged
-  const checked = statSync(fileURLToPath(new URL('../device-sdk/tsconfig.tsbuildinfo', import.meta.url)), { throwIfNoEntry: false })?.mtimeMs ?? 0
-  for (const file of readdirSync(src).filter((name) => name.endsWith('.ts'))) {
-    const output = statSync(join(dist, file.replace(/\.ts$/, '.js')), { throwIfNoEntry: false })
-    if (output === undefined || statSync(join(src, file)).mtimeMs > Math.max(output.mtimeMs, checked)) {
-      throw new Error(`device-sdk/dist is older than src/${file}: run \`npx tsc -b\` first`)
-    }
-  }
-}
 
 const clients: DeviceClient[] = []
 function newClient(options: DeviceClientOptions): DeviceClient {
@@ -166,7 +154,7 @@ describe('DeviceClient on the WHATWG WebSocket of Node (--experimental-websocket
   let hub: TestHub
   let scripts: { path: string; cleanup(): void } | undefined
   beforeAll(async () => {
-    assertSdkBuilt()
+    assertBuilt('device-sdk')
     scripts = tempDir('fleetgate-sdk-whatwg-')
     hub = await startTestHub()
   })
