@@ -40,6 +40,21 @@ describe('the hub process (CONTRACT §1)', () => {
     expect(Date.now() - started).toBeLessThan(10_000)
   })
 
+  it('exits 0 on SIGTERM within 10 s while InfluxDB is away and telemetry waits in the spool', async () => {
+    const hub = await start(testEnv(dir(), { FLEETGATE_INFLUX_URL: 'http://127.0.0.1:9' }))
+    const created = await api(hub.base, 'POST', '/api/v1/devices', { id: 'waiting' })
+    const device = await connectDevice(hub.wsUrl, { deviceId: 'waiting', keyType: 'hmac', key: created.body.key })
+    await device.next()
+    for (let s = 1; s <= 50; s++) device.send({ t: 'tm', s, ts: 1_700_000_000_000 + s, m: { v: s } })
+    await device.untilAck(50)
+    // Let the shipper fail a few times and back off.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const started = Date.now()
+    hub.child.kill('SIGTERM')
+    expect(await hub.exited).toBe(0)
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
   it('keeps the registry across a SIGKILL', async () => {
     const dataDir = dir()
     const first = await start(testEnv(dataDir))

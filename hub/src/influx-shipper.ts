@@ -44,6 +44,8 @@ interface Batch {
 
 /** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
 const WRITES_IN_FLIGHT = 4
+/** How long `stop` waits for writes under way; what does not land stays in the spool for next time. */
+const STOP_WAIT_MS = 2000
 
 /**
  * Ships the spool to InfluxDB: batches of up to 5,000 points, or whatever waited 1 s, up to four
@@ -63,6 +65,8 @@ export class InfluxShipper {
   /** The highest spool seq already in a batch (in memory: after a restart every entry left is shipped). */
   #cursor = 0
   readonly #writes = new Set<Promise<void>>()
+  /** Backoff sleeps of failing writes, cut short by `stop`. */
+  readonly #pauses = new Set<() => void>()
   #wake: (() => void) | undefined
   #running: Promise<void> | undefined
   #stopped = false
@@ -86,11 +90,18 @@ export class InfluxShipper {
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
   }
 
-  /** Stops taking new batches and waits for the writes under way (a failing one gives up: its entries stay). */
+  /**
+   * Stops taking new batches and waits up to 2 s for the writes under way. A write that fails or
+   * has not landed by then gives up: its entries stay in the spool and ship after the restart, so
+   * an InfluxDB that is away never holds up a shutdown (CONTRACT §1: exit within 10 s).
+   */
   async stop(): Promise<void> {
     this.#stopped = true
     this.#wake?.()
-    await this.#running
+    for (const wake of this.#pauses) wake()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.#running, new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))])
+    clearTimeout(timer)
   }
 
   async #loop(): Promise<void> {
@@ -128,8 +139,19 @@ export class InfluxShipper {
     while (!(await this.#ship(batch))) {
       this.#options.counters.writeFailed()
       if (this.#stopped) return
-      await new Promise((resolve) => setTimeout(resolve, backoff.next()))
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer)
+          this.#pauses.delete(wake)
+          resolve()
+        }
+        const timer = setTimeout(wake, backoff.next())
+        this.#pauses.add(wake)
+      })
+      if (this.#stopped) return
     }
+    // After stop the store may be closing: the batch landed, and shipping it again is harmless.
+    if (this.#stopped) return
     await this.#options.spool.trim(batch.entries)
     this.#options.trimmed()
   }
