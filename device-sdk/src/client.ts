@@ -59,6 +59,8 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   #webSocket: Promise<{ WebSocket: WebSocketConstructor; auth: AuthMode }> | undefined
   readonly #telemetry: TelemetryQueue
   readonly #commands: CommandDispatcher
+  /** Hub time minus device time, from the last `hello` (commands' deadlines are hub time). */
+  #hubOffsetMs = 0
 
   /**
    * Validates `options` at once (throws SdkError SDK_ERR_INVALID_OPTION naming the first bad one)
@@ -76,7 +78,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     })
     this.#commands = new CommandDispatcher({
       send: (frame) => this.sendFrame(frame),
-      clock: this.#options.clock,
+      hubNow: () => this.#options.clock.now() + this.#hubOffsetMs,
       report: (error) => this.#report(error),
     })
   }
@@ -297,6 +299,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#state = 'open'
     this.#hello = hello
     this.#connectedAt = this.#options.clock.now()
+    this.#hubOffsetMs = hello.now - this.#connectedAt
     const waiters = this.#waiters
     this.#waiters = []
     // CONTRACT §3: unacked frames go again first, with their seq and ts

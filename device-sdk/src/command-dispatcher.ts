@@ -2,7 +2,6 @@
 // results sent back, and kept for resending when the session is down.
 import { SdkError } from './errors.js'
 import type { CommandFrame, JsonValue, ResultFrame } from './frames.js'
-import type { Clock } from './options.js'
 
 /** What a handler learns about the command it runs. */
 export interface CommandContext {
@@ -21,7 +20,8 @@ export type CommandHandler = (params: JsonValue | undefined, context: CommandCon
 export interface DispatcherHost {
   /** Sends a result frame; false when no session is open (the result is kept and resent). */
   send(frame: ResultFrame): boolean
-  readonly clock: Clock
+  /** The hub's time now, Unix ms: the device clock corrected by the offset seen in `hello.now`. */
+  hubNow(): number
   /** Reports a handler's failure to the client's `error` event. */
   report(error: SdkError): void
 }
@@ -67,7 +67,8 @@ export class CommandDispatcher {
       if (known !== undefined) this.#deliver(known)
       return
     }
-    if (command.exp !== undefined && command.exp <= this.#host.clock.now()) return
+    // `exp` is hub time: judged against the device clock, a device running ahead would drop every command.
+    if (command.exp !== undefined && command.exp <= this.#host.hubNow()) return
     this.#remember(command.id, undefined)
     void this.#run(command).then((result) => {
       this.#remember(command.id, result)

@@ -9,7 +9,7 @@ function host(clock = new SteppingClock()): DispatcherHost & { sent: ResultFrame
     sent: [] as ResultFrame[],
     online: true,
     errors: [] as SdkError[],
-    clock,
+    hubNow: () => clock.now(),
     send(frame: ResultFrame): boolean {
       if (!state.online) return false
       if (frame.r !== undefined && typeof frame.r === 'function') throw new SdkError('SDK_ERR_PROTOCOL', 'r: not JSON')
@@ -64,6 +64,16 @@ describe('CommandDispatcher', () => {
     await settle()
     expect(runs).toBe(1)
     expect(h.sent).toEqual([{ t: 'res', id: 'fine', ok: true, r: null }])
+  })
+
+  it('judges the deadline in hub time, so a device whose clock runs ahead still runs its commands', async () => {
+    const clock = new SteppingClock()
+    const h = { ...host(clock), hubNow: () => clock.now() - 60_000 }
+    const dispatcher = new CommandDispatcher(h)
+    dispatcher.handle('x', () => 'ran')
+    dispatcher.dispatch({ t: 'cmd', id: 'ahead', n: 'x', exp: clock.now() - 55_000 })
+    await settle()
+    expect(h.sent).toEqual([{ t: 'res', id: 'ahead', ok: true, r: 'ran' }])
   })
 
   it('keeps results while offline and resends them in order; a repeated command runs once', async () => {
