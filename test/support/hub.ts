@@ -124,9 +124,21 @@ export interface HubProcess {
   readonly exited: Promise<number | null>
 }
 
+/** What `startHubProcess` may add to a plain `node hub/dist/main.js` (the benchmarks use both). */
+export interface HubProcessOptions {
+  /** Node flags before the entry point, e.g. `--cpu-prof`. */
+  readonly execArgv?: readonly string[]
+  /** Raise the open-files soft limit to the hard limit first (`ulimit -n` in a shell that execs node). */
+  readonly raiseOpenFiles?: boolean
+}
+
 /** Starts the hub process and waits for its `listening` line (or its early exit). */
-export async function startHubProcess(env: Record<string, string>, timeoutMs = 15_000): Promise<HubProcess> {
-  const child = spawn(process.execPath, [HUB_MAIN], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startHubProcess(env: Record<string, string>, timeoutMs = 15_000, options: HubProcessOptions = {}): Promise<HubProcess> {
+  const argv = [...(options.execArgv ?? []), HUB_MAIN]
+  const raise = options.raiseOpenFiles === true
+  const command = raise ? 'sh' : process.execPath
+  const args = raise ? ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...argv] : argv
+  const child = spawn(command, args, { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: Array<Record<string, unknown>> = []
   let stderr = ''
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))

@@ -3,7 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll } from 'vitest'
 
 /** Anything a test starts and must stop: a child process, a broker, a temp dir. */
 export interface Stoppable {
@@ -74,8 +73,13 @@ export async function stopAll(): Promise<void> {
 }
 
 // Safety nets: after the test file (also when it failed), and, should the worker die before
-// that, a synchronous SIGKILL so no child outlives the test run.
-afterAll(stopAll)
+// that, a synchronous SIGKILL so no child outlives the test run. vitest is imported only under
+// vitest, so that plain scripts (the benchmarks, run by tsx) can start services too; they call
+// `stopAll` themselves.
+if (process.env['VITEST'] !== undefined) {
+  const { afterAll } = await import('vitest')
+  afterAll(stopAll)
+}
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL')
 })
