@@ -102,6 +102,8 @@ export interface Broker {
   publishCommandResult(deviceId: string, cmdId: string, record: object): void
   /** Connected MQTT clients now. */
   readonly clients: number
+  /** Publishes handed over and not yet delivered to every subscriber, now (cheap: no snapshot). */
+  readonly pendingPublishes: number
   /** The uplink, when `uplink` was given. */
   readonly uplink: Uplink | undefined
   /** A snapshot of the figures. */
@@ -349,6 +351,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     get clients() {
       return aedes.connectedClients
+    },
+    get pendingPublishes() {
+      return inFlight()
     },
     uplink,
     stats() {

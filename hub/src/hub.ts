@@ -125,7 +125,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     committed: (readings) => shipper.committed(readings),
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    egressBusy: () => (mqtt?.broker.stats().pendingPublishes ?? 0) >= mqttHighWater,
+    egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     now,
   })
   const shipper = new InfluxShipper({
