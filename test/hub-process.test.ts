@@ -3,25 +3,15 @@ import { readFileSync, statSync } from 'node:fs'
 import { get as httpsGet } from 'node:https'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ADMIN_TOKEN, HUB_MAIN, api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from './support/hub.js'
+import { ADMIN_TOKEN, HUB_MAIN, api, stopHubProcess, testEnv, type HubProcess, HubProcesses } from './support/hub.js'
 import { connectDevice } from './support/ws.js'
 
 describe('the hub process (CONTRACT §1)', () => {
-  const running: HubProcess[] = []
-  const dirs: Array<{ cleanup(): void }> = []
-  const dir = (): string => {
-    const made = tempDir()
-    dirs.push(made)
-    return made.path
-  }
-  const start = async (env: Record<string, string>): Promise<HubProcess> => {
-    const hub = await startHubProcess(env)
-    running.push(hub)
-    return hub
-  }
+  const hubs = new HubProcesses()
+  const dir = (): string => hubs.dir()
+  const start = (env: Record<string, string>): Promise<HubProcess> => hubs.start(env)
   afterEach(async () => {
-    for (const hub of running.splice(0)) await stopHubProcess(hub)
-    for (const made of dirs.splice(0)) made.cleanup()
+    await hubs.cleanup()
   })
 
   it('logs "listening" with the bound ports, and on SIGTERM closes sessions with 1001 and exits 0', async () => {

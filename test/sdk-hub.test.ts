@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { DeviceClient, type DeviceClientEvents, type DeviceClientOptions, type SdkError } from '@fleetgate/device-sdk'
-import { ADMIN_TOKEN, api, provision, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub } from './support/hub.js'
+import { ADMIN_TOKEN, api, provision, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub, HubProcesses } from './support/hub.js'
 import { assertBuilt } from './support/build.js'
 import { freePort } from './support/ports.js'
 
@@ -80,22 +80,12 @@ describe('DeviceClient and the hub in-process', () => {
 })
 
 describe('DeviceClient and the hub process', () => {
-  const running: HubProcess[] = []
-  const dirs: Array<{ cleanup(): void }> = []
-  const dir = (): string => {
-    const made = tempDir()
-    dirs.push(made)
-    return made.path
-  }
-  const start = async (env: Record<string, string>): Promise<HubProcess> => {
-    const hub = await startHubProcess(env)
-    running.push(hub)
-    return hub
-  }
+  const hubs = new HubProcesses()
+  const dir = (): string => hubs.dir()
+  const start = (env: Record<string, string>): Promise<HubProcess> => hubs.start(env)
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((client) => client.close()))
-    for (const hub of running.splice(0)) await stopHubProcess(hub)
-    for (const made of dirs.splice(0)) made.cleanup()
+    await hubs.cleanup()
   })
 
   it('reconnects by itself when the hub is killed with SIGKILL and restarted on the same port', async () => {

@@ -187,3 +187,28 @@ export async function stopHubProcess(hub: HubProcess, signal: NodeJS.Signals = '
   if (hub.child.exitCode === null && hub.child.signalCode === null) hub.child.kill(signal)
   return hub.exited
 }
+
+/** Hub processes and temp dirs a test file made, stopped and removed by `cleanup` (call it in afterEach). */
+export class HubProcesses {
+  readonly #running: HubProcess[] = []
+  readonly #dirs: Array<{ cleanup(): void }> = []
+
+  /** A new temp dir, removed by `cleanup`. */
+  dir(): string {
+    const made = tempDir()
+    this.#dirs.push(made)
+    return made.path
+  }
+
+  /** Starts a hub process, killed by `cleanup`. */
+  async start(env: Record<string, string>): Promise<HubProcess> {
+    const hub = await startHubProcess(env)
+    this.#running.push(hub)
+    return hub
+  }
+
+  async cleanup(): Promise<void> {
+    for (const hub of this.#running.splice(0)) await stopHubProcess(hub)
+    for (const made of this.#dirs.splice(0)) made.cleanup()
+  }
+}
