@@ -1,9 +1,6 @@
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { CommandFrame } from '@fleetgate/device-sdk'
-import { tokenDigest } from '@fleetgate/hub'
-import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub } from './support/hub.js'
+import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub, writeTokensFile } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
 import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
@@ -26,14 +23,10 @@ describe('commands (CONTRACT §4, §6)', () => {
   }
 
   beforeAll(async () => {
-    const tokensFile = join(tokens.path, 'tokens.json')
-    writeFileSync(
-      tokensFile,
-      JSON.stringify([
-        { name: 'viewer', scope: 'reader', sha256: tokenDigest(READER) },
-        { name: 'oncall', scope: 'operator', sha256: tokenDigest(OPERATOR) },
-      ]),
-    )
+    const tokensFile = writeTokensFile(tokens.path, {
+      viewer: { scope: 'reader', token: READER },
+      oncall: { scope: 'operator', token: OPERATOR },
+    })
     hub = await startTestHub({ FLEETGATE_TOKENS_FILE: tokensFile, FLEETGATE_MQTT_PORT: '0' })
   })
   afterEach(() => devices.closeAll())

@@ -1,8 +1,5 @@
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { tokenDigest } from '@fleetgate/hub'
-import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub } from './support/hub.js'
+import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub, writeTokensFile } from './support/hub.js'
 import { connectDevice } from './support/ws.js'
 
 const READER = 'reader-token-0123456789abcdef'
@@ -13,14 +10,10 @@ describe('devices REST API (CONTRACT §4)', () => {
   const tokens = tempDir()
 
   beforeAll(async () => {
-    const tokensFile = join(tokens.path, 'tokens.json')
-    writeFileSync(
-      tokensFile,
-      JSON.stringify([
-        { name: 'dashboard', scope: 'reader', sha256: tokenDigest(READER) },
-        { name: 'oncall', scope: 'operator', sha256: tokenDigest(OPERATOR) },
-      ]),
-    )
+    const tokensFile = writeTokensFile(tokens.path, {
+      dashboard: { scope: 'reader', token: READER },
+      oncall: { scope: 'operator', token: OPERATOR },
+    })
     hub = await startTestHub({ FLEETGATE_TOKENS_FILE: tokensFile })
   })
   afterAll(async () => {

@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { DeviceClient, type DeviceClientOptions, type SdkError } from '@fleetgate/device-sdk'
 import { ADMIN_TOKEN, provision, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub } from './support/hub.js'
+import { track } from './support/outcome.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { freePort } from './support/ports.js'
 import { countPoints, eventually, rows } from './support/telemetry.js'
@@ -36,20 +37,6 @@ async function until(condition: () => boolean, what: string, timeoutMs = 20_000)
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await sleep(10)
   }
-}
-
-/** A promise's outcome, readable synchronously. */
-interface Outcome {
-  state: 'pending' | 'resolved' | 'rejected'
-  error?: SdkError
-}
-function track(promise: Promise<void>): Outcome {
-  const outcome: Outcome = { state: 'pending' }
-  promise.then(
-    () => (outcome.state = 'resolved'),
-    (error: SdkError) => Object.assign(outcome, { state: 'rejected', error }),
-  )
-  return outcome
 }
 
 const points = (influx: Influxd, device: string): Promise<number> => countPoints(influx, DB, 'n', `"device" = '${device}'`)

@@ -17,29 +17,13 @@ import {
 import { encodedReadingBytes } from '../src/protocol.js'
 import { batchFrameBytes } from '../src/frame-packer.js'
 import { TelemetryQueue, type TelemetryQueueOptions } from '../src/telemetry-queue.js'
+import { track } from '../../test/support/outcome.js'
 import { SteppingClock, settle } from './fake-clock.js'
 
 const LIMITS: HubLimits = Object.freeze({ frame: 65_536, batch: 500, rate: 100, window: 64 })
 const T0 = 1_700_000_000_000
 
 type Telemetry = TelemetryFrame | BatchFrame
-
-interface Outcome {
-  state: 'pending' | 'resolved' | 'rejected'
-  error?: SdkError
-}
-
-function track(promise: Promise<void>): Outcome {
-  const outcome: Outcome = { state: 'pending' }
-  promise.then(
-    () => (outcome.state = 'resolved'),
-    (error: SdkError) => {
-      outcome.state = 'rejected'
-      outcome.error = error
-    },
-  )
-  return outcome
-}
 
 function harness(options: Partial<TelemetryQueueOptions> = {}) {
   const clock = new SteppingClock(T0)

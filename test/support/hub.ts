@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { KeyType } from '@fleetgate/device-sdk'
-import { createLogger, loadConfig, startHub, type Hub, type HubOptions } from '@fleetgate/hub'
+import { createLogger, loadConfig, startHub, tokenDigest, type Hub, type HubOptions, type Scope } from '@fleetgate/hub'
 import type { Credentials } from './ws.js'
 
 /** The built hub entry point (`npm test` runs `tsc -b` first). */
@@ -211,4 +211,11 @@ export class HubProcesses {
     for (const hub of this.#running.splice(0)) await stopHubProcess(hub)
     for (const made of this.#dirs.splice(0)) made.cleanup()
   }
+}
+
+/** Writes a `FLEETGATE_TOKENS_FILE` into `dir` for tokens by name (stored as their SHA-256); returns its path. */
+export function writeTokensFile(dir: string, tokens: Record<string, { scope: Scope; token: string }>): string {
+  const path = join(dir, 'tokens.json')
+  writeFileSync(path, JSON.stringify(Object.entries(tokens).map(([name, t]) => ({ name, scope: t.scope, sha256: tokenDigest(t.token) }))))
+  return path
 }
