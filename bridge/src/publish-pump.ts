@@ -1,7 +1,9 @@
 /** One message the hub hands to aedes. */
 export interface Outgoing {
   readonly topic: string
-  readonly payload: Buffer
+  /** The payload, or undefined when `value` is to be encoded once the message starts. */
+  readonly payload: Buffer | undefined
+  readonly value: unknown
   readonly retain: boolean
 }
 

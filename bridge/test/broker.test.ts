@@ -153,6 +153,17 @@ describe('hub publishes', () => {
     expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 2, droppedTelemetry: 0 })
   })
 
+  it('skips telemetry while no client is connected (nothing is encoded or counted), and delivers again once one is', async () => {
+    const local = await startLocalBroker()
+    local.broker.publishTelemetry('d1', reading(1))
+    expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 0, pendingPublishes: 0 })
+    const client = await local.client('reader-token')
+    await client.subscribe('fleetgate/devices/+/telemetry', { qos: 1 })
+    local.broker.publishTelemetry('d1', reading(2))
+    await flush(local, client)
+    expect(client.on('fleetgate/devices/d1/telemetry').map((m) => (JSON.parse(m.payload.toString('utf8')) as TelemetryMessage).seq)).toEqual([2])
+  })
+
   it('cbor: telemetry, status and results are plain CBOR maps, byte for byte', async () => {
     const local = await startLocalBroker({ format: 'cbor' })
     const client = await local.client('reader-token')

@@ -20,7 +20,7 @@ function pump(concurrency: number): { pump: PublishPump; started: string[]; fini
     },
   }
 }
-const message = (topic: string, retain = false): Outgoing => ({ topic, payload: Buffer.alloc(0), retain })
+const message = (topic: string, retain = false): Outgoing => ({ topic, payload: Buffer.alloc(0), value: undefined, retain })
 
 describe('PublishPump', () => {
   it('starts at most `concurrency` messages, the rest in order as earlier ones finish', () => {
