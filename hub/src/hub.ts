@@ -122,10 +122,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     log,
     counters: metrics,
     publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
-    committed: (readings) => shipper.committed(readings),
+    committed: (frames) => shipper.committed(frames),
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
+    egressBusy: () => shipper.lagging || (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     now,
   })
   const shipper = new InfluxShipper({

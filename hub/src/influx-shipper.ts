@@ -2,10 +2,10 @@ import { Backoff, decodeDeviceFrame, type Reading } from '@fleetgate/device-sdk'
 import type { DeadLetter } from './dead-letter.js'
 import { appendLine } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
-import { readingsOf } from './ingest.js'
+import { readingsOf, type CommittedFrame } from './ingest.js'
 import type { Logger } from './logger.js'
 import type { Registry } from './registry.js'
-import type { Spool, SpooledEntry } from './spool.js'
+import type { Spool, SpoolSlot } from './spool.js'
 
 /** CONTRACT §5: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'
@@ -22,7 +22,7 @@ export interface ShipperOptions {
   readonly spool: Spool
   readonly registry: Registry
   /** InfluxDB, or undefined when shipping is `off`: entries are then released once committed. */
-  readonly writer: InfluxWriter | undefined
+  readonly writer: Pick<InfluxWriter, 'writeOrDeadLetter'> | undefined
   readonly deadLetter: DeadLetter
   readonly log: Logger
   readonly counters: ShipperCounters
@@ -32,18 +32,32 @@ export interface ShipperOptions {
   readonly batchPoints?: number
   /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
   readonly flushIntervalMs?: number
+  /** Readings committed and not landed above which `lagging` holds acks; default 60,000. */
+  readonly maxLagReadings?: number
+  /** Readings of committed frames kept decoded for shipping; default 250,000. */
+  readonly maxHotReadings?: number
   /** Clock, Unix ms; default Date.now. */
   readonly now?: () => number
 }
 
 interface Batch {
-  readonly entries: SpooledEntry[]
+  readonly entries: SpoolSlot[]
   readonly lines: string[]
   points: number
+  /** Points of entries committed since this start, i.e. counted in the shipper's lag. */
+  counted: number
 }
 
 /** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
 const WRITES_IN_FLIGHT = 4
+/**
+ * Readings committed and not yet landed above which the shipper reports a lag (and ingest holds
+ * its acks): three times what the writes in flight carry, so a reachable InfluxDB that is slower
+ * than the devices slows them down instead of the spool filling up to its quota.
+ */
+const MAX_LAG_READINGS = 60_000
+/** Readings of committed frames kept decoded (about 30 MB); beyond that, frames are read back from the spool. */
+const MAX_HOT_READINGS = 250_000
 /** How long `stop` waits for writes under way; what does not land stays in the spool for next time. */
 const STOP_WAIT_MS = 2000
 
@@ -59,11 +73,23 @@ export class InfluxShipper {
   readonly #now: () => number
   readonly #batchPoints: number
   readonly #flushIntervalMs: number
+  readonly #maxLag: number
+  readonly #maxHot: number
   /** Readings committed and not yet in a batch; unknown after a start, so the first pass ships at once. */
   #unshipped = Number.POSITIVE_INFINITY
   #oldestAt = 0
   /** The highest spool seq already in a batch (in memory: after a restart every entry left is shipped). */
   #cursor = 0
+  /** Frames committed since this start, in seq order, with their decoded readings: shipped without a spool read. */
+  #hot: Array<CommittedFrame | undefined> = []
+  #hotHead = 0
+  #hotReadings = 0
+  /** The first seq appended since this start: entries from it on count in the lag. */
+  readonly #countedFrom: number
+  /** Readings committed since this start and not yet landed. */
+  #unlanded = 0
+  /** Set by a failed write, cleared once the lag is back under its bound: a backlog then ships without holding acks. */
+  #catchingUp = false
   readonly #writes = new Set<Promise<void>>()
   /** Backoff sleeps of failing writes, cut short by `stop`. */
   readonly #pauses = new Set<() => void>()
@@ -76,6 +102,9 @@ export class InfluxShipper {
     this.#now = options.now ?? Date.now
     this.#batchPoints = options.batchPoints ?? 5000
     this.#flushIntervalMs = options.flushIntervalMs ?? 1000
+    this.#maxLag = options.maxLagReadings ?? MAX_LAG_READINGS
+    this.#maxHot = options.maxHotReadings ?? MAX_HOT_READINGS
+    this.#countedFrom = options.spool.nextSeq
   }
 
   /** Starts the shipping loop. */
@@ -83,11 +112,28 @@ export class InfluxShipper {
     this.#running ??= this.#loop()
   }
 
-  /** Tells the shipper that `readings` more were committed. */
-  committed(readings: number): void {
+  /** Takes frames just made durable, in seq order. */
+  committed(frames: readonly CommittedFrame[]): void {
+    if (frames.length === 0) return
     if (this.#unshipped === 0) this.#oldestAt = this.#now()
-    this.#unshipped += readings
+    for (const frame of frames) {
+      const readings = frame.readings.length
+      this.#unshipped += readings
+      this.#unlanded += readings
+      // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
+      if (this.#hotReadings + readings > this.#maxHot) continue
+      this.#hot.push(frame)
+      this.#hotReadings += readings
+    }
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
+  }
+
+  /**
+   * Whether a reachable InfluxDB is behind by more than the bound: ingest then holds acks. Never
+   * while InfluxDB is away, nor while the backlog of an outage ships: the spool absorbs those.
+   */
+  get lagging(): boolean {
+    return this.#options.writer !== undefined && !this.#catchingUp && this.#unlanded >= this.#maxLag
   }
 
   /**
@@ -153,46 +199,100 @@ export class InfluxShipper {
     // After stop the store may be closing: the batch landed, and shipping it again is harmless.
     if (this.#stopped) return
     await this.#options.spool.trim(batch.entries)
+    this.#unlanded -= batch.counted
+    if (this.#unlanded < this.#maxLag) this.#catchingUp = false
     this.#options.trimmed()
   }
 
-  /** Reads the entries after the cursor up to the batch size and builds their lines. */
+  /**
+   * Takes the frames after the cursor, up to the batch size, and builds their lines: from the hot
+   * queue while it continues the cursor, else decoded from the spool (a restart's backlog, frames
+   * past the hot bound). A hot frame after a gap the spool does not fill follows a failed commit.
+   */
   #collect(): Batch {
-    const batch: Batch = { entries: [], lines: [], points: 0 }
+    const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
     const tagsOf = new Map<string, Record<string, string>>()
-    for (const entry of this.#options.spool.read(this.#cursor)) {
-      const readings = this.#readings(entry)
-      if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) break
-      batch.entries.push(entry)
+    let cursor = this.#cursor
+    const take = (slot: SpoolSlot, deviceId: string, readings: readonly Reading[]): boolean => {
+      if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) return false
+      cursor = slot.seq
+      batch.entries.push(slot)
       batch.points += readings.length
-      if (this.#options.writer === undefined) continue
-      // CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
-      // Neither may be named `device` (validated), so it goes first.
-      let deviceTags = tagsOf.get(entry.deviceId)
-      if (deviceTags === undefined) {
-        deviceTags = { device: entry.deviceId, ...this.#options.registry.get(entry.deviceId)?.tags }
-        tagsOf.set(entry.deviceId, deviceTags)
+      if (slot.seq >= this.#countedFrom) batch.counted += readings.length
+      if (this.#options.writer !== undefined) this.#appendLines(batch.lines, tagsOf, deviceId, readings)
+      return true
+    }
+    for (;;) {
+      const hot = this.#nextHot(cursor)
+      if (hot !== undefined && hot.seq === cursor + 1) {
+        if (!take(hot, hot.deviceId, hot.readings)) break
+        this.#dropHot()
+        continue
       }
-      for (const reading of readings) {
-        const tags = reading.g === undefined ? deviceTags : { ...deviceTags, ...reading.g }
-        const refused = appendLine(batch.lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
-        if (refused !== undefined) {
-          this.#options.deadLetter.add(JSON.stringify({ device: entry.deviceId, reading }), `not writable as line protocol: ${refused}`)
-          this.#options.counters.deadLettered(1)
+      let fromSpool = 0
+      let full = false
+      for (const entry of this.#options.spool.read(cursor, hot?.seq)) {
+        fromSpool++
+        if (!take(entry, entry.deviceId, this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt))) {
+          full = true
+          break
         }
+      }
+      if (full || hot === undefined) break
+      if (fromSpool === 0) {
+        if (!take(hot, hot.deviceId, hot.readings)) break
+        this.#dropHot()
       }
     }
     return batch
   }
 
-  #readings(entry: SpooledEntry): readonly Reading[] {
-    const decoded = decodeDeviceFrame(entry.frame)
+  /** The first hot frame after `cursor`, dropping those already shipped from the spool. */
+  #nextHot(cursor: number): CommittedFrame | undefined {
+    for (;;) {
+      const hot = this.#hot[this.#hotHead]
+      if (hot === undefined || hot.seq > cursor) return hot
+      this.#dropHot()
+    }
+  }
+
+  #dropHot(): void {
+    const hot = this.#hot[this.#hotHead]
+    if (hot === undefined) return
+    this.#hotReadings -= hot.readings.length
+    this.#hot[this.#hotHead++] = undefined
+    if (this.#hotHead > 1024 && this.#hotHead * 2 > this.#hot.length) {
+      this.#hot = this.#hot.slice(this.#hotHead)
+      this.#hotHead = 0
+    }
+  }
+
+  /** CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash). */
+  #appendLines(lines: string[], tagsOf: Map<string, Record<string, string>>, deviceId: string, readings: readonly Reading[]): void {
+    // Neither may be named `device` (validated), so it goes first.
+    let deviceTags = tagsOf.get(deviceId)
+    if (deviceTags === undefined) {
+      deviceTags = { device: deviceId, ...this.#options.registry.get(deviceId)?.tags }
+      tagsOf.set(deviceId, deviceTags)
+    }
+    for (const reading of readings) {
+      const tags = reading.g === undefined ? deviceTags : { ...deviceTags, ...reading.g }
+      const refused = appendLine(lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
+      if (refused !== undefined) {
+        this.#options.deadLetter.add(JSON.stringify({ device: deviceId, reading }), `not writable as line protocol: ${refused}`)
+        this.#options.counters.deadLettered(1)
+      }
+    }
+  }
+
+  #decode(seq: number, deviceId: string, frame: Uint8Array, receivedAt: number): readonly Reading[] {
+    const decoded = decodeDeviceFrame(frame)
     if (!decoded.ok || (decoded.frame.t !== 'tm' && decoded.frame.t !== 'tb')) {
       // Ingest validated every frame before storing it; this only happens to a damaged store.
-      this.#options.log.error({ seq: entry.seq, deviceId: entry.deviceId }, 'spool entry does not decode; dropping it')
+      this.#options.log.error({ seq, deviceId }, 'spool entry does not decode; dropping it')
       return []
     }
-    return readingsOf(decoded.frame, entry.receivedAt)
+    return readingsOf(decoded.frame, receivedAt)
   }
 
   /** Writes a batch; false when InfluxDB is away and the batch must be retried. */
@@ -202,6 +302,7 @@ export class InfluxShipper {
     const result = await writer.writeOrDeadLetter(batch.lines)
     if ('retry' in result) {
       this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')
+      this.#catchingUp = true
       return false
     }
     this.#options.counters.shipped(result.written)

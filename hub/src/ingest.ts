@@ -1,6 +1,6 @@
 import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
 import type { Logger } from './logger.js'
-import type { Spool, SpoolEntry } from './spool.js'
+import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from './spool.js'
 
 /** CONTRACT §3: the default flow-control window, in telemetry frames. */
 export const WINDOW_FRAMES = 64
@@ -44,6 +44,12 @@ export interface TelemetryMessage {
   readonly readings: readonly Reading[]
 }
 
+/** A frame made durable: its place in the spool, its device and its readings (decoded once, at ingest). */
+export interface CommittedFrame extends SpoolSlot {
+  readonly deviceId: string
+  readonly readings: readonly Reading[]
+}
+
 /** The readings of a telemetry frame; a `tm` without `ts` is stamped with the hub's receive time. */
 export function readingsOf(frame: TelemetryFrame | BatchFrame, receivedAt: number): readonly Reading[] {
   if (frame.t === 'tb') return frame.r
@@ -64,16 +70,16 @@ export interface IngestOptions {
   readonly counters: IngestCounters
   /** Called with each frame's readings once durable (the MQTT bridge); must not block. */
   readonly publish: (message: TelemetryMessage) => void
-  /** Called after each commit with the readings it made durable (wakes the InfluxDB shipper). */
-  readonly committed: (readings: number) => void
+  /** Called after each commit, before its acks, with the frames it made durable (the InfluxDB shipper). */
+  readonly committed: (frames: readonly CommittedFrame[]) => void
   /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
   readonly ratePerSec: number
   /** The spool quota in bytes: above it acks stop until the shipper frees room. */
   readonly spoolMaxBytes: number
   /**
-   * Whether the hub's egress lags (e.g. MQTT subscribers behind): while it does, committed frames
-   * are neither acked nor published, so devices slow down instead of the hub buffering without
-   * bound. Default: never.
+   * Whether the hub's egress lags (MQTT subscribers or a reachable InfluxDB behind): while it does,
+   * committed frames are neither acked nor published, so devices slow down to what egress takes
+   * instead of the hub buffering without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
   /** Clock, Unix ms; default Date.now. */
@@ -208,14 +214,15 @@ export class Ingest {
     const batch = this.#pending
     this.#pending = []
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
-      () => this.#committed(batch),
+      (firstSeq) => this.#committed(batch, firstSeq),
       (err: unknown) => this.#failed(batch, err),
     )
     this.#commits.add(commit)
     void commit.finally(() => this.#commits.delete(commit))
   }
 
-  #committed(batch: readonly Pending[]): void {
+  #committed(batch: readonly Pending[], firstSeq: number): void {
+    this.#options.committed(batch.map(({ peer, entry, readings }, i) => ({ seq: firstSeq + i, bytes: entrySize(entry), deviceId: peer.deviceId, readings })))
     this.#held.push(batch)
     this.#release()
   }
@@ -247,12 +254,7 @@ export class Ingest {
       acks++
     }
     this.#options.counters.acked(acks)
-    let readingCount = 0
-    for (const { peer, s, readings } of batch) {
-      readingCount += readings.length
-      this.#options.publish({ device: peer.deviceId, seq: s, readings })
-    }
-    this.#options.committed(readingCount)
+    for (const { peer, s, readings } of batch) this.#options.publish({ device: peer.deviceId, seq: s, readings })
   }
 
   #failed(batch: readonly Pending[], err: unknown): void {

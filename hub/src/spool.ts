@@ -9,10 +9,14 @@ export interface SpoolEntry {
   readonly frame: Uint8Array
 }
 
-/** A stored entry with its spool sequence number. */
-export interface SpooledEntry extends SpoolEntry {
+/** Where an entry sits in the spool and the bytes it takes there: what `trim` needs. */
+export interface SpoolSlot {
   readonly seq: number
+  readonly bytes: number
 }
+
+/** A stored entry with its place in the spool. */
+export interface SpooledEntry extends SpoolEntry, SpoolSlot {}
 
 const BYTES_KEY = 'spool.bytes'
 
@@ -24,7 +28,7 @@ const heldBytes = (meta: Store['meta']): number => (meta.get(BYTES_KEY) as numbe
  * Keeping the device's own bytes means ingest never re-encodes a reading, and the spool holds
  * exactly what was acknowledged.
  */
-const entrySize = (entry: SpoolEntry): number => 1 + entry.deviceId.length + 8 + entry.frame.byteLength
+export const entrySize = (entry: SpoolEntry): number => 1 + entry.deviceId.length + 8 + entry.frame.byteLength
 
 function encodeEntry(entry: SpoolEntry): Buffer {
   // Device ids are ASCII (CONTRACT §2), so one char is one byte.
@@ -41,6 +45,7 @@ function decodeEntry(seq: number, value: Buffer): SpooledEntry {
   const idLength = value[0] ?? 0
   return {
     seq,
+    bytes: value.byteLength,
     deviceId: value.toString('latin1', 1, 1 + idLength),
     receivedAt: value.readDoubleBE(1 + idLength),
     frame: value.subarray(1 + idLength + 8),
@@ -66,6 +71,11 @@ export class Spool {
     this.#bytes = heldBytes(store.meta)
   }
 
+  /** The seq the next appended entry gets. */
+  get nextSeq(): number {
+    return this.#nextSeq
+  }
+
   /** Bytes held, committed or in a commit under way. */
   get bytes(): number {
     return this.#bytes
@@ -76,8 +86,11 @@ export class Spool {
     return (this.#store.spool.getStats() as { entryCount: number }).entryCount
   }
 
-  /** Appends entries in one transaction; resolves once they are durable. */
-  append(entries: readonly SpoolEntry[]): Promise<void> {
+  /**
+   * Appends entries in one transaction; resolves once they are durable, with the seq of the first
+   * (the others follow it one by one). A failed append leaves its seqs unused.
+   */
+  append(entries: readonly SpoolEntry[]): Promise<number> {
     const { spool, meta } = this.#store
     const values = entries.map(encodeEntry)
     const firstSeq = this.#nextSeq
@@ -85,23 +98,29 @@ export class Spool {
     let added = 0
     for (const value of values) added += value.byteLength
     this.#bytes += added
-    return this.#store.root.transaction(() => {
-      values.forEach((value, i) => spool.put(firstSeq + i, value))
-      meta.put(BYTES_KEY, heldBytes(meta) + added)
-    })
+    return this.#store.root
+      .transaction(() => {
+        values.forEach((value, i) => spool.put(firstSeq + i, value))
+        meta.put(BYTES_KEY, heldBytes(meta) + added)
+      })
+      .then(() => firstSeq)
   }
 
-  /** Entries after spool seq `after` (default: from the start), oldest first, read as the caller walks. */
-  *read(after = 0): Generator<SpooledEntry> {
-    for (const { key, value } of this.#store.spool.getRange({ start: after + 1 })) yield decodeEntry(key, value)
+  /**
+   * Entries after spool seq `after` and, when `before` is given, below it; oldest first, read as
+   * the caller walks.
+   */
+  *read(after: number, before?: number): Generator<SpooledEntry> {
+    const range = this.#store.spool.getRange(before === undefined ? { start: after + 1 } : { start: after + 1, end: before })
+    for (const { key, value } of range) yield decodeEntry(key, value)
   }
 
   /** Removes entries that have been shipped. */
-  async trim(shipped: readonly SpooledEntry[]): Promise<void> {
+  async trim(shipped: readonly SpoolSlot[]): Promise<void> {
     if (shipped.length === 0) return
     const { spool, meta } = this.#store
     let freed = 0
-    for (const entry of shipped) freed += entrySize(entry)
+    for (const entry of shipped) freed += entry.bytes
     await this.#store.root.transaction(() => {
       for (const entry of shipped) spool.remove(entry.seq)
       meta.put(BYTES_KEY, Math.max(0, heldBytes(meta) - freed))

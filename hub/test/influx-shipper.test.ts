@@ -1,0 +1,164 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { encodeFrame, type Reading } from '@fleetgate/device-sdk'
+import { DeadLetter } from '../src/dead-letter.js'
+import type { CommittedFrame } from '../src/ingest.js'
+import { InfluxShipper, type ShipperOptions } from '../src/influx-shipper.js'
+import type { ShipResult } from '../src/influx-writer.js'
+import { createLogger } from '../src/logger.js'
+import { Registry } from '../src/registry.js'
+import { entrySize, Spool, type SpoolEntry } from '../src/spool.js'
+import { openStore, type Store } from '../src/store.js'
+
+/** An InfluxDB stand-in for the shipper's logic: records each write; `hold` keeps writes pending, `fail` refuses them. */
+class FakeWriter {
+  readonly written: string[][] = []
+  hold = false
+  fail = false
+  failures = 0
+  #held: Array<() => void> = []
+
+  writeOrDeadLetter(lines: readonly string[]): Promise<ShipResult> {
+    if (this.fail) {
+      this.failures++
+      return Promise.resolve({ retry: true, error: new Error('InfluxDB away') })
+    }
+    const land = (): ShipResult => {
+      this.written.push([...lines])
+      return { written: lines.length, deadLettered: 0, requests: 1 }
+    }
+    if (!this.hold) return Promise.resolve(land())
+    return new Promise((resolve) => this.#held.push(() => resolve(land())))
+  }
+
+  release(): void {
+    this.hold = false
+    for (const land of this.#held.splice(0)) land()
+  }
+
+  /** The `v` field of every line written, in write order. */
+  values(): number[] {
+    return this.written.flat().map((line) => Number(/ v=([\d.]+)/.exec(line)?.[1]))
+  }
+}
+
+const dirs: string[] = []
+const stores: Store[] = []
+const shippers: InfluxShipper[] = []
+afterEach(async () => {
+  await Promise.all(shippers.splice(0).map((s) => s.stop()))
+  await Promise.all(stores.splice(0).map((s) => s.close()))
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+function setup(options: Partial<ShipperOptions> = {}): { spool: Spool; writer: FakeWriter; shipper: InfluxShipper } {
+  const dir = mkdtempSync(join(tmpdir(), 'fg-shipper-'))
+  dirs.push(dir)
+  const store = openStore(dir)
+  stores.push(store)
+  const spool = new Spool(store)
+  const writer = new FakeWriter()
+  const shipper = new InfluxShipper({
+    spool,
+    registry: new Registry(store),
+    writer,
+    deadLetter: new DeadLetter({ dir }),
+    log: createLogger('silent'),
+    counters: { shipped: () => undefined, deadLettered: () => undefined, writeFailed: () => undefined },
+    trimmed: () => undefined,
+    batchPoints: 4,
+    flushIntervalMs: 5,
+    ...options,
+  })
+  shippers.push(shipper)
+  return { spool, writer, shipper }
+}
+
+/** One `tb` frame's spool entry and readings: `v` runs from `first` for `count` readings. */
+function frame(first: number, count: number, s = first): { entry: SpoolEntry; readings: Reading[] } {
+  const readings = Array.from({ length: count }, (_, i) => ({ ts: 1_700_000_000_000 + first + i, m: { v: first + i } }))
+  return { entry: { deviceId: 'd1', receivedAt: 0, frame: encodeFrame({ t: 'tb', s, r: readings }) }, readings }
+}
+
+/** Appends frames to the spool as ingest does and returns what ingest hands the shipper. */
+async function commit(spool: Spool, frames: ReadonlyArray<ReturnType<typeof frame>>): Promise<CommittedFrame[]> {
+  const firstSeq = await spool.append(frames.map((f) => f.entry))
+  return frames.map((f, i) => ({ seq: firstSeq + i, bytes: entrySize(f.entry), deviceId: 'd1', readings: f.readings }))
+}
+
+const range = (from: number, count: number): number[] => Array.from({ length: count }, (_, i) => from + i)
+
+describe('InfluxShipper: where readings come from', () => {
+  it('ships a restart\'s backlog from the spool, then committed frames from the readings ingest decoded, each once and in order', async () => {
+    const { spool, writer, shipper } = setup()
+    await spool.append([frame(0, 2).entry, frame(2, 2).entry])
+    shipper.start()
+    await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
+    // The stored frame says 100-101; the readings handed over say 4-5: shipping them proves no read-back.
+    const stored = frame(100, 2)
+    const committed = await commit(spool, [stored])
+    shipper.committed([{ ...(committed[0] as CommittedFrame), readings: frame(4, 2).readings }])
+    await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 6)))
+    await vi.waitFor(() => expect(spool.entries).toBe(0))
+  })
+
+  it('ships frames after a gap of seqs that a failed commit left unused', async () => {
+    const { spool, writer, shipper } = setup()
+    shipper.start()
+    const first = await commit(spool, [frame(0, 2)])
+    const later = await commit(spool, [frame(2, 2)])
+    // As if a commit between these two had failed: its seqs exist nowhere.
+    shipper.committed(first)
+    shipper.committed([{ ...(later[0] as CommittedFrame), seq: (later[0] as CommittedFrame).seq + 5 }])
+    await spool.trim([{ seq: (later[0] as CommittedFrame).seq, bytes: (later[0] as CommittedFrame).bytes }])
+    await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
+  })
+
+  it('reads frames beyond the in-memory bound back from the spool, in order with the rest', async () => {
+    const { spool, writer, shipper } = setup({ maxHotReadings: 3 })
+    const frames = await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)])
+    shipper.committed(frames)
+    shipper.start()
+    await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 8)))
+    await vi.waitFor(() => expect(spool.entries).toBe(0))
+  })
+})
+
+describe('InfluxShipper: lag (back-pressure on acks)', () => {
+  it('lags once a reachable InfluxDB is the bound behind, and stops lagging as batches land', async () => {
+    const { spool, writer, shipper } = setup({ maxLagReadings: 6 })
+    writer.hold = true
+    shipper.start()
+    shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2)]))
+    expect(shipper.lagging).toBe(false)
+    shipper.committed(await commit(spool, [frame(4, 2)]))
+    expect(shipper.lagging).toBe(true)
+    writer.release()
+    await vi.waitFor(() => expect(shipper.lagging).toBe(false))
+    expect(writer.values()).toEqual(range(0, 6))
+  })
+
+  it('never lags while InfluxDB is away, nor while the outage\'s backlog ships; lags again after that', async () => {
+    const { spool, writer, shipper } = setup({ maxLagReadings: 6 })
+    writer.fail = true
+    shipper.start()
+    shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
+    await vi.waitFor(() => expect(writer.failures).toBeGreaterThan(0))
+    expect(shipper.lagging).toBe(false)
+    writer.fail = false
+    // Each batch retries on its own backoff, so they may land in any order.
+    await vi.waitFor(() => expect(writer.values().sort((a, b) => a - b)).toEqual(range(0, 8)), { timeout: 5000 })
+    writer.hold = true
+    shipper.committed(await commit(spool, [frame(8, 2), frame(10, 2), frame(12, 2)]))
+    expect(shipper.lagging).toBe(true)
+    writer.release()
+  })
+
+  it('never lags when shipping is off', async () => {
+    const { spool, shipper } = setup({ writer: undefined, maxLagReadings: 2 })
+    shipper.committed(await commit(spool, [frame(0, 4)]))
+    expect(shipper.lagging).toBe(false)
+  })
+})
