@@ -34,7 +34,7 @@ export interface ShipperOptions {
   readonly flushIntervalMs?: number
   /** Readings committed and not landed above which `lagging` holds acks; default 60,000. */
   readonly maxLagReadings?: number
-  /** Readings of committed frames kept decoded for shipping; default 250,000. */
+  /** Readings of committed frames kept in memory as lines for shipping; default 250,000. */
   readonly maxHotReadings?: number
   /** Clock, Unix ms; default Date.now. */
   readonly now?: () => number
@@ -56,8 +56,14 @@ const WRITES_IN_FLIGHT = 4
  * than the devices slows them down instead of the spool filling up to its quota.
  */
 const MAX_LAG_READINGS = 60_000
-/** Readings of committed frames kept decoded (about 30 MB); beyond that, frames are read back from the spool. */
+/** Readings of committed frames kept as lines (about 30 MB); beyond that, frames are read back from the spool. */
 const MAX_HOT_READINGS = 250_000
+
+/** A committed frame waiting in memory: its place in the spool and its lines, built when it was committed. */
+interface HotFrame extends SpoolSlot {
+  readonly points: number
+  readonly lines: readonly string[]
+}
 /** How long `stop` waits for writes under way; what does not land stays in the spool for next time. */
 const STOP_WAIT_MS = 2000
 
@@ -80,8 +86,8 @@ export class InfluxShipper {
   #oldestAt = 0
   /** The highest spool seq already in a batch (in memory: after a restart every entry left is shipped). */
   #cursor = 0
-  /** Frames committed since this start, in seq order, with their decoded readings: shipped without a spool read. */
-  #hot: Array<CommittedFrame | undefined> = []
+  /** Frames committed since this start, in seq order, as lines: shipped without a spool read. */
+  #hot: Array<HotFrame | undefined> = []
   #hotHead = 0
   #hotReadings = 0
   /** The first seq appended since this start: entries from it on count in the lag. */
@@ -112,18 +118,22 @@ export class InfluxShipper {
     this.#running ??= this.#loop()
   }
 
-  /** Takes frames just made durable, in seq order. */
+  /**
+   * Takes frames just made durable, in seq order, and builds their lines now: commits come a few
+   * frames at a time, so the work is spread out instead of holding the event loop per batch.
+   */
   committed(frames: readonly CommittedFrame[]): void {
     if (frames.length === 0) return
     if (this.#unshipped === 0) this.#oldestAt = this.#now()
-    for (const frame of frames) {
-      const readings = frame.readings.length
-      this.#unshipped += readings
-      this.#unlanded += readings
+    const tagsOf = new Map<string, Record<string, string>>()
+    for (const { seq, bytes, deviceId, readings } of frames) {
+      const points = readings.length
+      this.#unshipped += points
+      this.#unlanded += points
       // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
-      if (this.#hotReadings + readings > this.#maxHot) continue
-      this.#hot.push(frame)
-      this.#hotReadings += readings
+      if (this.#hotReadings + points > this.#maxHot) continue
+      this.#hot.push({ seq, bytes, points, lines: this.#lines(tagsOf, deviceId, readings) })
+      this.#hotReadings += points
     }
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
   }
@@ -205,27 +215,27 @@ export class InfluxShipper {
   }
 
   /**
-   * Takes the frames after the cursor, up to the batch size, and builds their lines: from the hot
-   * queue while it continues the cursor, else decoded from the spool (a restart's backlog, frames
-   * past the hot bound). A hot frame after a gap the spool does not fill follows a failed commit.
+   * Takes the frames after the cursor, up to the batch size: from the hot queue while it continues
+   * the cursor, else decoded from the spool (a restart's backlog, frames past the hot bound). A hot
+   * frame after a gap the spool does not fill follows a failed commit.
    */
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
     const tagsOf = new Map<string, Record<string, string>>()
     let cursor = this.#cursor
-    const take = (slot: SpoolSlot, deviceId: string, readings: readonly Reading[]): boolean => {
-      if (batch.entries.length > 0 && batch.points + readings.length > this.#batchPoints) return false
+    const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#batchPoints
+    const take = (slot: SpoolSlot, points: number, lines: readonly string[]): void => {
       cursor = slot.seq
       batch.entries.push(slot)
-      batch.points += readings.length
-      if (slot.seq >= this.#countedFrom) batch.counted += readings.length
-      if (this.#options.writer !== undefined) this.#appendLines(batch.lines, tagsOf, deviceId, readings)
-      return true
+      batch.points += points
+      if (slot.seq >= this.#countedFrom) batch.counted += points
+      for (const line of lines) batch.lines.push(line)
     }
     for (;;) {
       const hot = this.#nextHot(cursor)
       if (hot !== undefined && hot.seq === cursor + 1) {
-        if (!take(hot, hot.deviceId, hot.readings)) break
+        if (!fits(hot.points)) break
+        take(hot, hot.points, hot.lines)
         this.#dropHot()
         continue
       }
@@ -233,14 +243,15 @@ export class InfluxShipper {
       let full = false
       for (const entry of this.#options.spool.read(cursor, hot?.seq)) {
         fromSpool++
-        if (!take(entry, entry.deviceId, this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt))) {
-          full = true
-          break
-        }
+        const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
+        full = !fits(readings.length)
+        if (full) break
+        take(entry, readings.length, this.#lines(tagsOf, entry.deviceId, readings))
       }
       if (full || hot === undefined) break
       if (fromSpool === 0) {
-        if (!take(hot, hot.deviceId, hot.readings)) break
+        if (!fits(hot.points)) break
+        take(hot, hot.points, hot.lines)
         this.#dropHot()
       }
     }
@@ -248,7 +259,7 @@ export class InfluxShipper {
   }
 
   /** The first hot frame after `cursor`, dropping those already shipped from the spool. */
-  #nextHot(cursor: number): CommittedFrame | undefined {
+  #nextHot(cursor: number): HotFrame | undefined {
     for (;;) {
       const hot = this.#hot[this.#hotHead]
       if (hot === undefined || hot.seq > cursor) return hot
@@ -259,7 +270,7 @@ export class InfluxShipper {
   #dropHot(): void {
     const hot = this.#hot[this.#hotHead]
     if (hot === undefined) return
-    this.#hotReadings -= hot.readings.length
+    this.#hotReadings -= hot.points
     this.#hot[this.#hotHead++] = undefined
     if (this.#hotHead > 1024 && this.#hotHead * 2 > this.#hot.length) {
       this.#hot = this.#hot.slice(this.#hotHead)
@@ -267,8 +278,13 @@ export class InfluxShipper {
     }
   }
 
-  /** CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash). */
-  #appendLines(lines: string[], tagsOf: Map<string, Record<string, string>>, deviceId: string, readings: readonly Reading[]): void {
+  /**
+   * A device's readings as lines (none when shipping is off); unwritable readings are dead-lettered.
+   * CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
+   */
+  #lines(tagsOf: Map<string, Record<string, string>>, deviceId: string, readings: readonly Reading[]): string[] {
+    const lines: string[] = []
+    if (this.#options.writer === undefined) return lines
     // Neither may be named `device` (validated), so it goes first.
     let deviceTags = tagsOf.get(deviceId)
     if (deviceTags === undefined) {
@@ -283,6 +299,7 @@ export class InfluxShipper {
         this.#options.counters.deadLettered(1)
       }
     }
+    return lines
   }
 
   #decode(seq: number, deviceId: string, frame: Uint8Array, receivedAt: number): readonly Reading[] {
