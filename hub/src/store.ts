@@ -49,7 +49,9 @@ export function openStore(dataDir: string): Store {
   } catch (cause) {
     throw new HubError('HUB_ERR_STORE', `cannot open the store at ${path}: ${(cause as Error).message}`, { cause })
   }
-  const devices = root.openDB<unknown, string>({ name: 'devices' })
+  // Cached: device records are read on every connect and by the shipper on every commit, and
+  // changed rarely. Cached values are shared objects; records are readonly throughout the hub.
+  const devices = root.openDB<unknown, string>({ name: 'devices', cache: true })
   const deviceTags = root.openDB<null, string>({ name: 'device-tags' })
   const spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
   const meta = root.openDB<unknown, string>({ name: 'meta' })
