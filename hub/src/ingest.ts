@@ -116,6 +116,7 @@ export class Ingest {
   /** Committed batches whose acks wait for egress, oldest first. */
   #held: Array<readonly Pending[]> = []
   #releaseTimer: NodeJS.Timeout | undefined
+  #releaseQueued = false
 
   constructor(options: IngestOptions) {
     this.#options = options
@@ -224,28 +225,34 @@ export class Ingest {
   #committed(batch: readonly Pending[], firstSeq: number): void {
     this.#options.committed(batch.map(({ peer, entry, readings }, i) => ({ seq: firstSeq + i, bytes: entrySize(entry), deviceId: peer.deviceId, readings })))
     this.#held.push(batch)
-    this.#release()
+    if (this.#releaseQueued) return
+    // lmdb often finishes several queued commits at once: releasing after all their callbacks
+    // acks each session once for all of them instead of once per commit.
+    this.#releaseQueued = true
+    queueMicrotask(() => {
+      this.#releaseQueued = false
+      this.#release()
+    })
   }
 
-  /** Acks and publishes held batches, in order, for as long as egress keeps up. */
+  /**
+   * Publishes held batches, in order, for as long as egress keeps up, then sends each session one
+   * cumulative ack with the highest seq released (CONTRACT §3).
+   */
   #release(): void {
     this.#releaseTimer = undefined
     const busy = this.#options.egressBusy
+    const highest = new Map<Peer, number>()
     while (this.#held.length > 0) {
       if (busy?.() === true) {
         this.#releaseTimer ??= setTimeout(() => this.#release(), EGRESS_RETRY_MS)
-        return
+        break
       }
-      this.#acknowledge(this.#held.shift() as readonly Pending[])
-    }
-  }
-
-  #acknowledge(batch: readonly Pending[]): void {
-    // CONTRACT §3: one cumulative ack per session per commit, carrying its highest seq.
-    const highest = new Map<Peer, number>()
-    for (const { peer, s } of batch) {
-      peer.ingest.inflight--
-      highest.set(peer, s)
+      for (const { peer, s, readings } of this.#held.shift() as readonly Pending[]) {
+        peer.ingest.inflight--
+        highest.set(peer, s)
+        this.#options.publish({ device: peer.deviceId, seq: s, readings })
+      }
     }
     let acks = 0
     for (const [peer, s] of highest) {
@@ -254,7 +261,6 @@ export class Ingest {
       acks++
     }
     this.#options.counters.acked(acks)
-    for (const { peer, s, readings } of batch) this.#options.publish({ device: peer.deviceId, seq: s, readings })
   }
 
   #failed(batch: readonly Pending[], err: unknown): void {
