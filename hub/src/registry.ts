@@ -1,5 +1,5 @@
 import type { KeyType, Tags } from '@fleetgate/device-sdk'
-import { generateDeviceKey, type DeviceKey, type IssuedSecret } from './keys.js'
+import { generateDeviceKey, PublicKeyCache, type DeviceKey, type IssuedSecret, type PublicKeyLookup } from './keys.js'
 import type { Store } from './store.js'
 
 /** A device as the registry keeps it. Times are Unix milliseconds. */
@@ -43,15 +43,22 @@ const tagIndexPrefix = (name: string, value: string): string => `${name}=${value
 
 /**
  * The device registry: records by id (an O(1) B-tree lookup, no scan) plus a tag index whose keys
- * sort by tag then id, so a tag filter with an `after` cursor is one range read.
+ * sort by tag then id, so a tag filter with an `after` cursor is one range read. It also holds the
+ * Ed25519 public keys of enabled devices as KeyObjects, kept in step with every key change.
  */
 export class Registry {
   readonly #store: Store
   readonly #now: () => number
+  readonly #publicKeys = new PublicKeyCache()
 
   constructor(store: Store, now: () => number = Date.now) {
     this.#store = store
     this.#now = now
+  }
+
+  /** The Ed25519 public keys of enabled devices, imported once; a device never used yet is imported on its first lookup. */
+  get publicKeys(): PublicKeyLookup {
+    return this.#publicKeys
   }
 
   /** The device, or undefined. Synchronous: served from lmdb's memory map. */
@@ -84,34 +91,40 @@ export class Registry {
     const { devices } = this.#store
     // The existence check runs inside the write transaction, so two concurrent creates of one id
     // cannot both win.
-    return this.#store.root.transaction(() =>
+    const results = await this.#store.root.transaction(() =>
       prepared.map((entry) => {
         if (devices.get(entry.device.id) !== undefined) return undefined
         this.#write(undefined, entry.device)
         return entry
       }),
     )
+    for (const result of results) if (result !== undefined) this.#holdKeys(result.device.id, result.device)
+    return results
   }
 
   /** Changes tags and/or the disabled flag; resolves undefined when the device does not exist. */
   async update(id: string, change: { tags?: Tags; disabled?: boolean }): Promise<DeviceRecord | undefined> {
-    return this.#store.root.transaction(() => {
+    const after = await this.#store.root.transaction(() => {
       const before = this.get(id)
       if (before === undefined) return undefined
       const after: DeviceRecord = { ...before, ...change }
       this.#write(before, after)
       return after
     })
+    if (after !== undefined) this.#holdKeys(id, after)
+    return after
   }
 
   /** Deletes the device and its tag index entries; resolves false when it did not exist. */
   async remove(id: string): Promise<boolean> {
-    return this.#store.root.transaction(() => {
+    const removed = await this.#store.root.transaction(() => {
       const before = this.get(id)
       if (before === undefined) return false
       this.#write(before, undefined)
       return true
     })
+    if (removed) this.#holdKeys(id, undefined)
+    return removed
   }
 
   /**
@@ -123,15 +136,18 @@ export class Registry {
     if (current === undefined) return undefined
     const issued = generateDeviceKey(current.key.type)
     const until = this.#now() + graceSec * 1000
-    return this.#store.root.transaction(() => {
+    const rotated = await this.#store.root.transaction(() => {
       const before = this.get(id)
       if (before === undefined) return undefined
       const { previousKey: _expired, ...rest } = before
       const after: DeviceRecord =
         graceSec > 0 ? { ...rest, key: issued.key, previousKey: { ...before.key, until } } : { ...rest, key: issued.key }
       this.#write(before, after)
-      return { device: after, secret: issued.secret }
+      return after
     })
+    if (rotated === undefined) return undefined
+    this.#holdKeys(id, rotated)
+    return { device: rotated, secret: issued.secret }
   }
 
   /** Records when a device's session ended (best effort: a lost write only makes `lastSeenAt` older). */
@@ -170,6 +186,17 @@ export class Registry {
     if (more) items.pop()
     const last = items[items.length - 1]
     return { items, next: more && last !== undefined ? last.id : null }
+  }
+
+  /** Holds the public keys that a committed record verifies with: none when deleted, disabled or hmac. */
+  #holdKeys(id: string, device: DeviceRecord | undefined): void {
+    if (device === undefined || device.disabled || device.key.type !== 'ed25519') {
+      this.#publicKeys.delete(id)
+      return
+    }
+    const previous = device.previousKey
+    const inGrace = previous !== undefined && this.#now() < previous.until
+    this.#publicKeys.set(id, inGrace ? [device.key.material, previous.material] : [device.key.material])
   }
 
   /** Writes `after` in place of `before` (either may be absent), keeping the tag index in step. */

@@ -1,0 +1,153 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { signToken, type KeyType } from '@fleetgate/device-sdk'
+import { tempDir } from '../../test/support/hub.js'
+import { DeviceAuthenticator } from '../src/device-auth.js'
+import type { IssuedSecret } from '../src/keys.js'
+import { Registry } from '../src/registry.js'
+import { openStore, type Store } from '../src/store.js'
+
+const START_MS = 1_700_000_000_000
+
+/** The secret a create or rotation showed, as signToken takes it. */
+function secretOf(secret: IssuedSecret): string {
+  if ('key' in secret && typeof secret.key === 'string') return secret.key
+  if ('privateKey' in secret && typeof secret.privateKey === 'string') return secret.privateKey
+  throw new Error('no secret was issued')
+}
+
+describe('Registry', () => {
+  let dir: { path: string; cleanup(): void }
+  let store: Store
+  let nowMs: number
+  const now = (): number => nowMs
+  let registry: Registry
+  let auth: DeviceAuthenticator
+
+  const token = (id: string, keyType: KeyType, key: string): Promise<string> =>
+    signToken({ deviceId: id, keyType, key, expSec: Math.floor(nowMs / 1000) + 600 })
+  const accepts = async (id: string, keyType: KeyType, key: string): Promise<boolean> => auth.verify(await token(id, keyType, key)).ok
+  const create = async (id: string, keyType: KeyType = 'ed25519'): Promise<{ material: string; secret: string }> => {
+    const created = await registry.create({ id, keyType, tags: {} })
+    if (created === undefined) throw new Error(`${id} exists`)
+    return { material: created.device.key.material, secret: secretOf(created.secret) }
+  }
+  const rotate = async (id: string, graceSec: number): Promise<{ material: string; secret: string }> => {
+    const rotated = await registry.rotateKey(id, graceSec)
+    if (rotated === undefined) throw new Error(`${id} is missing`)
+    return { material: rotated.device.key.material, secret: secretOf(rotated.secret) }
+  }
+
+  beforeEach(() => {
+    dir = tempDir('fleetgate-registry-')
+    store = openStore(dir.path)
+    nowMs = START_MS
+    registry = new Registry(store, now)
+    auth = new DeviceAuthenticator(registry, now)
+  })
+  afterEach(async () => {
+    await store.close()
+    dir.cleanup()
+  })
+
+  describe('held Ed25519 public keys', () => {
+    it('imports a key when the device is created and verifies with that same KeyObject', async () => {
+      const generated = await create('gen')
+      const pair = generateKeyPairSync('ed25519')
+      const raw = pair.publicKey.export({ format: 'jwk' }).x as string
+      const brought = await registry.create({ id: 'brought', keyType: 'ed25519', publicKey: raw, tags: {} })
+      expect(registry.publicKeys.held('gen')).toEqual([generated.material])
+      expect(registry.publicKeys.held('brought')).toEqual([raw])
+      expect(brought?.device.key.material).toBe(raw)
+
+      const held = registry.publicKeys.get('gen', generated.material)
+      expect(held.equals(registry.publicKeys.get('brought', raw))).toBe(false)
+      expect(await accepts('gen', 'ed25519', generated.secret)).toBe(true)
+      expect(await accepts('gen', 'ed25519', generated.secret)).toBe(true)
+      // Verifying imported nothing: the same KeyObject is still the one held.
+      expect(registry.publicKeys.get('gen', generated.material)).toBe(held)
+      expect(registry.publicKeys.size).toBe(2)
+    })
+
+    it('holds nothing for hmac devices', async () => {
+      const device = await create('mac', 'hmac')
+      expect(await accepts('mac', 'hmac', device.secret)).toBe(true)
+      expect(registry.publicKeys.held('mac')).toEqual([])
+      expect(registry.publicKeys.size).toBe(0)
+    })
+
+    it('keeps the old key through a rotation grace, and only the new one after a rotation without grace', async () => {
+      const first = await create('rot')
+      const firstKey = registry.publicKeys.get('rot', first.material)
+
+      const second = await rotate('rot', 60)
+      expect(registry.publicKeys.held('rot')).toEqual([second.material, first.material])
+      // The previous key moved over as it was, not imported again.
+      expect(registry.publicKeys.get('rot', first.material)).toBe(firstKey)
+      expect(await accepts('rot', 'ed25519', first.secret)).toBe(true)
+      expect(await accepts('rot', 'ed25519', second.secret)).toBe(true)
+
+      nowMs += 61_000
+      expect(await accepts('rot', 'ed25519', first.secret)).toBe(false)
+      expect(await accepts('rot', 'ed25519', second.secret)).toBe(true)
+
+      const third = await rotate('rot', 0)
+      expect(registry.publicKeys.held('rot')).toEqual([third.material])
+      expect(await accepts('rot', 'ed25519', second.secret)).toBe(false)
+      expect(await accepts('rot', 'ed25519', third.secret)).toBe(true)
+      expect(registry.publicKeys.held('rot')).toEqual([third.material])
+    })
+
+    it('does not hold a previous key whose grace has ended by the next change', async () => {
+      const first = await create('graced')
+      const second = await rotate('graced', 10)
+      nowMs += 11_000
+      await registry.update('graced', { tags: { site: 'lab' } })
+      expect(registry.publicKeys.held('graced')).toEqual([second.material])
+      expect(await accepts('graced', 'ed25519', first.secret)).toBe(false)
+    })
+
+    it('drops the keys of a disabled device and holds them again once it is enabled', async () => {
+      const device = await create('off')
+      await registry.update('off', { disabled: true })
+      expect(registry.publicKeys.held('off')).toEqual([])
+      expect(auth.verify(await token('off', 'ed25519', device.secret))).toMatchObject({ ok: false, reason: 'disabled' })
+      expect(registry.publicKeys.held('off')).toEqual([])
+
+      await registry.update('off', { disabled: false })
+      expect(registry.publicKeys.held('off')).toEqual([device.material])
+      expect(await accepts('off', 'ed25519', device.secret)).toBe(true)
+    })
+
+    it('drops the keys of a deleted device, and a device made again under its id holds only its own', async () => {
+      const old = await create('gone')
+      await create('stays')
+      expect(await registry.remove('gone')).toBe(true)
+      expect(registry.publicKeys.held('gone')).toEqual([])
+      expect(registry.publicKeys.size).toBe(1)
+      expect(auth.verify(await token('gone', 'ed25519', old.secret))).toMatchObject({ ok: false, reason: 'unknown_device' })
+
+      const again = await create('gone')
+      expect(registry.publicKeys.held('gone')).toEqual([again.material])
+      expect(await accepts('gone', 'ed25519', old.secret)).toBe(false)
+      expect(await accepts('gone', 'ed25519', again.secret)).toBe(true)
+    })
+
+    it('imports the key of a device loaded from disk on its first use, once', async () => {
+      const first = await create('disk')
+      const second = await rotate('disk', 60)
+      const reopened = new Registry(store, now)
+      auth = new DeviceAuthenticator(reopened, now)
+      expect(reopened.publicKeys.held('disk')).toEqual([])
+      expect(await accepts('disk', 'ed25519', second.secret)).toBe(true)
+      expect(reopened.publicKeys.held('disk')).toEqual([second.material])
+      // A token of the previous key is tried against the current key first, so both are now held.
+      expect(await accepts('disk', 'ed25519', first.secret)).toBe(true)
+      expect(reopened.publicKeys.held('disk')).toEqual([first.material, second.material])
+      const held = reopened.publicKeys.get('disk', first.material)
+      expect(await accepts('disk', 'ed25519', first.secret)).toBe(true)
+      expect(reopened.publicKeys.get('disk', first.material)).toBe(held)
+      expect(reopened.publicKeys.held('disk')).toEqual([first.material, second.material])
+    })
+  })
+})
