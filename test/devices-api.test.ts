@@ -241,3 +241,46 @@ describe('readiness with an unreachable InfluxDB', () => {
     }
   })
 })
+
+describe('last seen (CONTRACT §4: GET /devices/{id} lastSeenAt)', () => {
+  const data = tempDir()
+  afterAll(() => data.cleanup())
+
+  const offline = async (hub: TestHub, id: string): Promise<any> => {
+    const deadline = Date.now() + 2000
+    for (;;) {
+      const answer = await hub.api('GET', `/api/v1/devices/${id}`)
+      if (answer.body.online === false || Date.now() > deadline) return answer.body
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+
+  it('shows lastSeenAt while online, keeps it once the device left, and after a restart', async () => {
+    let seen: string
+    const first = await startTestHub({}, data.path)
+    try {
+      const credentials = await first.provision('seen-1')
+      expect((await first.api('GET', '/api/v1/devices/seen-1')).body).not.toHaveProperty('lastSeenAt')
+      const device = await connectDevice(first.wsUrl, credentials)
+      await device.next()
+      const live = (await first.api('GET', '/api/v1/devices/seen-1')).body
+      expect(live).toMatchObject({ online: true, lastSeenAt: live.connectedAt })
+      device.close()
+      await device.closed
+      const left = await offline(first, 'seen-1')
+      expect(left.online).toBe(false)
+      expect(left).not.toHaveProperty('connectedAt')
+      seen = left.lastSeenAt
+      expect(Date.parse(seen)).toBeGreaterThanOrEqual(Date.parse(live.connectedAt))
+      expect((await first.api('GET', '/api/v1/devices?limit=10')).body.items).toEqual([left])
+    } finally {
+      await first.hub.stop()
+    }
+    const second = await startTestHub({}, data.path)
+    try {
+      expect((await second.api('GET', '/api/v1/devices/seen-1')).body).toMatchObject({ online: false, lastSeenAt: seen })
+    } finally {
+      await second.hub.stop()
+    }
+  })
+})

@@ -44,7 +44,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
 
   const view = (device: DeviceRecord): Record<string, unknown> => {
     const session = sessions.get(device.id)
-    const lastSeenAt = session?.lastSeenAt ?? device.lastSeenAt
+    const lastSeenAt = session?.lastSeenAt ?? registry.lastSeenAt(device)
     return {
       id: device.id,
       keyType: device.key.type,

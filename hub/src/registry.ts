@@ -1,4 +1,5 @@
 import type { KeyType, Tags } from '@fleetgate/device-sdk'
+import type { Database } from 'lmdb'
 import { generateDeviceKey, PublicKeyCache, type DeviceKey, type IssuedSecret, type PublicKeyLookup } from './keys.js'
 import type { Store } from './store.js'
 
@@ -11,7 +12,10 @@ export interface DeviceRecord {
   readonly tags: Tags
   readonly disabled: boolean
   readonly createdAt: number
-  /** When its last session ended; live sessions are tracked by the session table, not here. */
+  /**
+   * When its last session ended, in records written before last-seen times were kept apart (see
+   * Registry.touch); read it through Registry.lastSeenAt. Live sessions are tracked by the session table.
+   */
   readonly lastSeenAt?: number
 }
 
@@ -49,11 +53,20 @@ const tagIndexPrefix = (name: string, value: string): string => `${name}=${value
 export class Registry {
   readonly #store: Store
   readonly #now: () => number
+  /**
+   * device id -> when its last session ended (Unix ms). A disconnect writes this one number
+   * instead of decoding and re-encoding the whole record in a transaction of its own.
+   */
+  readonly #lastSeen: Database<number, string>
+  /** Last-seen times written and not yet committed, so that a read right after a disconnect has one. */
+  readonly #lastSeenPending = new Map<string, number>()
   readonly #publicKeys = new PublicKeyCache()
 
   constructor(store: Store, now: () => number = Date.now) {
     this.#store = store
     this.#now = now
+    // Opened here, beside the records it completes, rather than in store.ts.
+    this.#lastSeen = store.root.openDB<number, string>({ name: 'device-last-seen' })
   }
 
   /** The Ed25519 public keys of enabled devices, imported once; a device never used yet is imported on its first lookup. */
@@ -64,6 +77,11 @@ export class Registry {
   /** The device, or undefined. Synchronous: served from lmdb's memory map. */
   get(id: string): DeviceRecord | undefined {
     return this.#store.devices.get(id) as DeviceRecord | undefined
+  }
+
+  /** When the device's last session ended (Unix ms), or undefined when it never had one. */
+  lastSeenAt(device: DeviceRecord): number | undefined {
+    return this.#lastSeenPending.get(device.id) ?? this.#lastSeen.get(device.id) ?? device.lastSeenAt
   }
 
   /** Creates the device; resolves undefined when the id exists. */
@@ -95,10 +113,16 @@ export class Registry {
       prepared.map((entry) => {
         if (devices.get(entry.device.id) !== undefined) return undefined
         this.#write(undefined, entry.device)
+        // A device deleted while online is touched when its session closes, after the delete.
+        this.#lastSeen.remove(entry.device.id)
         return entry
       }),
     )
-    for (const result of results) if (result !== undefined) this.#holdKeys(result.device.id, result.device)
+    for (const result of results) {
+      if (result === undefined) continue
+      this.#lastSeenPending.delete(result.device.id)
+      this.#holdKeys(result.device.id, result.device)
+    }
     return results
   }
 
@@ -121,9 +145,13 @@ export class Registry {
       const before = this.get(id)
       if (before === undefined) return false
       this.#write(before, undefined)
+      this.#lastSeen.remove(id)
       return true
     })
-    if (removed) this.#holdKeys(id, undefined)
+    if (removed) {
+      this.#lastSeenPending.delete(id)
+      this.#holdKeys(id, undefined)
+    }
     return removed
   }
 
@@ -150,11 +178,14 @@ export class Registry {
     return { device: rotated, secret: issued.secret }
   }
 
-  /** Records when a device's session ended (best effort: a lost write only makes `lastSeenAt` older). */
+  /**
+   * Records when a device's session ended (best effort: a lost write only makes `lastSeenAt`
+   * older). One small put, which lmdb batches with the other writes of the tick.
+   */
   touch(id: string, lastSeenAt: number): void {
-    void this.#store.root.transaction(() => {
-      const before = this.get(id)
-      if (before !== undefined) this.#store.devices.put(id, { ...before, lastSeenAt })
+    this.#lastSeenPending.set(id, lastSeenAt)
+    void this.#lastSeen.put(id, lastSeenAt).finally(() => {
+      if (this.#lastSeenPending.get(id) === lastSeenAt) this.#lastSeenPending.delete(id)
     })
   }
 

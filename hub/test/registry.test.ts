@@ -4,7 +4,7 @@ import { signToken, type KeyType } from '@fleetgate/device-sdk'
 import { tempDir } from '../../test/support/hub.js'
 import { DeviceAuthenticator } from '../src/device-auth.js'
 import type { IssuedSecret } from '../src/keys.js'
-import { Registry } from '../src/registry.js'
+import { Registry, type DeviceRecord } from '../src/registry.js'
 import { openStore, type Store } from '../src/store.js'
 
 const START_MS = 1_700_000_000_000
@@ -148,6 +148,56 @@ describe('Registry', () => {
       expect(await accepts('disk', 'ed25519', first.secret)).toBe(true)
       expect(reopened.publicKeys.get('disk', first.material)).toBe(held)
       expect(reopened.publicKeys.held('disk')).toEqual([first.material, second.material])
+    })
+  })
+
+  describe('last-seen times', () => {
+    const lastSeen = (id: string): number | undefined => {
+      const device = registry.get(id)
+      if (device === undefined) throw new Error(`${id} is missing`)
+      return registry.lastSeenAt(device)
+    }
+
+    it('records a last-seen time apart from the device record, at once and across a reopen', async () => {
+      await create('seen', 'hmac')
+      const stored = registry.get('seen')
+      expect(lastSeen('seen')).toBeUndefined()
+      registry.touch('seen', START_MS + 5000)
+      // Before the write commits too: REST shows lastSeenAt as soon as a device is offline.
+      expect(lastSeen('seen')).toBe(START_MS + 5000)
+      await store.root.flushed
+      expect(lastSeen('seen')).toBe(START_MS + 5000)
+      // A touch leaves the stored record as it was: the very object lmdb cached.
+      expect(registry.get('seen')).toBe(stored)
+      expect(registry.get('seen')).not.toHaveProperty('lastSeenAt')
+
+      await registry.update('seen', { tags: { a: 'b' } })
+      expect(lastSeen('seen')).toBe(START_MS + 5000)
+      registry.touch('seen', START_MS + 9000)
+      await store.root.flushed
+      const reopened = new Registry(store, now)
+      expect(reopened.lastSeenAt(reopened.get('seen') as DeviceRecord)).toBe(START_MS + 9000)
+    })
+
+    it('reads a last-seen time stored inside a record written before, until a newer one', async () => {
+      await create('legacy', 'hmac')
+      await store.devices.put('legacy', { ...(registry.get('legacy') as DeviceRecord), lastSeenAt: START_MS + 1 })
+      expect(lastSeen('legacy')).toBe(START_MS + 1)
+      registry.touch('legacy', START_MS + 2)
+      await store.root.flushed
+      expect(lastSeen('legacy')).toBe(START_MS + 2)
+    })
+
+    it('forgets the last-seen time of a deleted device, also when its session closed after the delete', async () => {
+      await create('flap', 'hmac')
+      registry.touch('flap', START_MS + 1000)
+      await registry.remove('flap')
+      // The session of a device deleted while online closes after the delete.
+      registry.touch('flap', START_MS + 2000)
+      await store.root.flushed
+      expect(registry.get('flap')).toBeUndefined()
+      await create('flap', 'hmac')
+      expect(lastSeen('flap')).toBeUndefined()
     })
   })
 })
