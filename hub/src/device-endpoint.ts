@@ -38,6 +38,8 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     rate: options.deviceRatePerSec,
     window: WINDOW_FRAMES,
   }
+  // Bound once: prom-client hashes a labels object on every `inc` of the parent.
+  const accepted = metrics.connects.labels('accepted')
 
   // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
   const protocolClose = (session: DeviceSession, code: number, e: string, msg: string): void => {
@@ -91,7 +93,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     open(socket) {
       const session = socket.getUserData().session
       session.socket = socket
-      metrics.connects.inc({ outcome: 'accepted' })
+      accepted.inc()
       // CONTRACT §3: hello is the first frame; going online then delivers queued commands.
       session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
       sessions.opened(session)
