@@ -22,7 +22,11 @@ const SKEW_SEC = 30
 /** CONTRACT §3: `exp` may lie at most 24 h ahead. */
 const MAX_AHEAD_SEC = 24 * 3600
 
-/** Verifies device tokens against the registry (HMAC-SHA256 or Ed25519, current or grace key). */
+/**
+ * Verifies device tokens against the registry (HMAC-SHA256 or Ed25519, current or grace key).
+ * An HMAC (~10 µs) is checked at once; an Ed25519 signature (~150-300 µs here) on libuv's thread
+ * pool, so that in a connect storm the event loop accepts and upgrades while the pool verifies.
+ */
 export class DeviceAuthenticator {
   readonly #registry: Registry
   readonly #now: () => number
@@ -32,34 +36,77 @@ export class DeviceAuthenticator {
     this.#now = now
   }
 
-  /** Checks a token; synchronous, so the upgrade handler answers without leaving the callback. */
-  verify(token: string): DeviceAuthResult {
+  /**
+   * Checks a token. The answer is synchronous for every refusal made before a signature check and
+   * for HMAC devices, so most answers leave the upgrade callback at once; a promise for an Ed25519
+   * signature. It rejects only when node:crypto fails, which is no verdict on the token.
+   */
+  verify(token: string): DeviceAuthResult | Promise<DeviceAuthResult> {
     const parsed = parseToken(token)
     if (parsed === undefined) return { ok: false, reason: 'malformed' }
     const deviceId = parsed.deviceId
     const device = this.#registry.get(deviceId)
     if (device === undefined) return { ok: false, reason: 'unknown_device', deviceId }
-    if (device.disabled) return { ok: false, reason: 'disabled', deviceId }
-    const nowMs = this.#now()
-    const nowSec = nowMs / 1000
-    if (parsed.expSec + SKEW_SEC < nowSec) return { ok: false, reason: 'expired', deviceId }
-    if (parsed.expSec > nowSec + MAX_AHEAD_SEC) return { ok: false, reason: 'too_far_ahead', deviceId }
-    if (this.#signedBy(deviceId, device.key, parsed)) return { ok: true, device }
-    const previous = device.previousKey
-    if (previous !== undefined && nowMs < previous.until && this.#signedBy(deviceId, previous, parsed)) return { ok: true, device }
+    const refusal = this.#refusal(device, parsed.expSec)
+    if (refusal !== undefined) return refusal
+    if (device.key.type === 'ed25519') return this.#verifyEd25519(device, parsed)
+    if (hmacSigned(device.key, parsed)) return { ok: true, device }
+    const previous = this.#previousInGrace(device)
+    if (previous !== undefined && hmacSigned(previous, parsed)) return { ok: true, device }
     return { ok: false, reason: 'bad_signature', deviceId }
   }
 
-  #signedBy(deviceId: string, key: DeviceKey, token: ParsedToken): boolean {
-    if (key.type === 'hmac') {
-      // Decoding the key here costs well under 1 µs of a connect; keeping decoded keys would cost
-      // memory for every hmac device.
-      const expected = createHmac('sha256', Buffer.from(key.material, 'base64url')).update(token.signed).digest()
-      // Equal lengths are a precondition of timingSafeEqual, and an HMAC-SHA256 is always 32 bytes.
-      return token.sig.length === expected.length && timingSafeEqual(token.sig, expected)
-    }
-    return token.sig.length === 64 && verify(null, Buffer.from(token.signed), this.#registry.publicKeys.get(deviceId, key.material), token.sig)
+  /** Why a token of `device` that expires at `expSec` is refused before its signature is checked, or undefined. */
+  #refusal(device: DeviceRecord, expSec: number): DeviceAuthResult | undefined {
+    const deviceId = device.id
+    if (device.disabled) return { ok: false, reason: 'disabled', deviceId }
+    const nowSec = this.#now() / 1000
+    if (expSec + SKEW_SEC < nowSec) return { ok: false, reason: 'expired', deviceId }
+    if (expSec > nowSec + MAX_AHEAD_SEC) return { ok: false, reason: 'too_far_ahead', deviceId }
+    return undefined
   }
+
+  #previousInGrace(device: DeviceRecord): DeviceKey | undefined {
+    const previous = device.previousKey
+    return previous !== undefined && this.#now() < previous.until ? previous : undefined
+  }
+
+  async #verifyEd25519(device: DeviceRecord, token: ParsedToken): Promise<DeviceAuthResult> {
+    const deviceId = device.id
+    if (token.sig.length !== 64) return { ok: false, reason: 'bad_signature', deviceId }
+    const signed = Buffer.from(token.signed)
+    let material: string | undefined = device.key.material
+    if (!(await this.#ed25519Signed(deviceId, material, signed, token.sig))) {
+      material = this.#previousInGrace(device)?.material
+      if (material !== undefined && !(await this.#ed25519Signed(deviceId, material, signed, token.sig))) material = undefined
+    }
+    if (material === undefined) return { ok: false, reason: 'bad_signature', deviceId }
+    // The device may have been deleted, disabled or rotated while the pool verified: sessions.disconnect
+    // found no session then, so the check is made again on the record as it is now.
+    const current = this.#registry.get(deviceId)
+    if (current === undefined) return { ok: false, reason: 'unknown_device', deviceId }
+    const refusal = this.#refusal(current, token.expSec)
+    if (refusal !== undefined) return refusal
+    if (current.key.material === material || this.#previousInGrace(current)?.material === material) return { ok: true, device: current }
+    return { ok: false, reason: 'bad_signature', deviceId }
+  }
+
+  #ed25519Signed(deviceId: string, material: string, signed: Buffer, sig: Uint8Array): Promise<boolean> {
+    const publicKey = this.#registry.publicKeys.get(deviceId, material)
+    // With a callback, node:crypto verifies on libuv's thread pool.
+    return new Promise((resolve, reject) => {
+      verify(null, signed, publicKey, sig, (err, ok) => (err === null ? resolve(ok) : reject(err)))
+    })
+  }
+}
+
+/** Whether `token` carries the HMAC-SHA256 of `key` (CONTRACT §3), compared in constant time. */
+function hmacSigned(key: DeviceKey, token: ParsedToken): boolean {
+  // Decoding the key here costs well under 1 µs of a connect; keeping decoded keys would cost
+  // memory for every hmac device.
+  const expected = createHmac('sha256', Buffer.from(key.material, 'base64url')).update(token.signed).digest()
+  // Equal lengths are a precondition of timingSafeEqual, and an HMAC-SHA256 is always 32 bytes.
+  return token.sig.length === expected.length && timingSafeEqual(token.sig, expected)
 }
 
 /** How many failures from one address, within one window, before it is answered 429. */

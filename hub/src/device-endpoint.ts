@@ -1,6 +1,6 @@
 import { decodeDeviceFrame, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
-import type { DeviceAuthenticator, FailureLimiter } from './device-auth.js'
+import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from './device-auth.js'
 import { bearerToken } from './http.js'
 import { WINDOW_FRAMES, type Ingest } from './ingest.js'
 import type { Logger } from './logger.js'
@@ -28,6 +28,20 @@ export interface DeviceEndpointOptions {
 const UNAUTHORIZED = '{"error":"unauthorized"}'
 const THROTTLED = '{"error":"too_many_requests","message":"too many failed authentications from this address; retry later"}'
 
+/** CONTRACT §3: the same answer for every failure; only the log says which check failed. */
+function unauthorized(res: HttpResponse): void {
+  res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json').end(UNAUTHORIZED)
+}
+
+/** What an upgrade needs from its request, copied before the request dies. */
+interface Handshake {
+  readonly address: string
+  readonly key: string
+  readonly protocol: string
+  readonly extensions: string
+  readonly context: us_socket_context_t
+}
+
 /** Mounts `/v1/connect` (CONTRACT §3) on a uWS app. */
 export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOptions): void {
   const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
@@ -40,6 +54,29 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
   }
   // Bound once: prom-client hashes a labels object on every `inc` of the parent.
   const accepted = metrics.connects.labels('accepted')
+
+  /**
+   * Answers an upgrade request once its token is judged: 401, or the WebSocket. A refusal counts
+   * also when the client has gone meanwhile (`res` undefined), so aborting does not dodge the 429.
+   */
+  const answer = (res: HttpResponse | undefined, handshake: Handshake, result: DeviceAuthResult): void => {
+    const { address } = handshake
+    if (!result.ok) {
+      failures.fail(address)
+      metrics.connects.inc({ outcome: 'unauthorized' })
+      metrics.authFailures.inc({ reason: result.reason })
+      log.info({ reason: result.reason, deviceId: result.deviceId, address }, 'device refused')
+      if (res !== undefined) unauthorized(res)
+      return
+    }
+    res?.upgrade<SocketData>(
+      { session: new DeviceSession(result.device.id, address, now(), ingest.newState()) },
+      handshake.key,
+      handshake.protocol,
+      handshake.extensions,
+      handshake.context,
+    )
+  }
 
   // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
   const protocolClose = (session: DeviceSession, code: number, e: string, msg: string): void => {
@@ -60,9 +97,6 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     sendPingsAutomatically: true,
     maxBackpressure: 1024 * 1024,
 
-    // The token check is synchronous (HMAC, Ed25519 and an lmdb read all are), so the request is
-    // answered inside this callback while `req` and `res` are alive: no await, no late write, and
-    // so no `onAborted` to race with.
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
       const address = Buffer.from(res.getRemoteAddressAsText()).toString()
       if (failures.blocked(address)) {
@@ -71,22 +105,34 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
         return
       }
       const token = bearerToken(req.getHeader('authorization')) ?? req.getQuery('token') ?? ''
-      const result = authenticator.verify(token)
-      if (!result.ok) {
-        failures.fail(address)
-        metrics.connects.inc({ outcome: 'unauthorized' })
-        metrics.authFailures.inc({ reason: result.reason })
-        log.info({ reason: result.reason, deviceId: result.deviceId, address }, 'device refused')
-        // CONTRACT §3: the same answer for every failure; only the log says which check failed.
-        res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json').end(UNAUTHORIZED)
+      // Copied now: `req` dies with this callback, and an Ed25519 verdict comes after it.
+      const handshake: Handshake = {
+        address,
+        key: req.getHeader('sec-websocket-key'),
+        protocol: req.getHeader('sec-websocket-protocol'),
+        extensions: req.getHeader('sec-websocket-extensions'),
+        context,
+      }
+      const verdict = authenticator.verify(token)
+      if (!(verdict instanceof Promise)) {
+        answer(res, handshake, verdict)
         return
       }
-      res.upgrade<SocketData>(
-        { session: new DeviceSession(result.device.id, address, now(), ingest.newState()) },
-        req.getHeader('sec-websocket-key'),
-        req.getHeader('sec-websocket-protocol'),
-        req.getHeader('sec-websocket-extensions'),
-        context,
+      // STYLE (uWebSockets.js): a late answer needs onAborted first, and goes inside cork.
+      let aborted = false
+      res.onAborted(() => {
+        aborted = true
+      })
+      verdict.then(
+        (result) => {
+          if (aborted) answer(undefined, handshake, result)
+          else res.cork(() => answer(res, handshake, result))
+        },
+        (err: unknown) => {
+          log.error({ err, address }, 'device token check failed')
+          metrics.connects.inc({ outcome: 'unauthorized' })
+          if (!aborted) res.cork(() => unauthorized(res))
+        },
       )
     },
 

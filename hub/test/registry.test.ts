@@ -16,7 +16,7 @@ function secretOf(secret: IssuedSecret): string {
   throw new Error('no secret was issued')
 }
 
-describe('Registry', () => {
+describe('Registry and DeviceAuthenticator', () => {
   let dir: { path: string; cleanup(): void }
   let store: Store
   let nowMs: number
@@ -26,7 +26,7 @@ describe('Registry', () => {
 
   const token = (id: string, keyType: KeyType, key: string): Promise<string> =>
     signToken({ deviceId: id, keyType, key, expSec: Math.floor(nowMs / 1000) + 600 })
-  const accepts = async (id: string, keyType: KeyType, key: string): Promise<boolean> => auth.verify(await token(id, keyType, key)).ok
+  const accepts = async (id: string, keyType: KeyType, key: string): Promise<boolean> => (await auth.verify(await token(id, keyType, key))).ok
   const create = async (id: string, keyType: KeyType = 'ed25519'): Promise<{ material: string; secret: string }> => {
     const created = await registry.create({ id, keyType, tags: {} })
     if (created === undefined) throw new Error(`${id} exists`)
@@ -111,7 +111,7 @@ describe('Registry', () => {
       const device = await create('off')
       await registry.update('off', { disabled: true })
       expect(registry.publicKeys.held('off')).toEqual([])
-      expect(auth.verify(await token('off', 'ed25519', device.secret))).toMatchObject({ ok: false, reason: 'disabled' })
+      expect(await auth.verify(await token('off', 'ed25519', device.secret))).toMatchObject({ ok: false, reason: 'disabled' })
       expect(registry.publicKeys.held('off')).toEqual([])
 
       await registry.update('off', { disabled: false })
@@ -125,7 +125,7 @@ describe('Registry', () => {
       expect(await registry.remove('gone')).toBe(true)
       expect(registry.publicKeys.held('gone')).toEqual([])
       expect(registry.publicKeys.size).toBe(1)
-      expect(auth.verify(await token('gone', 'ed25519', old.secret))).toMatchObject({ ok: false, reason: 'unknown_device' })
+      expect(await auth.verify(await token('gone', 'ed25519', old.secret))).toMatchObject({ ok: false, reason: 'unknown_device' })
 
       const again = await create('gone')
       expect(registry.publicKeys.held('gone')).toEqual([again.material])
@@ -148,6 +148,30 @@ describe('Registry', () => {
       expect(await accepts('disk', 'ed25519', first.secret)).toBe(true)
       expect(reopened.publicKeys.get('disk', first.material)).toBe(held)
       expect(reopened.publicKeys.held('disk')).toEqual([first.material, second.material])
+    })
+  })
+
+  describe('Ed25519 signatures checked off the event loop', () => {
+    it('answers hmac tokens and refusals before any signature check at once, Ed25519 signatures later', async () => {
+      const mac = await create('sync-mac', 'hmac')
+      const ed = await create('async-ed')
+      expect(auth.verify(await token('sync-mac', 'hmac', mac.secret))).toMatchObject({ ok: true })
+      expect(auth.verify(await token('nobody', 'hmac', mac.secret))).toEqual({ ok: false, reason: 'unknown_device', deviceId: 'nobody' })
+      const pending = auth.verify(await token('async-ed', 'ed25519', ed.secret))
+      expect(pending).toBeInstanceOf(Promise)
+      expect(await pending).toMatchObject({ ok: true, device: { id: 'async-ed' } })
+    })
+
+    it.each([
+      ['deleted', (record: DeviceRecord) => store.devices.removeSync(record.id), 'unknown_device'],
+      ['disabled', (record: DeviceRecord) => store.devices.putSync(record.id, { ...record, disabled: true }), 'disabled'],
+      ['rotated', (record: DeviceRecord) => store.devices.putSync(record.id, { ...record, key: { type: 'ed25519', material: 'A'.repeat(43) } }), 'bad_signature'],
+    ] as const)('refuses a device %s while its signature was being checked', async (_name, change, reason) => {
+      const device = await create('changing')
+      const pending = auth.verify(await token('changing', 'ed25519', device.secret))
+      // Committed at once, before the thread pool's verdict comes back.
+      change(registry.get('changing') as DeviceRecord)
+      expect(await pending).toEqual({ ok: false, reason, deviceId: 'changing' })
     })
   })
 
