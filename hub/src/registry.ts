@@ -66,7 +66,7 @@ export class Registry {
     this.#store = store
     this.#now = now
     // Opened here, beside the records it completes, rather than in store.ts.
-    this.#lastSeen = store.root.openDB<number, string>({ name: 'device-last-seen' })
+    this.#lastSeen = store.deviceLastSeen
   }
 
   /** The Ed25519 public keys of enabled devices, imported once; a device never used yet is imported on its first lookup. */

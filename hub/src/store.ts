@@ -14,6 +14,8 @@ export interface Store {
   readonly root: RootDatabase
   /** device id -> device record */
   readonly devices: Database<unknown, string>
+  /** device id -> when its last session ended (Unix ms), apart from the record so a disconnect rewrites nothing else */
+  readonly deviceLastSeen: Database<number, string>
   /** `tagKey=tagValue\0deviceId` -> null: devices by registry tag, sorted by id */
   readonly deviceTags: Database<null, string>
   /** spool sequence -> one accepted telemetry frame as stored (see spool.ts) */
@@ -52,6 +54,7 @@ export function openStore(dataDir: string): Store {
   // Cached: device records are read on every connect and by the shipper on every commit, and
   // changed rarely. Cached values are shared objects; records are readonly throughout the hub.
   const devices = root.openDB<unknown, string>({ name: 'devices', cache: true })
+  const deviceLastSeen = root.openDB<number, string>({ name: 'device-last-seen' })
   const deviceTags = root.openDB<null, string>({ name: 'device-tags' })
   const spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
   const meta = root.openDB<unknown, string>({ name: 'meta' })
@@ -65,6 +68,7 @@ export function openStore(dataDir: string): Store {
   return {
     root,
     devices,
+    deviceLastSeen,
     deviceTags,
     spool,
     meta,
