@@ -76,10 +76,14 @@ describe('devices REST API (CONTRACT §4)', () => {
     [{ id: 'a', keyType: 'rsa' }, 'body.keyType: "hmac" or "ed25519"'],
     [{ id: 'a', keyType: 'hmac', publicKey: 'AAAA' }, 'body.publicKey: only an ed25519 device takes a public key'],
     [{ id: 'a', publicKey: 'AAAA' }, 'body.publicKey: an Ed25519 public key, 32 raw bytes or SPKI DER, base64url'],
-    [{ id: 'a', tags: { device: 'x' } }, 'body.tags.device: a tag name matches ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$ and is not "device"'],
-    [{ id: 'a', tags: { site: '' } }, 'body.tags.site: a tag value is text of 1 to 128 bytes'],
-    [{ id: 'a', tags: { site: 'é'.repeat(65) } }, 'body.tags.site: a tag value is text of 1 to 128 bytes'],
-    [{ id: 'a', tags: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`t${i}`, 'v'])) }, 'body.tags: at most 16 tags'],
+    // The rules of a reading's `g`, checked by the device SDK's own frame check.
+    [{ id: 'a', tags: { device: 'x' } }, 'body.tags: reserved key "device" (the hub sets it)'],
+    [{ id: 'a', tags: { 'a b': 'x' } }, 'body.tags: bad key "a b", expected ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$'],
+    [{ id: 'a', tags: JSON.parse('{"__proto__":"x"}') as unknown }, 'body.tags: reserved key "__proto__"'],
+    [{ id: 'a', tags: { site: '' } }, 'body.tags.site: empty text, expected 1 to 128 bytes'],
+    [{ id: 'a', tags: { site: 1 } }, 'body.tags.site: expected text, got 1'],
+    [{ id: 'a', tags: { site: 'é'.repeat(65) } }, 'body.tags.site: text of 130 bytes, at most 128'],
+    [{ id: 'a', tags: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`t${i}`, 'v'])) }, 'body.tags: 17 tags, at most 16'],
     [{ id: 'a', colour: 'red' }, 'body: unknown field "colour"; it takes id, keyType, publicKey, tags'],
     [[], 'body: a device object {id, keyType?, publicKey?, tags?}'],
   ])('refuses %j with 400 invalid', async (body, message) => {

@@ -15,6 +15,7 @@ export {
   type DeviceClientOptions,
   type OverflowPolicy,
 } from './options.js'
+export { checkTags } from './frame-checks.js'
 export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
 export type { SendOptions, TelemetryReading } from './reading.js'
 export { PACING_JITTER_RESERVE_SEC } from './token-bucket.js'

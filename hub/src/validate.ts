@@ -1,4 +1,4 @@
-import { DEVICE_ID_PATTERN, METRIC_KEY_PATTERN, MAX_TAGS, MAX_TAG_VALUE_BYTES, type Tags } from '@fleetgate/device-sdk'
+import { checkTags as checkTagMap, DEVICE_ID_PATTERN, type Tags } from '@fleetgate/device-sdk'
 
 /** A validation outcome: the narrowed value, or a message naming the field and the rule. */
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string }
@@ -28,23 +28,13 @@ export function checkDeviceId(value: unknown, field = 'id'): Checked<string> {
 
 /**
  * Registry tags become InfluxDB tags beside the reading's own (CONTRACT §5), so they follow the
- * rules of reading tags (CONTRACT §3): at most 16, key like a metric key and not `device`, value
- * text of 1 to 128 bytes.
+ * rules of a reading's `g` (CONTRACT §3), checked by the very code that checks frames.
  */
 export function checkTags(value: unknown, field = 'tags'): Checked<Tags> {
   const object = asObject(value)
   if (object === undefined) return bad(`${field}: an object of tag names to text values`)
-  const entries = Object.entries(object)
-  if (entries.length > MAX_TAGS) return bad(`${field}: at most ${MAX_TAGS} tags`)
-  const tags: Tags = {}
-  for (const [key, tag] of entries) {
-    if (!METRIC_KEY_PATTERN.test(key) || key === 'device') return bad(`${field}.${key}: a tag name matches ${METRIC_KEY_PATTERN.source} and is not "device"`)
-    if (typeof tag !== 'string' || tag === '' || Buffer.byteLength(tag) > MAX_TAG_VALUE_BYTES) {
-      return bad(`${field}.${key}: a tag value is text of 1 to ${MAX_TAG_VALUE_BYTES} bytes`)
-    }
-    tags[key] = tag
-  }
-  return ok(tags)
+  const checked = checkTagMap(new Map(Object.entries(object)))
+  return typeof checked === 'string' ? bad(field + checked) : ok(checked)
 }
 
 /** A whole number in [min, max], or `fallback` when absent. */
