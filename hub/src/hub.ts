@@ -45,6 +45,8 @@ export interface HubOptions {
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
+  /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
+  readonly influxLagHighWater?: number
 }
 
 /** A running hub. */
@@ -125,7 +127,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     committed: (frames) => shipper.committed(frames),
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    egressBusy: () => shipper.lagging || (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
+    shippingLags: () => shipper.lagging,
+    egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     now,
   })
   const shipper = new InfluxShipper({
@@ -135,7 +138,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     deadLetter,
     log,
     counters: metrics,
-    trimmed: () => ingest.resume(),
+    relieved: () => ingest.resume(),
+    ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }),
     now,
   })
   shipper.start()

@@ -26,13 +26,17 @@ export interface ShipperOptions {
   readonly deadLetter: DeadLetter
   readonly log: Logger
   readonly counters: ShipperCounters
-  /** Called after every trim, so ingest can resume acks held back by the spool quota. */
-  readonly trimmed: () => void
+  /**
+   * Called whenever ingest may go on with frames held back by the spool quota or by `lagging`:
+   * after every trim, and when a failed write ends the lag's hold (the outage's backlog then waits
+   * in the spool).
+   */
+  readonly relieved: () => void
   /** Points per InfluxDB write at most; default 5,000. */
   readonly batchPoints?: number
   /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
   readonly flushIntervalMs?: number
-  /** Readings committed and not landed above which `lagging` holds acks; default 60,000. */
+  /** Readings committed and not landed above which `lagging` holds commits; default 60,000. */
   readonly maxLagReadings?: number
   /** Readings of committed frames kept in memory as lines for shipping; default 250,000. */
   readonly maxHotReadings?: number
@@ -52,8 +56,8 @@ interface Batch {
 const WRITES_IN_FLIGHT = 4
 /**
  * Readings committed and not yet landed above which the shipper reports a lag (and ingest holds
- * its acks): three times what the writes in flight carry, so a reachable InfluxDB that is slower
- * than the devices slows them down instead of the spool filling up to its quota.
+ * its commits, so acks wait): three times what the writes in flight carry, so a reachable InfluxDB
+ * that is slower than the devices slows them down instead of the spool filling up to its quota.
  */
 const MAX_LAG_READINGS = 60_000
 /** Readings of committed frames kept as lines (about 30 MB); beyond that, frames are read back from the spool. */
@@ -139,7 +143,7 @@ export class InfluxShipper {
   }
 
   /**
-   * Whether a reachable InfluxDB is behind by more than the bound: ingest then holds acks. Never
+   * Whether a reachable InfluxDB is behind by more than the bound: ingest then holds commits. Never
    * while InfluxDB is away, nor while the backlog of an outage ships: the spool absorbs those.
    */
   get lagging(): boolean {
@@ -211,7 +215,7 @@ export class InfluxShipper {
     await this.#options.spool.trim(batch.entries)
     this.#unlanded -= batch.counted
     if (this.#unlanded < this.#maxLag) this.#catchingUp = false
-    this.#options.trimmed()
+    this.#options.relieved()
   }
 
   /**
@@ -319,7 +323,10 @@ export class InfluxShipper {
     const result = await writer.writeOrDeadLetter(batch.lines)
     if ('retry' in result) {
       this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')
-      this.#catchingUp = true
+      if (!this.#catchingUp) {
+        this.#catchingUp = true
+        this.#options.relieved()
+      }
       return false
     }
     this.#options.counters.shipped(result.written)

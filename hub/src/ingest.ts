@@ -77,9 +77,15 @@ export interface IngestOptions {
   /** The spool quota in bytes: above it acks stop until the shipper frees room. */
   readonly spoolMaxBytes: number
   /**
-   * Whether the hub's egress lags (MQTT subscribers or a reachable InfluxDB behind): while it does,
-   * committed frames are neither acked nor published, so devices slow down to what egress takes
-   * instead of the hub buffering without bound. Default: never.
+   * Whether InfluxDB lags behind what was committed: accepted frames then wait uncommitted, as at
+   * the quota, until a trim calls `resume` (so the lag stays within one commit of its bound, where
+   * holding acks alone let every device's whole window pile onto it). Default: never.
+   */
+  readonly shippingLags?: () => boolean
+  /**
+   * Whether MQTT egress lags (subscribers behind): while it does, committed frames are neither
+   * acked nor published, so devices slow down to what egress takes instead of the hub buffering
+   * without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
   /** Clock, Unix ms; default Date.now. */
@@ -135,7 +141,7 @@ export class Ingest {
     this.#nak(peer, s, 'invalid')
   }
 
-  /** Frames waiting for a commit (held while the spool is over quota). */
+  /** Frames waiting for a commit (held while the spool is over quota or InfluxDB lags). */
   get pendingFrames(): number {
     return this.#pending.length
   }
@@ -158,7 +164,7 @@ export class Ingest {
     this.#schedule()
   }
 
-  /** Retries a commit held back by the spool quota (the shipper calls this after a trim). */
+  /** Retries a commit held back by the spool quota or by InfluxDB's lag (the shipper calls this after a trim). */
   resume(): void {
     if (this.#pending.length > 0) this.#schedule()
   }
@@ -211,7 +217,7 @@ export class Ingest {
   #commit(ignoreQuota: boolean): void {
     if (this.#pending.length === 0) return
     // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
-    if (!ignoreQuota && this.#options.spool.bytes >= this.#options.spoolMaxBytes) return
+    if (!ignoreQuota && (this.#options.spool.bytes >= this.#options.spoolMaxBytes || this.#options.shippingLags?.() === true)) return
     const batch = this.#pending
     this.#pending = []
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(

@@ -53,13 +53,14 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-function setup(options: Partial<ShipperOptions> = {}): { spool: Spool; writer: FakeWriter; shipper: InfluxShipper } {
+function setup(options: Partial<ShipperOptions> = {}): { spool: Spool; writer: FakeWriter; shipper: InfluxShipper; reliefs: () => number } {
   const dir = mkdtempSync(join(tmpdir(), 'fg-shipper-'))
   dirs.push(dir)
   const store = openStore(dir)
   stores.push(store)
   const spool = new Spool(store)
   const writer = new FakeWriter()
+  let reliefs = 0
   const shipper = new InfluxShipper({
     spool,
     registry: new Registry(store),
@@ -67,13 +68,13 @@ function setup(options: Partial<ShipperOptions> = {}): { spool: Spool; writer: F
     deadLetter: new DeadLetter({ dir }),
     log: createLogger('silent'),
     counters: { shipped: () => undefined, deadLettered: () => undefined, writeFailed: () => undefined },
-    trimmed: () => undefined,
+    relieved: () => reliefs++,
     batchPoints: 4,
     flushIntervalMs: 5,
     ...options,
   })
   shippers.push(shipper)
-  return { spool, writer, shipper }
+  return { spool, writer, shipper, reliefs: () => reliefs }
 }
 
 /** One `tb` frame's spool entry and readings: `v` runs from `first` for `count` readings. */
@@ -141,12 +142,15 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
   })
 
   it('never lags while InfluxDB is away, nor while the outage\'s backlog ships; lags again after that', async () => {
-    const { spool, writer, shipper } = setup({ maxLagReadings: 6 })
+    const { spool, writer, shipper, reliefs } = setup({ maxLagReadings: 6 })
     writer.fail = true
-    shipper.start()
     shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
+    expect(shipper.lagging).toBe(true)
+    shipper.start()
+    // The first failed write ends the hold and tells ingest so at once: nothing was trimmed yet.
     await vi.waitFor(() => expect(writer.failures).toBeGreaterThan(0))
     expect(shipper.lagging).toBe(false)
+    expect(reliefs()).toBe(1)
     writer.fail = false
     // Each batch retries on its own backoff, so they may land in any order.
     await vi.waitFor(() => expect(writer.values().sort((a, b) => a - b)).toEqual(range(0, 8)), { timeout: 5000 })
