@@ -98,6 +98,8 @@ const RATE_ABUSE_CLOSE = 1008
 const COMMIT_FAILED_CLOSE = 1011
 /** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
 const ABUSE_WINDOW_MS = 5000
+/** Readings one commit takes at most (frames that arrive in one turn usually hold far fewer). */
+const MAX_COMMIT_READINGS = 10_000
 /** How often held acks are retried while egress lags, in ms. */
 const EGRESS_RETRY_MS = 2
 
@@ -218,8 +220,22 @@ export class Ingest {
     if (this.#pending.length === 0) return
     // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
     if (!ignoreQuota && (this.#options.spool.bytes >= this.#options.spoolMaxBytes || this.#options.shippingLags?.() === true)) return
-    const batch = this.#pending
-    this.#pending = []
+    // A commit's callback builds the lines of all its readings in one task: once frames piled up
+    // behind a hold, they go in commits of bounded size, one per turn (the quota and the lag are
+    // checked again before each). Shutdown commits everything at once.
+    let take = this.#pending.length
+    if (!ignoreQuota) {
+      let readings = 0
+      take = 0
+      for (const { readings: r } of this.#pending) {
+        if (take > 0 && readings + r.length > MAX_COMMIT_READINGS) break
+        readings += r.length
+        take++
+      }
+    }
+    const batch = this.#pending.slice(0, take)
+    this.#pending = this.#pending.slice(take)
+    if (this.#pending.length > 0) this.#schedule()
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
       (firstSeq) => this.#committed(batch, firstSeq),
       (err: unknown) => this.#failed(batch, err),
