@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import type { CommandRequest, CommandStatus } from './command-record.js'
+import type { CommandRecord, CommandRequest, CommandStatus } from './command-record.js'
 import type { CommandStore } from './command-store.js'
 import type { Commands } from './commands.js'
 import type { Logger } from './logger.js'
@@ -29,6 +29,7 @@ const CHUNK = 256
 const PAGE = 1000
 
 const metaKey = (batch: string): string => `batch:${batch}`
+const emptyCounts = (): Record<CommandStatus, number> => ({ queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 })
 
 /**
  * Fan-out: resolves the targets, records the batch, then creates one command per device in
@@ -41,6 +42,8 @@ export class CommandBatches {
   readonly #store: Store
   readonly #log: Logger
   readonly #now: () => number
+  /** Live counts of the batches started since this start; older batches are counted from the store. */
+  readonly #counts = new Map<string, Record<CommandStatus, number>>()
 
   constructor(deps: { commands: Commands; commandStore: CommandStore; registry: Registry; store: Store; log: Logger; now?: () => number }) {
     this.#commands = deps.commands
@@ -56,17 +59,31 @@ export class CommandBatches {
     const devices = await this.#resolve(target)
     const info: BatchInfo = { batch: randomUUID(), name: request.name, targeted: devices.length, createdAt: this.#now() }
     await this.#store.meta.put(metaKey(info.batch), info)
+    this.#counts.set(info.batch, emptyCounts())
     void this.#fanOut(info.batch, devices, request, actor)
     return { batch: info.batch, targeted: info.targeted }
   }
 
-  /** The batch's counts by status, or undefined for an unknown batch. */
+  /** Keeps the live counts: `Commands` calls this on every change of a record. */
+  changed(before: CommandRecord | undefined, after: CommandRecord): void {
+    const counts = after.batch === undefined ? undefined : this.#counts.get(after.batch)
+    if (counts === undefined) return
+    if (before !== undefined) counts[before.status]--
+    counts[after.status]++
+  }
+
+  /**
+   * The batch's counts by status, or undefined for an unknown batch. A batch of this run is
+   * counted as its commands change (an operator polls this while 10,000 commands run); an older
+   * one by reading its records.
+   */
   status(batch: string): BatchStatus | undefined {
     const info = this.#store.meta.get(metaKey(batch)) as BatchInfo | undefined
     if (info === undefined) return undefined
-    const counts: Record<CommandStatus, number> = { queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 }
-    for (const stored of this.#commandStore.batch(batch)) {
-      counts[(this.#commands.get(stored.device, stored.id) ?? stored).status]++
+    let counts = this.#counts.get(batch)
+    if (counts === undefined) {
+      counts = emptyCounts()
+      for (const stored of this.#commandStore.batch(batch)) counts[(this.#commands.get(stored.device, stored.id) ?? stored).status]++
     }
     return { batch, targeted: info.targeted, ...counts }
   }

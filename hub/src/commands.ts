@@ -44,6 +44,8 @@ export interface CommandsOptions {
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
   readonly publishResult: (record: CommandRecord) => void
+  /** Told of every change of a record as it becomes visible (`before` undefined for a new one); default none. */
+  readonly changed?: (before: CommandRecord | undefined, after: CommandRecord) => void
   readonly now?: () => number
 }
 
@@ -268,6 +270,7 @@ export class Commands {
   async #settle(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
     const key = keyOf(after.device, after.id)
     this.#unsettled.set(key, after)
+    this.#options.changed?.(before, after)
     try {
       await this.#options.store.write(before, after)
     } finally {

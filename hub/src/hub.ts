@@ -108,6 +108,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     log,
     counters: metrics,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    changed: (before, after) => batches.changed(before, after),
     now,
   })
   const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
