@@ -119,6 +119,13 @@ export async function startBenchHub(
   }
 }
 
+/** The bench influxd's pid, for its CPU figures; it runs for the whole bench. */
+export function influxPid(ctx: BenchContext): number {
+  const pid = ctx.influx.pid
+  if (pid === undefined) throw new Error('the bench influxd is not running')
+  return pid
+}
+
 /** Points of measurement `telemetry` in `db` with the count field; 0 while the database does not exist. */
 export async function landed(ctx: BenchContext, db: string, field: string): Promise<number> {
   try {

@@ -3,7 +3,7 @@
 // Rates come from a steady window after warm-up; afterwards every acked reading must be found in
 // InfluxDB and at the subscriber (zero loss means the counts are equal).
 import { ADMIN_TOKEN } from '../support/hub.js'
-import { dropDatabase, hubMetrics, landed, startBenchHub, type BenchContext } from './context.js'
+import { dropDatabase, hubMetrics, influxPid, landed, startBenchHub, type BenchContext } from './context.js'
 import type { FleetSample } from './fleet.js'
 import { COUNT_FIELD, provisionBulk, type LatencySummary } from './load.js'
 import { catchUp, coresSince, cpuMark, RssSampler, sleep, type CatchUp } from './measure.js'
@@ -52,6 +52,8 @@ export interface IngestRunResult {
   readonly hubCores: number
   readonly hubRssMaxBytes: number
   readonly loadCores: number
+  /** influxd's CPU over the steady window: it shares the machine's cores with the hub. */
+  readonly influxCores: number
   readonly subscriberCores: number | undefined
   readonly ackLatency: LatencySummary
   readonly eventLoopLagP99Ms: number | undefined
@@ -101,6 +103,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
     }
     const hubCpu = cpuMark(hub.pid)
     const loadCpu = cpuMark(fleet.pid)
+    const influxCpu = cpuMark(influxPid(ctx))
     const counterCpu = counter === undefined ? undefined : cpuMark(counter.pid)
     // prom-client resets its event-loop histogram on each scrape: this one opens the window.
     await hubMetrics(hub.base).catch(() => undefined)
@@ -109,6 +112,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
     const b = await sampleAll()
     const hubCores = coresSince(hub.pid, hubCpu)
     const loadCores = coresSince(fleet.pid, loadCpu)
+    const influxCores = coresSince(influxPid(ctx), influxCpu)
     const subscriberCores = counter === undefined || counterCpu === undefined ? undefined : coresSince(counter.pid, counterCpu)
     const lag = await hubMetrics(hub.base).catch(() => undefined)
     const lagP99 = lag?.get('fleetgate_nodejs_eventloop_lag_p99_seconds')
@@ -157,6 +161,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
       hubCores,
       hubRssMaxBytes: rss.maxBytes,
       loadCores,
+      influxCores,
       subscriberCores,
       ackLatency: b.fleet.latency,
       eventLoopLagP99Ms: lagP99 === undefined ? undefined : lagP99 * 1000,

@@ -3,7 +3,7 @@
 // QoS 1, and raw line-protocol writes straight to influxd.
 import { fileURLToPath } from 'node:url'
 import { startMosquitto } from '../support/mosquitto.js'
-import { dropDatabase, landed, type BenchContext } from './context.js'
+import { dropDatabase, influxPid, landed, type BenchContext } from './context.js'
 import type { InfluxWriteSample } from './influx-load.js'
 import type { JsonSample } from './json-fleet.js'
 import { COUNT_FIELD } from './load.js'
@@ -282,6 +282,7 @@ export interface RawInfluxResult {
   readonly errors: number
   readonly firstError: string | undefined
   readonly writerCores: number
+  readonly influxCores: number
 }
 
 /** `writers` in parallel, each POSTing `batchPoints`-point batches, for warm-up plus the steady window. */
@@ -293,10 +294,12 @@ export async function rawInflux(ctx: BenchContext, timing: PeerTiming, writers: 
     await load.call('influx.start', { url: ctx.influx.url, db, writers, batchPoints, devices, t0: Date.now() - 3_600_000 })
     await sleep(timing.warmupSec * 1000)
     const cpu = cpuMark(load.pid)
+    const influxCpu = cpuMark(influxPid(ctx))
     const a = await load.call<InfluxWriteSample>('influx.sample')
     await sleep(timing.steadySec * 1000)
     const b = await load.call<InfluxWriteSample>('influx.sample')
     const writerCores = coresSince(load.pid, cpu)
+    const influxCores = coresSince(influxPid(ctx), influxCpu)
     const final = await load.call<InfluxWriteSample>('influx.stop')
     const counted = await landed(ctx, db, COUNT_FIELD)
     return {
@@ -306,6 +309,7 @@ export async function rawInflux(ctx: BenchContext, timing: PeerTiming, writers: 
       errors: final.errors,
       firstError: final.firstError,
       writerCores,
+      influxCores,
     }
   } finally {
     await load.stop()

@@ -12,6 +12,8 @@ export interface Influxd {
   readonly port: number
   /** The temp dir holding config, meta, data and wal (removed by `destroy`). */
   readonly dir: string
+  /** The running process's pid (a restart changes it), or undefined while stopped. */
+  readonly pid: number | undefined
   /** Stops the process (SIGTERM, SIGKILL after 5 s), keeping ports and dirs for `restart` (removed by `destroy` or at exit). Idempotent. */
   stop(): Promise<void>
   /** Starts it again on the same ports and dirs (stopping it first if it runs) and waits for `/ping`. */
@@ -211,6 +213,9 @@ export async function startInfluxd(options: InfluxdOptions = {}): Promise<Influx
     url,
     port: httpPort,
     dir,
+    get pid() {
+      return child?.exitCode === null ? child.pid : undefined
+    },
     stop: stopChild,
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
