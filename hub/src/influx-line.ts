@@ -136,7 +136,21 @@ export function appendLine(
   fields: Readonly<Record<string, FieldValue>>,
   tsMs: number,
 ): LineRefusal | undefined {
-  if (!Number.isInteger(tsMs) || tsMs > MAX_INFLUX_TIME_MS || tsMs < -MAX_INFLUX_TIME_MS) return 'bad_timestamp'
+  if (!writableTime(tsMs)) return 'bad_timestamp'
+  const series = seriesKey(measurement, tags)
+  return typeof series === 'string' ? series : appendFields(out, series.key, fields, tsMs)
+}
+
+/**
+ * Appends one line of an already escaped series (see `seriesKey`): the same line as `appendLine`,
+ * without escaping a device's tags again for each of its readings.
+ */
+export function appendPoint(out: string[], series: string, fields: Readonly<Record<string, FieldValue>>, tsMs: number): LineRefusal | undefined {
+  return writableTime(tsMs) ? appendFields(out, series, fields, tsMs) : 'bad_timestamp'
+}
+
+/** The escaped `measurement,tag=value...` start of a line, or why it cannot be written. */
+export function seriesKey(measurement: string, tags: Readonly<Record<string, string>>): { readonly key: string } | LineRefusal {
   if (measurement.length === 0 || measurement.charCodeAt(0) === HASH) return 'bad_name'
   let line = escapeName(measurement, MEASUREMENT)
   if (line === undefined) return 'unwritable_text'
@@ -176,12 +190,21 @@ export function appendLine(
       const key = keys[k] as string
       const part = tagPart(key, tags[key])
       if (part === undefined) continue
-      if (part === 'reserved_key' || part === 'unwritable_text') return part
+      if (part === 'reserved_key' || part === 'unwritable_text') {
+        keys.length = 0
+        return part
+      }
       line += part
     }
     keys.length = 0
   }
+  return { key: line }
+}
 
+const writableTime = (tsMs: number): boolean => Number.isInteger(tsMs) && tsMs <= MAX_INFLUX_TIME_MS && tsMs >= -MAX_INFLUX_TIME_MS
+
+function appendFields(out: string[], series: string, fields: Readonly<Record<string, FieldValue>>, tsMs: number): LineRefusal | undefined {
+  let line = series
   let separator = ' '
   for (const key in fields) {
     if (key === 'time') return 'reserved_key'

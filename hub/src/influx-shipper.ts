@@ -1,6 +1,6 @@
 import { Backoff, decodeDeviceFrame, type Reading } from '@fleetgate/device-sdk'
 import type { DeadLetter } from './dead-letter.js'
-import { appendLine } from './influx-line.js'
+import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
 import { readingsOf, type CommittedFrame } from './ingest.js'
 import type { Logger } from './logger.js'
@@ -51,6 +51,9 @@ interface Batch {
   /** Points of entries committed since this start, i.e. counted in the shipper's lag. */
   counted: number
 }
+
+/** A device's tags and its escaped series, per device, for the frames of one commit or one batch. */
+type SeriesCache = Map<string, { readonly tags: Readonly<Record<string, string>>; readonly series: { readonly key: string } | LineRefusal }>
 
 /** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
 const WRITES_IN_FLIGHT = 4
@@ -129,14 +132,14 @@ export class InfluxShipper {
   committed(frames: readonly CommittedFrame[]): void {
     if (frames.length === 0) return
     if (this.#unshipped === 0) this.#oldestAt = this.#now()
-    const tagsOf = new Map<string, Record<string, string>>()
+    const seriesOf: SeriesCache = new Map()
     for (const { seq, bytes, deviceId, readings } of frames) {
       const points = readings.length
       this.#unshipped += points
       this.#unlanded += points
       // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
       if (this.#hotReadings + points > this.#maxHot) continue
-      this.#hot.push({ seq, bytes, points, lines: this.#lines(tagsOf, deviceId, readings) })
+      this.#hot.push({ seq, bytes, points, lines: this.#lines(seriesOf, deviceId, readings) })
       this.#hotReadings += points
     }
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
@@ -225,7 +228,7 @@ export class InfluxShipper {
    */
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
-    const tagsOf = new Map<string, Record<string, string>>()
+    const seriesOf: SeriesCache = new Map()
     let cursor = this.#cursor
     const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#batchPoints
     const take = (slot: SpoolSlot, points: number, lines: readonly string[]): void => {
@@ -250,7 +253,7 @@ export class InfluxShipper {
         const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
         full = !fits(readings.length)
         if (full) break
-        take(entry, readings.length, this.#lines(tagsOf, entry.deviceId, readings))
+        take(entry, readings.length, this.#lines(seriesOf, entry.deviceId, readings))
       }
       if (full || hot === undefined) break
       if (fromSpool === 0) {
@@ -286,18 +289,23 @@ export class InfluxShipper {
    * A device's readings as lines (none when shipping is off); unwritable readings are dead-lettered.
    * CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
    */
-  #lines(tagsOf: Map<string, Record<string, string>>, deviceId: string, readings: readonly Reading[]): string[] {
+  #lines(seriesOf: SeriesCache, deviceId: string, readings: readonly Reading[]): string[] {
     const lines: string[] = []
     if (this.#options.writer === undefined) return lines
-    // Neither may be named `device` (validated), so it goes first.
-    let deviceTags = tagsOf.get(deviceId)
-    if (deviceTags === undefined) {
-      deviceTags = { device: deviceId, ...this.#options.registry.get(deviceId)?.tags }
-      tagsOf.set(deviceId, deviceTags)
+    let device = seriesOf.get(deviceId)
+    if (device === undefined) {
+      // Neither may be named `device` (validated), so it goes first.
+      const tags = { device: deviceId, ...this.#options.registry.get(deviceId)?.tags }
+      device = { tags, series: seriesKey(TELEMETRY_MEASUREMENT, tags) }
+      seriesOf.set(deviceId, device)
     }
     for (const reading of readings) {
-      const tags = reading.g === undefined ? deviceTags : { ...deviceTags, ...reading.g }
-      const refused = appendLine(lines, TELEMETRY_MEASUREMENT, tags, reading.m, reading.ts)
+      const refused =
+        reading.g !== undefined
+          ? appendLine(lines, TELEMETRY_MEASUREMENT, { ...device.tags, ...reading.g }, reading.m, reading.ts)
+          : typeof device.series === 'string'
+            ? device.series
+            : appendPoint(lines, device.series.key, reading.m, reading.ts)
       if (refused !== undefined) {
         this.#options.deadLetter.add(JSON.stringify({ device: deviceId, reading }), `not writable as line protocol: ${refused}`)
         this.#options.counters.deadLettered(1)
