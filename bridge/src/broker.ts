@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
 import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
 import { getCodec, type DecodeFailure, type MqttFormat } from './codec.js'
+import { coalesceWrites } from './coalesce-writes.js'
 import { asError, BridgeError } from './errors.js'
 import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
 import { PublishPump } from './publish-pump.js'
@@ -329,6 +330,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         stream.destroy()
         return
       }
+      coalesceWrites(stream)
       aedes.handle(stream)
     },
     publishTelemetry(deviceId, message) {
