@@ -101,8 +101,12 @@ export class InfluxShipper {
   readonly #countedFrom: number
   /** Readings committed since this start and not yet landed. */
   #unlanded = 0
-  /** Set by a failed write, cleared once the lag is back under its bound: a backlog then ships without holding acks. */
-  #catchingUp = false
+  /**
+   * Set while a backlog ships: after a failed write (until the lag is back under its bound), and
+   * from a start with entries left in the spool (until the cursor has passed them, since they are
+   * not counted in the lag). A backlog ships without holding commits.
+   */
+  #catchingUp: boolean
   readonly #writes = new Set<Promise<void>>()
   /** Backoff sleeps of failing writes, cut short by `stop`. */
   readonly #pauses = new Set<() => void>()
@@ -118,6 +122,7 @@ export class InfluxShipper {
     this.#maxLag = options.maxLagReadings ?? MAX_LAG_READINGS
     this.#maxHot = options.maxHotReadings ?? MAX_HOT_READINGS
     this.#countedFrom = options.spool.nextSeq
+    this.#catchingUp = options.spool.entries > 0
   }
 
   /** Starts the shipping loop. */
@@ -217,7 +222,7 @@ export class InfluxShipper {
     if (this.#stopped) return
     await this.#options.spool.trim(batch.entries)
     this.#unlanded -= batch.counted
-    if (this.#unlanded < this.#maxLag) this.#catchingUp = false
+    if (this.#unlanded < this.#maxLag && this.#cursor >= this.#countedFrom - 1) this.#catchingUp = false
     this.#options.relieved()
   }
 

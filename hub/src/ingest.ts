@@ -78,8 +78,9 @@ export interface IngestOptions {
   readonly spoolMaxBytes: number
   /**
    * Whether InfluxDB lags behind what was committed: accepted frames then wait uncommitted, as at
-   * the quota, until a trim calls `resume` (so the lag stays within one commit of its bound, where
-   * holding acks alone let every device's whole window pile onto it). Default: never.
+   * the quota, until a trim calls `resume`. The lag then passes its bound by at most the commits
+   * still under way (a few of at most 10,000 readings each); holding acks alone let every
+   * device's whole window pile onto it. Default: never.
    */
   readonly shippingLags?: () => boolean
   /**

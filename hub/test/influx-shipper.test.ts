@@ -53,12 +53,17 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-function setup(options: Partial<ShipperOptions> = {}): { spool: Spool; writer: FakeWriter; shipper: InfluxShipper; reliefs: () => number } {
+/** A shipper over a fresh spool that already holds `backlog` (as after a restart). */
+async function setup(
+  options: Partial<ShipperOptions> = {},
+  backlog: readonly SpoolEntry[] = [],
+): Promise<{ spool: Spool; writer: FakeWriter; shipper: InfluxShipper; reliefs: () => number }> {
   const dir = mkdtempSync(join(tmpdir(), 'fg-shipper-'))
   dirs.push(dir)
   const store = openStore(dir)
   stores.push(store)
   const spool = new Spool(store)
+  if (backlog.length > 0) await spool.append(backlog)
   const writer = new FakeWriter()
   let reliefs = 0
   const shipper = new InfluxShipper({
@@ -93,7 +98,7 @@ const range = (from: number, count: number): number[] => Array.from({ length: co
 
 describe('InfluxShipper: where readings come from', () => {
   it('ships a restart\'s backlog from the spool, then committed frames from the readings ingest decoded, each once and in order', async () => {
-    const { spool, writer, shipper } = setup()
+    const { spool, writer, shipper } = await setup()
     await spool.append([frame(0, 2).entry, frame(2, 2).entry])
     shipper.start()
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
@@ -106,7 +111,7 @@ describe('InfluxShipper: where readings come from', () => {
   })
 
   it('ships frames after a gap of seqs that a failed commit left unused', async () => {
-    const { spool, writer, shipper } = setup()
+    const { spool, writer, shipper } = await setup()
     shipper.start()
     const first = await commit(spool, [frame(0, 2)])
     const later = await commit(spool, [frame(2, 2)])
@@ -118,7 +123,7 @@ describe('InfluxShipper: where readings come from', () => {
   })
 
   it('reads frames beyond the in-memory bound back from the spool, in order with the rest', async () => {
-    const { spool, writer, shipper } = setup({ maxHotReadings: 3 })
+    const { spool, writer, shipper } = await setup({ maxHotReadings: 3 })
     const frames = await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)])
     shipper.committed(frames)
     shipper.start()
@@ -129,7 +134,7 @@ describe('InfluxShipper: where readings come from', () => {
 
 describe('InfluxShipper: lag (back-pressure on acks)', () => {
   it('lags once a reachable InfluxDB is the bound behind, and stops lagging as batches land', async () => {
-    const { spool, writer, shipper } = setup({ maxLagReadings: 6 })
+    const { spool, writer, shipper } = await setup({ maxLagReadings: 6 })
     writer.hold = true
     shipper.start()
     shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2)]))
@@ -142,7 +147,7 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
   })
 
   it('never lags while InfluxDB is away, nor while the outage\'s backlog ships; lags again after that', async () => {
-    const { spool, writer, shipper, reliefs } = setup({ maxLagReadings: 6 })
+    const { spool, writer, shipper, reliefs } = await setup({ maxLagReadings: 6 })
     writer.fail = true
     shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
     expect(shipper.lagging).toBe(true)
@@ -154,14 +159,31 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
     writer.fail = false
     // Each batch retries on its own backoff, so they may land in any order.
     await vi.waitFor(() => expect(writer.values().sort((a, b) => a - b)).toEqual(range(0, 8)), { timeout: 5000 })
+    await vi.waitFor(() => expect(spool.entries).toBe(0))
     writer.hold = true
     shipper.committed(await commit(spool, [frame(8, 2), frame(10, 2), frame(12, 2)]))
     expect(shipper.lagging).toBe(true)
     writer.release()
   })
 
+  it('does not lag while a backlog left by a restart ships, which the lag does not count; lags again after it', async () => {
+    const backlog = [frame(0, 4), frame(4, 4), frame(8, 4)].map((f) => f.entry)
+    const { spool, writer, shipper } = await setup({ maxLagReadings: 6 }, backlog)
+    writer.hold = true
+    shipper.start()
+    // New frames wait behind the backlog in seq order: holding commits for them would stall ingest until it all landed.
+    shipper.committed(await commit(spool, [frame(12, 4), frame(16, 4)]))
+    expect(shipper.lagging).toBe(false)
+    writer.release()
+    await vi.waitFor(() => expect(spool.entries).toBe(0))
+    writer.hold = true
+    shipper.committed(await commit(spool, [frame(20, 4), frame(24, 4)]))
+    expect(shipper.lagging).toBe(true)
+    writer.release()
+  })
+
   it('never lags when shipping is off', async () => {
-    const { spool, shipper } = setup({ writer: undefined, maxLagReadings: 2 })
+    const { spool, shipper } = await setup({ writer: undefined, maxLagReadings: 2 })
     shipper.committed(await commit(spool, [frame(0, 4)]))
     expect(shipper.lagging).toBe(false)
   })
