@@ -212,7 +212,9 @@ export class Commands {
 
   /** CONTRACT §4: a deleted device's queued commands end `expired`. */
   async deviceDeleted(device: string): Promise<void> {
-    await Promise.all(this.#options.store.queued(device).map((record) => this.#expire(record)))
+    // As the sweep does: a stored queued record may already be changing (expired, or delivered).
+    const queued = this.#options.store.queued(device).map((record) => this.#unsettled.get(keyOf(record.device, record.id)) ?? record)
+    await Promise.all(queued.filter((record) => record.status === 'queued').map((record) => this.#expire(record)))
   }
 
   /** Commands a device has, newest first. */
