@@ -56,7 +56,7 @@ function decodeEntry(seq: number, value: Buffer): SpooledEntry {
  * The durable telemetry spool: an append-only log in the store, keyed by a sequence number, with
  * its byte total kept in the same transactions as the data (exact after a crash). Appends are
  * group-committed: every append of one tick goes into one lmdb transaction, and its promise
- * resolves once that transaction is on disk.
+ * resolves once that transaction is committed (see store.ts).
  */
 export class Spool {
   readonly #store: Store
@@ -103,7 +103,14 @@ export class Spool {
         values.forEach((value, i) => spool.put(firstSeq + i, value))
         meta.put(BYTES_KEY, heldBytes(meta) + added)
       })
-      .then(() => firstSeq)
+      .then(
+        () => firstSeq,
+        (err: unknown) => {
+          // Nothing was stored: the bytes must not count toward the quota for good.
+          this.#bytes -= added
+          throw err
+        },
+      )
   }
 
   /**

@@ -8,7 +8,9 @@ import { HubError } from './errors.js'
 /**
  * The embedded store: one lmdb environment under the data dir, one named database per concern.
  * lmdb is ACID and its async writes are batched into one transaction per tick (group commit); a
- * write's promise resolves once the transaction is flushed to disk.
+ * write's promise resolves once the transaction is committed, which survives a kill of the process.
+ * With lmdb's `overlappingSync` (its default on Linux) the flush to disk runs beside later
+ * transactions (see docs/decisions.md, Telemetry, on what "durably stored" means).
  */
 export interface Store {
   readonly root: RootDatabase
