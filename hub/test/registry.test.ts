@@ -162,6 +162,14 @@ describe('Registry and DeviceAuthenticator', () => {
       expect(await pending).toMatchObject({ ok: true, device: { id: 'async-ed' } })
     })
 
+    it('answers every one of a burst of Ed25519 checks, which wait their turn for the thread pool', async () => {
+      const good = await create('burst-good')
+      const other = await create('burst-other')
+      const [valid, forged] = await Promise.all([token('burst-good', 'ed25519', good.secret), token('burst-good', 'ed25519', other.secret)])
+      const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => auth.verify(i % 3 === 0 ? forged : valid)))
+      expect(answers.map((a) => a.ok)).toEqual(Array.from({ length: 24 }, (_, i) => i % 3 !== 0))
+    })
+
     it.each([
       ['deleted', (record: DeviceRecord) => store.devices.removeSync(record.id), 'unknown_device'],
       ['disabled', (record: DeviceRecord) => store.devices.putSync(record.id, { ...record, disabled: true }), 'disabled'],
