@@ -50,6 +50,16 @@ describe('coalesceWrites', () => {
     expect(calls).toEqual([['a1', 'a2'], ['b1']])
   })
 
+  it('sends what waits before the stream is destroyed, as aedes does right after a refusing CONNACK', async () => {
+    const { stream, calls } = recorder()
+    coalesceWrites(stream)
+    writePacket(stream, ['connack'])
+    // aedes queues the close before the coalesced flush is queued (on the next tick).
+    setImmediate(() => stream.destroy())
+    await new Promise((resolve) => stream.once('close', resolve))
+    expect(calls).toEqual([['connack']])
+  })
+
   it('flushes what was corked when the stream ends', async () => {
     const { stream, calls } = recorder()
     coalesceWrites(stream)
