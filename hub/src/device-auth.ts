@@ -19,11 +19,6 @@ export type DeviceAuthResult =
 
 /** CONTRACT §3: 30 s of clock skew are allowed on `exp`. */
 const SKEW_SEC = 30
-/**
- * Ed25519 checks on libuv's pool at once. lmdb commits and flushes the spool on the same pool (4
- * threads by default): a storm of Ed25519 connects must not queue ahead of them and delay acks.
- */
-const POOL_VERIFIES = 2
 /** CONTRACT §3: `exp` may lie at most 24 h ahead. */
 const MAX_AHEAD_SEC = 24 * 3600
 
@@ -35,9 +30,6 @@ const MAX_AHEAD_SEC = 24 * 3600
 export class DeviceAuthenticator {
   readonly #registry: Registry
   readonly #now: () => number
-  /** Ed25519 checks on the pool now, and those waiting for a turn (oldest first). */
-  #inPool = 0
-  readonly #waiting: Array<() => void> = []
 
   constructor(registry: Registry, now: () => number = Date.now) {
     this.#registry = registry
@@ -101,24 +93,9 @@ export class DeviceAuthenticator {
 
   #ed25519Signed(deviceId: string, material: string, signed: Buffer, sig: Uint8Array): Promise<boolean> {
     const publicKey = this.#registry.publicKeys.get(deviceId, material)
+    // With a callback, node:crypto verifies on libuv's thread pool.
     return new Promise((resolve, reject) => {
-      const done = (err: Error | null, ok: boolean): void => {
-        this.#inPool--
-        this.#waiting.shift()?.()
-        if (err === null) resolve(ok)
-        else reject(err)
-      }
-      const run = (): void => {
-        this.#inPool++
-        try {
-          // With a callback, node:crypto verifies on libuv's thread pool.
-          verify(null, signed, publicKey, sig, done)
-        } catch (err) {
-          done(err as Error, false)
-        }
-      }
-      if (this.#inPool < POOL_VERIFIES) run()
-      else this.#waiting.push(run)
+      verify(null, signed, publicKey, sig, (err, ok) => (err === null ? resolve(ok) : reject(err)))
     })
   }
 }
