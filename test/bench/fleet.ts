@@ -129,12 +129,8 @@ async function tokensFor(devices: readonly DeviceCreds[]): Promise<string[]> {
 }
 
 /** Opens `count` sockets, `concurrency` at a time; `open(i)` makes socket i and resolves once it counts as open. */
-async function connectMany(
-  count: number,
-  concurrency: number,
-  open: (i: number) => Promise<WebSocket>,
-): Promise<{ sockets: WebSocket[]; failed: number; firstError: string | undefined; ms: number }> {
-  const sockets: WebSocket[] = []
+async function connectMany<T>(count: number, concurrency: number, open: (i: number) => Promise<T>): Promise<{ sockets: T[]; result: ConnectManyResult }> {
+  const sockets: T[] = []
   let failed = 0
   let firstError: string | undefined
   let next = 0
@@ -157,7 +153,8 @@ async function connectMany(
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, lane))
-  return { sockets, failed, firstError, ms: performance.now() - started }
+  const ms = performance.now() - started
+  return { sockets, result: { connected: sockets.length, failed, firstError, ms: Math.round(ms), perSec: Math.round((sockets.length / ms) * 1000) } }
 }
 
 /** Resolves `ws` once it is open (`until: 'open'`) or has received its first message; rejects on a refusal. */
@@ -175,17 +172,21 @@ function opened(ws: WebSocket, until: 'message' | 'open', ready?: Promise<void>)
   })
 }
 
-async function connectSessions(params: ConnectManyParams): Promise<{ sockets: WebSocket[]; result: ConnectManyResult }> {
+/** The tokens a storm or idle connect uses: given, or signed for the given devices (none: unauthenticated). */
+async function paramTokens(params: ConnectManyParams): Promise<{ tokens: readonly string[] | undefined; count: number }> {
   const tokens = params.tokens ?? (params.devices === undefined ? undefined : await tokensFor(params.devices))
-  const count = tokens?.length ?? params.count ?? 0
+  return { tokens, count: tokens?.length ?? params.count ?? 0 }
+}
+
+async function connectSessions(params: ConnectManyParams): Promise<{ sockets: WebSocket[]; result: ConnectManyResult }> {
+  const { tokens, count } = await paramTokens(params)
   const ends = new LocalPorts(params.localAddresses ?? [])
-  const { sockets, failed, firstError, ms } = await connectMany(count, params.concurrency, (i) => {
+  return await connectMany(count, params.concurrency, (i) => {
     const headers = tokens === undefined ? undefined : { authorization: `Bearer ${tokens[i] as string}` }
     const ws = new WebSocket(params.url, clientOptions(ends.next(), headers))
     // An idle client still answers the hub's pings (ws does that itself) and keeps nothing.
     return opened(ws, params.until)
   })
-  return { sockets, result: { connected: sockets.length, failed, firstError, ms: Math.round(ms), perSec: Math.round((sockets.length / ms) * 1000) } }
 }
 
 function sample(resetLatency: boolean): FleetSample {
@@ -213,7 +214,7 @@ export const fleetHandlers: Handlers = {
     const tokens = await tokensFor(params.devices)
     const ends = new LocalPorts(params.localAddresses ?? [])
     const devices: LeanDevice[] = []
-    const { failed, firstError, ms } = await connectMany(params.devices.length, params.concurrency ?? 200, (i) => {
+    const { result } = await connectMany(params.devices.length, params.concurrency ?? 200, (i) => {
       const creds = params.devices[i] as DeviceCreds
       const ws = new WebSocket(params.url, clientOptions(ends.next(), { authorization: `Bearer ${tokens[i] as string}` }))
       const device = new LeanDevice(ws, creds.id, { readingsPerFrame: params.readingsPerFrame, t0: params.t0, counters, latency })
@@ -223,8 +224,8 @@ export const fleetHandlers: Handlers = {
       })
     })
     fleet = { devices, counters, latency, stopPacing: () => undefined }
-    if (failed > 0) throw new Error(`${failed} of ${params.devices.length} devices could not connect: ${firstError ?? ''}`)
-    return { connected: devices.length, ms: Math.round(ms) }
+    if (result.failed > 0) throw new Error(`${result.failed} of ${params.devices.length} devices could not connect: ${result.firstError ?? ''}`)
+    return { connected: devices.length, ms: result.ms }
   },
 
   /** Starts telemetry: as fast as the hub acks (no rate), or `ratePerSec` frames a second over the fleet. */
@@ -279,30 +280,11 @@ export const fleetHandlers: Handlers = {
       idle.push(...sockets)
       return result
     }
-    const tokens = params.tokens ?? (params.devices === undefined ? undefined : await tokensFor(params.devices))
-    const count = tokens?.length ?? params.count ?? 0
+    const { tokens, count } = await paramTokens(params)
     const url = new URL(params.url)
     const ends = new LocalPorts(params.localAddresses ?? [])
-    const sockets: Socket[] = []
-    let failed = 0
-    let firstError: string | undefined
-    let next = 0
-    const started = performance.now()
-    const lane = async (): Promise<void> => {
-      while (next < count) {
-        const i = next++
-        try {
-          sockets.push(await rawSession(url, tokens?.[i], ends.next()))
-        } catch (err) {
-          failed++
-          firstError ??= (err as Error).message
-        }
-      }
-    }
-    await Promise.all(Array.from({ length: Math.min(params.concurrency, count) }, lane))
-    const ms = performance.now() - started
+    const { sockets, result } = await connectMany(count, params.concurrency, (i) => rawSession(url, tokens?.[i], ends.next()))
     stormed = sockets
-    const result: ConnectManyResult = { connected: sockets.length, failed, firstError, ms: Math.round(ms), perSec: Math.round((sockets.length / ms) * 1000) }
     return result
   },
 
