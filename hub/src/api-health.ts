@@ -1,5 +1,6 @@
 import type { Router } from './http.js'
 import { apiError } from './http.js'
+import type { InfluxWriter } from './influx-writer.js'
 import type { HubMetrics } from './metrics.js'
 
 /** One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or why not. */
@@ -12,24 +13,19 @@ export interface ReadinessProbe {
 }
 
 /**
- * An InfluxDB 1.x probe: `GET /ping` answers 204 when the server is up. The answer is cached for
- * `cacheMs` so a scraper hammering `/readyz` does not hammer InfluxDB.
+ * An InfluxDB 1.x probe through the shipper's writer (its credentials included): `GET /ping`
+ * answers 204 when the server is up. The answer is cached for `cacheMs` so a scraper hammering
+ * `/readyz` does not hammer InfluxDB.
  */
-export function influxProbe(baseUrl: string | undefined, cacheMs = 1000, now: () => number = Date.now): ReadinessProbe {
+export function influxProbe(writer: Pick<InfluxWriter, 'url' | 'ping'> | undefined, cacheMs = 1000, now: () => number = Date.now): ReadinessProbe {
   let cached: { at: number; value: Promise<Readiness> } | undefined
-  const ping = async (url: string): Promise<Readiness> => {
-    try {
-      const response = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(1000) })
-      return response.status === 204 ? 'ok' : `InfluxDB answered ${response.status} at ${url}/ping`
-    } catch (err) {
-      return `InfluxDB is unreachable at ${url} (${(err as Error).message})`
-    }
-  }
   return {
     name: 'influxdb',
     check() {
-      if (baseUrl === undefined) return 'off'
-      if (cached === undefined || now() - cached.at >= cacheMs) cached = { at: now(), value: ping(baseUrl) }
+      if (writer === undefined) return 'off'
+      if (cached === undefined || now() - cached.at >= cacheMs) {
+        cached = { at: now(), value: writer.ping(1000).then((up) => (up ? 'ok' : `InfluxDB is unreachable at ${writer.url} (no 204 to /ping within 1 s)`)) }
+      }
       return cached.value
     },
   }

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual, verify } from 'node:crypto'
 import { parseToken, type ParsedToken } from '@fleetgate/device-sdk'
 import type { DeviceKey } from './keys.js'
-import type { DeviceRecord, Registry } from './registry.js'
+import { previousKeyInGrace, type DeviceRecord, type Registry } from './registry.js'
 
 /** Why a device token was refused: for the hub's log only, never for the client (CONTRACT §3). */
 export type DeviceAuthFailure =
@@ -51,7 +51,7 @@ export class DeviceAuthenticator {
     if (refusal !== undefined) return refusal
     if (device.key.type === 'ed25519') return this.#verifyEd25519(device, parsed)
     if (hmacSigned(device.key, parsed)) return { ok: true, device }
-    const previous = this.#previousInGrace(device)
+    const previous = previousKeyInGrace(device, this.#now())
     if (previous !== undefined && hmacSigned(previous, parsed)) return { ok: true, device }
     return { ok: false, reason: 'bad_signature', deviceId }
   }
@@ -66,18 +66,13 @@ export class DeviceAuthenticator {
     return undefined
   }
 
-  #previousInGrace(device: DeviceRecord): DeviceKey | undefined {
-    const previous = device.previousKey
-    return previous !== undefined && this.#now() < previous.until ? previous : undefined
-  }
-
   async #verifyEd25519(device: DeviceRecord, token: ParsedToken): Promise<DeviceAuthResult> {
     const deviceId = device.id
     if (token.sig.length !== 64) return { ok: false, reason: 'bad_signature', deviceId }
     const signed = Buffer.from(token.signed)
     let material: string | undefined = device.key.material
     if (!(await this.#ed25519Signed(deviceId, material, signed, token.sig))) {
-      material = this.#previousInGrace(device)?.material
+      material = previousKeyInGrace(device, this.#now())?.material
       if (material !== undefined && !(await this.#ed25519Signed(deviceId, material, signed, token.sig))) material = undefined
     }
     if (material === undefined) return { ok: false, reason: 'bad_signature', deviceId }
@@ -87,7 +82,7 @@ export class DeviceAuthenticator {
     if (current === undefined) return { ok: false, reason: 'unknown_device', deviceId }
     const refusal = this.#refusal(current, token.expSec)
     if (refusal !== undefined) return refusal
-    if (current.key.material === material || this.#previousInGrace(current)?.material === material) return { ok: true, device: current }
+    if (current.key.material === material || previousKeyInGrace(current, this.#now())?.material === material) return { ok: true, device: current }
     return { ok: false, reason: 'bad_signature', deviceId }
   }
 

@@ -1,4 +1,4 @@
-import { decodeDeviceFrame, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
+import { decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from './device-auth.js'
 import { bearerToken } from './http.js'
@@ -70,7 +70,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
       return
     }
     res?.upgrade<SocketData>(
-      { session: new DeviceSession(result.device.id, address, now(), ingest.newState()) },
+      { session: new DeviceSession(result.device.id, now(), ingest.newState()) },
       handshake.key,
       handshake.protocol,
       handshake.extensions,
@@ -86,7 +86,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
 
   // uWS copies the user data's own properties onto its socket object (prototype methods are lost),
   // so the user data is a holder of the session rather than the session itself.
-  app.ws<SocketData>('/v1/connect', {
+  app.ws<SocketData>(DEVICE_ENDPOINT_PATH, {
     // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (1006).
     // Leaving it room above the contract's limit lets the hub answer most oversized frames with
     // the 1009 of CONTRACT §3 itself; only frames over twice the limit get uWS's bare drop.

@@ -170,7 +170,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     [
       { name: 'store', check: () => (store.healthy() ? 'ok' : 'the store does not answer') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(config.influxUrl),
+      influxProbe(writer),
     ],
     metrics,
   )

@@ -4,7 +4,7 @@ import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-l
 import type { InfluxWriter } from './influx-writer.js'
 import { readingsOf, type CommittedFrame } from './ingest.js'
 import type { Logger } from './logger.js'
-import type { Registry } from './registry.js'
+import type { DeviceRecord, Registry } from './registry.js'
 import type { Spool, SpoolSlot } from './spool.js'
 
 /** CONTRACT §5: the measurement telemetry lands in. */
@@ -52,8 +52,11 @@ interface Batch {
   counted: number
 }
 
-/** A device's tags and its escaped series, per device, for the frames of one commit or one batch. */
-type SeriesCache = Map<string, { readonly tags: Readonly<Record<string, string>>; readonly series: { readonly key: string } | LineRefusal }>
+/** A device's point tags and its escaped series. */
+interface DeviceSeries {
+  readonly tags: Readonly<Record<string, string>>
+  readonly series: { readonly key: string } | LineRefusal
+}
 
 /** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
 const WRITES_IN_FLIGHT = 4
@@ -97,6 +100,8 @@ export class InfluxShipper {
   #hot: Array<HotFrame | undefined> = []
   #hotHead = 0
   #hotReadings = 0
+  /** Each device record's series, while the store holds that record. */
+  readonly #series = new WeakMap<DeviceRecord, DeviceSeries>()
   /** The first seq appended since this start: entries from it on count in the lag. */
   readonly #countedFrom: number
   /** Readings committed since this start and not yet landed. */
@@ -137,14 +142,13 @@ export class InfluxShipper {
   committed(frames: readonly CommittedFrame[]): void {
     if (frames.length === 0) return
     if (this.#unshipped === 0) this.#oldestAt = this.#now()
-    const seriesOf: SeriesCache = new Map()
     for (const { seq, bytes, deviceId, readings } of frames) {
       const points = readings.length
       this.#unshipped += points
       this.#unlanded += points
       // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
       if (this.#hotReadings + points > this.#maxHot) continue
-      this.#hot.push({ seq, bytes, points, lines: this.#lines(seriesOf, deviceId, readings) })
+      this.#hot.push({ seq, bytes, points, lines: this.#lines(deviceId, readings) })
       this.#hotReadings += points
     }
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
@@ -233,7 +237,6 @@ export class InfluxShipper {
    */
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
-    const seriesOf: SeriesCache = new Map()
     let cursor = this.#cursor
     const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#batchPoints
     const take = (slot: SpoolSlot, points: number, lines: readonly string[]): void => {
@@ -258,7 +261,7 @@ export class InfluxShipper {
         const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
         full = !fits(readings.length)
         if (full) break
-        take(entry, readings.length, this.#lines(seriesOf, entry.deviceId, readings))
+        take(entry, readings.length, this.#lines(entry.deviceId, readings))
       }
       if (full || hot === undefined) break
       if (fromSpool === 0) {
@@ -294,16 +297,10 @@ export class InfluxShipper {
    * A device's readings as lines (none when shipping is off); unwritable readings are dead-lettered.
    * CONTRACT §5: tag `device`, the registry's tags, the reading's own tags (which win a clash).
    */
-  #lines(seriesOf: SeriesCache, deviceId: string, readings: readonly Reading[]): string[] {
+  #lines(deviceId: string, readings: readonly Reading[]): string[] {
     const lines: string[] = []
     if (this.#options.writer === undefined) return lines
-    let device = seriesOf.get(deviceId)
-    if (device === undefined) {
-      // Neither may be named `device` (validated), so it goes first.
-      const tags = { device: deviceId, ...this.#options.registry.get(deviceId)?.tags }
-      device = { tags, series: seriesKey(TELEMETRY_MEASUREMENT, tags) }
-      seriesOf.set(deviceId, device)
-    }
+    const device = this.#deviceSeries(deviceId)
     for (const reading of readings) {
       const refused =
         reading.g !== undefined
@@ -317,6 +314,22 @@ export class InfluxShipper {
       }
     }
     return lines
+  }
+
+  /**
+   * Built once per device record: the store hands out the same record object until the device
+   * changes, so a tag change shows in the next frame's points.
+   */
+  #deviceSeries(deviceId: string): DeviceSeries {
+    const record = this.#options.registry.get(deviceId)
+    let device = record === undefined ? undefined : this.#series.get(record)
+    if (device === undefined) {
+      // Neither may be named `device` (validated), so it goes first.
+      const tags = { device: deviceId, ...record?.tags }
+      device = { tags, series: seriesKey(TELEMETRY_MEASUREMENT, tags) }
+      if (record !== undefined) this.#series.set(record, device)
+    }
+    return device
   }
 
   #decode(seq: number, deviceId: string, frame: Uint8Array, receivedAt: number): readonly Reading[] {

@@ -137,10 +137,10 @@ export class InfluxWriter {
     return first?.series ?? []
   }
 
-  /** True when `GET /ping` answers 204 within `timeoutMs`; never rejects. */
-  async ping(): Promise<boolean> {
+  /** True when `GET /ping` answers 204 within `timeoutMs` (default: the writer's); never rejects. */
+  async ping(timeoutMs = this.#timeoutMs): Promise<boolean> {
     try {
-      const response = await fetch(`${this.url}/ping`, { headers: this.#headers, signal: AbortSignal.timeout(this.#timeoutMs) })
+      const response = await fetch(`${this.url}/ping`, { headers: this.#headers, signal: AbortSignal.timeout(timeoutMs) })
       await response.arrayBuffer()
       return response.status === 204
     } catch {

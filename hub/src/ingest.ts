@@ -1,5 +1,6 @@
 import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
 import type { Logger } from './logger.js'
+import { CloseCode } from './sessions.js'
 import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from './spool.js'
 
 /** CONTRACT §3: the default flow-control window, in telemetry frames. */
@@ -93,10 +94,6 @@ export interface IngestOptions {
   readonly now?: () => number
 }
 
-/** A closing code for sustained rate abuse (CONTRACT §3). */
-const RATE_ABUSE_CLOSE = 1008
-/** A close for a commit that failed: the device reconnects and resends what was not acked. */
-const COMMIT_FAILED_CLOSE = 1011
 /** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
 const ABUSE_WINDOW_MS = 5000
 /** Readings one commit takes at most (frames that arrive in one turn usually hold far fewer). */
@@ -142,11 +139,6 @@ export class Ingest {
   refuseInvalid(peer: Peer, s: number): void {
     peer.ingest.lastSeq = Math.max(peer.ingest.lastSeq, s)
     this.#nak(peer, s, 'invalid')
-  }
-
-  /** Frames waiting for a commit (held while the spool is over quota or InfluxDB lags). */
-  get pendingFrames(): number {
-    return this.#pending.length
   }
 
   /**
@@ -197,7 +189,7 @@ export class Ingest {
     }
     // Sending at twice the allowed rate for a whole window is abuse, not a burst.
     if (++state.rateNaks > (rate * ABUSE_WINDOW_MS) / 1000) {
-      peer.close(RATE_ABUSE_CLOSE, 'sustained rate abuse')
+      peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
     }
     return false
   }
@@ -234,9 +226,9 @@ export class Ingest {
         take++
       }
     }
-    const batch = this.#pending.slice(0, take)
-    this.#pending = this.#pending.slice(take)
-    if (this.#pending.length > 0) this.#schedule()
+    const batch = take === this.#pending.length ? this.#pending : this.#pending.splice(0, take)
+    if (batch === this.#pending) this.#pending = []
+    else this.#schedule()
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
       (firstSeq) => this.#committed(batch, firstSeq),
       (err: unknown) => this.#failed(batch, err),
@@ -289,7 +281,7 @@ export class Ingest {
   #failed(batch: readonly Pending[], err: unknown): void {
     this.#options.log.error({ err, frames: batch.length }, 'spool commit failed; closing the sessions concerned')
     for (const peer of new Set(batch.map((p) => p.peer))) {
-      if (peer.isOpen()) peer.close(COMMIT_FAILED_CLOSE, 'storage failure; resend unacknowledged frames')
+      if (peer.isOpen()) peer.close(CloseCode.storageFailure, 'storage failure; resend unacknowledged frames')
     }
   }
 }

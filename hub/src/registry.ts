@@ -1,5 +1,4 @@
 import type { KeyType, Tags } from '@fleetgate/device-sdk'
-import type { Database } from 'lmdb'
 import { generateDeviceKey, PublicKeyCache, type DeviceKey, type IssuedSecret, type PublicKeyLookup } from './keys.js'
 import type { Store } from './store.js'
 
@@ -17,6 +16,12 @@ export interface DeviceRecord {
    * Registry.touch); read it through Registry.lastSeenAt. Live sessions are tracked by the session table.
    */
   readonly lastSeenAt?: number
+}
+
+/** The key before the last rotation while its grace period lasts at `nowMs`, else undefined. */
+export function previousKeyInGrace(device: DeviceRecord, nowMs: number): DeviceKey | undefined {
+  const previous = device.previousKey
+  return previous !== undefined && nowMs < previous.until ? previous : undefined
 }
 
 /** What an operator asks for when creating a device (already validated). */
@@ -57,7 +62,6 @@ export class Registry {
    * device id -> when its last session ended (Unix ms). A disconnect writes this one number
    * instead of decoding and re-encoding the whole record in a transaction of its own.
    */
-  readonly #lastSeen: Database<number, string>
   /** Last-seen times written and not yet committed, so that a read right after a disconnect has one. */
   readonly #lastSeenPending = new Map<string, number>()
   readonly #publicKeys = new PublicKeyCache()
@@ -65,8 +69,6 @@ export class Registry {
   constructor(store: Store, now: () => number = Date.now) {
     this.#store = store
     this.#now = now
-    // Opened here, beside the records it completes, rather than in store.ts.
-    this.#lastSeen = store.deviceLastSeen
   }
 
   /** The Ed25519 public keys of enabled devices, imported once; a device never used yet is imported on its first lookup. */
@@ -81,7 +83,7 @@ export class Registry {
 
   /** When the device's last session ended (Unix ms), or undefined when it never had one. */
   lastSeenAt(device: DeviceRecord): number | undefined {
-    return this.#lastSeenPending.get(device.id) ?? this.#lastSeen.get(device.id) ?? device.lastSeenAt
+    return this.#lastSeenPending.get(device.id) ?? this.#store.deviceLastSeen.get(device.id) ?? device.lastSeenAt
   }
 
   /** Creates the device; resolves undefined when the id exists. */
@@ -114,7 +116,7 @@ export class Registry {
         if (devices.get(entry.device.id) !== undefined) return undefined
         this.#write(undefined, entry.device)
         // A device deleted while online is touched when its session closes, after the delete.
-        this.#lastSeen.remove(entry.device.id)
+        this.#store.deviceLastSeen.remove(entry.device.id)
         return entry
       }),
     )
@@ -145,7 +147,7 @@ export class Registry {
       const before = this.get(id)
       if (before === undefined) return false
       this.#write(before, undefined)
-      this.#lastSeen.remove(id)
+      this.#store.deviceLastSeen.remove(id)
       return true
     })
     if (removed) {
@@ -184,7 +186,7 @@ export class Registry {
    */
   touch(id: string, lastSeenAt: number): void {
     this.#lastSeenPending.set(id, lastSeenAt)
-    void this.#lastSeen.put(id, lastSeenAt).finally(() => {
+    void this.#store.deviceLastSeen.put(id, lastSeenAt).finally(() => {
       if (this.#lastSeenPending.get(id) === lastSeenAt) this.#lastSeenPending.delete(id)
     })
   }
@@ -225,9 +227,8 @@ export class Registry {
       this.#publicKeys.delete(id)
       return
     }
-    const previous = device.previousKey
-    const inGrace = previous !== undefined && this.#now() < previous.until
-    this.#publicKeys.set(id, inGrace ? [device.key.material, previous.material] : [device.key.material])
+    const previous = previousKeyInGrace(device, this.#now())
+    this.#publicKeys.set(id, previous !== undefined ? [device.key.material, previous.material] : [device.key.material])
   }
 
   /** Writes `after` in place of `before` (either may be absent), keeping the tag index in step. */

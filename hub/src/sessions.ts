@@ -10,6 +10,8 @@ export const CloseCode = {
   badFrame: 1007,
   rateAbuse: 1008,
   tooBig: 1009,
+  /** Not in CONTRACT §3's list: a commit failed; the device reconnects and resends what was not acked. */
+  storageFailure: 1011,
   replaced: 4001,
   revoked: 4003,
 } as const
@@ -28,7 +30,6 @@ export interface SocketData {
  */
 export class DeviceSession implements Peer {
   readonly deviceId: string
-  readonly remoteAddress: string
   readonly connectedAt: number
   /** Last frame or pong from the device, Unix ms. */
   lastSeenAt: number
@@ -36,9 +37,8 @@ export class DeviceSession implements Peer {
   socket: WebSocket<SocketData> | undefined
   readonly ingest: IngestState
 
-  constructor(deviceId: string, remoteAddress: string, connectedAt: number, ingest: IngestState) {
+  constructor(deviceId: string, connectedAt: number, ingest: IngestState) {
     this.deviceId = deviceId
-    this.remoteAddress = remoteAddress
     this.connectedAt = connectedAt
     this.lastSeenAt = connectedAt
     this.ingest = ingest
