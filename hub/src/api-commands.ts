@@ -2,7 +2,7 @@ import type { AuditLog } from './audit.js'
 import type { CommandBatches } from './command-batches.js'
 import { checkCommandFields, commandView, COMMAND_STATUSES, type CommandRecord } from './command-record.js'
 import { MAX_QUEUED_PER_DEVICE, type Commands } from './commands.js'
-import { apiError, type Reply, type Router } from './http.js'
+import { apiError, invalid, type Reply, type Router } from './http.js'
 import { asObject, checkBoolean, checkDeviceId, checkTags, onlyKeys } from './validate.js'
 
 /** What the command API needs. */
@@ -17,7 +17,6 @@ const DEFAULT_LIST = 100
 /** CONTRACT §4: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
 const MAX_TARGET_IDS = 10_000
 
-const invalid = (message: string): Reply => apiError(400, 'invalid', message)
 
 function limitOf(text: string | null): number | undefined {
   if (text === null) return DEFAULT_LIST

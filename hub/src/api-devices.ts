@@ -1,6 +1,6 @@
 import type { KeyType } from '@fleetgate/device-sdk'
 import type { AuditLog } from './audit.js'
-import { apiError, type Reply, type RequestContext, type Router } from './http.js'
+import { apiError, invalid, type Reply, type RequestContext, type Router } from './http.js'
 import { parseEd25519PublicKey, type IssuedSecret } from './keys.js'
 import type { DeviceRecord, NewDevice, Registry } from './registry.js'
 import { CloseCode, type Sessions } from './sessions.js'
@@ -58,7 +58,6 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
   }
   const withSecret = (device: DeviceRecord, secret: IssuedSecret): Record<string, unknown> => ({ ...view(device), ...secret })
   const notFound = (id: string): Reply => apiError(404, 'not_found', `no device "${id}"`)
-  const invalid = (message: string): Reply => apiError(400, 'invalid', message)
 
   router.route('post', '/api/v1/devices', { scope: 'admin', body: 'required' }, async (ctx) => {
     const input = checkNewDevice(ctx.body, 'body')

@@ -1,5 +1,5 @@
 import { MAX_METRICS, METRIC_KEY_PATTERN } from '@fleetgate/device-sdk'
-import { apiError, type Reply, type Router } from './http.js'
+import { apiError, invalid, type Reply, type Router } from './http.js'
 import { TELEMETRY_MEASUREMENT } from './influx-shipper.js'
 import type { InfluxWriter } from './influx-writer.js'
 import type { Logger } from './logger.js'
@@ -20,7 +20,6 @@ const DEFAULT_SPAN_MS = 3_600_000
 /** An ISO 8601 date-time with a zone (what `Date#toISOString` writes, offsets allowed). */
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/
 
-const invalid = (message: string): Reply => apiError(400, 'invalid', message)
 
 /** An InfluxQL identifier, double-quoted; the key pattern admits no quote or backslash, escaping is belt and braces. */
 const identifier = (name: string): string => `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`

@@ -48,6 +48,9 @@ export function apiError(status: number, error: ApiErrorCode, message: string): 
   return { status, body: { error, message } }
 }
 
+/** 400 `invalid`: a request that breaks a rule; the message names the field and the rule. */
+export const invalid = (message: string): Reply => apiError(400, 'invalid', message)
+
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
   201: '201 Created',
