@@ -57,11 +57,6 @@ export class Connection {
     return !this.#closed && this.#socket.readyState === OPEN
   }
 
-  /** Bytes queued in the socket and not yet sent. */
-  get bufferedAmount(): number {
-    return this.#socket.bufferedAmount
-  }
-
   send(bytes: Uint8Array): void {
     this.#socket.send(bytes)
   }

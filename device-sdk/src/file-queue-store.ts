@@ -15,7 +15,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname } from 'node:path'
 import { SdkError } from './errors.js'
 import type { Metrics, Tags } from './frames.js'
-import type { QueueStore, StoredQueue, StoredReading } from './queue-store.js'
+import { storeError, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
 
 /** Options of a FileQueueStore. */
 export interface FileQueueStoreOptions {
@@ -225,10 +225,6 @@ export class FileQueueStore implements QueueStore {
     }
     this.#journalBytes += byteLength(line)
   }
-}
-
-function storeError(message: string, cause: unknown): SdkError {
-  return cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', message, { cause })
 }
 
 // write(2) may write less than asked (a full disk, a signal): go on until all of it is written

@@ -79,7 +79,7 @@ export function loadQueueStore(store: QueueStore): { readings: StoredReading[]; 
   try {
     loaded = store.load()
   } catch (cause) {
-    throw cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', 'the queue store failed to load', { cause })
+    throw storeError('the queue store failed to load', cause)
   }
   const readings: StoredReading[] = []
   let lastId = 0
@@ -93,4 +93,9 @@ export function loadQueueStore(store: QueueStore): { readings: StoredReading[]; 
   }
   if (!Number.isSafeInteger(loaded.nextSeq) || loaded.nextSeq < 0) throw new SdkError('SDK_ERR_STORE', `the queue store holds a bad next seq ${loaded.nextSeq}`)
   return { readings, nextSeq: loaded.nextSeq }
+}
+
+/** A store's failure as SdkError SDK_ERR_STORE, `cause` kept; an SdkError passes through as it is. */
+export function storeError(message: string, cause: unknown): SdkError {
+  return cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', message, { cause })
 }

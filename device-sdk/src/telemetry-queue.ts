@@ -12,7 +12,7 @@ import { SdkError } from './errors.js'
 import { packFrame, type Packable } from './frame-packer.js'
 import type { HubLimits, NakReason, Reading } from './frames.js'
 import type { Clock, OverflowPolicy } from './options.js'
-import { loadQueueStore, type QueueStore } from './queue-store.js'
+import { loadQueueStore, storeError, type QueueStore } from './queue-store.js'
 import { toReading } from './reading.js'
 import { hubPacer, type TokenBucket } from './token-bucket.js'
 
@@ -69,7 +69,6 @@ export class TelemetryQueue {
   readonly #pending = new Deque<Entry>()
   #frames: Frame[] = []
   #sent = 0
-  #framedReadings = 0
   #flushWaiters: FlushWaiter[] = []
   #limits: HubLimits | undefined
   #bucket: TokenBucket | undefined
@@ -105,7 +104,9 @@ export class TelemetryQueue {
 
   /** Readings in frames sent and not yet acked or naked, including those waiting to be resent. */
   get inflight(): number {
-    return this.#framedReadings
+    let readings = 0
+    for (const frame of this.#frames) readings += frame.entries.length
+    return readings
   }
 
   /** Frames sent on the current session and not yet acked or naked. */
@@ -147,7 +148,7 @@ export class TelemetryQueue {
     try {
       this.#options.store.append(entries)
     } catch (cause) {
-      return Promise.reject(cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', 'the queue store failed to append', { cause }))
+      return Promise.reject(storeError('the queue store failed to append', cause))
     }
     for (const entry of entries) this.#pending.push(entry)
     if (over > 0) this.#dropOldest(over)
@@ -177,7 +178,6 @@ export class TelemetryQueue {
     const misfit = this.#frames.findIndex((frame) => frame.bytes.length > limits.frame || frame.entries.length > limits.batch)
     if (misfit >= 0) {
       const entries = this.#frames.splice(misfit).flatMap((frame) => frame.entries)
-      this.#framedReadings -= entries.length
       this.#pending.prepend(entries)
       this.#lingerDone = true
     }
@@ -235,12 +235,11 @@ export class TelemetryQueue {
     for (const entry of this.#pending.drain()) this.#reject(entry, error)
     this.#frames = []
     this.#sent = 0
-    this.#framedReadings = 0
     for (const waiter of this.#flushWaiters.splice(0)) waiter.reject(error)
     try {
       this.#options.store.close()
     } catch (cause) {
-      this.#options.onError(cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', 'the queue store failed to close', { cause }))
+      this.#options.onError(storeError('the queue store failed to close', cause))
     }
   }
 
@@ -351,7 +350,6 @@ export class TelemetryQueue {
       this.#useSeq(s)
       const frame: Frame = { s, entries, bytes }
       this.#frames.push(frame)
-      this.#framedReadings += count
       if (this.queued === 0) this.#drained()
       return frame
     }
@@ -373,7 +371,7 @@ export class TelemetryQueue {
     try {
       this.#options.store.saveNextSeq(this.#savedSeq)
     } catch (cause) {
-      this.#options.onError(cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', 'the queue store failed to save the next seq', { cause }))
+      this.#options.onError(storeError('the queue store failed to save the next seq', cause))
     }
   }
 
@@ -386,11 +384,10 @@ export class TelemetryQueue {
 
   // Readings left the queue for good (acked, naked, dropped, refused): forget them, wake flush() and the pump.
   #settled(ids: readonly number[]): void {
-    this.#framedReadings = this.#frames.reduce((sum, frame) => sum + frame.entries.length, 0)
     try {
       this.#options.store.remove(ids)
     } catch (cause) {
-      this.#options.onError(cause instanceof SdkError ? cause : new SdkError('SDK_ERR_STORE', 'the queue store failed to remove settled readings', { cause }))
+      this.#options.onError(storeError('the queue store failed to remove settled readings', cause))
     }
     const oldest = this.#oldestUnsettled()
     if (this.#flushWaiters.length > 0) {

@@ -14,8 +14,6 @@ export interface WebSocketLike {
   binaryType: string
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number
-  /** Bytes queued by send() and not yet written to the network. */
-  readonly bufferedAmount: number
   onopen: WebSocketHandler
   onmessage: WebSocketHandler
   onerror: WebSocketHandler
