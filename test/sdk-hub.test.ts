@@ -12,6 +12,7 @@ import { DeviceClient, type DeviceClientEvents, type DeviceClientOptions, type S
 import { ADMIN_TOKEN, api, provision, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub, HubProcesses } from './support/hub.js'
 import { assertBuilt } from './support/build.js'
 import { freePort } from './support/ports.js'
+import { until } from './support/telemetry.js'
 
 /** The SDK as a child process loads it: its build, which `npm test` makes with `tsc -b` first. */
 const SDK_DIST = fileURLToPath(new URL('../device-sdk/dist/index.js', import.meta.url))
@@ -32,14 +33,6 @@ function eventsOf(client: DeviceClient): string[] {
     client.on(name, (arg: unknown) => seen.push(name === 'error' ? `error:${(arg as SdkError).code}` : name))
   }
   return seen
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 afterEach(async () => {

@@ -2,7 +2,7 @@
 // exact point counts, acks and naks as promise outcomes, the offline queue, resends across a
 // SIGKILL of the hub, and a FileQueueStore across a SIGKILL of the device process.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, statSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -11,33 +11,14 @@ import { ADMIN_TOKEN, provision, startHubProcess, startTestHub, stopHubProcess, 
 import { track } from './support/outcome.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { freePort } from './support/ports.js'
-import { countPoints, eventually, rows } from './support/telemetry.js'
+import { assertBuilt } from './support/build.js'
+import { countPoints, eventually, rows, until } from './support/telemetry.js'
 
 const DB = 'sdk_telemetry'
 const SDK_DIST = fileURLToPath(new URL('../device-sdk/dist/', import.meta.url))
 
-/** Fails unless `tsc -b` built device-sdk after its sources last changed (a stale build would test old code). */
-function assertSdkBuilt(): void {
-  const src = fileURLToPath(new URL('../device-sdk/src/', import.meta.url))
-  // tsc -b rewrites its build info whenever it looks at changed sources, and skips writing outputs whose text is unchanged
-  const checked = statSync(fileURLToPath(new URL('../device-sdk/tsconfig.tsbuildinfo', import.meta.url)), { throwIfNoEntry: false })?.mtimeMs ?? 0
-  for (const file of readdirSync(src).filter((name) => name.endsWith('.ts'))) {
-    const output = statSync(join(SDK_DIST, file.replace(/\.ts$/, '.js')), { throwIfNoEntry: false })
-    if (output === undefined || statSync(join(src, file)).mtimeMs > Math.max(output.mtimeMs, checked)) {
-      throw new Error(`device-sdk/dist is older than src/${file}: run \`npx tsc -b\` first`)
-    }
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
 
 const points = (influx: Influxd, device: string): Promise<number> => countPoints(influx, DB, 'n', `"device" = '${device}'`)
 
@@ -70,7 +51,7 @@ describe('DeviceClient telemetry against the hub and InfluxDB', () => {
   }
 
   beforeAll(async () => {
-    assertSdkBuilt()
+    assertBuilt('device-sdk')
     influx = await startInfluxd()
   })
   afterEach(async () => {

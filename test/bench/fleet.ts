@@ -45,13 +45,6 @@ export interface ConnectManyParams {
   readonly concurrency: number
   /** `message`: a session is open once the first frame (Fleetgate's hello) arrives; `open`: at the upgrade. */
   readonly until: 'message' | 'open'
-  /**
-   * `raw` (storms only): a hand-written upgrade request on a plain socket, open once the 101 and a
-   * whole first frame arrived. The `ws` client spends more CPU per handshake than the hub does (its
-   * HTTP client, key generation and accept check), so on a small machine it, not the hub, would
-   * set the storm's pace. Default `ws`.
-   */
-  readonly client?: 'ws' | 'raw'
 }
 
 /** A fixed Sec-WebSocket-Key: the raw client does not check the accept value it derives. */
@@ -272,14 +265,14 @@ export const fleetHandlers: Handlers = {
     return await tokensFor(raw as readonly DeviceCreds[])
   },
 
-  /** Connects every device at once (up to `concurrency` in flight) and keeps them for `storm.close`: the rate. */
+  /**
+   * Connects every device at once (up to `concurrency` in flight) and keeps them for `storm.close`:
+   * the rate. Each is a hand-written upgrade on a plain socket, open once the 101 and a whole first
+   * frame arrived: the `ws` client spends more CPU per handshake than the hub does (its HTTP client,
+   * key generation and accept check), so on a small machine it, not the hub, would set the pace.
+   */
   async storm(raw) {
     const params = raw as ConnectManyParams
-    if (params.client !== 'raw') {
-      const { sockets, result } = await connectSessions(params)
-      idle.push(...sockets)
-      return result
-    }
     const { tokens, count } = await paramTokens(params)
     const url = new URL(params.url)
     const ends = new LocalPorts(params.localAddresses ?? [])
@@ -292,8 +285,6 @@ export const fleetHandlers: Handlers = {
   'storm.close'() {
     for (const socket of stormed) socket.destroy()
     stormed = []
-    for (const ws of idle) ws.terminate()
-    idle = []
     return true
   },
 
@@ -302,11 +293,6 @@ export const fleetHandlers: Handlers = {
     const { sockets, result } = await connectSessions(raw as ConnectManyParams)
     idle.push(...sockets)
     return result
-  },
-
-  /** How many idle sessions are still open. */
-  'idle.count'() {
-    return idle.filter((ws) => ws.readyState === WebSocket.OPEN).length
   },
 
   'idle.close'() {

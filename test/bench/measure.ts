@@ -15,13 +15,6 @@ export function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
-/** The p-th percentile (0-100) of sorted values. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)
-  return sorted[Math.max(0, index)] as number
-}
-
 export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -54,7 +47,6 @@ export class RssSampler {
   readonly #pid: number
   readonly #timer: NodeJS.Timeout
   #max = 0
-  #last = 0
 
   constructor(pid: number, intervalMs = 1000) {
     this.#pid = pid
@@ -67,11 +59,6 @@ export class RssSampler {
     return this.#max
   }
 
-  /** Last RSS seen, in bytes. */
-  get lastBytes(): number {
-    return this.#last
-  }
-
   /** Stops sampling (one last sample first) and returns the highest RSS, in bytes. */
   stop(): number {
     this.#sample()
@@ -81,8 +68,7 @@ export class RssSampler {
 
   #sample(): void {
     try {
-      this.#last = rssBytes(this.#pid)
-      this.#max = Math.max(this.#max, this.#last)
+      this.#max = Math.max(this.#max, rssBytes(this.#pid))
     } catch {
       // the process has exited: the figures so far stand
     }

@@ -12,6 +12,15 @@ export async function eventually<T>(probe: () => Promise<T> | T, done: (value: T
   return last
 }
 
+/** Waits, checking every 10 ms, until `condition` holds; fails after `timeoutMs` naming `what`. */
+export async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 /** The first series' rows of an InfluxQL answer (`epoch=ms`), as objects by column. */
 export async function rows(influx: Influxd, query: string, db: string): Promise<Array<Record<string, unknown>>> {
   const answer = (await influx.query(query, db)) as {
