@@ -5,7 +5,6 @@ import { FLAGS, resolveSimOptions, type SimOptions, type SimOptionsInput } from 
 import {
   parseAddresses,
   parseDuration,
-  parseNumber,
   parsePercent,
   parsePercentPerMin,
   parsePerSec,
@@ -19,7 +18,7 @@ export type ParsedArgs = { readonly kind: 'help' } | { readonly kind: 'version' 
 /** The interval of `--storm` given without a value. */
 export const DEFAULT_STORM_EVERY_MS = 60_000
 
-type Kind = 'text' | 'whole' | 'number' | 'duration' | 'ms' | 'perSec' | 'percent' | 'percentPerMin' | 'addresses' | 'list' | 'flag' | 'flagOrDuration'
+type Kind = 'text' | 'whole' | 'duration' | 'ms' | 'perSec' | 'percent' | 'percentPerMin' | 'addresses' | 'list' | 'flag' | 'flagOrDuration'
 
 // flag -> [option key, kind]
 const SPEC: ReadonlyMap<string, readonly [keyof SimOptionsInput, Kind]> = new Map([
@@ -101,15 +100,13 @@ export function parseArgv(argv: readonly string[], env: Readonly<Record<string, 
   return { kind: 'run', options: resolveSimOptions(input as unknown as SimOptionsInput), quiet }
 }
 
-function convert(flag: string, kind: Kind, text: string): unknown {
+function convert(flag: string, kind: Exclude<Kind, 'flag'>, text: string): unknown {
   const take = <T>(parsed: Parsed<T>): T => (parsed.ok ? parsed.value : optionError(flag, parsed.reason))
   switch (kind) {
     case 'text':
       return text
     case 'whole':
       return take(parseWhole(text))
-    case 'number':
-      return take(parseNumber(text))
     case 'duration':
     case 'flagOrDuration':
       return take(parseDuration(text))
@@ -126,8 +123,6 @@ function convert(flag: string, kind: Kind, text: string): unknown {
       return take(parseAddresses(text))
     case 'list':
       return text.split(',').map((item) => item.trim())
-    case 'flag':
-      return true
   }
 }
 

@@ -65,13 +65,6 @@ export function parseWhole(text: string): Parsed<number> {
   return Number.isSafeInteger(value) ? ok(value) : bad(`${trimmed} is too large`)
 }
 
-/** A number, possibly negative or fractional. */
-export function parseNumber(text: string): Parsed<number> {
-  const trimmed = text.trim()
-  if (!/^-?(?:\d+(?:\.\d+)?|\.\d+)$/.test(trimmed)) return bad(`expected a number, got ${JSON.stringify(text)}`)
-  return ok(Number(trimmed))
-}
-
 /** Most source addresses one `--local-address` may name. */
 export const MAX_LOCAL_ADDRESSES = 4096
 

@@ -116,6 +116,7 @@ const perSec = (count: number, ms: number): number => Math.round((count / Math.m
 export function buildSummary(input: SummaryInput): Summary {
   const { options, stats, timing, verify } = input
   const r = stats.readings
+  const scheduleLag = stats.scheduleLag()
   const memory = process.memoryUsage()
   const summary: Omit<Summary, 'ok' | 'reasons' | 'warnings'> = {
     seed: options.seed,
@@ -174,10 +175,10 @@ export function buildSummary(input: SummaryInput): Summary {
       ackedPerSec: perSec(r.acked, timing.sendingMs + timing.drainMs),
     },
     schedule: {
-      lagMs: stats.scheduleLag(),
+      lagMs: scheduleLag,
       skippedFrames: stats.generator.skippedFrames,
       // behind when a tenth of the ticks were late by more than a frame interval
-      behind: stats.generator.skippedFrames > 0 || (options.rate > 0 && stats.scheduleLag().p95 > (1000 * options.batch) / options.rate),
+      behind: stats.generator.skippedFrames > 0 || (options.rate > 0 && scheduleLag.p95 > (1000 * options.batch) / options.rate),
     },
     ackLatencyMs: stats.ackLatency(),
     commands: {
