@@ -85,12 +85,12 @@ export class CommandStore {
     return records
   }
 
-  /** A device's commands, newest first, optionally of one status, at most `limit`. */
-  list(device: string, status: CommandStatus | undefined, limit: number): CommandRecord[] {
+  /** A device's commands, newest first, those `accept` takes (default all), at most `limit`. */
+  list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): CommandRecord[] {
     const records: CommandRecord[] = []
     for (const [, , id] of this.#store.commandOrder.getKeys({ start: [device, Number.MAX_SAFE_INTEGER, END], end: [device], reverse: true })) {
       const record = this.get(device, id)
-      if (record === undefined || (status !== undefined && record.status !== status)) continue
+      if (record === undefined || (accept !== undefined && !accept(record))) continue
       records.push(record)
       if (records.length >= limit) break
     }

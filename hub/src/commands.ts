@@ -219,7 +219,12 @@ export class Commands {
 
   /** Commands a device has, newest first. */
   list(device: string, status: CommandStatus | undefined, limit: number): CommandRecord[] {
-    return this.#options.store.list(device, status, limit).map((record) => this.get(record.device, record.id) ?? record)
+    // The status filter applies to the record as it is now: a stored record may still show the
+    // status its pending write is replacing (queued, while the device already answered).
+    const current = (stored: CommandRecord): CommandRecord => this.get(stored.device, stored.id) ?? stored
+    return this.#options.store
+      .list(device, status === undefined ? undefined : (stored) => current(stored).status === status, limit)
+      .map(current)
   }
 
   /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */
