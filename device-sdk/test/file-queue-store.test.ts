@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { SdkError, decodeDeviceFrame, type BatchFrame, type StoredReading, type TelemetryFrame } from '../src/index.js'
 import { FileQueueStore } from '../src/node.js'
 import { TelemetryQueue } from '../src/telemetry-queue.js'
-import { SteppingClock, settle } from './fake-clock.js'
+import { SteppingClock, settle } from '../../test/support/clock.js'
 
 const dirs: string[] = []
 afterEach(() => {

@@ -18,7 +18,7 @@ import { encodedReadingBytes } from '../src/protocol.js'
 import { batchFrameBytes } from '../src/frame-packer.js'
 import { TelemetryQueue, type TelemetryQueueOptions } from '../src/telemetry-queue.js'
 import { track } from '../../test/support/outcome.js'
-import { SteppingClock, settle } from './fake-clock.js'
+import { SteppingClock, settle } from '../../test/support/clock.js'
 
 const LIMITS: HubLimits = Object.freeze({ frame: 65_536, batch: 500, rate: 100, window: 64 })
 const T0 = 1_700_000_000_000

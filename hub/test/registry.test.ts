@@ -2,10 +2,10 @@ import { generateKeyPairSync } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { signToken, type KeyType } from '@fleetgate/device-sdk'
 import { tempDir } from '../../test/support/hub.js'
-import { DeviceAuthenticator } from '../src/device-auth.js'
-import type { IssuedSecret } from '../src/keys.js'
-import { Registry, type DeviceRecord } from '../src/registry.js'
-import { openStore, type Store } from '../src/store.js'
+import { DeviceAuthenticator } from '../src/auth/device-auth.js'
+import type { IssuedSecret } from '../src/devices/keys.js'
+import { Registry, type DeviceRecord } from '../src/devices/registry.js'
+import { openStore, type Store } from '../src/store/lmdb/environment.js'
 
 const START_MS = 1_700_000_000_000
 

@@ -1,6 +1,6 @@
 // A clock the test drives: advance() walks time from one due timer to the next, so a timer that
 // sets another (pacing, retries) fires at its own time within one advance().
-import type { Clock } from '../src/index.js'
+import type { Clock } from '@fleetgate/device-sdk'
 
 interface Timer {
   id: number

@@ -1,9 +1,9 @@
-import type { AuditLog } from './audit.js'
-import type { CommandBatches } from './command-batches.js'
-import { checkCommandFields, commandView, COMMAND_STATUSES, type CommandRecord } from './command-record.js'
-import { MAX_QUEUED_PER_DEVICE, type Commands } from './commands.js'
-import { apiError, invalid, type Reply, type Router } from './http.js'
-import { asObject, checkBoolean, checkDeviceId, checkTags, onlyKeys } from './validate.js'
+import type { AuditLog } from '../audit/audit-log.js'
+import type { CommandBatches } from '../commands/command-batches.js'
+import { checkCommandFields, commandView, COMMAND_STATUSES, type CommandRecord } from '../commands/command-record.js'
+import { MAX_QUEUED_PER_DEVICE, type Commands } from '../commands/commands.js'
+import { apiError, invalid, type Reply, type Router } from '../transport/http.js'
+import { asObject, checkBoolean, checkDeviceId, checkTags, onlyKeys } from '../validate.js'
 
 /** What the command API needs. */
 export interface CommandsApiDeps {

@@ -1,9 +1,9 @@
 import type { KeyType } from '@fleetgate/device-sdk'
-import type { AuditLog } from './audit.js'
-import { apiError, invalid, type Reply, type RequestContext, type Router } from './http.js'
-import { parseEd25519PublicKey, type IssuedSecret } from './keys.js'
-import type { DeviceRecord, NewDevice, Registry } from './registry.js'
-import { CloseCode, type Sessions } from './sessions.js'
+import type { AuditLog } from '../audit/audit-log.js'
+import { apiError, invalid, type Reply, type RequestContext, type Router } from '../transport/http.js'
+import { parseEd25519PublicKey, type IssuedSecret } from '../devices/keys.js'
+import type { DeviceRecord, NewDevice, Registry } from '../devices/registry.js'
+import { CloseCode, type Sessions } from '../devices/sessions.js'
 import {
   asObject,
   checkBoolean,
@@ -12,7 +12,7 @@ import {
   checkTags,
   onlyKeys,
   type Checked,
-} from './validate.js'
+} from '../validate.js'
 
 /** CONTRACT §4: bulk creation takes up to 10,000 devices. */
 export const MAX_BULK_DEVICES = 10_000

@@ -1,7 +1,7 @@
-import type { Router } from './http.js'
-import { apiError } from './http.js'
-import type { InfluxWriter } from './influx-writer.js'
-import type { HubMetrics } from './metrics.js'
+import type { Router } from '../transport/http.js'
+import { apiError } from '../transport/http.js'
+import type { InfluxWriter } from '../telemetry/influx-writer.js'
+import type { HubMetrics } from '../observability/metrics.js'
 
 /** One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or why not. */
 export type Readiness = 'ok' | 'off' | string

@@ -1,9 +1,9 @@
 import { MAX_METRICS, METRIC_KEY_PATTERN } from '@fleetgate/device-sdk'
-import { apiError, invalid, type Reply, type Router } from './http.js'
-import { TELEMETRY_MEASUREMENT } from './influx-shipper.js'
-import type { InfluxWriter } from './influx-writer.js'
-import type { Logger } from './logger.js'
-import type { Registry } from './registry.js'
+import { apiError, invalid, type Reply, type Router } from '../transport/http.js'
+import { TELEMETRY_MEASUREMENT } from '../telemetry/influx-shipper.js'
+import type { InfluxWriter } from '../telemetry/influx-writer.js'
+import type { Logger } from '../logger.js'
+import type { Registry } from '../devices/registry.js'
 
 /** What the telemetry query needs. */
 export interface TelemetryApiDeps {

@@ -1,4 +1,4 @@
-import type { Store } from './store.js'
+import type { Store } from '../store/lmdb/environment.js'
 
 /** One audit entry (CONTRACT §4): who did what to which target, when, and how it ended. */
 export interface AuditEntry {

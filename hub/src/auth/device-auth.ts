@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual, verify } from 'node:crypto'
 import { parseToken, type ParsedToken } from '@fleetgate/device-sdk'
-import type { DeviceKey } from './keys.js'
-import { previousKeyInGrace, type DeviceRecord, type Registry } from './registry.js'
+import type { DeviceKey } from '../devices/keys.js'
+import { previousKeyInGrace, type DeviceRecord, type Registry } from '../devices/registry.js'
 
 /** Why a device token was refused: for the hub's log only, never for the client (CONTRACT §3). */
 export type DeviceAuthFailure =

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
-import { HubError } from './errors.js'
+import { HubError } from '../errors.js'
 
 /** Operator scopes, weakest first (CONTRACT §4). */
 export const SCOPES = ['reader', 'operator', 'admin'] as const

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { CommandRecord, CommandRequest, CommandStatus } from './command-record.js'
-import type { CommandStore } from './command-store.js'
+import type { CommandStore } from '../store/lmdb/command-store.js'
 import type { Commands } from './commands.js'
-import type { Logger } from './logger.js'
-import type { Registry } from './registry.js'
-import type { Store } from './store.js'
+import type { Logger } from '../logger.js'
+import type { Registry } from '../devices/registry.js'
+import type { Store } from '../store/lmdb/environment.js'
 
 /** A fan-out's targets (CONTRACT §4): listed ids, devices with every given tag, or both (then both must hold). */
 export interface BatchTarget {

@@ -1,5 +1,5 @@
 import { COMMAND_ID_PATTERN, type JsonValue } from '@fleetgate/device-sdk'
-import { asObject, checkInteger, onlyKeys, type Checked } from './validate.js'
+import { asObject, checkInteger, onlyKeys, type Checked } from '../validate.js'
 
 /** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
 export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeout', 'expired'] as const

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { ResultFrame } from '@fleetgate/device-sdk'
-import type { AuditLog } from './audit.js'
+import type { AuditLog } from '../audit/audit-log.js'
 import { checkMqttCommand, FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
-import type { CommandStore } from './command-store.js'
-import type { Logger } from './logger.js'
-import type { Registry } from './registry.js'
-import type { DeviceSession, Sessions } from './sessions.js'
+import type { CommandStore } from '../store/lmdb/command-store.js'
+import type { Logger } from '../logger.js'
+import type { Registry } from '../devices/registry.js'
+import type { DeviceSession, Sessions } from '../devices/sessions.js'
 
 /** CONTRACT §4: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100

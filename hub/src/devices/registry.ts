@@ -1,6 +1,6 @@
 import type { KeyType, Tags } from '@fleetgate/device-sdk'
 import { generateDeviceKey, PublicKeyCache, type DeviceKey, type IssuedSecret, type PublicKeyLookup } from './keys.js'
-import type { Store } from './store.js'
+import type { Store } from '../store/lmdb/environment.js'
 
 /** A device as the registry keeps it. Times are Unix milliseconds. */
 export interface DeviceRecord {

@@ -1,6 +1,6 @@
 import { encodeFrame, type HubFrame } from '@fleetgate/device-sdk'
 import type { WebSocket } from 'uWebSockets.js'
-import type { IngestState, Peer } from './ingest.js'
+import type { IngestState, Peer } from '../telemetry/ingest.js'
 
 /** CONTRACT §3 close codes the hub sends. */
 export const CloseCode = {

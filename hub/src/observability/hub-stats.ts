@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
-import { appendLine } from './influx-line.js'
-import type { InfluxWriter } from './influx-writer.js'
-import type { Logger } from './logger.js'
+import { appendLine } from '../telemetry/influx-line.js'
+import type { InfluxWriter } from '../telemetry/influx-writer.js'
+import type { Logger } from '../logger.js'
 import type { HubMetrics } from './metrics.js'
 
 /** CONTRACT §5: the measurement of the hub's own figures. */

@@ -1,9 +1,9 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
-import type { IngestCounters } from './ingest.js'
-import type { CommandStatus } from './command-record.js'
-import type { CommandCounters } from './commands.js'
-import type { ShipperCounters } from './influx-shipper.js'
+import type { IngestCounters } from '../telemetry/ingest.js'
+import type { CommandStatus } from '../commands/command-record.js'
+import type { CommandCounters } from '../commands/commands.js'
+import type { ShipperCounters } from '../telemetry/influx-shipper.js'
 
 /**
  * A counter's children by label value, made once: prom-client hashes a labels object on every

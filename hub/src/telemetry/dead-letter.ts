@@ -1,6 +1,6 @@
 import { appendFile, mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { HubError } from './errors.js'
+import { HubError } from '../errors.js'
 
 /**
  * CONTRACT §5: a point InfluxDB refuses for good lands here, never stalling the rest.

@@ -3,9 +3,9 @@ import type { DeadLetter } from './dead-letter.js'
 import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
 import { readingsOf, type CommittedFrame } from './ingest.js'
-import type { Logger } from './logger.js'
-import type { DeviceRecord, Registry } from './registry.js'
-import type { Spool, SpoolSlot } from './spool.js'
+import type { Logger } from '../logger.js'
+import type { DeviceRecord, Registry } from '../devices/registry.js'
+import type { Spool, SpoolSlot } from '../store/lmdb/spool-store.js'
 
 /** CONTRACT §5: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'

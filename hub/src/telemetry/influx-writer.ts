@@ -1,6 +1,6 @@
 import { InfluxDB } from 'influx'
 import type { DeadLetter } from './dead-letter.js'
-import { HubError } from './errors.js'
+import { HubError } from '../errors.js'
 
 /** Options of an `InfluxWriter`; validated when it is built, unknown keys refused. */
 export interface InfluxWriterOptions {

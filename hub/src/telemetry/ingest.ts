@@ -1,7 +1,7 @@
 import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
-import type { Logger } from './logger.js'
-import { CloseCode } from './sessions.js'
-import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from './spool.js'
+import type { Logger } from '../logger.js'
+import { CloseCode } from '../devices/sessions.js'
+import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from '../store/lmdb/spool-store.js'
 
 /** CONTRACT §3: the default flow-control window, in telemetry frames. */
 export const WINDOW_FRAMES = 64

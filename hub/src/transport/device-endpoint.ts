@@ -1,12 +1,12 @@
 import { decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
-import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from './device-auth.js'
+import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/device-auth.js'
 import { bearerToken } from './http.js'
-import { WINDOW_FRAMES, type Ingest } from './ingest.js'
-import type { Logger } from './logger.js'
-import type { Commands } from './commands.js'
-import type { HubMetrics } from './metrics.js'
-import { CloseCode, DeviceSession, type Sessions, type SocketData } from './sessions.js'
+import { WINDOW_FRAMES, type Ingest } from '../telemetry/ingest.js'
+import type { Logger } from '../logger.js'
+import type { Commands } from '../commands/commands.js'
+import type { HubMetrics } from '../observability/metrics.js'
+import { CloseCode, DeviceSession, type Sessions, type SocketData } from '../devices/sessions.js'
 
 /** What the device endpoint needs. */
 export interface DeviceEndpointOptions {

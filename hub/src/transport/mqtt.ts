@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:net'
 import { createBroker, type Broker, type CommandSource } from '@fleetgate/bridge'
-import type { HubConfig } from './config.js'
-import { HubError } from './errors.js'
-import type { Logger } from './logger.js'
-import type { Operator, OperatorAuthenticator } from './operator-auth.js'
+import type { HubConfig } from '../config.js'
+import { HubError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { Operator, OperatorAuthenticator } from '../auth/operator-auth.js'
 
 /** The embedded MQTT broker and the TCP listener the hub owns for it. */
 export interface MqttListener {

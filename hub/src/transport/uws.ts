@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type * as Uws from 'uWebSockets.js'
-import { HubError } from './errors.js'
+import { HubError } from '../errors.js'
 
 /** The uWebSockets.js module type. */
 export type UwsModule = typeof Uws

@@ -1,5 +1,5 @@
-import type { CommandRecord, CommandStatus } from './command-record.js'
-import type { Store } from './store.js'
+import type { CommandRecord, CommandStatus } from '../../commands/command-record.js'
+import type { Store } from './environment.js'
 
 /** The highest key component lmdb orders after every timestamp and id we store. */
 const END = '\uffff'

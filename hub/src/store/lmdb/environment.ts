@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
-import type { AuditEntry } from './audit.js'
-import type { CommandRecord } from './command-record.js'
-import { HubError } from './errors.js'
+import type { AuditEntry } from '../../audit/audit-log.js'
+import type { CommandRecord } from '../../commands/command-record.js'
+import { HubError } from '../../errors.js'
 
 /**
  * The embedded store: one lmdb environment under the data dir, one named database per concern.

@@ -1,4 +1,4 @@
-import type { Store } from './store.js'
+import type { Store } from './environment.js'
 
 /** One accepted telemetry frame, as the spool keeps it. */
 export interface SpoolEntry {
