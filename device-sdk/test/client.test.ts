@@ -9,19 +9,14 @@ import { WebSocket, WebSocketServer } from 'ws'
 import {
   DeviceClient,
   SdkError,
-  decodeDeviceFrame,
-  encodeFrame,
-  parseToken,
   type Clock,
-  type Decoded,
   type DeviceClientEvents,
   type DeviceClientOptions,
-  type DeviceFrame,
   type HelloFrame,
-  type HubFrame,
   type ResultFrame,
   type WebSocketConstructor,
 } from '../src/index.js'
+import { decodeDeviceFrame, encodeFrame, parseToken, type Decoded, type DeviceFrame, type HubFrame } from '../src/wire.js'
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url')
 

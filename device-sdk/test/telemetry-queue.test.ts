@@ -4,16 +4,13 @@ import { describe, expect, it } from 'vitest'
 import {
   MemoryQueueStore,
   SdkError,
-  decodeDeviceFrame,
-  encodeFrame,
-  type BatchFrame,
   type HubLimits,
   type QueueStore,
   type Reading,
   type StoredQueue,
   type StoredReading,
-  type TelemetryFrame,
 } from '../src/index.js'
+import { decodeDeviceFrame, encodeFrame, type BatchFrame, type TelemetryFrame } from '../src/wire.js'
 import { encodedReadingBytes } from '../src/protocol.js'
 import { batchFrameBytes } from '../src/frame-packer.js'
 import { TelemetryQueue, type TelemetryQueueOptions } from '../src/telemetry-queue.js'
