@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
+import type { Reading } from '@fleetgate/device-sdk/wire'
 import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
 import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
 import { getCodec, type DecodeFailure, type MqttFormat } from './codec.js'
@@ -7,6 +8,7 @@ import { coalesceWrites } from './coalesce-writes.js'
 import { asError, BridgeError } from './errors.js'
 import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
 import { PublishPump } from './publish-pump.js'
+import { isScope } from './scopes.js'
 import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink, type UplinkConfig } from './uplink.js'
@@ -14,14 +16,12 @@ import { createUplink, UPLINK_CONFIG_KEYS, type Uplink, type UplinkConfig } from
 /** Where a command came from: a client of the embedded broker, or the external broker. */
 export type CommandSource = 'mqtt' | 'uplink'
 
-/** A metric value (CONTRACT §3): a finite number, a bool, or text. */
-export type MetricValue = number | boolean | string
-
-/** CONTRACT §6 telemetry payload: one stored frame of a device. */
+/** CONTRACT §6 telemetry payload: one stored frame of a device, its readings as the device sent them (a `tm` stamped with the receive time when it had no `ts`). */
 export interface TelemetryMessage {
   readonly device: string
+  /** The frame's `s`. */
   readonly seq: number
-  readonly readings: ReadonlyArray<{ readonly ts: number; readonly m: Readonly<Record<string, MetricValue>>; readonly g?: Readonly<Record<string, string>> }>
+  readonly readings: readonly Reading[]
 }
 
 /** CONTRACT §6 status payload: whether a device is connected, as of `at` (ISO 8601). */
@@ -117,7 +117,6 @@ const OPTION_KEYS = [
   'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onError', 'onUplinkConnectionChange',
   'format', 'uplink', 'maxPendingPublishes', 'drainTimeoutMs', 'connectTimeoutMs',
 ]
-const SCOPES: ReadonlySet<string> = new Set(['admin', 'operator', 'reader'])
 const ROOT_PREFIX = TOPIC_ROOT + '/'
 /** The bound of aedes's emitter on messages delivered at once (its `concurrency` option). */
 const AEDES_CONCURRENCY = 1024
@@ -228,7 +227,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         refuse('connect', 'unknown_token', client)
         return done(connectError(4), false)
       }
-      if (typeof actor.name !== 'string' || !SCOPES.has(actor.scope)) {
+      if (typeof actor.name !== 'string' || !isScope(actor.scope)) {
         emitError(new BridgeError('BRIDGE_ERR_HANDLER', 'authenticate returned an actor without a name or a known scope'))
         refuse('connect', 'auth_error', client)
         return done(connectError(3), false)

@@ -1,7 +1,6 @@
 export { BridgeError, type BridgeErrorCode } from './errors.js'
 export {
   COMMAND_FILTER,
-  DEVICE_ID_PATTERN,
   MAX_COMMAND_ID_LENGTH,
   TOPIC_ROOT,
   commandResultTopic,
@@ -23,14 +22,14 @@ export {
   type DecodeResult,
   type MqttFormat,
 } from './codec.js'
-export { UPLINK_ACTOR, type Actor, type RefusalReason, type Scope } from './acl.js'
+export { UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
+export { SCOPES, isScope, scopeAllows, type Scope } from './scopes.js'
 export {
   createBroker,
   type Broker,
   type BrokerOptions,
   type BrokerStats,
   type CommandSource,
-  type MetricValue,
   type Refusal,
   type StatusMessage,
   type TelemetryMessage,
