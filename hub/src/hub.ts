@@ -1,52 +1,49 @@
 import { accessSync, constants, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { realClock, type Clock } from '@fleetgate/device-sdk'
+import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { registerCommandRoutes } from './api/commands.js'
-import { registerDeviceRoutes } from './api/devices.js'
-import { registerTelemetryRoutes } from './api/telemetry.js'
-import { influxProbe, registerHealthRoutes } from './api/health.js'
-import { AuditLog } from './audit/audit-log.js'
-import { CommandBatches } from './commands/command-batches.js'
-import { commandView } from './commands/command-record.js'
-import { CommandStore } from './store/lmdb/command-store.js'
-import { Commands } from './commands/commands.js'
+import { influxProbe, registerCommandRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import { AuditLog } from './audit/index.js'
+import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
+import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
-import { DeviceAuthenticator, FailureLimiter, type FailureLimitOptions } from './auth/device-auth.js'
-import { mountDeviceEndpoint } from './transport/device-endpoint.js'
+import { Registry, Sessions, type Peer } from './devices/index.js'
 import { HubError } from './errors.js'
-import { Router } from './transport/http.js'
-import { startHubStats } from './observability/hub-stats.js'
 import type { Logger } from './logger.js'
-import { DeadLetter } from './telemetry/dead-letter.js'
-import { InfluxShipper } from './telemetry/influx-shipper.js'
-import { InfluxWriter } from './telemetry/influx-writer.js'
-import { Ingest } from './telemetry/ingest.js'
-import { HubMetrics } from './observability/metrics.js'
-import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest } from './auth/operator-auth.js'
-import { Registry } from './devices/registry.js'
-import { startMqtt } from './transport/mqtt.js'
-import { CloseCode, Sessions, type DeviceSession } from './devices/sessions.js'
-import { Spool } from './store/lmdb/spool-store.js'
-import { openStore } from './store/lmdb/environment.js'
-import { loadNativeUws } from './transport/uws.js'
+import { HubMetrics, startHubStats } from './observability/index.js'
+import { openLmdbStores } from './store/index.js'
+import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
+import { loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener } from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
+
+/** MQTT publishes in flight above which acks wait (egress back-pressure), by default. */
+const MQTT_HIGH_WATER = 4096
 
 /** What `startHub` needs beyond the configuration; every field has a production default. */
 export interface HubOptions {
   readonly config: HubConfig
   readonly log: Logger
-  /** Clock in Unix ms; default `Date.now`. */
-  readonly now?: () => number
+  /** Time and timers for every part of the hub; default the real clock. */
+  readonly clock?: Clock
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
-  readonly authFailureLimit?: FailureLimitOptions
+  readonly authFailureLimit?: Partial<FailureLimitOptions>
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number
+  /** Ingest's tuning knobs; defaults in INGEST_DEFAULTS. */
+  readonly ingest?: Partial<IngestTuning>
+  /** The InfluxDB shipper's tuning knobs (`influxLagHighWater` is its `maxLagReadings`); defaults in SHIPPER_DEFAULTS. */
+  readonly shipper?: Partial<ShipperTuning>
+  /** The command module's tuning knobs; defaults in COMMANDS_DEFAULTS. */
+  readonly commands?: Partial<CommandsTuning>
+  /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
+  readonly batches?: Partial<BatchesTuning>
 }
 
 /** A running hub. */
@@ -59,11 +56,15 @@ export interface Hub {
   stop(): Promise<void>
 }
 
-/** The composition root: builds every piece, hands each what it needs, and listens. */
+/**
+ * The composition root: opens the stores, builds each concern and hands it what it needs, and
+ * listens. Concerns build their own internals (telemetry: ingest and shipper; commands: commands
+ * and fan-out); here they are only wired to each other.
+ */
 export async function startHub(options: HubOptions): Promise<Hub> {
   const { config, log } = options
-  const now = options.now ?? Date.now
-  const mqttHighWater = options.mqttHighWater ?? 4096
+  const clock = options.clock ?? realClock
+  const mqttHighWater = options.mqttHighWater ?? MQTT_HIGH_WATER
   const uws = loadNativeUws()
   const tlsOptions = config.tls === undefined ? undefined : checkTlsFiles(config.tls)
 
@@ -78,80 +79,72 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
-  const store = openStore(config.dataDir)
-  const audit = new AuditLog(store, now)
-  const registry = new Registry(store, now)
-  // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
-  // coming online gets its queued commands, a result is published); each callback runs only
-  // after all of them exist.
-  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) }, log)
-  const status = (session: DeviceSession, online: boolean): void =>
-    mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
+  const stores = openLmdbStores(config.dataDir)
+  const audit = new AuditLog(stores.audit, clock, log)
+  const registry = new Registry(stores.registry, clock)
+  // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
+  let mqtt: MqttListener | undefined
+  const status = (peer: Peer, online: boolean): void =>
+    mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
+  // Sessions and commands call each other back (a device coming online gets its queued commands,
+  // a command goes to the device's session); each callback runs only after both exist.
   const sessions = new Sessions({
-    online: (session) => {
-      status(session, true)
-      commands.deliverQueued(session)
+    online: (peer) => {
+      status(peer, true)
+      commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
     },
-    offline: (session) => {
-      status(session, false)
-      registry.touch(session.deviceId, now())
+    offline: (peer) => {
+      status(peer, false)
+      registry.touch(peer.deviceId, clock.now())
     },
   })
-  const spool = new Spool(store)
-  const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
-  const commandStore = new CommandStore(store)
-  const commands = new Commands({
-    store: commandStore,
+  const metrics = new HubMetrics(() => sessions.size, () => stores.spool.bytes)
+  const { commands, batches } = createCommands({
+    store: stores.commands,
+    batchStore: stores.batches,
     registry,
     sessions,
     audit,
     log,
+    clock,
     counters: metrics,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
-    changed: (before, after) => batches.changed(before, after),
-    now,
+    ...(options.commands === undefined ? {} : { commands: options.commands }),
+    ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
-  const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
-  commands.start()
-  const deadLetter = new DeadLetter({ dir: config.dataDir, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
-  const writer =
-    config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })
-  // InfluxDB may be away at start; the writer creates the database on its first successful write too.
-  writer?.ensureDatabase().catch((err: unknown) => log.warn({ err }, 'InfluxDB is not reachable yet; the spool holds telemetry'))
-  // Ingest and shipper call each other back (commit wakes shipping, a trim resumes held acks);
-  // each callback runs only after both exist.
-  const ingest = new Ingest({
-    spool,
+  await commands.start()
+  const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
+  const telemetry = createTelemetry({
+    spool: stores.spool,
+    registry,
+    influx: config.influxUrl === undefined ? undefined : { url: config.influxUrl, database: config.influxDb },
+    dataDir: config.dataDir,
     log,
+    clock,
     counters: metrics,
-    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
-    committed: (frames) => shipper.committed(frames),
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    shippingLags: () => shipper.lagging,
+    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
     egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
-    now,
+    ...(options.ingest === undefined ? {} : { ingest: options.ingest }),
+    shipper: shipperTuning,
   })
-  const shipper = new InfluxShipper({
-    spool,
-    registry,
-    writer,
-    deadLetter,
+  telemetry.start()
+  const writer = telemetry.writer
+  const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, clock, options.hubStatsIntervalMs)
+  mqtt = await startMqtt(
+    { host: config.mqttHost, port: config.mqttPort, format: config.mqttFormat, uplink: config.mqttUplink },
+    operators,
+    { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
     log,
-    counters: metrics,
-    relieved: () => ingest.resume(),
-    ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }),
-    now,
-  })
-  shipper.start()
-  const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, options.hubStatsIntervalMs, now)
+  )
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
   mountDeviceEndpoint(app, {
-    authenticator: new DeviceAuthenticator(registry, now),
-    failures: new FailureLimiter(options.authFailureLimit, now),
+    authenticator: new DeviceAuthenticator(registry, clock),
+    failures: new FailureLimiter(options.authFailureLimit, clock),
     sessions,
-    ingest,
+    ingest: telemetry.ingest,
     commands,
     metrics,
     log,
@@ -159,18 +152,18 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     maxFrameBytes: config.maxFrameBytes,
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
-    now,
+    clock,
   })
   const router = new Router(app, operators, log)
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
-  registerTelemetryRoutes(router, { registry, influx: writer, log, now })
+  registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (store.healthy() ? 'ok' : 'the store does not answer') },
+      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'the store does not answer') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer),
+      influxProbe(writer, clock),
     ],
     metrics,
   )
@@ -195,11 +188,9 @@ export async function startHub(options: HubOptions): Promise<Hub> {
         uws.us_listen_socket_close(listenSocket)
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
         // CONTRACT §1: flush what is accepted before exiting.
-        await ingest.drain()
-        await shipper.stop()
-        await deadLetter.flush()
+        await telemetry.stop()
         await mqtt?.close()
-        await store.close()
+        await stores.close()
         log.info('stopped')
       })()
       return stopping

@@ -1,8 +1,14 @@
-import type { AuditLog } from '../audit/audit-log.js'
-import type { CommandBatches } from '../commands/command-batches.js'
-import { checkCommandFields, commandView, COMMAND_STATUSES, type CommandRecord } from '../commands/command-record.js'
-import { MAX_QUEUED_PER_DEVICE, type Commands } from '../commands/commands.js'
-import { apiError, invalid, type Reply, type Router } from '../transport/http.js'
+import type { AuditLog } from '../audit/index.js'
+import {
+  checkCommandFields,
+  commandView,
+  COMMAND_STATUSES,
+  MAX_QUEUED_PER_DEVICE,
+  type CommandBatches,
+  type CommandRecord,
+  type Commands,
+} from '../commands/index.js'
+import { apiError, invalid, type Reply, type Router } from '../transport/index.js'
 import { asObject, checkBoolean, checkDeviceId, checkTags, onlyKeys } from '../validate.js'
 
 /** What the command API needs. */
@@ -62,22 +68,22 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     }
   })
 
-  router.route('get', '/api/v1/devices/:id/commands/:cmdId', { scope: 'reader', body: 'none' }, ({ params }) => {
+  router.route('get', '/api/v1/devices/:id/commands/:cmdId', { scope: 'reader', body: 'none' }, async ({ params }) => {
     const [device = '', id = ''] = params
-    const record = commands.get(device, id)
+    const record = await commands.get(device, id)
     return record === undefined
       ? apiError(404, 'not_found', `no command "${id}" for device "${device}"`)
       : { status: 200, body: commandView(record) }
   })
 
-  router.route('get', '/api/v1/devices/:id/commands', { scope: 'reader', body: 'none' }, ({ params, query }) => {
+  router.route('get', '/api/v1/devices/:id/commands', { scope: 'reader', body: 'none' }, async ({ params, query }) => {
     const device = params[0] ?? ''
     const statusText = query.get('status')
     const status = statusText === null ? undefined : COMMAND_STATUSES.find((s) => s === statusText)
     if (statusText !== null && status === undefined) return invalid(`status: one of ${COMMAND_STATUSES.join(', ')}`)
     const limit = limitOf(query.get('limit'))
     if (limit === undefined) return invalid(`limit: a whole number from 1 to ${MAX_LIST}`)
-    return { status: 200, body: { items: commands.list(device, status, limit).map(commandView) } }
+    return { status: 200, body: { items: (await commands.list(device, status, limit)).map(commandView) } }
   })
 
   router.route('post', '/api/v1/commands', { scope: 'operator', body: 'required' }, async ({ body, operator }) => {
@@ -109,18 +115,18 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     return { status: 202, body: started }
   })
 
-  router.route('get', '/api/v1/commands/:batch', { scope: 'reader', body: 'none' }, ({ params }) => {
+  router.route('get', '/api/v1/commands/:batch', { scope: 'reader', body: 'none' }, async ({ params }) => {
     const batch = params[0] ?? ''
-    const status = batches.status(batch)
+    const status = await batches.status(batch)
     return status === undefined ? apiError(404, 'not_found', `no batch "${batch}"`) : { status: 200, body: status }
   })
 
-  router.route('get', '/api/v1/audit', { scope: 'admin', body: 'none' }, ({ query }) => {
+  router.route('get', '/api/v1/audit', { scope: 'admin', body: 'none' }, async ({ query }) => {
     const afterText = query.get('after') ?? '0'
     if (!/^\d{1,15}$/.test(afterText)) return invalid('after: an audit seq (a whole number)')
     const limit = limitOf(query.get('limit'))
     if (limit === undefined) return invalid(`limit: a whole number from 1 to ${MAX_LIST}`)
-    const items = audit.list(Number(afterText), limit).map((entry) => ({ ...entry, at: new Date(entry.at).toISOString() }))
+    const items = (await audit.list(Number(afterText), limit)).map((entry) => ({ ...entry, at: new Date(entry.at).toISOString() }))
     return { status: 200, body: { items } }
   })
 }

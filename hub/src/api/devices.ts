@@ -1,9 +1,8 @@
 import type { KeyType } from '@fleetgate/device-sdk'
-import type { AuditLog } from '../audit/audit-log.js'
-import { apiError, invalid, type Reply, type RequestContext, type Router } from '../transport/http.js'
-import { parseEd25519PublicKey, type IssuedSecret } from '../devices/keys.js'
-import type { DeviceRecord, NewDevice, Registry } from '../devices/registry.js'
-import { CloseCode, type Sessions } from '../devices/sessions.js'
+import { CloseCode } from '@fleetgate/device-sdk/wire'
+import type { AuditLog } from '../audit/index.js'
+import { parseEd25519PublicKey, type DeviceRecord, type IssuedSecret, type NewDevice, type Registry, type Sessions } from '../devices/index.js'
+import { apiError, invalid, type Reply, type RequestContext, type Router } from '../transport/index.js'
 import {
   asObject,
   checkBoolean,
@@ -42,9 +41,9 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     if (sessions.disconnect(id, CloseCode.revoked, reason)) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
   }
 
-  const view = (device: DeviceRecord): Record<string, unknown> => {
+  const view = async (device: DeviceRecord): Promise<Record<string, unknown>> => {
     const session = sessions.get(device.id)
-    const lastSeenAt = session?.lastSeenAt ?? registry.lastSeenAt(device)
+    const lastSeenAt = session?.lastSeenAt ?? (await registry.lastSeenAt(device))
     return {
       id: device.id,
       keyType: device.key.type,
@@ -56,7 +55,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
       ...(lastSeenAt === undefined ? {} : { lastSeenAt: iso(lastSeenAt) }),
     }
   }
-  const withSecret = (device: DeviceRecord, secret: IssuedSecret): Record<string, unknown> => ({ ...view(device), ...secret })
+  const withSecret = async (device: DeviceRecord, secret: IssuedSecret): Promise<Record<string, unknown>> => ({ ...(await view(device)), ...secret })
   const notFound = (id: string): Reply => apiError(404, 'not_found', `no device "${id}"`)
 
   router.route('post', '/api/v1/devices', { scope: 'admin', body: 'required' }, async (ctx) => {
@@ -65,7 +64,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const created = await registry.create(input.value)
     audit.record(actorOf(ctx), 'device.create', input.value.id, created === undefined ? 'exists' : 'ok')
     if (created === undefined) return apiError(409, 'exists', `device "${input.value.id}" exists`)
-    return { status: 201, body: withSecret(created.device, created.secret) }
+    return { status: 201, body: await withSecret(created.device, created.secret) }
   })
 
   router.route('post', '/api/v1/devices/bulk', { scope: 'admin', body: 'required' }, async (ctx) => {
@@ -90,16 +89,16 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     })
     const results = await registry.createMany(accepted)
     const created: Array<Record<string, unknown>> = []
-    results.forEach((result, index) => {
+    for (const [index, result] of results.entries()) {
       if (result !== undefined) {
-        created.push(withSecret(result.device, result.secret))
+        created.push(await withSecret(result.device, result.secret))
         audit.record(actorOf(ctx), 'device.create', result.device.id, 'ok')
       } else errors.push({ id: accepted[index]?.id ?? null, error: 'exists', message: 'the device exists' })
-    })
+    }
     return { status: 200, body: { created, errors } }
   })
 
-  router.route('get', '/api/v1/devices', { scope: 'reader', body: 'none' }, ({ query }) => {
+  router.route('get', '/api/v1/devices', { scope: 'reader', body: 'none' }, async ({ query }) => {
     const tags: Array<[string, string]> = []
     for (const filter of query.getAll('tag')) {
       const colon = filter.indexOf(':')
@@ -117,19 +116,19 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const after = query.get('after') ?? undefined
     if (after !== undefined && !checkDeviceId(after, 'after').ok) return invalid('after: a device id')
     const wantOnline = online === null ? undefined : online === 'true'
-    const page = registry.list({
+    const page = await registry.list({
       tags,
       after,
       limit,
       ...(wantOnline === undefined ? {} : { accept: (id: string) => (sessions.get(id) !== undefined) === wantOnline }),
     })
-    return { status: 200, body: { items: page.items.map(view), next: page.next } }
+    return { status: 200, body: { items: await Promise.all(page.items.map(view)), next: page.next } }
   })
 
-  router.route('get', '/api/v1/devices/:id', { scope: 'reader', body: 'none' }, ({ params }) => {
+  router.route('get', '/api/v1/devices/:id', { scope: 'reader', body: 'none' }, async ({ params }) => {
     const id = params[0] ?? ''
     const device = registry.get(id)
-    return device === undefined ? notFound(id) : { status: 200, body: view(device) }
+    return device === undefined ? notFound(id) : { status: 200, body: await view(device) }
   })
 
   router.route('patch', '/api/v1/devices/:id', { scope: 'admin', body: 'required' }, async (ctx) => {
@@ -141,7 +140,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     audit.record(actorOf(ctx), 'device.update', id, Object.keys(change.value).join(',') || 'nothing')
     // CONTRACT §3: a disabled device's session ends with 4003.
     if (device.disabled) revoke(ctx, id, 'device disabled')
-    return { status: 200, body: view(device) }
+    return { status: 200, body: await view(device) }
   })
 
   router.route('del', '/api/v1/devices/:id', { scope: 'admin', body: 'none' }, async (ctx) => {

@@ -1,7 +1,7 @@
-import type { Router } from '../transport/http.js'
-import { apiError } from '../transport/http.js'
-import type { InfluxWriter } from '../telemetry/influx-writer.js'
-import type { HubMetrics } from '../observability/metrics.js'
+import type { Clock } from '@fleetgate/device-sdk'
+import type { HubMetrics } from '../observability/index.js'
+import type { InfluxWriter } from '../telemetry/index.js'
+import { apiError, type Router } from '../transport/index.js'
 
 /** One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or why not. */
 export type Readiness = 'ok' | 'off' | string
@@ -17,7 +17,8 @@ export interface ReadinessProbe {
  * answers 204 when the server is up. The answer is cached for `cacheMs` so a scraper hammering
  * `/readyz` does not hammer InfluxDB.
  */
-export function influxProbe(writer: Pick<InfluxWriter, 'url' | 'ping'> | undefined, cacheMs = 1000, now: () => number = Date.now): ReadinessProbe {
+export function influxProbe(writer: Pick<InfluxWriter, 'url' | 'ping'> | undefined, clock: Clock, cacheMs = 1000): ReadinessProbe {
+  const now = (): number => clock.now()
   let cached: { at: number; value: Promise<Readiness> } | undefined
   return {
     name: 'influxdb',

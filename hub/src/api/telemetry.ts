@@ -1,9 +1,9 @@
-import { MAX_METRICS, METRIC_KEY_PATTERN } from '@fleetgate/device-sdk'
-import { apiError, invalid, type Reply, type Router } from '../transport/http.js'
-import { TELEMETRY_MEASUREMENT } from '../telemetry/influx-shipper.js'
-import type { InfluxWriter } from '../telemetry/influx-writer.js'
+import type { Clock } from '@fleetgate/device-sdk'
+import { MAX_METRICS, METRIC_KEY_PATTERN } from '@fleetgate/device-sdk/wire'
+import type { Registry } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { Registry } from '../devices/registry.js'
+import { TELEMETRY_MEASUREMENT, type InfluxWriter } from '../telemetry/index.js'
+import { apiError, invalid, type Reply, type Router } from '../transport/index.js'
 
 /** What the telemetry query needs. */
 export interface TelemetryApiDeps {
@@ -11,7 +11,7 @@ export interface TelemetryApiDeps {
   /** InfluxDB, or undefined when shipping is off. */
   readonly influx: InfluxWriter | undefined
   readonly log: Logger
-  readonly now?: () => number
+  readonly clock: Clock
 }
 
 const DEFAULT_LIMIT = 1000
@@ -38,7 +38,7 @@ function parseTime(text: string | null, field: string, fallback: number): number
  * is spliced in unchecked.
  */
 export function registerTelemetryRoutes(router: Router, deps: TelemetryApiDeps): void {
-  const now = deps.now ?? Date.now
+  const now = (): number => deps.clock.now()
   router.route('get', '/api/v1/devices/:id/telemetry', { scope: 'reader', body: 'none' }, async ({ params, query }) => {
     const device = params[0] ?? ''
     if (deps.registry.get(device) === undefined) return apiError(404, 'not_found', `no device "${device}"`)

@@ -1,47 +1,32 @@
-import type { Store } from '../store/lmdb/environment.js'
-
-/** One audit entry (CONTRACT §4): who did what to which target, when, and how it ended. */
-export interface AuditEntry {
-  readonly seq: number
-  /** Unix ms. */
-  readonly at: number
-  /** The operator token's name (`admin`, a tokens-file name, `uplink`). */
-  readonly actor: string
-  /** e.g. `device.create`, `device.key_rotate`, `device.disconnect`, `command.create`. */
-  readonly action: string
-  /** The device id, `deviceId/commandId`, or a batch id. */
-  readonly target: string
-  /** `ok`, or what happened instead (`exists`, `device_offline`, `queued`, ...). */
-  readonly outcome: string
-}
+import type { Clock } from '@fleetgate/device-sdk'
+import type { Logger } from '../logger.js'
+import type { AuditEntry, AuditStore } from '../store/index.js'
 
 /**
- * The append-only audit log, in the store, keyed by a sequence number. Appends join the store's
- * next group commit; the caller does not wait for them.
+ * The audit trail (CONTRACT §4) as the hub writes it: `record` stamps an entry and hands it to the
+ * AuditStore without waiting (appends join the store's next group commit); a failed append is
+ * logged, since the act it records has already happened.
  */
 export class AuditLog {
-  readonly #store: Store
-  readonly #now: () => number
-  #nextSeq: number
+  readonly #store: AuditStore
+  readonly #clock: Clock
+  readonly #log: Logger
 
-  constructor(store: Store, now: () => number = Date.now) {
+  constructor(store: AuditStore, clock: Clock, log: Logger) {
     this.#store = store
-    this.#now = now
-    let last = 0
-    for (const key of store.audit.getKeys({ reverse: true, limit: 1 })) last = key
-    this.#nextSeq = last + 1
+    this.#clock = clock
+    this.#log = log
   }
 
   /** Appends one entry. */
   record(actor: string, action: string, target: string, outcome: string): void {
-    const entry: AuditEntry = { seq: this.#nextSeq++, at: this.#now(), actor, action, target, outcome }
-    void this.#store.audit.put(entry.seq, entry)
+    this.#store.append({ at: this.#clock.now(), actor, action, target, outcome }).catch((err: unknown) => {
+      this.#log.error({ err, actor, action, target, outcome }, 'audit entry not stored')
+    })
   }
 
   /** Entries after `after` (a seq), oldest first, at most `limit`. */
-  list(after: number, limit: number): AuditEntry[] {
-    const entries: AuditEntry[] = []
-    for (const { value } of this.#store.audit.getRange({ start: after + 1, limit })) entries.push(value)
-    return entries
+  list(after: number, limit: number): Promise<AuditEntry[]> {
+    return this.#store.list(after, limit)
   }
 }

@@ -1,7 +1,8 @@
 import { createHmac, timingSafeEqual, verify } from 'node:crypto'
-import { parseToken, type ParsedToken } from '@fleetgate/device-sdk'
-import type { DeviceKey } from '../devices/keys.js'
-import { previousKeyInGrace, type DeviceRecord, type Registry } from '../devices/registry.js'
+import type { Clock } from '@fleetgate/device-sdk'
+import { parseToken, type ParsedToken } from '@fleetgate/device-sdk/wire'
+import { previousKeyInGrace, type DeviceKey, type DeviceRecord, type Registry } from '../devices/index.js'
+import { tune } from '../tuning.js'
 
 /** Why a device token was refused: for the hub's log only, never for the client (CONTRACT §3). */
 export type DeviceAuthFailure =
@@ -29,11 +30,11 @@ const MAX_AHEAD_SEC = 24 * 3600
  */
 export class DeviceAuthenticator {
   readonly #registry: Registry
-  readonly #now: () => number
+  readonly #clock: Clock
 
-  constructor(registry: Registry, now: () => number = Date.now) {
+  constructor(registry: Registry, clock: Clock) {
     this.#registry = registry
-    this.#now = now
+    this.#clock = clock
   }
 
   /**
@@ -51,7 +52,7 @@ export class DeviceAuthenticator {
     if (refusal !== undefined) return refusal
     if (device.key.type === 'ed25519') return this.#verifyEd25519(device, parsed)
     if (hmacSigned(device.key, parsed)) return { ok: true, device }
-    const previous = previousKeyInGrace(device, this.#now())
+    const previous = previousKeyInGrace(device, this.#clock.now())
     if (previous !== undefined && hmacSigned(previous, parsed)) return { ok: true, device }
     return { ok: false, reason: 'bad_signature', deviceId }
   }
@@ -60,7 +61,7 @@ export class DeviceAuthenticator {
   #refusal(device: DeviceRecord, expSec: number): DeviceAuthResult | undefined {
     const deviceId = device.id
     if (device.disabled) return { ok: false, reason: 'disabled', deviceId }
-    const nowSec = this.#now() / 1000
+    const nowSec = this.#clock.now() / 1000
     if (expSec + SKEW_SEC < nowSec) return { ok: false, reason: 'expired', deviceId }
     if (expSec > nowSec + MAX_AHEAD_SEC) return { ok: false, reason: 'too_far_ahead', deviceId }
     return undefined
@@ -72,7 +73,7 @@ export class DeviceAuthenticator {
     const signed = Buffer.from(token.signed)
     let material: string | undefined = device.key.material
     if (!(await this.#ed25519Signed(deviceId, material, signed, token.sig))) {
-      material = previousKeyInGrace(device, this.#now())?.material
+      material = previousKeyInGrace(device, this.#clock.now())?.material
       if (material !== undefined && !(await this.#ed25519Signed(deviceId, material, signed, token.sig))) material = undefined
     }
     if (material === undefined) return { ok: false, reason: 'bad_signature', deviceId }
@@ -82,7 +83,7 @@ export class DeviceAuthenticator {
     if (current === undefined) return { ok: false, reason: 'unknown_device', deviceId }
     const refusal = this.#refusal(current, token.expSec)
     if (refusal !== undefined) return refusal
-    if (current.key.material === material || previousKeyInGrace(current, this.#now())?.material === material) return { ok: true, device: current }
+    if (current.key.material === material || previousKeyInGrace(current, this.#clock.now())?.material === material) return { ok: true, device: current }
     return { ok: false, reason: 'bad_signature', deviceId }
   }
 
@@ -112,30 +113,33 @@ export interface FailureLimitOptions {
   readonly windowMs: number
 }
 
+/** The defaults of FailureLimitOptions (see docs/decisions.md, Device connections). */
+export const FAILURE_LIMIT_DEFAULTS: FailureLimitOptions = Object.freeze({ maxFailures: 20, windowMs: 60_000 })
+
 /**
  * Counts authentication failures per remote address in fixed windows (CONTRACT §3: repeated
  * failures from one address are answered 429). Memory stays bounded: stale windows are swept.
  */
 export class FailureLimiter {
   readonly #options: FailureLimitOptions
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #byAddress = new Map<string, { count: number; windowStart: number }>()
   #lastSweep = 0
 
-  constructor(options: FailureLimitOptions = { maxFailures: 20, windowMs: 60_000 }, now: () => number = Date.now) {
-    this.#options = options
-    this.#now = now
+  constructor(options: Partial<FailureLimitOptions> | undefined, clock: Clock) {
+    this.#options = tune('FailureLimiter', FAILURE_LIMIT_DEFAULTS, options)
+    this.#clock = clock
   }
 
   /** Whether the address has used up its failures for the current window. */
   blocked(address: string): boolean {
     const entry = this.#byAddress.get(address)
-    return entry !== undefined && this.#now() - entry.windowStart < this.#options.windowMs && entry.count >= this.#options.maxFailures
+    return entry !== undefined && this.#clock.now() - entry.windowStart < this.#options.windowMs && entry.count >= this.#options.maxFailures
   }
 
   /** Records one failure from the address. */
   fail(address: string): void {
-    const now = this.#now()
+    const now = this.#clock.now()
     this.#sweep(now)
     const entry = this.#byAddress.get(address)
     if (entry === undefined || now - entry.windowStart >= this.#options.windowMs) {

@@ -1,22 +1,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync, writeFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
+import { isScope, SCOPES, type Scope } from '@fleetgate/bridge'
 import { HubError } from '../errors.js'
-
-/** Operator scopes, weakest first (CONTRACT §4). */
-export const SCOPES = ['reader', 'operator', 'admin'] as const
-/** `reader` (GET), `operator` (reader + commands), `admin` (everything). */
-export type Scope = (typeof SCOPES)[number]
 
 /** An authenticated operator: the token's name (the audit's actor) and its scope. */
 export interface Operator {
   readonly name: string
   readonly scope: Scope
-}
-
-/** Whether `have` includes `need`. */
-export function scopeAllows(have: Scope, need: Scope): boolean {
-  return SCOPES.indexOf(have) >= SCOPES.indexOf(need)
 }
 
 interface TokenEntry extends Operator {
@@ -103,10 +94,9 @@ export function readTokensFile(path: string): Array<Operator & { sha256: string 
     if (typeof name !== 'string' || !/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) return fail(`entry ${index} has no valid name`)
     if (names.has(name) || name === 'admin') return fail(`entry ${index} repeats the name "${name}"`)
     names.add(name)
-    const known = SCOPES.find((s) => s === scope)
-    if (known === undefined) return fail(`entry ${index} ("${name}") has an unknown scope`)
+    if (!isScope(scope)) return fail(`entry ${index} ("${name}") has an unknown scope`)
     if (typeof digest !== 'string' || !/^[0-9a-fA-F]{64}$/.test(digest)) return fail(`entry ${index} ("${name}") has no valid sha256`)
-    return { name, scope: known, sha256: digest.toLowerCase() }
+    return { name, scope, sha256: digest.toLowerCase() }
   })
 }
 

@@ -1,35 +1,10 @@
-import { COMMAND_ID_PATTERN, type JsonValue } from '@fleetgate/device-sdk'
+import type { JsonValue } from '@fleetgate/device-sdk'
+import { COMMAND_ID_PATTERN } from '@fleetgate/device-sdk/wire'
+import type { CommandRecord, CommandStatus } from '../store/index.js'
 import { asObject, checkInteger, onlyKeys, type Checked } from '../validate.js'
-
-/** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
-export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeout', 'expired'] as const
-/** One of COMMAND_STATUSES. */
-export type CommandStatus = (typeof COMMAND_STATUSES)[number]
 
 /** Statuses a command never leaves. */
 export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set(['succeeded', 'failed', 'timeout', 'expired'])
-
-/** A command as the store keeps it. Times are Unix ms. */
-export interface CommandRecord {
-  readonly id: string
-  readonly device: string
-  readonly name: string
-  readonly params?: JsonValue
-  readonly status: CommandStatus
-  readonly createdAt: number
-  readonly sentAt?: number
-  readonly completedAt?: number
-  /** Until when a queued command may still be delivered (`createdAt + ttlMs`); absent for ttl 0. */
-  readonly expiresAt?: number
-  /** How long a sent command waits for its result, in ms. */
-  readonly timeoutMs: number
-  readonly result?: JsonValue
-  readonly error?: string
-  /** The fan-out this command belongs to. */
-  readonly batch?: string
-  /** Who asked (the operator token's name). */
-  readonly actor: string
-}
 
 /** A validated command request, from REST or MQTT (same rules, CONTRACT §6). */
 export interface CommandRequest {

@@ -1,16 +1,25 @@
 import { randomUUID } from 'node:crypto'
-import type { ResultFrame } from '@fleetgate/device-sdk'
-import type { AuditLog } from '../audit/audit-log.js'
-import { checkMqttCommand, FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
-import type { CommandStore } from '../store/lmdb/command-store.js'
+import type { Clock, ResultFrame } from '@fleetgate/device-sdk'
+import type { AuditLog } from '../audit/index.js'
+import type { Peer, Registry, Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { Registry } from '../devices/registry.js'
-import type { DeviceSession, Sessions } from '../devices/sessions.js'
+import type { CommandRecord, CommandStatus, CommandStore } from '../store/index.js'
+import { tune } from '../tuning.js'
+import { checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
 
 /** CONTRACT §4: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100
-/** How often queued commands are checked for an ended TTL, in ms. */
-const EXPIRY_SWEEP_MS = 250
+
+/** The command module's tuning knobs; defaults in COMMANDS_DEFAULTS. */
+export interface CommandsTuning {
+  /** How often queued commands are checked for an ended TTL, in ms; default 250. */
+  readonly expirySweepMs: number
+  /** Queued commands expired by one sweep at most (the next sweep takes the rest); default 1,000. */
+  readonly expiryBatch: number
+}
+
+/** The defaults of CommandsTuning. */
+export const COMMANDS_DEFAULTS: CommandsTuning = Object.freeze({ expirySweepMs: 250, expiryBatch: 1000 })
 
 /** How a create ended. */
 export type CreateOutcome =
@@ -46,7 +55,10 @@ export interface CommandsOptions {
   readonly publishResult: (record: CommandRecord) => void
   /** Told of every change of a record as it becomes visible (`before` undefined for a new one); default none. */
   readonly changed?: (before: CommandRecord | undefined, after: CommandRecord) => void
-  readonly now?: () => number
+  /** Time and timers (command timeouts, TTLs, the expiry sweep). */
+  readonly clock: Clock
+  /** Tuning knobs; defaults in COMMANDS_DEFAULTS. */
+  readonly tuning?: Partial<CommandsTuning>
 }
 
 const keyOf = (device: string, id: string): string => `${device}\0${id}`
@@ -58,39 +70,48 @@ const keyOf = (device: string, id: string): string => `${device}\0${id}`
  */
 export class Commands {
   readonly #options: CommandsOptions
-  readonly #now: () => number
+  readonly #clock: Clock
+  readonly #tuning: CommandsTuning
   /** Sent commands waiting for a result, with their timeout timers. */
-  readonly #inflight = new Map<string, { record: CommandRecord; timer: NodeJS.Timeout }>()
+  readonly #inflight = new Map<string, { record: CommandRecord; timer: unknown }>()
   /** Records between their change and its commit: idempotency and delivery must see them. */
   readonly #unsettled = new Map<string, CommandRecord>()
   readonly #waiters = new Map<string, Array<(record: CommandRecord) => void>>()
-  readonly #queuedCount: Map<string, number>
-  #sweep: NodeJS.Timeout | undefined
+  #queuedCount = new Map<string, number>()
+  #sweep: unknown
+  #running = false
 
   constructor(options: CommandsOptions) {
     this.#options = options
-    this.#now = options.now ?? Date.now
-    this.#queuedCount = options.store.queuedCounts()
+    this.#clock = options.clock
+    this.#tuning = tune('Commands', COMMANDS_DEFAULTS, options.tuning)
   }
 
-  /** Restores sent commands' timeouts after a restart and starts the TTL sweep. */
-  start(): void {
-    const now = this.#now()
-    for (const record of this.#options.store.sent()) this.#arm(record, (record.sentAt ?? now) + record.timeoutMs - now)
-    this.#sweep = setInterval(() => this.#expireDue(), EXPIRY_SWEEP_MS)
-    this.#sweep.unref()
+  /** Reads the queue counts, restores sent commands' timeouts after a restart and starts the TTL sweep. */
+  async start(): Promise<void> {
+    const { store } = this.#options
+    this.#queuedCount = await store.queuedCounts()
+    const now = this.#clock.now()
+    for (const record of await store.sent()) this.#arm(record, (record.sentAt ?? now) + record.timeoutMs - now)
+    this.#running = true
+    this.#scheduleSweep()
   }
 
   /** Stops timers; records stay as they are and are resumed by the next `start`. */
   stop(): void {
-    clearInterval(this.#sweep)
-    for (const { timer } of this.#inflight.values()) clearTimeout(timer)
+    this.#running = false
+    if (this.#sweep !== undefined) this.#clock.clearTimeout(this.#sweep)
+    for (const { timer } of this.#inflight.values()) this.#clock.clearTimeout(timer)
   }
 
   /** The current record, or undefined. */
-  get(device: string, id: string): CommandRecord | undefined {
-    const key = keyOf(device, id)
-    return this.#inflight.get(key)?.record ?? this.#unsettled.get(key) ?? this.#options.store.get(device, id)
+  async get(device: string, id: string): Promise<CommandRecord | undefined> {
+    return this.#changing(keyOf(device, id)) ?? (await this.#options.store.get(device, id))
+  }
+
+  /** The record as it is now: a change of it under way, else `stored` as read from the store. */
+  current(stored: CommandRecord): CommandRecord {
+    return this.#changing(keyOf(stored.device, stored.id)) ?? stored
   }
 
   /** Creates a command and delivers it now (online), queues it (offline with a TTL), or refuses it. */
@@ -98,10 +119,11 @@ export class Commands {
     if (this.#options.registry.get(device) === undefined) return { kind: 'not_found' }
     const id = request.id ?? randomUUID()
     if (request.id !== undefined) {
-      const existing = this.get(device, id)
+      // Read again after the store answered: a create of the same id may have begun meanwhile.
+      const existing = (await this.get(device, id)) ?? this.#changing(keyOf(device, id))
       if (existing !== undefined) return { kind: 'existing', record: existing }
     }
-    const now = this.#now()
+    const now = this.#clock.now()
     const base: CommandRecord = {
       id,
       device,
@@ -161,15 +183,24 @@ export class Commands {
   /** Resolves with the record once it is final (its timeout guarantees that it becomes final). */
   final(record: CommandRecord): Promise<CommandRecord> {
     const key = keyOf(record.device, record.id)
-    const current = this.get(record.device, record.id) ?? record
-    if (FINAL_STATUSES.has(current.status) && !this.#unsettled.has(key)) return Promise.resolve(current)
-    return new Promise((resolve) => this.#waiters.set(key, [...(this.#waiters.get(key) ?? []), resolve]))
+    return new Promise((resolve, reject) => {
+      // Waiting first: a change that ends the command while the store is read still wakes it.
+      this.#waiters.set(key, [...(this.#waiters.get(key) ?? []), resolve])
+      if (this.#changing(key) !== undefined) return
+      this.#options.store.get(record.device, record.id).then((stored) => {
+        const current = stored ?? record
+        if (!FINAL_STATUSES.has(current.status) || this.#changing(key) !== undefined) return
+        this.#unwait(key, resolve)
+        resolve(current)
+      }, reject)
+    })
   }
 
   /** CONTRACT §4: queued commands go out in creation order right after `hello`. */
-  deliverQueued(session: DeviceSession): void {
-    const now = this.#now()
-    for (const record of this.#options.store.queued(session.deviceId)) {
+  async deliverQueued(peer: Peer): Promise<void> {
+    const queued = await this.#options.store.queued(peer.deviceId)
+    const now = this.#clock.now()
+    for (const record of queued) {
       const key = keyOf(record.device, record.id)
       const current = this.#unsettled.get(key) ?? record
       if (current.status !== 'queued' || this.#inflight.has(key)) continue
@@ -177,7 +208,7 @@ export class Commands {
         this.#expire(current)
         continue
       }
-      const sent = this.#deliver(session, current)
+      const sent = this.#deliver(peer, current)
       // A full socket keeps the rest queued, in order, for the next connect.
       if (sent === undefined) return
       this.#dequeued(current.device)
@@ -186,19 +217,19 @@ export class Commands {
   }
 
   /** A `res` frame: ends the matching sent command; anything else is ignored and counted. */
-  result(session: DeviceSession, frame: ResultFrame): void {
-    const key = keyOf(session.deviceId, frame.id)
+  result(peer: Peer, frame: ResultFrame): void {
+    const key = keyOf(peer.deviceId, frame.id)
     const inflight = this.#inflight.get(key)
     if (inflight === undefined) {
       this.#options.counters.resultIgnored()
       return
     }
-    clearTimeout(inflight.timer)
+    this.#clock.clearTimeout(inflight.timer)
     this.#inflight.delete(key)
     const done: CommandRecord = {
       ...inflight.record,
       status: frame.ok ? 'succeeded' : 'failed',
-      completedAt: this.#now(),
+      completedAt: this.#clock.now(),
       ...(frame.r === undefined ? {} : { result: frame.r }),
       ...(frame.e !== undefined ? { error: frame.e } : frame.ok ? {} : { error: 'failed' }),
     }
@@ -206,31 +237,30 @@ export class Commands {
   }
 
   /** A `res` frame that names a sent command but does not validate: the command fails with the reason. */
-  invalidResult(session: DeviceSession, id: string, reason: string): void {
-    this.result(session, { t: 'res', id, ok: false, e: `invalid result: ${reason}` })
+  invalidResult(peer: Peer, id: string, reason: string): void {
+    this.result(peer, { t: 'res', id, ok: false, e: `invalid result: ${reason}` })
   }
 
   /** CONTRACT §4: a deleted device's queued commands end `expired`. */
   async deviceDeleted(device: string): Promise<void> {
     // As the sweep does: a stored queued record may already be changing (expired, or delivered).
-    const queued = this.#options.store.queued(device).map((record) => this.#unsettled.get(keyOf(record.device, record.id)) ?? record)
+    const queued = (await this.#options.store.queued(device)).map((record) => this.#unsettled.get(keyOf(record.device, record.id)) ?? record)
     await Promise.all(queued.filter((record) => record.status === 'queued').map((record) => this.#expire(record)))
   }
 
   /** Commands a device has, newest first. */
-  list(device: string, status: CommandStatus | undefined, limit: number): CommandRecord[] {
+  async list(device: string, status: CommandStatus | undefined, limit: number): Promise<CommandRecord[]> {
     // The status filter applies to the record as it is now: a stored record may still show the
     // status its pending write is replacing (queued, while the device already answered).
-    const current = (stored: CommandRecord): CommandRecord => this.get(stored.device, stored.id) ?? stored
-    return this.#options.store
-      .list(device, status === undefined ? undefined : (stored) => current(stored).status === status, limit)
-      .map(current)
+    const current = (stored: CommandRecord): CommandRecord => this.current(stored)
+    const stored = await this.#options.store.list(device, status === undefined ? undefined : (record) => current(record).status === status, limit)
+    return stored.map(current)
   }
 
   /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */
-  #deliver(session: DeviceSession | undefined, record: CommandRecord): CommandRecord | undefined {
-    if (session === undefined || !session.isOpen()) return undefined
-    const sentAt = this.#now()
+  #deliver(peer: Peer | undefined, record: CommandRecord): CommandRecord | undefined {
+    if (peer === undefined || !peer.isOpen()) return undefined
+    const sentAt = this.#clock.now()
     const frame = {
       t: 'cmd' as const,
       id: record.id,
@@ -239,7 +269,7 @@ export class Commands {
       // The device should not start what the hub will already have given up on.
       exp: sentAt + record.timeoutMs,
     }
-    if (!session.send(frame)) return undefined
+    if (!peer.send(frame)) return undefined
     const sent: CommandRecord = { ...record, status: 'sent', sentAt }
     this.#arm(sent, record.timeoutMs)
     return sent
@@ -247,21 +277,36 @@ export class Commands {
 
   #arm(record: CommandRecord, delayMs: number): void {
     const key = keyOf(record.device, record.id)
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       this.#inflight.delete(key)
-      void this.#finish(record, { ...record, status: 'timeout', completedAt: this.#now(), error: `no result within ${record.timeoutMs} ms` })
+      void this.#finish(record, { ...record, status: 'timeout', completedAt: this.#clock.now(), error: `no result within ${record.timeoutMs} ms` })
     }, Math.max(0, delayMs))
     this.#inflight.set(key, { record, timer })
   }
 
   #expire(record: CommandRecord): Promise<void> {
     this.#dequeued(record.device)
-    return this.#finish(record, { ...record, status: 'expired', completedAt: this.#now(), error: 'not delivered before its TTL ended' })
+    return this.#finish(record, { ...record, status: 'expired', completedAt: this.#clock.now(), error: 'not delivered before its TTL ended' })
   }
 
-  #expireDue(): void {
-    const now = this.#now()
-    for (const record of this.#options.store.expiredBy(now, 1000)) {
+  /** The next TTL sweep, one interval after the last one ended (so sweeps never overlap). */
+  #scheduleSweep(): void {
+    this.#sweep = this.#clock.setTimeout(() => {
+      this.#expireDue().then(
+        () => {
+          if (this.#running) this.#scheduleSweep()
+        },
+        (err: unknown) => {
+          this.#options.log.error({ err }, 'command expiry sweep failed')
+          if (this.#running) this.#scheduleSweep()
+        },
+      )
+    }, this.#tuning.expirySweepMs)
+  }
+
+  async #expireDue(): Promise<void> {
+    const due = await this.#options.store.expiredBy(this.#clock.now(), this.#tuning.expiryBatch)
+    for (const record of due) {
       const current = this.#unsettled.get(keyOf(record.device, record.id)) ?? record
       if (current.status === 'queued') void this.#expire(current)
     }
@@ -294,6 +339,17 @@ export class Commands {
     const waiters = this.#waiters.get(key)
     this.#waiters.delete(key)
     for (const wake of waiters ?? []) wake(done)
+  }
+
+  /** A change of the command under way: sent and waiting for its result, or written and not yet settled. */
+  #changing(key: string): CommandRecord | undefined {
+    return this.#inflight.get(key)?.record ?? this.#unsettled.get(key)
+  }
+
+  #unwait(key: string, resolve: (record: CommandRecord) => void): void {
+    const left = (this.#waiters.get(key) ?? []).filter((waiter) => waiter !== resolve)
+    if (left.length > 0) this.#waiters.set(key, left)
+    else this.#waiters.delete(key)
   }
 
   #audit(actor: string, record: CommandRecord, outcome: string): void {

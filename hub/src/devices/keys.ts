@@ -1,14 +1,10 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
-import { base64urlDecode, base64urlEncode, type KeyType } from '@fleetgate/device-sdk'
+import type { KeyType } from '@fleetgate/device-sdk'
+import { base64urlDecode, base64urlEncode } from '@fleetgate/device-sdk/wire'
+import type { DeviceKey } from '../store/index.js'
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4); the raw 32-byte key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
-
-/** What the hub keeps to verify a device: the HMAC key itself, or the Ed25519 public key (raw, base64url). */
-export interface DeviceKey {
-  readonly type: KeyType
-  readonly material: string
-}
 
 /** The secret shown to the operator once (CONTRACT §2), or nothing when the operator brought a public key. */
 export type IssuedSecret = { key: string } | { privateKey: string } | Record<string, never>

@@ -1,9 +1,7 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
-import type { IngestCounters } from '../telemetry/ingest.js'
-import type { CommandStatus } from '../commands/command-record.js'
-import type { CommandCounters } from '../commands/commands.js'
-import type { ShipperCounters } from '../telemetry/influx-shipper.js'
+import type { CommandCounters, CommandStatus } from '../commands/index.js'
+import type { IngestCounters, ShipperCounters } from '../telemetry/index.js'
 
 /**
  * A counter's children by label value, made once: prom-client hashes a labels object on every

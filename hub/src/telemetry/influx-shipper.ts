@@ -1,11 +1,13 @@
-import { Backoff, decodeDeviceFrame, type Reading } from '@fleetgate/device-sdk'
+import { Backoff, type Clock, type Reading } from '@fleetgate/device-sdk'
+import { decodeDeviceFrame } from '@fleetgate/device-sdk/wire'
+import type { DeviceRecord, Registry } from '../devices/index.js'
+import type { Logger } from '../logger.js'
+import type { SpoolSlot, SpoolStore } from '../store/index.js'
+import { tune } from '../tuning.js'
 import type { DeadLetter } from './dead-letter.js'
 import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
 import { readingsOf, type CommittedFrame } from './ingest.js'
-import type { Logger } from '../logger.js'
-import type { DeviceRecord, Registry } from '../devices/registry.js'
-import type { Spool, SpoolSlot } from '../store/lmdb/spool-store.js'
 
 /** CONTRACT §5: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'
@@ -17,9 +19,45 @@ export interface ShipperCounters {
   writeFailed(): void
 }
 
+/** The shipper's tuning knobs; defaults in SHIPPER_DEFAULTS. */
+export interface ShipperTuning {
+  /** Points per InfluxDB write at most (CONTRACT §5: 5k batches); default 5,000. */
+  readonly batchPoints: number
+  /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
+  readonly flushIntervalMs: number
+  /** Batches written to InfluxDB at once (one write waits on InfluxDB, not on the hub); default 4. */
+  readonly writesInFlight: number
+  /**
+   * Readings committed and not landed above which `lagging` holds commits (and so acks): three
+   * times what the writes in flight carry, so a reachable InfluxDB that is slower than the devices
+   * slows them down instead of the spool filling up to its quota; default 60,000.
+   */
+  readonly maxLagReadings: number
+  /** Readings of committed frames kept in memory as lines (about 30 MB); beyond that, frames are read back from the spool; default 250,000. */
+  readonly maxHotReadings: number
+  /** First delay before a failed write is retried, in ms (doubling, full jitter); default 500. */
+  readonly retryInitialMs: number
+  /** Longest delay between retries of a failed write, in ms; default 30,000. */
+  readonly retryMaxMs: number
+  /** How long `stop` waits for writes under way, in ms; what does not land stays in the spool for next time; default 2,000. */
+  readonly stopWaitMs: number
+}
+
+/** The defaults of ShipperTuning. */
+export const SHIPPER_DEFAULTS: ShipperTuning = Object.freeze({
+  batchPoints: 5000,
+  flushIntervalMs: 1000,
+  writesInFlight: 4,
+  maxLagReadings: 60_000,
+  maxHotReadings: 250_000,
+  retryInitialMs: 500,
+  retryMaxMs: 30_000,
+  stopWaitMs: 2000,
+})
+
 /** What the shipper is built from. */
 export interface ShipperOptions {
-  readonly spool: Spool
+  readonly spool: SpoolStore
   readonly registry: Registry
   /** InfluxDB, or undefined when shipping is `off`: entries are then released once committed. */
   readonly writer: Pick<InfluxWriter, 'writeOrDeadLetter'> | undefined
@@ -32,16 +70,10 @@ export interface ShipperOptions {
    * in the spool).
    */
   readonly relieved: () => void
-  /** Points per InfluxDB write at most; default 5,000. */
-  readonly batchPoints?: number
-  /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
-  readonly flushIntervalMs?: number
-  /** Readings committed and not landed above which `lagging` holds commits; default 60,000. */
-  readonly maxLagReadings?: number
-  /** Readings of committed frames kept in memory as lines for shipping; default 250,000. */
-  readonly maxHotReadings?: number
-  /** Clock, Unix ms; default Date.now. */
-  readonly now?: () => number
+  /** Time and timers (batch age, retry backoff, the stop deadline). */
+  readonly clock: Clock
+  /** Tuning knobs; defaults in SHIPPER_DEFAULTS. */
+  readonly tuning?: Partial<ShipperTuning>
 }
 
 interface Batch {
@@ -58,24 +90,12 @@ interface DeviceSeries {
   readonly series: { readonly key: string } | LineRefusal
 }
 
-/** Batches written to InfluxDB at once: one write waits on InfluxDB, not on the hub. */
-const WRITES_IN_FLIGHT = 4
-/**
- * Readings committed and not yet landed above which the shipper reports a lag (and ingest holds
- * its commits, so acks wait): three times what the writes in flight carry, so a reachable InfluxDB
- * that is slower than the devices slows them down instead of the spool filling up to its quota.
- */
-const MAX_LAG_READINGS = 60_000
-/** Readings of committed frames kept as lines (about 30 MB); beyond that, frames are read back from the spool. */
-const MAX_HOT_READINGS = 250_000
 
 /** A committed frame waiting in memory: its place in the spool and its lines, built when it was committed. */
 interface HotFrame extends SpoolSlot {
   readonly points: number
   readonly lines: readonly string[]
 }
-/** How long `stop` waits for writes under way; what does not land stays in the spool for next time. */
-const STOP_WAIT_MS = 2000
 
 /**
  * Ships the spool to InfluxDB: batches of up to 5,000 points, or whatever waited 1 s, up to four
@@ -86,11 +106,8 @@ const STOP_WAIT_MS = 2000
  */
 export class InfluxShipper {
   readonly #options: ShipperOptions
-  readonly #now: () => number
-  readonly #batchPoints: number
-  readonly #flushIntervalMs: number
-  readonly #maxLag: number
-  readonly #maxHot: number
+  readonly #clock: Clock
+  readonly #tuning: ShipperTuning
   /** Readings committed and not yet in a batch; unknown after a start, so the first pass ships at once. */
   #unshipped = Number.POSITIVE_INFINITY
   #oldestAt = 0
@@ -121,11 +138,8 @@ export class InfluxShipper {
 
   constructor(options: ShipperOptions) {
     this.#options = options
-    this.#now = options.now ?? Date.now
-    this.#batchPoints = options.batchPoints ?? 5000
-    this.#flushIntervalMs = options.flushIntervalMs ?? 1000
-    this.#maxLag = options.maxLagReadings ?? MAX_LAG_READINGS
-    this.#maxHot = options.maxHotReadings ?? MAX_HOT_READINGS
+    this.#clock = options.clock
+    this.#tuning = tune('InfluxShipper', SHIPPER_DEFAULTS, options.tuning)
     this.#countedFrom = options.spool.nextSeq
     this.#catchingUp = options.spool.entries > 0
   }
@@ -141,17 +155,17 @@ export class InfluxShipper {
    */
   committed(frames: readonly CommittedFrame[]): void {
     if (frames.length === 0) return
-    if (this.#unshipped === 0) this.#oldestAt = this.#now()
+    if (this.#unshipped === 0) this.#oldestAt = this.#clock.now()
     for (const { seq, bytes, deviceId, readings } of frames) {
       const points = readings.length
       this.#unshipped += points
       this.#unlanded += points
       // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
-      if (this.#hotReadings + points > this.#maxHot) continue
+      if (this.#hotReadings + points > this.#tuning.maxHotReadings) continue
       this.#hot.push({ seq, bytes, points, lines: this.#lines(deviceId, readings) })
       this.#hotReadings += points
     }
-    if (this.#unshipped >= this.#batchPoints) this.#wake?.()
+    if (this.#unshipped >= this.#tuning.batchPoints) this.#wake?.()
   }
 
   /**
@@ -159,7 +173,7 @@ export class InfluxShipper {
    * while InfluxDB is away, nor while the backlog of an outage ships: the spool absorbs those.
    */
   get lagging(): boolean {
-    return this.#options.writer !== undefined && !this.#catchingUp && this.#unlanded >= this.#maxLag
+    return this.#options.writer !== undefined && !this.#catchingUp && this.#unlanded >= this.#tuning.maxLagReadings
   }
 
   /**
@@ -171,19 +185,19 @@ export class InfluxShipper {
     this.#stopped = true
     this.#wake?.()
     for (const wake of this.#pauses) wake()
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.#running, new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))])
-    clearTimeout(timer)
+    let timer: unknown
+    await Promise.race([this.#running, new Promise((resolve) => (timer = this.#clock.setTimeout(() => resolve(undefined), this.#tuning.stopWaitMs)))])
+    this.#clock.clearTimeout(timer)
   }
 
   async #loop(): Promise<void> {
     while (!this.#stopped) {
-      if (this.#writes.size >= WRITES_IN_FLIGHT) {
-        await this.#sleep(this.#flushIntervalMs)
+      if (this.#writes.size >= this.#tuning.writesInFlight) {
+        await this.#sleep(this.#tuning.flushIntervalMs)
         continue
       }
-      const waitMs = this.#unshipped === 0 ? this.#flushIntervalMs : this.#flushIntervalMs - (this.#now() - this.#oldestAt)
-      if (this.#unshipped < this.#batchPoints && waitMs > 0) {
+      const waitMs = this.#unshipped === 0 ? this.#tuning.flushIntervalMs : this.#tuning.flushIntervalMs - (this.#clock.now() - this.#oldestAt)
+      if (this.#unshipped < this.#tuning.batchPoints && waitMs > 0) {
         await this.#sleep(waitMs)
         continue
       }
@@ -195,7 +209,7 @@ export class InfluxShipper {
       }
       this.#cursor = last.seq
       this.#unshipped = Math.max(0, this.#unshipped - batch.points)
-      this.#oldestAt = this.#now()
+      this.#oldestAt = this.#clock.now()
       const write = this.#deliver(batch).finally(() => {
         this.#writes.delete(write)
         this.#wake?.()
@@ -207,17 +221,17 @@ export class InfluxShipper {
 
   /** Writes one batch until it lands (or the shipper stops), then trims it from the spool. */
   async #deliver(batch: Batch): Promise<void> {
-    const backoff = new Backoff({ initialDelayMs: 500, maxDelayMs: 30_000 })
+    const backoff = new Backoff({ initialDelayMs: this.#tuning.retryInitialMs, maxDelayMs: this.#tuning.retryMaxMs })
     while (!(await this.#ship(batch))) {
       this.#options.counters.writeFailed()
       if (this.#stopped) return
       await new Promise<void>((resolve) => {
         const wake = (): void => {
-          clearTimeout(timer)
+          this.#clock.clearTimeout(timer)
           this.#pauses.delete(wake)
           resolve()
         }
-        const timer = setTimeout(wake, backoff.next())
+        const timer = this.#clock.setTimeout(wake, backoff.next())
         this.#pauses.add(wake)
       })
       if (this.#stopped) return
@@ -226,7 +240,7 @@ export class InfluxShipper {
     if (this.#stopped) return
     await this.#options.spool.trim(batch.entries)
     this.#unlanded -= batch.counted
-    if (this.#unlanded < this.#maxLag && this.#cursor >= this.#countedFrom - 1) this.#catchingUp = false
+    if (this.#unlanded < this.#tuning.maxLagReadings && this.#cursor >= this.#countedFrom - 1) this.#catchingUp = false
     this.#options.relieved()
   }
 
@@ -238,7 +252,7 @@ export class InfluxShipper {
   #collect(): Batch {
     const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
     let cursor = this.#cursor
-    const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#batchPoints
+    const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#tuning.batchPoints
     const take = (slot: SpoolSlot, points: number, lines: readonly string[]): void => {
       cursor = slot.seq
       batch.entries.push(slot)
@@ -362,12 +376,12 @@ export class InfluxShipper {
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#wake = undefined
         resolve()
       }, ms)
       this.#wake = () => {
-        clearTimeout(timer)
+        this.#clock.clearTimeout(timer)
         this.#wake = undefined
         resolve()
       }

@@ -1,19 +1,34 @@
-import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
+import type { TelemetryMessage } from '@fleetgate/bridge'
+import type { Clock, NakReason, Reading } from '@fleetgate/device-sdk'
+import { CloseCode, type BatchFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
+import type { Peer } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import { CloseCode } from '../devices/sessions.js'
-import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from '../store/lmdb/spool-store.js'
+import type { SpoolEntry, SpoolSlot, SpoolStore } from '../store/index.js'
+import { tune } from '../tuning.js'
 
-/** CONTRACT §3: the default flow-control window, in telemetry frames. */
-export const WINDOW_FRAMES = 64
+/** Ingest's tuning knobs; defaults in INGEST_DEFAULTS. */
+export interface IngestTuning {
+  /** Unacked telemetry frames per session (CONTRACT §3 `lim.window`); default 64. */
+  readonly windowFrames: number
+  /** Rate abuse is judged over this window, in ms: naks beyond `ratePerSec * window` close the session; default 5,000. */
+  readonly abuseWindowMs: number
+  /** Readings one commit takes at most (frames that arrive in one turn usually hold far fewer); default 10,000. */
+  readonly maxCommitReadings: number
+  /** How often held acks are retried while egress lags, in ms; default 2. */
+  readonly egressRetryMs: number
+}
 
-/** What ingest needs of a device session; the device endpoint adapts a uWS socket to it. */
-export interface Peer {
-  readonly deviceId: string
+/** The defaults of IngestTuning. */
+export const INGEST_DEFAULTS: IngestTuning = Object.freeze({
+  windowFrames: 64,
+  abuseWindowMs: 5000,
+  maxCommitReadings: 10_000,
+  egressRetryMs: 2,
+})
+
+/** What ingest needs of a device session: a Peer that carries its ingest state. */
+export interface IngestPeer extends Peer {
   readonly ingest: IngestState
-  /** False once the session has closed: nothing may be sent then. */
-  isOpen(): boolean
-  send(frame: HubFrame): boolean
-  close(code: number, reason: string): void
 }
 
 /** A device's token bucket: tokens left and when it was last refilled (Unix ms). */
@@ -38,13 +53,6 @@ export interface IngestState {
   rateWindowStart: number
 }
 
-/** A telemetry message as MQTT subscribers get it once the frame is durable (CONTRACT §6). */
-export interface TelemetryMessage {
-  readonly device: string
-  readonly seq: number
-  readonly readings: readonly Reading[]
-}
-
 /** A frame made durable: its place in the spool, its device and its readings (decoded once, at ingest). */
 export interface CommittedFrame extends SpoolSlot {
   readonly deviceId: string
@@ -66,7 +74,7 @@ export interface IngestCounters {
 
 /** What ingest is built from. */
 export interface IngestOptions {
-  readonly spool: Spool
+  readonly spool: SpoolStore
   readonly log: Logger
   readonly counters: IngestCounters
   /** Called with each frame's readings once durable (the MQTT bridge); must not block. */
@@ -90,19 +98,16 @@ export interface IngestOptions {
    * without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
-  /** Clock, Unix ms; default Date.now. */
-  readonly now?: () => number
+  /** Time and timers (the rate bucket, receive times, the egress retry). */
+  readonly clock: Clock
+  /** Runs `fn` on the next turn of the event loop: one group commit per turn; default setImmediate. */
+  readonly nextTurn?: (fn: () => void) => void
+  /** Tuning knobs; defaults in INGEST_DEFAULTS. */
+  readonly tuning?: Partial<IngestTuning>
 }
 
-/** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
-const ABUSE_WINDOW_MS = 5000
-/** Readings one commit takes at most (frames that arrive in one turn usually hold far fewer). */
-const MAX_COMMIT_READINGS = 10_000
-/** How often held acks are retried while egress lags, in ms. */
-const EGRESS_RETRY_MS = 2
-
 interface Pending {
-  readonly peer: Peer
+  readonly peer: IngestPeer
   readonly s: number
   readonly entry: SpoolEntry
   readonly readings: readonly Reading[]
@@ -115,28 +120,37 @@ interface Pending {
  */
 export class Ingest {
   readonly #options: IngestOptions
-  readonly #now: () => number
+  readonly #clock: Clock
+  readonly #nextTurn: (fn: () => void) => void
+  readonly #tuning: IngestTuning
   #pending: Pending[] = []
   #scheduled = false
   #commits = new Set<Promise<void>>()
   /** Committed batches whose acks wait for egress, oldest first. */
   #held: Array<readonly Pending[]> = []
-  #releaseTimer: NodeJS.Timeout | undefined
+  #releaseTimer: unknown
   #releaseQueued = false
 
   constructor(options: IngestOptions) {
     this.#options = options
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock
+    this.#nextTurn = options.nextTurn ?? setImmediate
+    this.#tuning = tune('Ingest', INGEST_DEFAULTS, options.tuning)
+  }
+
+  /** Unacked telemetry frames a session may have (CONTRACT §3 `lim.window`, announced in `hello`). */
+  get windowFrames(): number {
+    return this.#tuning.windowFrames
   }
 
   /** A fresh state for a new session: a full bucket, nothing seen or in flight. */
   newState(): IngestState {
-    const now = this.#now()
+    const now = this.#clock.now()
     return { lastSeq: -1, inflight: 0, bucket: { tokens: 2 * this.#options.ratePerSec, refilledAt: now }, rateNaks: 0, rateWindowStart: now }
   }
 
   /** Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). */
-  refuseInvalid(peer: Peer, s: number): void {
+  refuseInvalid(peer: IngestPeer, s: number): void {
     peer.ingest.lastSeq = Math.max(peer.ingest.lastSeq, s)
     this.#nak(peer, s, 'invalid')
   }
@@ -145,14 +159,14 @@ export class Ingest {
    * Takes one decoded telemetry frame. `raw` is the frame's bytes; they are copied, since uWS
    * reuses the message buffer once the handler returns.
    */
-  accept(peer: Peer, frame: TelemetryFrame | BatchFrame, raw: Uint8Array): void {
+  accept(peer: IngestPeer, frame: TelemetryFrame | BatchFrame, raw: Uint8Array): void {
     const state = peer.ingest
     if (frame.s <= state.lastSeq) return this.#nak(peer, frame.s, 'seq')
     state.lastSeq = frame.s
     if (!this.#takeToken(peer, frame.s)) return
-    if (state.inflight >= WINDOW_FRAMES) return this.#nak(peer, frame.s, 'too_many')
+    if (state.inflight >= this.#tuning.windowFrames) return this.#nak(peer, frame.s, 'too_many')
     state.inflight++
-    const receivedAt = this.#now()
+    const receivedAt = this.#clock.now()
     const readings = readingsOf(frame, receivedAt)
     this.#pending.push({ peer, s: frame.s, entry: { deviceId: peer.deviceId, receivedAt, frame: raw.slice() }, readings })
     this.#options.counters.accepted(1, readings.length)
@@ -168,14 +182,15 @@ export class Ingest {
   async drain(): Promise<void> {
     this.#commit(true)
     await Promise.all([...this.#commits])
-    clearTimeout(this.#releaseTimer)
+    if (this.#releaseTimer !== undefined) this.#clock.clearTimeout(this.#releaseTimer)
   }
 
-  #takeToken(peer: Peer, s: number): boolean {
+  #takeToken(peer: IngestPeer, s: number): boolean {
     const state = peer.ingest
     const bucket = state.bucket
     const rate = this.#options.ratePerSec
-    const now = this.#now()
+    const { abuseWindowMs } = this.#tuning
+    const now = this.#clock.now()
     bucket.tokens = Math.min(2 * rate, bucket.tokens + ((now - bucket.refilledAt) * rate) / 1000)
     bucket.refilledAt = now
     if (bucket.tokens >= 1) {
@@ -183,18 +198,18 @@ export class Ingest {
       return true
     }
     this.#nak(peer, s, 'rate')
-    if (now - state.rateWindowStart >= ABUSE_WINDOW_MS) {
+    if (now - state.rateWindowStart >= abuseWindowMs) {
       state.rateWindowStart = now
       state.rateNaks = 0
     }
     // Sending at twice the allowed rate for a whole window is abuse, not a burst.
-    if (++state.rateNaks > (rate * ABUSE_WINDOW_MS) / 1000) {
+    if (++state.rateNaks > (rate * abuseWindowMs) / 1000) {
       peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
     }
     return false
   }
 
-  #nak(peer: Peer, s: number, e: NakReason): void {
+  #nak(peer: IngestPeer, s: number, e: NakReason): void {
     this.#options.counters.naked(e)
     peer.send({ t: 'nak', s, e })
   }
@@ -203,7 +218,7 @@ export class Ingest {
     if (this.#scheduled) return
     this.#scheduled = true
     // One commit per turn of the event loop gathers every frame that arrived in it (group commit).
-    setImmediate(() => {
+    this.#nextTurn(() => {
       this.#scheduled = false
       this.#commit(false)
     })
@@ -221,7 +236,7 @@ export class Ingest {
       let readings = 0
       take = 0
       for (const { readings: r } of this.#pending) {
-        if (take > 0 && readings + r.length > MAX_COMMIT_READINGS) break
+        if (take > 0 && readings + r.length > this.#tuning.maxCommitReadings) break
         readings += r.length
         take++
       }
@@ -238,7 +253,8 @@ export class Ingest {
   }
 
   #committed(batch: readonly Pending[], firstSeq: number): void {
-    this.#options.committed(batch.map(({ peer, entry, readings }, i) => ({ seq: firstSeq + i, bytes: entrySize(entry), deviceId: peer.deviceId, readings })))
+    const spool = this.#options.spool
+    this.#options.committed(batch.map(({ peer, entry, readings }, i) => ({ seq: firstSeq + i, bytes: spool.sizeOf(entry), deviceId: peer.deviceId, readings })))
     this.#held.push(batch)
     if (this.#releaseQueued) return
     // lmdb often finishes several queued commits at once: releasing after all their callbacks
@@ -257,10 +273,10 @@ export class Ingest {
   #release(): void {
     this.#releaseTimer = undefined
     const busy = this.#options.egressBusy
-    const highest = new Map<Peer, number>()
+    const highest = new Map<IngestPeer, number>()
     while (this.#held.length > 0) {
       if (busy?.() === true) {
-        this.#releaseTimer ??= setTimeout(() => this.#release(), EGRESS_RETRY_MS)
+        this.#releaseTimer ??= this.#clock.setTimeout(() => this.#release(), this.#tuning.egressRetryMs)
         break
       }
       for (const { peer, s, readings } of this.#held.shift() as readonly Pending[]) {

@@ -1,12 +1,14 @@
-import { decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
+import type { Clock } from '@fleetgate/device-sdk'
+import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk/wire'
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
-import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/device-auth.js'
-import { bearerToken } from './http.js'
-import { WINDOW_FRAMES, type Ingest } from '../telemetry/ingest.js'
+import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/index.js'
+import type { Commands } from '../commands/index.js'
+import type { Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { Commands } from '../commands/commands.js'
-import type { HubMetrics } from '../observability/metrics.js'
-import { CloseCode, DeviceSession, type Sessions, type SocketData } from '../devices/sessions.js'
+import type { HubMetrics } from '../observability/index.js'
+import type { Ingest } from '../telemetry/index.js'
+import { DeviceSession, type SocketData } from './device-session.js'
+import { bearerToken } from './http.js'
 
 /** What the device endpoint needs. */
 export interface DeviceEndpointOptions {
@@ -22,7 +24,7 @@ export interface DeviceEndpointOptions {
   readonly maxFrameBytes: number
   readonly deviceRatePerSec: number
   readonly idleTimeoutSec: number
-  readonly now?: () => number
+  readonly clock: Clock
 }
 
 const UNAUTHORIZED = '{"error":"unauthorized"}'
@@ -45,12 +47,12 @@ interface Handshake {
 /** Mounts `/v1/connect` (CONTRACT §3) on a uWS app. */
 export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOptions): void {
   const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
-  const now = options.now ?? Date.now
+  const now = (): number => options.clock.now()
   const limits = {
     frame: options.maxFrameBytes,
     batch: MAX_BATCH_READINGS,
     rate: options.deviceRatePerSec,
-    window: WINDOW_FRAMES,
+    window: ingest.windowFrames,
   }
   // Bound once: prom-client hashes a labels object on every `inc` of the parent.
   const accepted = metrics.connects.labels('accepted')
@@ -194,7 +196,10 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
 
     close(socket, code) {
       metrics.closes.inc({ code: String(code) })
-      sessions.closed(socket.getUserData().session, code)
+      const session = socket.getUserData().session
+      // uWS forbids touching the socket from here on.
+      session.closed = true
+      sessions.closed(session, code)
     },
   })
 }

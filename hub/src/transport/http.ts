@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import { scopeAllows, type Operator, type OperatorAuthenticator, type Scope } from '../auth/index.js'
 import type { Logger } from '../logger.js'
-import { scopeAllows, type Operator, type OperatorAuthenticator, type Scope } from '../auth/operator-auth.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024

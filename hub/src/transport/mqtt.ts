@@ -1,9 +1,20 @@
 import { createServer, type Server } from 'node:net'
-import { createBroker, type Broker, type CommandSource } from '@fleetgate/bridge'
-import type { HubConfig } from '../config.js'
+import { createBroker, type Broker, type CommandSource, type MqttFormat } from '@fleetgate/bridge'
+import type { Operator, OperatorAuthenticator } from '../auth/index.js'
 import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { Operator, OperatorAuthenticator } from '../auth/operator-auth.js'
+
+/** Where the embedded broker listens and how it speaks (CONTRACT §1, §6). */
+export interface MqttListenerOptions {
+  /** `FLEETGATE_MQTT_HOST`. */
+  readonly host: string
+  /** `FLEETGATE_MQTT_PORT`, 0 = any free port, undefined = broker `off`. */
+  readonly port: number | undefined
+  /** `FLEETGATE_MQTT_FORMAT`. */
+  readonly format: MqttFormat
+  /** `FLEETGATE_MQTT_UPLINK`, already validated, or undefined. */
+  readonly uplink: string | undefined
+}
 
 /** The embedded MQTT broker and the TCP listener the hub owns for it. */
 export interface MqttListener {
@@ -23,12 +34,13 @@ export interface MqttHooks {
  * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off`.
  */
 export async function startMqtt(
-  config: HubConfig,
+  options: MqttListenerOptions,
   operators: OperatorAuthenticator,
   hooks: MqttHooks,
   log: Logger,
 ): Promise<MqttListener | undefined> {
-  if (config.mqttPort === undefined) return undefined
+  const { host, port: wanted } = options
+  if (wanted === undefined) return undefined
   const broker = await createBroker({
     authenticate: (password) => operators.authenticate(password),
     onCommand: hooks.onCommand,
@@ -36,17 +48,17 @@ export async function startMqtt(
     onRefused: (refusal) => log.info({ refusal }, 'mqtt request refused'),
     onError: (err) => log.warn({ err }, 'mqtt bridge error'),
     onUplinkConnectionChange: (connected) => log.info({ connected }, connected ? 'mqtt uplink connected' : 'mqtt uplink lost'),
-    format: config.mqttFormat,
+    format: options.format,
     // Ingest holds acks once MQTT lags (egress back-pressure), so the broker's own drop limit is
     // only a last resort far above that point.
     maxPendingPublishes: 1_000_000,
-    ...(config.mqttUplink === undefined ? {} : { uplink: { url: config.mqttUplink } }),
+    ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink } }),
   })
   const server: Server = createServer((socket) => broker.handle(socket))
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(config.mqttPort, config.mqttHost, () => {
+      server.listen(wanted, host, () => {
         server.off('error', reject)
         resolve()
       })
@@ -55,12 +67,12 @@ export async function startMqtt(
     await broker.close()
     throw new HubError(
       'HUB_ERR_LISTEN',
-      `cannot listen on ${config.mqttHost}:${config.mqttPort} (FLEETGATE_MQTT_HOST, FLEETGATE_MQTT_PORT): ${(cause as Error).message}`,
+      `cannot listen on ${host}:${wanted} (FLEETGATE_MQTT_HOST, FLEETGATE_MQTT_PORT): ${(cause as Error).message}`,
       { cause },
     )
   }
   const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : config.mqttPort
+  const port = typeof address === 'object' && address !== null ? address.port : wanted
   return {
     broker,
     port,

@@ -1,107 +1,126 @@
-import type { CommandRecord, CommandStatus } from '../../commands/command-record.js'
-import type { Store } from './environment.js'
+import type { Database, RootDatabase } from 'lmdb'
+import type { CommandStore } from '../interfaces.js'
+import type { CommandRecord, CommandStatus } from '../records.js'
 
 /** The highest key component lmdb orders after every timestamp and id we store. */
 const END = '\uffff'
 
 /**
- * Command records and their indexes in the store. Every change goes through `write`, which keeps
- * the indexes in step with the record's status in the same transaction.
+ * Command records and their indexes in lmdb, one named database each. Every change goes through
+ * `write`, which keeps the indexes in step with the record's status in the same transaction.
+ * Reads are synchronous lmdb reads (the memory map), handed out as settled promises.
  */
-export class CommandStore {
-  readonly #store: Store
+export class LmdbCommandStore implements CommandStore {
+  readonly #root: RootDatabase
+  /** [device, command id] -> command record */
+  readonly #commands: Database<CommandRecord, [string, string]>
+  /** [device, createdAt, command id] -> null: a device's commands in creation order */
+  readonly #order: Database<null, [string, number, string]>
+  /** [device, createdAt, command id] -> null: the commands waiting for their device */
+  readonly #queue: Database<null, [string, number, string]>
+  /** [expiresAt, device, command id] -> null: queued commands by when they expire */
+  readonly #expiry: Database<null, [number, string, string]>
+  /** [device, command id] -> deadline (Unix ms): sent commands waiting for their result */
+  readonly #sent: Database<number, [string, string]>
+  /** [batch, device] -> command id: the members of a fan-out */
+  readonly #batches: Database<string, [string, string]>
 
-  constructor(store: Store) {
-    this.#store = store
+  constructor(root: RootDatabase) {
+    this.#root = root
+    this.#commands = root.openDB<CommandRecord, [string, string]>({ name: 'commands' })
+    this.#order = root.openDB<null, [string, number, string]>({ name: 'command-order' })
+    this.#queue = root.openDB<null, [string, number, string]>({ name: 'command-queue' })
+    this.#expiry = root.openDB<null, [number, string, string]>({ name: 'command-expiry' })
+    this.#sent = root.openDB<number, [string, string]>({ name: 'command-sent' })
+    this.#batches = root.openDB<string, [string, string]>({ name: 'command-batches' })
   }
 
-  get(device: string, id: string): CommandRecord | undefined {
-    return this.#store.commands.get([device, id])
+  get(device: string, id: string): Promise<CommandRecord | undefined> {
+    return Promise.resolve(this.#get(device, id))
   }
 
-  /** Writes `after` in place of `before` (absent for a new command); resolves once durable. */
   write(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
-    const { commands, commandOrder, commandQueue, commandExpiry, commandSent, commandBatches } = this.#store
+    const commands = this.#commands
     const was = (status: CommandStatus): boolean => before?.status === status
-    return this.#store.root.transaction(() => {
+    return this.#root.transaction(() => {
       commands.put([after.device, after.id], after)
       if (before === undefined) {
-        commandOrder.put([after.device, after.createdAt, after.id], null)
-        if (after.batch !== undefined) commandBatches.put([after.batch, after.device], after.id)
+        this.#order.put([after.device, after.createdAt, after.id], null)
+        if (after.batch !== undefined) this.#batches.put([after.batch, after.device], after.id)
       }
       if (was('queued') !== (after.status === 'queued')) {
         const queueKey: [string, number, string] = [after.device, after.createdAt, after.id]
         const expiryKey: [number, string, string] | undefined =
           after.expiresAt === undefined ? undefined : [after.expiresAt, after.device, after.id]
         if (after.status === 'queued') {
-          commandQueue.put(queueKey, null)
-          if (expiryKey !== undefined) commandExpiry.put(expiryKey, null)
+          this.#queue.put(queueKey, null)
+          if (expiryKey !== undefined) this.#expiry.put(expiryKey, null)
         } else {
-          commandQueue.remove(queueKey)
-          if (expiryKey !== undefined) commandExpiry.remove(expiryKey)
+          this.#queue.remove(queueKey)
+          if (expiryKey !== undefined) this.#expiry.remove(expiryKey)
         }
       }
       if (was('sent') !== (after.status === 'sent')) {
-        if (after.status === 'sent') commandSent.put([after.device, after.id], (after.sentAt ?? after.createdAt) + after.timeoutMs)
-        else commandSent.remove([after.device, after.id])
+        if (after.status === 'sent') this.#sent.put([after.device, after.id], (after.sentAt ?? after.createdAt) + after.timeoutMs)
+        else this.#sent.remove([after.device, after.id])
       }
     })
   }
 
-  /** A device's queued commands, oldest first. */
-  queued(device: string): CommandRecord[] {
+  queued(device: string): Promise<CommandRecord[]> {
     const records: CommandRecord[] = []
-    for (const [, , id] of this.#store.commandQueue.getKeys({ start: [device], end: [device, Number.MAX_SAFE_INTEGER, END] })) {
-      const record = this.get(device, id)
+    for (const [, , id] of this.#queue.getKeys({ start: [device], end: [device, Number.MAX_SAFE_INTEGER, END] })) {
+      const record = this.#get(device, id)
       if (record !== undefined) records.push(record)
     }
-    return records
+    return Promise.resolve(records)
   }
 
-  /** How many commands each device has queued (read once at start). */
-  queuedCounts(): Map<string, number> {
+  queuedCounts(): Promise<Map<string, number>> {
     const counts = new Map<string, number>()
-    for (const [device] of this.#store.commandQueue.getKeys()) counts.set(device, (counts.get(device) ?? 0) + 1)
-    return counts
+    for (const [device] of this.#queue.getKeys()) counts.set(device, (counts.get(device) ?? 0) + 1)
+    return Promise.resolve(counts)
   }
 
-  /** Queued commands whose TTL ended at or before `now`. */
-  expiredBy(now: number, limit: number): CommandRecord[] {
+  expiredBy(now: number, limit: number): Promise<CommandRecord[]> {
     const records: CommandRecord[] = []
-    for (const [, device, id] of this.#store.commandExpiry.getKeys({ end: [now, END, END], limit })) {
-      const record = this.get(device, id)
+    for (const [, device, id] of this.#expiry.getKeys({ end: [now, END, END], limit })) {
+      const record = this.#get(device, id)
       if (record !== undefined) records.push(record)
     }
-    return records
+    return Promise.resolve(records)
   }
 
-  /** Every sent command waiting for its result (for recovery after a restart). */
-  sent(): CommandRecord[] {
+  sent(): Promise<CommandRecord[]> {
     const records: CommandRecord[] = []
-    for (const [device, id] of this.#store.commandSent.getKeys()) {
-      const record = this.get(device, id)
+    for (const [device, id] of this.#sent.getKeys()) {
+      const record = this.#get(device, id)
       if (record !== undefined) records.push(record)
     }
-    return records
+    return Promise.resolve(records)
   }
 
-  /** A device's commands, newest first, those `accept` takes (default all), at most `limit`. */
-  list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): CommandRecord[] {
+  list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]> {
     const records: CommandRecord[] = []
-    for (const [, , id] of this.#store.commandOrder.getKeys({ start: [device, Number.MAX_SAFE_INTEGER, END], end: [device], reverse: true })) {
-      const record = this.get(device, id)
+    for (const [, , id] of this.#order.getKeys({ start: [device, Number.MAX_SAFE_INTEGER, END], end: [device], reverse: true })) {
+      const record = this.#get(device, id)
       if (record === undefined || (accept !== undefined && !accept(record))) continue
       records.push(record)
       if (records.length >= limit) break
     }
-    return records
+    return Promise.resolve(records)
   }
 
-  /** The commands of a fan-out. */
-  *batch(batch: string): Generator<CommandRecord> {
-    for (const { key, value } of this.#store.commandBatches.getRange({ start: [batch], end: [batch, END] })) {
-      const record = this.get(key[1], value)
-      if (record !== undefined) yield record
+  inBatch(batch: string): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const { key, value } of this.#batches.getRange({ start: [batch], end: [batch, END] })) {
+      const record = this.#get(key[1], value)
+      if (record !== undefined) records.push(record)
     }
+    return Promise.resolve(records)
+  }
+
+  #get(device: string, id: string): CommandRecord | undefined {
+    return this.#commands.get([device, id])
   }
 }
