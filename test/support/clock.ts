@@ -8,8 +8,11 @@ interface Timer {
   fn: () => void
 }
 
+/** The one fake Clock of the repository's tests (every workspace's): time moves only when a test says. */
 export class SteppingClock implements Clock {
   nowMs: number
+  /** The delay of every timer set, in the order they were set, in ms. */
+  readonly scheduled: number[] = []
   #timers: Timer[] = []
   #nextId = 1
 
@@ -24,6 +27,7 @@ export class SteppingClock implements Clock {
   setTimeout(fn: () => void, ms: number): unknown {
     const timer = { id: this.#nextId++, at: this.nowMs + ms, fn }
     this.#timers.push(timer)
+    this.scheduled.push(ms)
     return timer.id
   }
 
