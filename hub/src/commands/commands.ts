@@ -46,9 +46,11 @@ export interface CommandCounters {
 /** What the command module is built from. */
 export interface CommandsOptions {
   readonly store: CommandStore
-  readonly registry: Registry
-  readonly sessions: Sessions
-  readonly audit: AuditLog
+  /** Which devices exist (a command for an unknown device is refused). */
+  readonly registry: Pick<Registry, 'get'>
+  /** Where each device's live session is. */
+  readonly sessions: Pick<Sessions, 'get'>
+  readonly audit: Pick<AuditLog, 'record'>
   readonly log: Logger
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
