@@ -18,7 +18,7 @@ export {
 export { checkTags } from './frame-checks.js'
 export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
 export type { SendOptions, TelemetryReading } from './reading.js'
-export { PACING_JITTER_RESERVE_SEC } from './token-bucket.js'
+export { PACING_JITTER_RESERVE_SEC, TokenBucket } from './token-bucket.js'
 export {
   COMMAND_ID_PATTERN,
   DEVICE_ID_PATTERN,
