@@ -1,6 +1,6 @@
 import { nextStamp, type BatchFrame, type HubFrame, type NakReason, type Reading, type TelemetryFrame } from '@fleetgate/device-sdk'
 import type { Logger } from './logger.js'
-import { RateLimit } from './rate-limit.js'
+import { RateLimit, type RateVerdict } from './rate-limit.js'
 import { CloseCode } from './sessions.js'
 import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from './spool.js'
 
@@ -159,11 +159,12 @@ export class Ingest {
 
   /**
    * Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). It draws
-   * from the rate like any frame, so a flood of bad frames is naked `rate` and closed as abuse.
+   * from the rate like any telemetry frame, so a flood of bad frames is closed as abuse (1008).
    */
   refuseInvalid(peer: Peer, s: number): void {
+    const verdict = peer.ingest.telemetry.take(this.#now())
     peer.ingest.lastSeq = Math.max(peer.ingest.lastSeq, s)
-    if (this.#takeToken(peer, s)) this.#nak(peer, s, 'invalid')
+    this.#refuse(peer, s, 'invalid', verdict)
   }
 
   /**
@@ -172,9 +173,12 @@ export class Ingest {
    */
   accept(peer: Peer, frame: TelemetryFrame | BatchFrame, raw: Uint8Array): void {
     const state = peer.ingest
-    if (frame.s <= state.lastSeq) return this.#nak(peer, frame.s, 'seq')
+    // Every frame draws a token, refused or not, so no kind of refusal is free to flood; the answer
+    // is the first check that fails: seq, then rate, then the window.
+    const verdict = state.telemetry.take(this.#now())
+    if (frame.s <= state.lastSeq) return this.#refuse(peer, frame.s, 'seq', verdict)
     state.lastSeq = frame.s
-    if (!this.#takeToken(peer, frame.s)) return
+    if (verdict !== 'ok') return this.#refuse(peer, frame.s, 'rate', verdict)
     if (state.inflight >= WINDOW_FRAMES) return this.#nak(peer, frame.s, 'too_many')
     state.inflight++
     const now = this.#now()
@@ -226,12 +230,10 @@ export class Ingest {
     clearTimeout(this.#egressRetry)
   }
 
-  #takeToken(peer: Peer, s: number): boolean {
-    const verdict = peer.ingest.telemetry.take(this.#now())
-    if (verdict === 'ok') return true
-    this.#nak(peer, s, 'rate')
+  /** Naks frame `s`; when its token was refused once too often, closes the session as abuse (1008). */
+  #refuse(peer: Peer, s: number, e: NakReason, verdict: RateVerdict): void {
+    this.#nak(peer, s, e)
     if (verdict === 'abuse') peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
-    return false
   }
 
   /**

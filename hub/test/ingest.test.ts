@@ -170,16 +170,20 @@ describe('Ingest', () => {
     ])
   })
 
-  it('naks an invalid frame over the rate `rate`, and closes a flood of them with 1008', () => {
+  it('draws a token for invalid and stale frames too: a flood of them is closed with 1008', () => {
     const flooder = peer('d1')
-    for (let s = 1; s <= 200; s++) ingest.refuseInvalid(flooder, s)
-    expect(counts.naks).toStrictEqual(Array.from({ length: 200 }, () => 'invalid'))
-    for (let s = 201; s <= 700; s++) ingest.refuseInvalid(flooder, s)
-    expect(counts.naks.slice(200)).toStrictEqual(Array.from({ length: 500 }, () => 'rate'))
-    // more than 5 s worth of refusals (500 at 100/s) within 5 s: abuse
+    for (let s = 1; s <= 700; s++) ingest.refuseInvalid(flooder, s)
+    // the answer stays `invalid`; 200 tokens, then 500 refusals (5 s worth at 100/s) within 5 s are a burst
+    expect(counts.naks).toStrictEqual(Array.from({ length: 700 }, () => 'invalid'))
     expect(flooder.closedWith).toBeUndefined()
     ingest.refuseInvalid(flooder, 701)
     expect(flooder.closedWith).toBe(1008)
+
+    const replayer = peer('d2')
+    send(replayer, { t: 'tm', s: 5, ts: START_MS, m: { v: 1 } })
+    for (let i = 0; i < 700; i++) send(replayer, { t: 'tm', s: 5, ts: START_MS, m: { v: 1 } })
+    expect(counts.naks.slice(701)).toStrictEqual(Array.from({ length: 700 }, () => 'seq'))
+    expect(replayer.closedWith).toBe(1008)
   })
 
   it('lets results through within their own budget, apart from telemetry\'s, drops the rest, and closes a flood with 1008', () => {
