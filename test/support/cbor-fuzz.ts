@@ -118,29 +118,15 @@ export class FrameFuzzer {
         // a declared length far beyond the frame
         return this.#head(out, this.#pick([2, 3, 4, 5]), this.#pick([1000, 65_536, 2 ** 32 - 1]))
       case 6:
-      case 7: {
-        const length = this.#int(5)
-        const indefinite = this.#random() < 0.3
-        if (indefinite) out.push(0x9f)
-        else this.#head(out, 4, length)
-        for (let i = 0; i < length; i++) this.#item(out, depth + 1)
-        if (indefinite) out.push(0xff)
-        return
-      }
+      case 7:
+        return this.#container(out, 4, () => this.#item(out, depth + 1))
       case 8:
-      case 9: {
-        const length = this.#int(5)
-        const indefinite = this.#random() < 0.3
-        if (indefinite) out.push(0xbf)
-        else this.#head(out, 5, length)
-        for (let i = 0; i < length; i++) {
+      case 9:
+        return this.#container(out, 5, () => {
           if (this.#random() < 0.8) this.#text(out, this.#pick(['a', 'temp', 'ts', 'device', '__proto__', 'x.y-z', '1bad']))
           else this.#item(out, depth + 1)
           this.#item(out, depth + 1)
-        }
-        if (indefinite) out.push(0xff)
-        return
-      }
+        })
       case 10:
         // a tag: dates, bignums (some too long), cbor-x's own, unknown ones
         this.#head(out, 6, this.#pick([0, 1, 2, 3, 6, 27, 28, 29, 51, 105, 258, 55_799, 0xdfff]))
@@ -150,6 +136,16 @@ export class FrameFuzzer {
         for (let i = this.#int(40); i > 0; i--) out.push(0x81)
         return this.#item(out, depth + 40)
     }
+  }
+
+  /** An array (major 4) or map (5) of up to 4 entries, of definite or indefinite length; `entry` writes one. */
+  #container(out: number[], major: 4 | 5, entry: () => void): void {
+    const length = this.#int(5)
+    const indefinite = this.#random() < 0.3
+    if (indefinite) out.push((major << 5) | 31)
+    else this.#head(out, major, length)
+    for (let i = 0; i < length; i++) entry()
+    if (indefinite) out.push(0xff)
   }
 
   #head(out: number[], major: number, value: number): void {
