@@ -36,7 +36,7 @@ const NAMED_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1003, 1005, 
  * (`other_1xxx` .. `other_4xxx`, `other` beyond), since a device chooses its own close code and
  * one label value per code would let it grow the metric without bound.
  */
-export function closeCodeLabel(code: number): string {
+function closeCodeLabel(code: number): string {
   if (NAMED_CLOSE_CODES.has(code)) return String(code)
   return code >= 1000 && code <= 4999 ? `other_${Math.floor(code / 1000)}xxx` : 'other'
 }
