@@ -6,11 +6,11 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { encodeFrame, MAX_TS_MS, type CommandFrame, type HubFrame } from '@fleetgate/device-sdk'
 import { FrameFuzzer } from '../support/cbor-fuzz.js'
-import { assertHubServes, fuzzSeed, hubMetric, seededRandom, Witness } from '../support/hostile.js'
+import { answeredOrClosed, assertHubServes, fuzzSeed, hubMetric, seededRandom, Witness } from '../support/hostile.js'
 import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
 import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { countPoints, eventually, rows, until } from '../support/telemetry.js'
-import { OpenDevices, type RawDevice } from '../support/ws.js'
+import { OpenDevices } from '../support/ws.js'
 
 const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'))
 
@@ -103,17 +103,11 @@ describe('hostile device frames against a hub with InfluxDB', () => {
     const count = (what: string): void => void tally.set(what, (tally.get(what) ?? 0) + 1)
     const wrong: string[] = []
     let ws = await devices.connect(hub.wsUrl, attacker)
-    let closed: number | undefined
-    // Only the current session's close counts: the one the test ends itself closes later.
-    const watch = (session: RawDevice): void =>
-      void session.closed.then(({ code }) => {
-        if (ws === session) closed = code
-      })
-    watch(ws)
     const text = (): string => '{"t":"tm"}'
     const oversize = (): Uint8Array => Uint8Array.from({ length: 65_537 + Math.floor(random() * 60_000) }, () => 0xa1)
     const garbage = (): Uint8Array => Uint8Array.from([0xff])
     const invalid = (seq: number): Uint8Array => encodeFrame({ t: 'tm', s: seq, m: {} })
+    const open = (): boolean => ws.ws.readyState === ws.ws.OPEN
     let s = 0
     let sent = 0
     let round = 0
@@ -122,7 +116,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
       // A few frames, then the probe: most hostile frames end the session, and the probe must get through now and then.
       // The first rounds tour each kind of answer, so that a short run (a slow machine) still sees them all.
       const tour = [text, oversize, garbage, invalid][round++]
-      for (let i = tour === undefined ? 1 + Math.floor(random() * 3) : 1; i > 0 && closed === undefined; i--, sent++) {
+      for (let i = tour === undefined ? 1 + Math.floor(random() * 3) : 1; i > 0 && open(); i--, sent++) {
         const roll = random()
         if (tour !== undefined) ws.sendRaw(tour(++s))
         else if (roll < 0.01) ws.sendRaw(text())
@@ -131,8 +125,8 @@ describe('hostile device frames against a hub with InfluxDB', () => {
       }
       // A valid probe last: once it is answered (or the session closed), every frame before it was.
       const probe = ++s
-      if (closed === undefined) ws.send({ t: 'tm', s: probe, ts: 1_700_000_000_000 + probe, m: { probe } })
-      await until(() => closed !== undefined || ws.frames.some((f) => (f.t === 'ack' && f.s >= probe) || (f.t === 'nak' && f.s === probe)), 'the probe answered or the session closed', 10_000)
+      if (open()) ws.send({ t: 'tm', s: probe, ts: 1_700_000_000_000 + probe, m: { probe } })
+      await answeredOrClosed(ws, () => ws.frames.some((f) => (f.t === 'ack' && f.s >= probe) || (f.t === 'nak' && f.s === probe)))
       let seqNaked = false
       for (const frame of ws.frames.splice(0)) {
         const problem = unexpected(frame)
@@ -140,6 +134,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
         count(frame.t === 'nak' ? `nak ${frame.e}` : frame.t === 'err' ? `err ${frame.e}` : frame.t)
         seqNaked ||= frame.t === 'nak' && frame.s === probe && frame.e === 'seq'
       }
+      const closed = ws.ws.readyState === ws.ws.CLOSED ? (await ws.closed).code : undefined
       if (closed !== undefined) {
         count(`close ${closed}`)
         if (!CLOSE_CODES.has(closed)) wrong.push(`close ${closed} (seed ${seed}, frame ${sent})`)
@@ -148,11 +143,10 @@ describe('hostile device frames against a hub with InfluxDB', () => {
       if (closed !== undefined || seqNaked) {
         ws.close()
         ws = await devices.connect(hub.wsUrl, attacker)
-        watch(ws)
-        closed = undefined
         s = 0
       }
-      await witness.ping()
+      // The witness is served all along, not only at the end (afterEach checks again).
+      if (round % 5 === 0) await witness.ping()
     }
     console.log(`hub fuzz: ${sent} frames, answers ${JSON.stringify(Object.fromEntries([...tally].sort()))}`)
     expect(wrong).toStrictEqual([])

@@ -72,6 +72,31 @@ export async function assertHubServes(base: string, witness: Witness, timeoutMs 
 }
 
 /**
+ * Resolves once `done()` holds (checked now and on every frame from the hub) or the session has
+ * closed; rejects after `timeoutMs`. Event-driven, so a fuzz loop waits no longer than the hub.
+ */
+export function answeredOrClosed(device: RawDevice, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const ws = device.ws
+  return new Promise((resolve, reject) => {
+    const finish = (error?: Error): void => {
+      clearTimeout(timer)
+      ws.off('message', check)
+      ws.off('close', check)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    // RawDevice's own listeners run first: the frame is queued, the socket CLOSED, when these run.
+    const check = (): void => {
+      if (done() || ws.readyState === ws.CLOSED) finish()
+    }
+    const timer = setTimeout(() => finish(new Error(`no answer and no close within ${timeoutMs} ms`)), timeoutMs)
+    ws.on('message', check)
+    ws.on('close', check)
+    check()
+  })
+}
+
+/**
  * A small seeded PRNG (xorshift32): the same seed gives the same inputs on every run and machine.
  * Returns floats in [0, 1).
  */
