@@ -12,11 +12,13 @@ export {
   MAX_METRICS,
   MAX_TAG_VALUE_BYTES,
   MAX_TAGS,
+  MAX_TS_MS,
   METRIC_KEY_PATTERN,
   RESERVED_TAG_KEY,
   decodeDeviceFrame,
   decodeHubFrame,
   encodeFrame,
+  nextStamp,
   utf8ByteLength,
   type AckFrame,
   type BatchFrame,
@@ -48,4 +50,5 @@ export {
   type ParsedToken,
   type SignTokenOptions,
 } from './token.js'
+export { TokenBucket } from './token-bucket.js'
 export { DEVICE_ENDPOINT_PATH } from './transport.js'

@@ -98,7 +98,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       registry.touch(peer.deviceId, clock.now())
     },
   })
-  const metrics = new HubMetrics(() => sessions.size, () => stores.spool.bytes)
+  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
   const { commands, batches } = createCommands({
     store: stores.commands,
     batchStore: stores.batches,
@@ -186,9 +186,11 @@ export async function startHub(options: HubOptions): Promise<Hub> {
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
+        // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
+        // close, since a closing session drops its frames that wait for a commit.
+        const flushed = telemetry.stop()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
-        // CONTRACT §1: flush what is accepted before exiting.
-        await telemetry.stop()
+        await flushed
         await mqtt?.close()
         await stores.close()
         log.info('stopped')

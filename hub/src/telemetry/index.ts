@@ -6,11 +6,12 @@ import type { Clock } from '@fleetgate/device-sdk'
 import type { Registry } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { SpoolStore } from '../store/index.js'
-import { DeadLetter } from './dead-letter.js'
+import { DeadLetter, type DeadLetterCounters } from './dead-letter.js'
 import { InfluxShipper, type ShipperCounters, type ShipperTuning } from './influx-shipper.js'
 import { InfluxWriter } from './influx-writer.js'
 import { Ingest, type IngestCounters, type IngestTuning } from './ingest.js'
 
+export type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason } from './dead-letter.js'
 export { appendLine } from './influx-line.js'
 export { TELEMETRY_MEASUREMENT, type ShipperCounters, type ShipperTuning } from './influx-shipper.js'
 export type { InfluxWriter, QuerySeries, WriteResult } from './influx-writer.js'
@@ -28,7 +29,7 @@ export interface TelemetryOptions {
   readonly dataDir: string
   readonly log: Logger
   readonly clock: Clock
-  readonly counters: IngestCounters & ShipperCounters
+  readonly counters: IngestCounters & ShipperCounters & DeadLetterCounters
   /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
   readonly ratePerSec: number
   /** The spool quota in bytes: above it acks stop until the shipper frees room. */
@@ -51,14 +52,23 @@ export interface Telemetry {
   readonly writer: InfluxWriter | undefined
   /** Starts shipping (and creates the InfluxDB database when it can). */
   start(): void
-  /** Commits what is accepted, ships what it can within its bound, and flushes the dead letter (shutdown). */
+  /**
+   * Commits what is accepted, ships what it can within its bound, and flushes the dead letter
+   * (shutdown). The commit starts at once, before the call returns: call it before the sessions
+   * close, since a closing session drops its frames that wait for a commit.
+   */
   stop(): Promise<void>
 }
 
 /** Builds ingest, the shipper and the InfluxDB writer over one spool, wired to each other. */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { spool, log, clock, counters } = options
-  const deadLetter = new DeadLetter({ dir: options.dataDir, now: () => clock.now(), onError: (err) => log.error({ err }, 'dead letter write failed') })
+  const deadLetter = new DeadLetter({
+    dir: options.dataDir,
+    counters,
+    now: () => clock.now(),
+    onError: (err) => log.error({ err }, 'dead letter write failed'),
+  })
   const writer = options.influx === undefined ? undefined : new InfluxWriter({ ...options.influx, deadLetter })
   // Ingest and shipper call each other back (a commit wakes shipping, a trim resumes held
   // commits); each callback runs only after both exist.
