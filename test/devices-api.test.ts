@@ -192,6 +192,18 @@ describe('devices REST API (CONTRACT §4)', () => {
     expect((await hub.api('GET', '/api/v1/devices/thermo-1')).body.disabled).toBe(false)
   })
 
+  it('answers a malformed percent-escape in a path 401 without a token and 400 invalid with one', async () => {
+    for (const path of ['/api/v1/devices/%E0%A4%A', '/api/v1/devices/x/commands/%', '/api/v1/devices/%zz/telemetry']) {
+      const anonymous = await fetch(`${hub.base}${path}`)
+      expect(anonymous.status, path).toBe(401)
+      expect(await hub.api('GET', path, undefined, READER), path).toEqual({
+        status: 400,
+        body: { error: 'invalid', message: 'path: a malformed percent-escape (RFC 3986 §2.1)' },
+      })
+    }
+    expect((await fetch(`${hub.base}/healthz`)).status).toBe(200)
+  })
+
   it('answers malformed JSON 400, a body over 1 MiB 413 and an unknown route 404', async () => {
     const malformed = await fetch(`${hub.base}/api/v1/devices`, {
       method: 'POST',

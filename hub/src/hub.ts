@@ -29,6 +29,7 @@ import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
 import { Spool } from './spool.js'
 import { openStore } from './store.js'
 import { loadNativeUws } from './uws.js'
+import { GuardedApp, type UncaughtSink } from './uws-guard.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -147,7 +148,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, options.hubStatsIntervalMs, now)
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
-  mountDeviceEndpoint(app, {
+  const uncaught: UncaughtSink = (where, err, detail) => {
+    metrics.uncaught(where)
+    log.error({ err, where, ...detail }, 'uncaught error; the hub keeps serving')
+  }
+  // Every route and socket callback is registered through the guard; `app` itself only listens.
+  const guarded = new GuardedApp(app, uncaught)
+  mountDeviceEndpoint(guarded, {
     authenticator: new DeviceAuthenticator(registry, now),
     failures: new FailureLimiter(options.authFailureLimit, now),
     sessions,
@@ -161,7 +168,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     idleTimeoutSec: config.idleTimeoutSec,
     now,
   })
-  const router = new Router(app, operators, log)
+  const router = new Router(guarded, operators)
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, now })
