@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ADMIN_TOKEN, startTestHub, tempDir, type TestHub, writeTokensFile } from './support/hub.js'
+import { ADMIN_TOKEN, api, startTestHub, tempDir, type TestHub, writeTokensFile } from './support/hub.js'
 import { connectDevice } from './support/ws.js'
 
 const READER = 'reader-token-0123456789abcdef'
@@ -190,6 +190,22 @@ describe('devices REST API (CONTRACT §4)', () => {
       }
     }
     expect((await hub.api('GET', '/api/v1/devices/thermo-1')).body.disabled).toBe(false)
+  })
+
+  it('answers 429 too_many_requests to an address after 20 failed tokens in a window, before the token, and only to that address', async () => {
+    const blocked = { localAddress: '127.0.2.1' }
+    const other = { localAddress: '127.0.2.2' }
+    for (const token of ['wrong-1', '', 'wrong-2']) expect((await api(hub.base, 'GET', '/api/v1/devices', undefined, token, blocked)).status).toBe(401)
+    // A scope too low is no failed authentication: it does not count.
+    for (let i = 0; i < 30; i++) expect((await api(hub.base, 'POST', '/api/v1/devices', { id: 'x' }, READER, blocked)).status).toBe(403)
+    for (let i = 3; i < 20; i++) expect((await api(hub.base, 'GET', '/api/v1/devices/thermo-1', undefined, `wrong-${i}`, blocked)).status).toBe(401)
+    const throttled = { error: 'too_many_requests', message: 'too many failed authentications from this address; retry later' }
+    expect(await api(hub.base, 'GET', '/api/v1/devices', undefined, 'wrong-20', blocked)).toEqual({ status: 429, body: throttled })
+    // A valid token from that address learns nothing either, until the window ends.
+    expect(await api(hub.base, 'GET', '/api/v1/devices', undefined, ADMIN_TOKEN, blocked)).toEqual({ status: 429, body: throttled })
+    expect((await api(hub.base, 'GET', '/healthz', undefined, ADMIN_TOKEN, blocked)).status).toBe(200)
+    expect((await api(hub.base, 'GET', '/api/v1/devices', undefined, ADMIN_TOKEN, other)).status).toBe(200)
+    expect((await api(hub.base, 'GET', '/api/v1/devices', undefined, 'wrong', other)).status).toBe(401)
   })
 
   it('answers a malformed percent-escape in a path 401 without a token and 400 invalid with one', async () => {

@@ -1,4 +1,5 @@
 import type { HttpRequest } from 'uWebSockets.js'
+import type { FailureLimiter } from './device-auth.js'
 import { scopeAllows, type Operator, type OperatorAuthenticator, type Scope } from './operator-auth.js'
 import type { Exchange, GuardedApp } from './uws-guard.js'
 
@@ -18,6 +19,7 @@ export type ApiErrorCode =
   | 'exists'
   | 'device_offline'
   | 'queue_full'
+  | 'too_many_requests'
   | 'not_ready'
   /** Written by the guard alone (uws-guard.ts), never by a handler. */
   | 'internal'
@@ -105,18 +107,22 @@ export function bearerToken(header: string): string | undefined {
 }
 
 /**
- * Registers REST routes on a guarded uWS app with auth, body limits and JSON parsing. Every answer goes through the request's {@link Exchange}: written
+ * Registers REST routes on a guarded uWS app with auth, a per-address throttle on failed tokens,
+ * body limits and JSON parsing. Every answer goes through the request's {@link Exchange}: written
  * once, never after the client left, and a throw anywhere is answered 500.
  */
 export class Router {
   readonly #app: GuardedApp
   readonly #operators: OperatorAuthenticator
+  readonly #failures: FailureLimiter
   /** Methods registered per pattern, to answer a wrong method with a specific 404. */
   readonly #methods = new Map<string, string[]>()
 
-  constructor(app: GuardedApp, operators: OperatorAuthenticator) {
+  /** `failures` counts failed operator tokens per address (its own instance: device failures are apart). */
+  constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter) {
     this.#app = app
     this.#operators = operators
+    this.#failures = failures
   }
 
   /** Adds `method pattern` (uWS pattern syntax, e.g. `/api/v1/devices/:id`). */
@@ -150,9 +156,15 @@ export class Router {
 
     let operator: Operator | undefined
     if (options.scope !== undefined) {
+      // Judged before the token, so that an address that is blocked learns nothing, not even from a valid token.
+      if (this.#failures.blocked(exchange.address)) {
+        writeReply(exchange, apiError(429, 'too_many_requests', 'too many failed authentications from this address; retry later'))
+        return
+      }
       const token = bearerToken(authorization)
       operator = token === undefined ? undefined : this.#operators.authenticate(token)
       if (operator === undefined) {
+        this.#failures.fail(exchange.address)
         writeReply(exchange, apiError(401, 'unauthorized', 'a valid operator token is required (Authorization: Bearer <token>)'))
         return
       }

@@ -42,6 +42,11 @@ export interface HubOptions {
   readonly now?: () => number
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
   readonly authFailureLimit?: FailureLimitOptions
+  /**
+   * Failed operator authentications (REST 401s) allowed per address and window, counted apart from
+   * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
+   */
+  readonly operatorAuthFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
@@ -168,7 +173,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     idleTimeoutSec: config.idleTimeoutSec,
     now,
   })
-  const router = new Router(guarded, operators)
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, now))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, now })

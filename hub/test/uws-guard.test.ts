@@ -63,7 +63,7 @@ describe('the uWS guard: REST routes that throw', () => {
 
   beforeAll(async () => {
     const token = 'router-test-token-0123456789'
-    const router = new Router(server.guarded, new OperatorAuthenticator([{ name: 'admin', scope: 'admin', sha256: tokenDigest(token) }]))
+    const router = new Router(server.guarded, new OperatorAuthenticator([{ name: 'admin', scope: 'admin', sha256: tokenDigest(token) }]), new FailureLimiter())
     const open = { scope: undefined, body: 'none' } as const
     router.route('get', '/ok', open, () => ({ status: 200, body: { ok: true } }))
     router.route('get', '/sync', open, () => {
