@@ -5,6 +5,12 @@ import type { Exchange, GuardedApp } from './uws-guard.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024
+/**
+ * Deepest nesting of arrays and objects in a JSON body: 64 levels. JSON.parse takes any depth,
+ * but what then walks the value recursively (JSON.stringify, the store's and the wire's encoders)
+ * overflows the stack near a few thousand; deeper bodies are answered 400 `invalid` before parsing.
+ */
+const MAX_BODY_DEPTH = 64
 /** Longest piece of a request (its path) echoed back in an error message: 256 characters. */
 const MAX_ECHO_CHARS = 256
 
@@ -98,6 +104,23 @@ function decodeParams(raw: readonly string[]): string[] | undefined {
     if (err instanceof URIError) return undefined
     throw err
   }
+}
+
+/** Whether JSON text nests arrays and objects deeper than `max` levels; strings are skipped. */
+function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash escapes the next character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
 }
 
 /** The bearer token of an `Authorization` header, or undefined. */
@@ -203,6 +226,10 @@ export class Router {
       chunks.push(Buffer.from(chunk.slice(0)))
       if (!isLast) return
       const text = Buffer.concat(chunks).toString('utf8')
+      if (nestsDeeperThan(text, MAX_BODY_DEPTH)) {
+        writeReply(exchange, invalid(`body: arrays and objects nest at most ${MAX_BODY_DEPTH} levels deep`))
+        return
+      }
       let body: unknown
       try {
         body = text === '' ? undefined : JSON.parse(text)
