@@ -180,9 +180,9 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (store.healthy() ? 'ok' : 'the store does not answer') },
+      { name: 'store', check: () => (store.healthy() ? 'ok' : 'unreachable') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer),
+      influxProbe(writer, log),
     ],
     metrics,
   )
