@@ -61,6 +61,11 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /**
+   * Logs (with its stack) and counts an error that reached the process's last resort
+   * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
+   */
+  uncaught(err: unknown, origin: string): void
   /** Stops accepting, closes device sessions with 1001, flushes the store. */
   stop(): Promise<void>
 }
@@ -200,6 +205,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
         stopHubStats()

@@ -207,8 +207,8 @@ export class HubProcesses {
   }
 
   /** Starts a hub process, killed by `cleanup`. */
-  async start(env: Record<string, string>): Promise<HubProcess> {
-    const hub = await startHubProcess(env)
+  async start(env: Record<string, string>, options: HubProcessOptions = {}): Promise<HubProcess> {
+    const hub = await startHubProcess(env, undefined, options)
     this.#running.push(hub)
     return hub
   }
