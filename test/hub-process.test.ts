@@ -126,7 +126,7 @@ describe('the hub process (CONTRACT §1)', () => {
     // Without the certificate the client refuses the hub: the listener really is TLS.
     await expect(fetch(`https://127.0.0.1:${hub.ports.http}/healthz`)).rejects.toThrow()
 
-    const created = await api(`https://127.0.0.1:${hub.ports.http}`, 'POST', '/api/v1/devices', { id: 'tls-dev' }, ADMIN_TOKEN, ca)
+    const created = await api(`https://127.0.0.1:${hub.ports.http}`, 'POST', '/api/v1/devices', { id: 'tls-dev' }, ADMIN_TOKEN, { ca })
     expect(created.status).toBe(201)
     const device = await connectDevice(`wss://127.0.0.1:${hub.ports.http}/v1/connect`, { deviceId: 'tls-dev', keyType: 'hmac', key: created.body.key }, { ca })
     expect(await device.next()).toMatchObject({ t: 'hello', dev: 'tls-dev' })

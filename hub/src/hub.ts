@@ -29,6 +29,7 @@ import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
 import { Spool } from './spool.js'
 import { openStore } from './store.js'
 import { loadNativeUws } from './uws.js'
+import { GuardedApp, type UncaughtSink } from './uws-guard.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -41,6 +42,11 @@ export interface HubOptions {
   readonly now?: () => number
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
   readonly authFailureLimit?: FailureLimitOptions
+  /**
+   * Failed operator authentications (REST 401s) allowed per address and window, counted apart from
+   * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
+   */
+  readonly operatorAuthFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
@@ -55,6 +61,11 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /**
+   * Logs (with its stack) and counts an error that reached the process's last resort
+   * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
+   */
+  uncaught(err: unknown, origin: string): void
   /** Stops accepting, closes device sessions with 1001, flushes the store. */
   stop(): Promise<void>
 }
@@ -147,7 +158,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, options.hubStatsIntervalMs, now)
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
-  mountDeviceEndpoint(app, {
+  const uncaught: UncaughtSink = (where, err, detail) => {
+    metrics.uncaught(where)
+    log.error({ err, where, ...detail }, 'uncaught error; the hub keeps serving')
+  }
+  // Every route and socket callback is registered through the guard; `app` itself only listens.
+  const guarded = new GuardedApp(app, uncaught)
+  mountDeviceEndpoint(guarded, {
     authenticator: new DeviceAuthenticator(registry, now),
     failures: new FailureLimiter(options.authFailureLimit, now),
     sessions,
@@ -161,16 +178,16 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     idleTimeoutSec: config.idleTimeoutSec,
     now,
   })
-  const router = new Router(app, operators, log)
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, now))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, now })
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (store.healthy() ? 'ok' : 'the store does not answer') },
+      { name: 'store', check: () => (store.healthy() ? 'ok' : 'unreachable') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer),
+      influxProbe(writer, log),
     ],
     metrics,
   )
@@ -188,6 +205,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
         stopHubStats()

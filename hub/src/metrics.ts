@@ -5,6 +5,7 @@ import type { IngestCounters } from './ingest.js'
 import type { CommandStatus } from './command-record.js'
 import type { CommandCounters } from './commands.js'
 import type { ShipperCounters } from './influx-shipper.js'
+import { UNCAUGHT_WHERE, type UncaughtWhere } from './uws-guard.js'
 
 /**
  * A counter's children by label value, made once: prom-client hashes a labels object on every
@@ -72,6 +73,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly spoolBytes: Gauge
   readonly commandsEnded: Counter<'status'>
   readonly ignoredResults: Counter
+  readonly uncaughtErrors: Counter<'where'>
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -140,6 +142,14 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
         this.set(sources.spoolBytes())
       },
     })
+    this.uncaughtErrors = new Counter({
+      name: 'fleetgate_uncaught_errors_total',
+      help: 'Exceptions no handler caught, answered by the last-resort guards (where: http, upgrade, ws, process)',
+      labelNames: ['where'],
+      registers,
+    })
+    // Each series exists from the start, so an alert on its increase sees the first error.
+    for (const where of UNCAUGHT_WHERE) this.uncaughtErrors.inc({ where }, 0)
     this.closes = new LabelledCounter(
       new Counter({
         name: 'fleetgate_session_closes_total',
@@ -208,6 +218,11 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
 
   resultIgnored(): void {
     this.ignoredResults.inc()
+  }
+
+  /** Counts one exception caught by a last-resort guard (see uws-guard.ts and main.ts). */
+  uncaught(where: UncaughtWhere): void {
+    this.uncaughtErrors.inc({ where })
   }
 
   async snapshot(): Promise<Record<string, number>> {
