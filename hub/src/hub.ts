@@ -84,7 +84,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
   // after all of them exist.
-  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) }, log)
+  const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
+  const mqtt = await startMqtt(
+    config,
+    operators,
+    { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
+    log,
+    metrics.registry,
+  )
   const status = (session: DeviceSession, online: boolean): void =>
     mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
   const sessions = new Sessions({
@@ -98,7 +105,6 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     },
   })
   const spool = new Spool(store)
-  const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
   const commandStore = new CommandStore(store)
   const commands = new Commands({
     store: commandStore,
