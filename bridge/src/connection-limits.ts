@@ -194,15 +194,15 @@ export class ConnectionLimits {
     const write = stream.write.bind(stream) as Duplex['write']
     stream.write = ((...args: Parameters<Duplex['write']>) => {
       if (cut) return true
-      const queued = stream.writableLength
-      if (queued > options.maxBacklogBytes) {
-        cutOff('backlog_full', queued)
+      if (stream.writableLength > options.maxBacklogBytes) {
+        cutOff('backlog_full', stream.writableLength)
         return true
       }
-      // Over the soft bound from this write on, unless a later write finds it back under.
-      if (queued <= options.softBacklogBytes) caughtUp()
-      else slowTimer ??= setTimeout(slowCheck, options.softBacklogMs).unref()
       write(...args)
+      // Over the soft bound from this write on, unless a later write finds it back under; the
+      // check when the time is up does not depend on any more writes coming.
+      if (stream.writableLength <= options.softBacklogBytes) caughtUp()
+      else slowTimer ??= setTimeout(slowCheck, options.softBacklogMs).unref()
       return true
     }) as Duplex['write']
 

@@ -23,10 +23,10 @@ function connectOfLength(remaining: number, password: string, clientId = 'sized'
   return packet
 }
 
-/** Publishes 10 KB messages in rounds until `done`, letting deliveries run between rounds; at most 4,000. */
-async function publishUntil(local: LocalBroker, done: () => boolean): Promise<number> {
+/** Publishes 10 KB messages in rounds until `done(published)`, letting deliveries run between rounds; at most 4,000. */
+async function publishUntil(local: LocalBroker, done: (published: number) => boolean | Promise<boolean>): Promise<number> {
   let seq = 0
-  while (!done()) {
+  while (!(await done(seq))) {
     if (seq >= 4000) throw new Error('the condition did not come within 4,000 messages (40 MB)')
     for (let i = 0; i < 50; i++) local.broker.publishTelemetry('d1', big(seq++))
     await pause(20)
@@ -36,19 +36,23 @@ async function publishUntil(local: LocalBroker, done: () => boolean): Promise<nu
 
 describe('a subscriber that stops reading (issue 10)', () => {
   it('is cut once it stays over softBacklogBytes for softBacklogMs; nothing waits on it meanwhile', async () => {
-    const local = await startLocalBroker({ softBacklogBytes: 65_536, softBacklogMs: 2000 })
+    const local = await startLocalBroker({ softBacklogBytes: 65_536, softBacklogMs: 3000 })
     const good = await local.client('reader-token')
     await good.subscribe('fleetgate/devices/+/telemetry')
     const stalled = await RawMqtt.session(local.port, 'reader-token', 'stalled')
     expect(await stalled.subscribe('fleetgate/#')).toEqual([1])
     stalled.stopReading()
 
-    // The kernel's buffers fill first, then the broker's queue for it.
-    const published = await publishUntil(local, () => local.broker.stats().largestBacklogBytes > 65_536)
+    // The kernel's buffers fill first, then the broker's queue for it. Once the good subscriber has
+    // everything, the largest queue is the stalled client's.
+    const published = await publishUntil(local, async (n) => {
+      await vi.waitFor(() => expect(good.on('fleetgate/devices/d1/telemetry')).toHaveLength(n))
+      return local.broker.stats().largestBacklogBytes > 65_536
+    })
     // Every publish completes while the stalled client is still connected: it holds nobody up.
     await vi.waitFor(() => expect(local.broker.stats().pendingPublishes).toBe(0))
     expect(local.disconnections).toEqual([])
-    await vi.waitFor(() => expect(good.on('fleetgate/devices/d1/telemetry')).toHaveLength(published))
+    expect(good.on('fleetgate/devices/d1/telemetry')).toHaveLength(published)
 
     await vi.waitFor(() => expect(local.disconnections).toHaveLength(1), { timeout: 5000 })
     expect(local.disconnections).toEqual([{ reason: 'backlog_slow', clientId: 'stalled', actor: 'rita', bytes: expect.any(Number) }])

@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import { generate, parser, type Packet } from 'mqtt-packet'
+import { Inbox } from './inbox.js'
 import { track, untrack } from './service.js'
 
 /**
@@ -9,21 +10,16 @@ import { track, untrack } from './service.js'
  */
 export class RawMqtt {
   readonly socket: Socket
-  /** Packets received and not yet taken by `next`. */
-  readonly packets: Packet[] = []
   /** Resolves when the socket is closed, by either side. */
   readonly closed: Promise<void>
   /** Whether the socket is closed. */
   isClosed = false
-  #waiters: Array<() => void> = []
+  readonly #inbox = new Inbox<Packet>()
 
   private constructor(socket: Socket) {
     this.socket = socket
     const packets = parser()
-    packets.on('packet', (packet: Packet) => {
-      this.packets.push(packet)
-      this.#wake()
-    })
+    packets.on('packet', (packet: Packet) => this.#inbox.push(packet))
     // A broken answer is the broker's bug, and the test fails on the missing packet.
     packets.on('error', () => socket.destroy())
     socket.on('data', (chunk: Buffer) => packets.parse(chunk))
@@ -31,7 +27,7 @@ export class RawMqtt {
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {
         this.isClosed = true
-        this.#wake()
+        this.#inbox.wake()
         resolve()
       }),
     )
@@ -75,21 +71,14 @@ export class RawMqtt {
     return suback.granted.map((g) => (typeof g === 'number' ? g : Number.NaN))
   }
 
+  /** Packets received and not yet taken by `next`, oldest first. */
+  get packets(): Packet[] {
+    return this.#inbox.items
+  }
+
   /** The next packet not yet taken, waiting up to `timeoutMs`; rejects when the socket closes first. */
   async next(timeoutMs: number): Promise<Packet> {
-    const deadline = Date.now() + timeoutMs
-    while (this.packets.length === 0) {
-      if (this.isClosed) throw new Error('the broker closed the connection')
-      if (Date.now() >= deadline) throw new Error(`no packet from the broker within ${timeoutMs} ms`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - Date.now())
-        this.#waiters.push(() => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-    }
-    return this.packets.shift() as Packet
+    return await this.#inbox.next(timeoutMs, 'packet from the broker', () => this.isClosed, 'the broker closed the connection')
   }
 
   /** Stops reading: the broker's writes pile up in the kernel's buffers, then in its own. */
@@ -106,9 +95,5 @@ export class RawMqtt {
   /** `destroy`, for the after-file safety net (`track`). */
   async stop(): Promise<void> {
     this.destroy()
-  }
-
-  #wake(): void {
-    for (const wake of this.#waiters.splice(0)) wake()
   }
 }
