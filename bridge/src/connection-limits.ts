@@ -92,16 +92,22 @@ export interface AdmittedConnection {
  *   so an oversized packet is cut before mqtt-packet buffers its body.
  * - Before the CONNECT is accepted: a bound on such connections, and a deadline that bytes
  *   trickled in do not extend.
- * - Writes: aedes waits for `drain` whenever a write returns false, and holds that delivery's
- *   callback until then; mqemitter completes a publish only once every subscriber's callback has
- *   run, so one socket that stops reading held every publish, the broker's pending count, and the
- *   hub's acks with it. Here a write always answers "go on", so no delivery waits on one socket;
- *   instead, what is queued for the client is bounded. The hub publishes in bursts (a commit
+ * - Writes: aedes (1.2) delivers a QoS 1 message to a client in `deliverQoS` (lib/client.js),
+ *   which hands its mqemitter callback to the packet as `writeCallback`; `write` (lib/write.js)
+ *   calls it at once unless mqtt-packet's `writeToStream` returned false, and then only on the
+ *   socket's `drain` or after aedes's drain timeout (`waitForDrain`). mqemitter (fastparallel)
+ *   completes an emit only once every matching client's callback has run, and `Aedes.publish`
+ *   calls back only after that emit. So one socket that stopped reading held every publish of
+ *   every topic it matched, the broker's pending count, and the hub's acks with them, for as long
+ *   as the drain timeout. Here a write always answers "go on", so no delivery waits on one
+ *   socket; instead, what is queued for the client is bounded. The hub publishes in bursts (a commit
  *   releases many frames at once) that a client reading at full speed takes in a moment, so the
  *   bound has two parts: a client may go over `softBacklogBytes` for at most `softBacklogMs`
  *   (a slow reader), and never over `maxBacklogBytes` (checked before each write, so at most one
- *   message more is ever held). Cutting destroys the socket, so aedes drops its subscriptions and
- *   completes whatever it still had under way for it.
+ *   message more is ever held). Sessions are always clean here, and for a clean session aedes
+ *   keeps no copy of a QoS 1 message awaiting its PUBACK (`outgoingUpdate` is skipped), so the
+ *   socket's queue is all that is held for a client. Cutting destroys the socket, so aedes drops
+ *   its subscriptions and completes whatever it still had under way for it.
  */
 export class ConnectionLimits {
   readonly #options: Resolved
