@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { assertHubServes, Witness } from '../support/hostile.js'
-import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
+import { ADMIN_TOKEN, HubProcesses, startTestHub, testEnv, type TestHub } from '../support/hub.js'
 import { readSeries } from '../support/metrics.js'
 import { connectMqtt } from '../support/mqtt-client.js'
 import { RawMqtt } from '../support/mqtt-raw.js'
@@ -82,5 +82,31 @@ describe('MQTT connections that do not authenticate', () => {
     expect(client.client.connected).toBe(true)
     await client.stop()
     await assertHubServes(hub.base, witness)
+  })
+})
+
+describe('MQTT connections cut by a limit, in the hub log', () => {
+  const processes = new HubProcesses()
+  afterEach(async () => await processes.cleanup())
+
+  it('logs each cut once, with its reason, client id and actor', async () => {
+    const hub = await processes.start(testEnv(processes.dir(), { FLEETGATE_MQTT_PORT: '0', FLEETGATE_LOG_LEVEL: 'info' }))
+    const port = hub.ports.mqtt as number
+    const stranger = await RawMqtt.open(port)
+    stranger.sendRaw(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f]))
+    await stranger.closed
+    const admin = await RawMqtt.session(port, ADMIN_TOKEN, 'ops-1')
+    // A PUBLISH declaring 1 MiB, over the default 135,168 bytes.
+    admin.sendRaw(Buffer.from([0x32, 0x80, 0x80, 0x40]))
+    await admin.closed
+    const cuts = await eventually(
+      () => hub.logs.filter((line) => line['msg'] === 'mqtt connection cut'),
+      (lines) => lines.length >= 2,
+      5000,
+    )
+    expect(cuts.map(({ level, reason, clientId, actor, bytes }) => ({ level, reason, clientId, actor, bytes }))).toEqual([
+      { level: 'info', reason: 'packet_too_large', clientId: '', actor: undefined, bytes: 268_435_455 },
+      { level: 'info', reason: 'packet_too_large', clientId: 'ops-1', actor: 'admin', bytes: 1_048_576 },
+    ])
   })
 })
