@@ -43,7 +43,7 @@ export interface HubOptions {
   readonly authFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
-  /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
+  /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number

@@ -85,7 +85,8 @@ export interface IngestOptions {
    */
   readonly shippingLags?: () => boolean
   /**
-   * Whether MQTT egress lags (subscribers behind): while it does, committed frames are neither
+   * Whether MQTT egress lags as a whole (the broker's deliveries, not any one subscriber, which
+   * the broker bounds on its own): while it does, committed frames are neither
    * acked nor published, so devices slow down to what egress takes instead of the hub buffering
    * without bound. Default: never.
    */
