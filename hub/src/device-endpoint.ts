@@ -168,7 +168,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
         }
         if (decoded.code === 'invalid' && decoded.id !== undefined) {
           // A result that names its command but does not validate ends that command as failed.
-          commands.invalidResult(session, decoded.id, decoded.reason)
+          if (ingest.admitResult(session)) commands.invalidResult(session, decoded.id, decoded.reason)
           return
         }
         // Without a valid `s` a frame cannot be naked, so it is a protocol error like garbage.
@@ -183,7 +183,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
           ingest.accept(session, frame, bytes)
           return
         case 'res':
-          commands.result(session, frame)
+          if (ingest.admitResult(session)) commands.result(session, frame)
           return
       }
     },
@@ -193,8 +193,10 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     },
 
     close(socket, code) {
-      metrics.closes.inc({ code: String(code) })
-      sessions.closed(socket.getUserData().session, code)
+      const session = socket.getUserData().session
+      metrics.closed(code)
+      ingest.closed(session)
+      sessions.closed(session, code)
     },
   })
 }

@@ -84,7 +84,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
   // after all of them exist.
-  const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
+  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => spool.bytes, pendingFrames: (): number => ingest.pendingFrames })
   const mqtt = await startMqtt(
     config,
     operators,
@@ -119,7 +119,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   })
   const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
   commands.start()
-  const deadLetter = new DeadLetter({ dir: config.dataDir, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
+  const deadLetter = new DeadLetter({ dir: config.dataDir, counters: metrics, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
   const writer =
     config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })
   // InfluxDB may be away at start; the writer creates the database on its first successful write too.
@@ -199,9 +199,11 @@ export async function startHub(options: HubOptions): Promise<Hub> {
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
+        // CONTRACT §1: flush what is accepted before exiting; it is committed before the sessions
+        // close, since a closing session drops its frames that wait for a commit.
+        const drained = ingest.drain()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
-        // CONTRACT §1: flush what is accepted before exiting.
-        await ingest.drain()
+        await drained
         await shipper.stop()
         await deadLetter.flush()
         await mqtt?.close()

@@ -1,4 +1,7 @@
 import { expect } from 'vitest'
+import { ADMIN_TOKEN } from './hub.js'
+import type { Influxd } from './influxd.js'
+import { eventually, rows } from './telemetry.js'
 import type { Credentials, RawDevice } from './ws.js'
 import { connectDevice } from './ws.js'
 
@@ -40,6 +43,18 @@ export class Witness {
     this.acked.push(ts)
   }
 
+  /**
+   * Waits until every reading the witness had acked is a point of its device in InfluxDB (`db`),
+   * then checks that none is missing: nothing acked was lost to the attack.
+   */
+  async assertLanded(influx: Influxd, db: string, timeoutMs = 20_000): Promise<void> {
+    const missing = (times: ReadonlySet<number>): number[] => this.acked.filter((ts) => !times.has(ts))
+    const landed = async (): Promise<Set<number>> =>
+      new Set((await rows(influx, `SELECT "witness" FROM "telemetry" WHERE "device" = '${this.device.deviceId}'`, db)).map((row) => row['time'] as number))
+    const times = await eventually(landed, (found) => missing(found).length === 0, timeoutMs).catch(() => landed())
+    expect(missing(times), `acked readings of ${this.device.deviceId} missing from InfluxDB`).toEqual([])
+  }
+
   close(): void {
     this.ws.close()
   }
@@ -54,4 +69,62 @@ export async function assertHubServes(base: string, witness: Witness, timeoutMs 
   expect(health.status).toBe(200)
   expect(witness.ws.ws.readyState, 'the witness session was closed by the attack').toBe(witness.ws.ws.OPEN)
   await witness.ping(timeoutMs)
+}
+
+/**
+ * Resolves once `done()` holds (checked now and on every frame from the hub) or the session has
+ * closed; rejects after `timeoutMs`. Event-driven, so a fuzz loop waits no longer than the hub.
+ */
+export function answeredOrClosed(device: RawDevice, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const ws = device.ws
+  return new Promise((resolve, reject) => {
+    const finish = (error?: Error): void => {
+      clearTimeout(timer)
+      ws.off('message', check)
+      ws.off('close', check)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    // RawDevice's own listeners run first: the frame is queued, the socket CLOSED, when these run.
+    const check = (): void => {
+      if (done() || ws.readyState === ws.CLOSED) finish()
+    }
+    const timer = setTimeout(() => finish(new Error(`no answer and no close within ${timeoutMs} ms`)), timeoutMs)
+    ws.on('message', check)
+    ws.on('close', check)
+    check()
+  })
+}
+
+/**
+ * A small seeded PRNG (xorshift32): the same seed gives the same inputs on every run and machine.
+ * Returns floats in [0, 1).
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0 || 0x9e3779b9
+  return () => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    state >>>= 0
+    return state / 2 ** 32
+  }
+}
+
+/**
+ * The seed of a fuzz run: `FLEETGATE_FUZZ_SEED` when set (to replay a failure or explore), else
+ * `fallback`, so `npm test` is the same run every time. It is printed, so a failure names it.
+ */
+export function fuzzSeed(name: string, fallback: number): number {
+  const raw = process.env['FLEETGATE_FUZZ_SEED']
+  const seed = raw === undefined || raw === '' ? fallback : Number(raw) >>> 0
+  console.log(`${name}: seed ${seed} (replay with FLEETGATE_FUZZ_SEED=${seed})`)
+  return seed
+}
+
+/** The value of one series of the hub's `/metrics` (`name` or `name{labels}` exactly as exposed), 0 when absent. */
+export async function hubMetric(base: string, series: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
 }
