@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { assertHubServes, Witness } from '../support/hostile.js'
+import { assertHubServes, hubMetrics, Witness } from '../support/hostile.js'
 import { ADMIN_TOKEN, HubProcesses, startTestHub, testEnv, type TestHub } from '../support/hub.js'
-import { readSeries } from '../support/metrics.js'
 import { connectMqtt } from '../support/mqtt-client.js'
 import { RawMqtt } from '../support/mqtt-raw.js'
 import { eventually } from '../support/telemetry.js'
@@ -52,7 +51,7 @@ describe('MQTT connections that do not authenticate', () => {
     const sent = await Promise.all(raws.map(oversizedConnect))
     // Each was closed long before 40 MiB: what it got out is at most what the kernels' buffers took.
     for (const bytes of sent) expect(bytes).toBeLessThan(STREAM_BYTES)
-    expect(await readSeries(hub.base, FIGURES)).toEqual({
+    expect(await hubMetrics(hub.base, FIGURES)).toEqual({
       'fleetgate_mqtt_disconnects_total{reason="packet_too_large"}': 3,
       'fleetgate_mqtt_disconnects_total{reason="too_many_unauthenticated"}': 0,
       'fleetgate_mqtt_disconnects_total{reason="connect_timeout"}': 0,
@@ -65,13 +64,13 @@ describe('MQTT connections that do not authenticate', () => {
   it('holds at most FLEETGATE_MQTT_MAX_UNAUTHENTICATED idle connections, each for FLEETGATE_MQTT_CONNECT_SEC', async () => {
     const port = hub.hub.ports.mqtt as number
     const idle = await Promise.all([0, 1, 2, 3].map(async () => await RawMqtt.open(port)))
-    await eventually(() => readSeries(hub.base, FIGURES), (f) => f['fleetgate_mqtt_unauthenticated_connections'] === 4, 5000)
+    await eventually(() => hubMetrics(hub.base, FIGURES), (f) => f['fleetgate_mqtt_unauthenticated_connections'] === 4, 5000)
     const fifth = await RawMqtt.open(port)
     await fifth.closed
     // One byte at a time does not keep a connection: each is cut a second after it opened.
     for (const raw of idle) raw.sendRaw(Buffer.from([0x10]))
     await Promise.all(idle.map(async (raw) => await raw.closed))
-    expect(await readSeries(hub.base, FIGURES)).toEqual({
+    expect(await hubMetrics(hub.base, FIGURES)).toEqual({
       'fleetgate_mqtt_disconnects_total{reason="packet_too_large"}': 3,
       'fleetgate_mqtt_disconnects_total{reason="too_many_unauthenticated"}': 1,
       'fleetgate_mqtt_disconnects_total{reason="connect_timeout"}': 4,

@@ -1,15 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generate, type Packet, type QoS } from 'mqtt-packet'
-import { pick, stream, type Random } from '@fleetgate/firmware-sim'
-import { assertHubServes, Witness } from '../support/hostile.js'
+import { pick, type Random } from '@fleetgate/firmware-sim'
+import { assertHubServes, fuzzSeed, hubMetrics, seededRandom, Witness } from '../support/hostile.js'
 import { startTestHub, tempDir, writeTokensFile, type TestHub } from '../support/hub.js'
-import { readSeries } from '../support/metrics.js'
 import { connectMqtt, type TestClient } from '../support/mqtt-client.js'
 import { RawMqtt } from '../support/mqtt-raw.js'
 import { eventually } from '../support/telemetry.js'
 
-/** Replay a failure with `FLEETGATE_FUZZ_SEED=<seed printed by the run>`. */
-const SEED = process.env['FLEETGATE_FUZZ_SEED'] === undefined ? Math.floor(Math.random() * 2 ** 32) : Number(process.env['FLEETGATE_FUZZ_SEED'])
+/** The run's seed: `FLEETGATE_FUZZ_SEED` replays a failure or explores; printed either way. */
+const SEED = fuzzSeed('mqtt fuzz', 0x6d717474)
 const RUN_MS = 4000
 const WORKERS = 6
 const READER_TOKEN = 'fuzz-reader-token-0123456789'
@@ -167,9 +166,8 @@ describe('MQTT packet fuzzing', () => {
   })
 
   it(`leaves the hub serving, the witness acked and the subscriber fed (seed ${SEED})`, async () => {
-    console.log(`mqtt fuzz: seed ${SEED} (replay with FLEETGATE_FUZZ_SEED=${SEED})`)
     const port = hub.hub.ports.mqtt as number
-    const baseline = await readSeries(hub.base, FIGURES)
+    const baseline = await hubMetrics(hub.base, FIGURES)
     expect(baseline).toEqual({
       'fleetgate_mqtt_clients': 1,
       'fleetgate_mqtt_unauthenticated_connections': 0,
@@ -180,7 +178,8 @@ describe('MQTT packet fuzzing', () => {
     const tally: Tally = { connections: 0, authenticated: 0, packets: 0, closedByHub: 0 }
     const deadline = Date.now() + RUN_MS
     const fuzzers = Array.from({ length: WORKERS }, async (_, worker) => {
-      const random = stream(SEED, 1, worker)
+      // Each worker its own stream, so one worker's draws never shift another's.
+      const random = seededRandom((SEED ^ Math.imul(worker + 1, 0x9e3779b9)) >>> 0)
       while (Date.now() < deadline) await fuzzConnection(port, random, tally)
     })
     // The witness is served all along, not only once the run is over.
@@ -194,7 +193,7 @@ describe('MQTT packet fuzzing', () => {
     console.log(`mqtt fuzz: seed ${SEED}: ${JSON.stringify(tally)}`)
     expect(tally.connections).toBeGreaterThan(0)
 
-    const settled = await eventually(() => readSeries(hub.base, FIGURES), (f) => JSON.stringify(f) === JSON.stringify(baseline), 10_000)
+    const settled = await eventually(() => hubMetrics(hub.base, FIGURES), (f) => JSON.stringify(f) === JSON.stringify(baseline), 10_000)
     expect(settled, `seed ${SEED}`).toEqual(baseline)
     await assertHubServes(hub.base, witness)
     // Every acked reading of the witness reached the subscriber that stayed.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { BatchFrame } from '@fleetgate/device-sdk'
+import { hubMetric, hubMetrics } from '../support/hostile.js'
 import { startTestHub, tempDir, writeTokensFile, type TestHub } from '../support/hub.js'
-import { readSeries, scrape, series } from '../support/metrics.js'
 import { connectMqtt, type TestClient } from '../support/mqtt-client.js'
 import { RawMqtt } from '../support/mqtt-raw.js'
 import { eventually } from '../support/telemetry.js'
@@ -105,7 +105,7 @@ describe('a subscriber that stops reading', () => {
     let sampling = true
     const sampler = (async () => {
       while (sampling) {
-        peakBacklog = Math.max(peakBacklog, series(await scrape(hub.base), 'fleetgate_mqtt_backlog_largest_bytes'))
+        peakBacklog = Math.max(peakBacklog, await hubMetric(hub.base, 'fleetgate_mqtt_backlog_largest_bytes'))
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
     })()
@@ -126,7 +126,7 @@ describe('a subscriber that stops reading', () => {
     expect(seen).toHaveLength(DEVICES * FRAMES)
 
     const settled = await eventually(
-      () => readSeries(hub.base, FIGURES),
+      () => hubMetrics(hub.base, FIGURES),
       (f) => f['fleetgate_mqtt_pending_publishes'] === 0 && f['fleetgate_mqtt_backlog_bytes'] === 0,
       10_000,
     )
