@@ -87,7 +87,7 @@ export interface BrokerStats {
   readonly publishedResults: number
   /** Telemetry not published locally because `maxPendingPublishes` were still being delivered. */
   readonly droppedTelemetry: number
-  /** Publishes handed to aedes and not yet delivered to every subscriber, now. */
+  /** Publishes handed to aedes and not yet in every subscriber's queue, now. */
   readonly pendingPublishes: number
   readonly refusedConnects: number
   readonly refusedPublishes: number
@@ -104,7 +104,7 @@ export interface BrokerStats {
 
 /** The embedded MQTT broker of CONTRACT §6; the hub owns the listener and hands over each connection. */
 export interface Broker {
-  /** Serves one accepted connection (a TCP socket, or a WebSocket stream). After `close`, destroys it. */
+  /** Serves one accepted connection (a TCP socket, or a WebSocket stream) under the connection limits. After `close`, destroys it. */
   handle(stream: Duplex): void
   /** Publishes a durably stored frame on `fleetgate/devices/{id}/telemetry`, QoS 1. Never waits; may drop (counted); skipped while no client is connected and there is no uplink. */
   publishTelemetry(deviceId: string, message: TelemetryMessage): void
@@ -114,7 +114,7 @@ export interface Broker {
   publishCommandResult(deviceId: string, cmdId: string, record: object): void
   /** Connected MQTT clients now. */
   readonly clients: number
-  /** Publishes handed over and not yet delivered to every subscriber, now (cheap: no snapshot). */
+  /** Publishes handed over and not yet in every subscriber's queue, now (cheap: no snapshot). No single subscriber holds it up. */
   readonly pendingPublishes: number
   /** The uplink, when `uplink` was given. */
   readonly uplink: Uplink | undefined
