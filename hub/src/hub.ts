@@ -49,7 +49,7 @@ export interface HubOptions {
   readonly operatorAuthFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
-  /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
+  /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number
@@ -95,7 +95,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
   // after all of them exist.
-  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) }, log)
+  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => spool.bytes, pendingFrames: (): number => ingest.pendingFrames })
+  const mqtt = await startMqtt(
+    config,
+    operators,
+    { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
+    log,
+    metrics.registry,
+  )
   const status = (session: DeviceSession, online: boolean): void =>
     mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
   const sessions = new Sessions({
@@ -109,7 +116,6 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     },
   })
   const spool = new Spool(store)
-  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => spool.bytes, pendingFrames: (): number => ingest.pendingFrames })
   const commandStore = new CommandStore(store)
   const commands = new Commands({
     store: commandStore,

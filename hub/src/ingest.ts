@@ -86,9 +86,10 @@ export interface IngestOptions {
    */
   readonly shippingLags?: () => boolean
   /**
-   * Whether MQTT egress lags (subscribers behind): while it does, accepted frames wait uncommitted,
-   * as at the quota, and frames already committed are neither acked nor published, so devices slow
-   * down to what egress takes instead of the hub buffering without bound. Default: never.
+   * Whether MQTT egress lags as a whole (the broker's deliveries, not any one subscriber, which
+   * the broker bounds on its own): while it does, accepted frames wait uncommitted, as at the
+   * quota, and frames already committed are neither acked nor published, so devices slow down to
+   * what egress takes instead of the hub buffering without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
   /** Clock, Unix ms; default Date.now. */

@@ -125,9 +125,17 @@ export function fuzzSeed(name: string, fallback: number): number {
 
 /** The value of one series of the hub's `/metrics` (`name` or `name{labels}` exactly as exposed), 0 when absent. */
 export async function hubMetric(base: string, series: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
-  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+  return (await hubMetrics(base, [series]))[series] ?? 0
+}
+
+/** The values of several series from one scrape of the hub's `/metrics`, each read as `hubMetric` does. */
+export async function hubMetrics<K extends string>(base: string, names: readonly K[]): Promise<Record<K, number>> {
+  const lines = (await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).split('\n')
+  const value = (series: string): number => {
+    const line = lines.find((l) => l.startsWith(`${series} `))
+    return line === undefined ? 0 : Number(line.slice(series.length + 1))
+  }
+  return Object.fromEntries(names.map((name) => [name, value(name)])) as Record<K, number>
 }
 
 /** One HTTP answer as read off the wire. */
