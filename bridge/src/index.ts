@@ -24,15 +24,17 @@ export {
 } from './codec.js'
 export { UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
 export { SCOPES, isScope, scopeAllows, type Scope } from './scopes.js'
+export { CUT_REASONS, DEFAULT_MAX_PACKET_BYTES, type ConnectionLimitsConfig, type CutReason } from './connection-limits.js'
+export { BROKER_DEFAULTS, createBroker } from './broker.js'
 export {
-  createBroker,
   type Broker,
   type BrokerOptions,
   type BrokerStats,
   type CommandSource,
+  type Disconnection,
   type Refusal,
   type StatusMessage,
   type TelemetryMessage,
-} from './broker.js'
+} from './broker-api.js'
 export { parseUplinkUrl, type UplinkTarget } from './uplink-url.js'
 export { createUplink, type Uplink, type UplinkConfig, type UplinkOptions, type UplinkStats } from './uplink.js'

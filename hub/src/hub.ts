@@ -14,7 +14,7 @@ import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
-import { loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener } from './transport/index.js'
+import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -30,9 +30,14 @@ export interface HubOptions {
   readonly clock?: Clock
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
   readonly authFailureLimit?: Partial<FailureLimitOptions>
+  /**
+   * Failed operator authentications (REST 401s) allowed per address and window, counted apart from
+   * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
+   */
+  readonly operatorAuthFailureLimit?: Partial<FailureLimitOptions>
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
-  /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
+  /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number
@@ -52,6 +57,11 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /**
+   * Logs (with its stack) and counts an error that reached the process's last resort
+   * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
+   */
+  uncaught(err: unknown, origin: string): void
   /** Stops accepting, closes device sessions with 1001, flushes the store. */
   stop(): Promise<void>
 }
@@ -132,15 +142,37 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   telemetry.start()
   const writer = telemetry.writer
   const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, clock, options.hubStatsIntervalMs)
+  const limits = config.mqttLimits
   mqtt = await startMqtt(
-    { host: config.mqttHost, port: config.mqttPort, format: config.mqttFormat, uplink: config.mqttUplink },
+    {
+      host: config.mqttHost,
+      port: config.mqttPort,
+      format: config.mqttFormat,
+      uplink: config.mqttUplink,
+      limits: {
+        maxConnectPacketBytes: limits.maxConnectPacketBytes,
+        maxPacketBytes: limits.maxPacketBytes,
+        maxUnauthenticated: limits.maxUnauthenticated,
+        connectTimeoutMs: limits.connectTimeoutSec * 1000,
+        maxBacklogBytes: limits.maxBacklogBytes,
+        softBacklogBytes: limits.softBacklogBytes,
+        softBacklogMs: limits.softBacklogSec * 1000,
+      },
+    },
     operators,
     { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
     log,
+    metrics.registry,
   )
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
-  mountDeviceEndpoint(app, {
+  const uncaught: UncaughtSink = (where, err, detail) => {
+    metrics.uncaught(where)
+    log.error({ err, where, ...detail }, 'uncaught error; the hub keeps serving')
+  }
+  // Every route and socket callback is registered through the guard; `app` itself only listens.
+  const guarded = new GuardedApp(app, uncaught)
+  mountDeviceEndpoint(guarded, {
     authenticator: new DeviceAuthenticator(registry, clock),
     failures: new FailureLimiter(options.authFailureLimit, clock),
     sessions,
@@ -154,16 +186,16 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     idleTimeoutSec: config.idleTimeoutSec,
     clock,
   })
-  const router = new Router(app, operators, log)
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'the store does not answer') },
+      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'unreachable') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer, clock),
+      influxProbe(writer, log, clock),
     ],
     metrics,
   )
@@ -181,6 +213,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
         stopHubStats()

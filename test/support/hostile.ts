@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { expect } from 'vitest'
 import { ADMIN_TOKEN } from './hub.js'
 import type { Influxd } from './influxd.js'
@@ -124,7 +125,79 @@ export function fuzzSeed(name: string, fallback: number): number {
 
 /** The value of one series of the hub's `/metrics` (`name` or `name{labels}` exactly as exposed), 0 when absent. */
 export async function hubMetric(base: string, series: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `))
-  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+  return (await hubMetrics(base, [series]))[series] ?? 0
+}
+
+/** The values of several series from one scrape of the hub's `/metrics`, each read as `hubMetric` does. */
+export async function hubMetrics<K extends string>(base: string, names: readonly K[]): Promise<Record<K, number>> {
+  const lines = (await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).split('\n')
+  const value = (series: string): number => {
+    const line = lines.find((l) => l.startsWith(`${series} `))
+    return line === undefined ? 0 : Number(line.slice(series.length + 1))
+  }
+  return Object.fromEntries(names.map((name) => [name, value(name)])) as Record<K, number>
+}
+
+/** One HTTP answer as read off the wire. */
+export interface RawAnswer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+/**
+ * How a raw request over TCP ended: a whole answer; the server closing without a byte (`closed`,
+ * what uWS does to input it cannot parse); nothing within the wait (`silent`: uWS waits for the
+ * rest of a request it has not got whole); or part of an answer and then nothing (`truncated`,
+ * never acceptable).
+ */
+export type RawOutcome =
+  | { readonly kind: 'answer'; readonly answer: RawAnswer }
+  | { readonly kind: 'closed' | 'silent' }
+  | { readonly kind: 'truncated'; readonly received: string }
+
+/**
+ * Sends `request` as it is (no client normalizes it) on a new connection to 127.0.0.1:`port` and
+ * reads one answer. `head`: the answer has no body whatever its content-length (RFC 9110 §9.3.2).
+ */
+export function rawHttp(port: number, request: string | Buffer, options: { waitMs?: number; head?: boolean; localAddress?: string } = {}): Promise<RawOutcome> {
+  const waitMs = options.waitMs ?? 1000
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1', ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) })
+    let received = Buffer.alloc(0)
+    let settled = false
+    const settle = (outcome: RawOutcome): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(outcome)
+    }
+    const timer = setTimeout(() => settle(received.length === 0 ? { kind: 'silent' } : { kind: 'truncated', received: received.toString('latin1') }), waitMs)
+    socket.on('connect', () => socket.write(request))
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk])
+      const answer = parseAnswer(received, options.head === true)
+      if (answer !== undefined) settle({ kind: 'answer', answer })
+    })
+    // A reset after the request is the server's way of refusing it: the same as a close.
+    socket.on('error', () => undefined)
+    socket.on('close', () => settle(received.length === 0 ? { kind: 'closed' } : { kind: 'truncated', received: received.toString('latin1') }))
+  })
+}
+
+/** One whole HTTP/1.1 answer at the start of `bytes` (content-length framed), or undefined while incomplete. */
+function parseAnswer(bytes: Buffer, head: boolean): RawAnswer | undefined {
+  const end = bytes.indexOf('\r\n\r\n')
+  if (end < 0) return undefined
+  const [statusLine = '', ...lines] = bytes.toString('latin1', 0, end).split('\r\n')
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? Number.NaN)
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const length = head ? 0 : Number(headers['content-length'] ?? 0)
+  if (bytes.length < end + 4 + length) return undefined
+  return { status, headers, body: bytes.toString('utf8', end + 4, end + 4 + length) }
 }

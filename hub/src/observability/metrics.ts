@@ -4,6 +4,16 @@ import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, IngestCounters, ShipperCounters } from '../telemetry/index.js'
 
 /**
+ * Where a last-resort guard caught an error: the `where` label of `fleetgate_uncaught_errors_total`,
+ * a closed set. `http` a REST route or fallback, `upgrade` a device's WebSocket upgrade, `ws` a
+ * callback of a live WebSocket (the guards of transport/uws-guard.ts), `process` the process-level
+ * last resort (main.ts).
+ */
+export const UNCAUGHT_WHERE = ['http', 'upgrade', 'ws', 'process'] as const
+/** One of {@link UNCAUGHT_WHERE}. */
+export type UncaughtWhere = (typeof UNCAUGHT_WHERE)[number]
+
+/**
  * A counter's children by label value, made once: prom-client hashes a labels object on every
  * `inc`, which the per-frame path should not pay.
  */
@@ -69,6 +79,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly spoolBytes: Gauge
   readonly commandsEnded: Counter<'status'>
   readonly ignoredResults: Counter
+  readonly uncaughtErrors: Counter<'where'>
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -137,6 +148,14 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
         this.set(sources.spoolBytes())
       },
     })
+    this.uncaughtErrors = new Counter({
+      name: 'fleetgate_uncaught_errors_total',
+      help: 'Exceptions no handler caught, answered by the last-resort guards (where: http, upgrade, ws, process)',
+      labelNames: ['where'],
+      registers,
+    })
+    // Each series exists from the start, so an alert on its increase sees the first error.
+    for (const where of UNCAUGHT_WHERE) this.uncaughtErrors.inc({ where }, 0)
     this.closes = new LabelledCounter(
       new Counter({
         name: 'fleetgate_session_closes_total',
@@ -205,6 +224,11 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
 
   resultIgnored(): void {
     this.ignoredResults.inc()
+  }
+
+  /** Counts one exception caught by a last-resort guard (see transport/uws-guard.ts and main.ts). */
+  uncaught(where: UncaughtWhere): void {
+    this.uncaughtErrors.inc({ where })
   }
 
   async snapshot(): Promise<Record<string, number>> {

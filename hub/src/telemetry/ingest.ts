@@ -103,9 +103,10 @@ export interface IngestOptions {
    */
   readonly shippingLags?: () => boolean
   /**
-   * Whether MQTT egress lags (subscribers behind): while it does, accepted frames wait uncommitted,
-   * as at the quota, and frames already committed are neither acked nor published, so devices slow
-   * down to what egress takes instead of the hub buffering without bound. Default: never.
+   * Whether MQTT egress lags as a whole (the broker's deliveries, not any one subscriber, which
+   * the broker bounds on its own): while it does, accepted frames wait uncommitted, as at the
+   * quota, and frames already committed are neither acked nor published, so devices slow down to
+   * what egress takes instead of the hub buffering without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
   /** Time and timers (rate budgets, receive times, the egress retry). */
