@@ -121,7 +121,7 @@ export function registerConsoleRoutes(app: TemplatedApp, log: Logger, dir: strin
   if (files.ok) log.info({ files: files.assets.size, dir }, 'console served at /console/')
   else log.warn({ dir }, files.reason)
 
-  const serve = (res: HttpResponse, req: HttpRequest, head: boolean): void => {
+  const serve = (res: HttpResponse, req: HttpRequest): void => {
     if (!files.ok) return plainAnswer(res, '503 Service Unavailable', 'not_ready', files.reason)
     const name = req.getUrl().slice(CONSOLE_PATH.length) || 'index.html'
     const asset = files.assets.get(name)
@@ -137,12 +137,10 @@ export function registerConsoleRoutes(app: TemplatedApp, log: Logger, dir: strin
     res.writeHeader('content-type', asset.contentType)
     const body = useGzip ? (asset.gzip as Buffer) : asset.body
     if (useGzip) res.writeHeader('content-encoding', 'gzip')
-    if (head) res.endWithoutBody(body.length)
-    else res.end(body)
+    res.end(body)
   }
 
   app.get('/', (res) => redirect(res, '302 Found'))
   app.get('/console', (res) => redirect(res, '301 Moved Permanently'))
-  app.get(`${CONSOLE_PATH}*`, (res, req) => serve(res, req, false))
-  app.head(`${CONSOLE_PATH}*`, (res, req) => serve(res, req, true))
+  app.get(`${CONSOLE_PATH}*`, serve)
 }
