@@ -69,9 +69,10 @@ describe('console: a device page', () => {
       expect(await tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('unavailable')
       expect(await tab.page.getByTestId('range-note').textContent()).toContain('live readings need the event stream')
     }
+    await tab.shot('device')
     await tab.page.getByRole('button', { name: '24 h' }).click()
     await expect.poll(() => tab.page.getByRole('button', { name: '24 h' }).getAttribute('aria-pressed')).toBe('true')
-    await tab.shot('device')
+    await expect.poll(() => tab.page.getByTestId('range-note').textContent()).toContain('points, raw')
     await tab.close()
   })
 

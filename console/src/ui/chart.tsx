@@ -33,7 +33,8 @@ export function MetricChart(props: {
         cursor: { drag: { x: true, y: false } },
         scales: { x: { time: true, range: (_u, min, max) => (span.current === undefined ? [min, max] : [span.current[0], span.current[1]]) } },
         axes: [{ stroke: '#5b6472' }, { stroke: '#5b6472', size: 60 }],
-        series: [{}, { label: props.metric, stroke: '#1f6feb', width: 1.5, spanGaps: true, points: { show: false } }],
+        // Points are drawn where they are sparse (uPlot's default), so a lone reading is visible.
+        series: [{}, { label: props.metric, stroke: '#1f6feb', width: 1.5, spanGaps: true }],
       },
       data(),
       element,
