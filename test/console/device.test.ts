@@ -1,29 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { assertHubFeatures, ConsoleBrowser, HUB_HAS } from '../support/console.js'
-import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
+import { describe, expect, it } from 'vitest'
+import { assertHubFeatures, consoleSuite, HUB_HAS } from '../support/console.js'
+import { ADMIN_TOKEN } from '../support/hub.js'
 import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { eventually } from '../support/telemetry.js'
-import { connectRaw, OpenDevices, tokenFor, type Credentials, type RawDevice } from '../support/ws.js'
+import { connectRaw, tokenFor, type Credentials, type RawDevice } from '../support/ws.js'
 
 const HOSTILE = '<img src=x onerror="window.__pwned=1">'
 
-let influx: Influxd
-let hub: TestHub
-let browser: ConsoleBrowser
-const devices = new OpenDevices()
-
-beforeAll(async () => {
-  influx = await startInfluxd()
-  hub = await startTestHub({ FLEETGATE_INFLUX_URL: influx.url })
-  browser = await ConsoleBrowser.launch()
-})
-
-afterAll(async () => {
-  devices.closeAll()
-  await browser?.close()
-  await hub?.stop()
-  await influx?.destroy()
-})
+let influx: Influxd | undefined
+const suite = consoleSuite(
+  async () => {
+    influx = await startInfluxd()
+    return { FLEETGATE_INFLUX_URL: influx.url }
+  },
+  () => influx?.destroy(),
+)
 
 /** Sends readings and waits for their acks. */
 async function send(ws: RawDevice, readings: ReadonlyArray<{ ts: number; m: Record<string, number | string | boolean> }>, firstSeq: number): Promise<void> {
@@ -33,18 +24,18 @@ async function send(ws: RawDevice, readings: ReadonlyArray<{ ts: number; m: Reco
 
 /** The device's points as the telemetry API answers them. */
 const pointCount = async (id: string, from: number): Promise<number> =>
-  ((await hub.api('GET', `/api/v1/devices/${id}/telemetry?from=${new Date(from).toISOString()}`)).body?.points?.length as number | undefined) ?? 0
+  ((await suite.hub.api('GET', `/api/v1/devices/${id}/telemetry?from=${new Date(from).toISOString()}`)).body?.points?.length as number | undefined) ?? 0
 
 describe('console: a device page', () => {
   it('shows details, latest values with age (stale marked), a chart per numeric metric, and device text as text', async () => {
-    const creds = await hub.provision('dev-view', { tags: { site: 'oslo' } })
-    const ws = await devices.connect(hub.wsUrl, creds)
+    const creds = await suite.hub.provision('dev-view', { tags: { site: 'oslo' } })
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
     const now = Date.now()
     await send(ws, [{ ts: now - 600_000, m: { old: 1 } }], 1)
     await send(ws, [20, 21, 22].map((t, i) => ({ ts: now - 30_000 + i * 10_000, m: { temp: t, note: HOSTILE, on: i % 2 === 0 } })), 2)
     await eventually(() => pointCount('dev-view', now - 3_600_000), (n) => n === 4)
 
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.go('#/devices/dev-view')
     await expect.poll(() => tab.page.getByTestId('device-online').textContent()).toBe('Online')
     const latest = (metric: string) => tab.page.locator(`tr[data-metric="${metric}"]`)
@@ -63,7 +54,7 @@ describe('console: a device page', () => {
     expect(await tab.page.locator('img').count()).toBe(0)
     expect(await tab.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined()
 
-    await assertHubFeatures(hub.base, ADMIN_TOKEN, 'dev-view')
+    await assertHubFeatures(suite.hub.base, ADMIN_TOKEN, 'dev-view')
     if (!HUB_HAS.twins) expect(await tab.page.getByTestId('twin-absent').textContent()).toContain('This hub has no device twins')
     if (!HUB_HAS.events) {
       expect(await tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('unavailable')
@@ -77,9 +68,9 @@ describe('console: a device page', () => {
   })
 
   it('sends a command from the form; it reaches the device and its result shows, as text', async () => {
-    const creds = await hub.provision('dev-cmd')
-    const ws = await devices.connect(hub.wsUrl, creds)
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const creds = await suite.hub.provision('dev-cmd')
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.go('#/devices/dev-cmd')
     await tab.page.getByLabel('Command name').fill('set_setpoint')
     await tab.page.getByLabel('Params (JSON, optional)').fill('{"c": 19')
@@ -101,16 +92,16 @@ describe('console: a device page', () => {
 
     // Offline without a TTL: the hub's 409 is said plainly.
     ws.close()
-    await eventually(async () => (await hub.api('GET', '/api/v1/devices/dev-cmd')).body.online as boolean, (online) => !online)
+    await eventually(async () => (await suite.hub.api('GET', '/api/v1/devices/dev-cmd')).body.online as boolean, (online) => !online)
     await tab.page.getByRole('button', { name: 'Send command' }).click()
     await expect.poll(() => tab.page.locator('.command-form [role=alert]').textContent()).toBe('dev-cmd is offline. Give a TTL to queue the command until it connects.')
     await tab.close()
   })
 
   it('rotates a key with disconnect: the session drops, the new key is shown once and works, the old one does not', async () => {
-    const creds = await hub.provision('dev-rot')
-    const ws = await devices.connect(hub.wsUrl, creds)
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const creds = await suite.hub.provision('dev-rot')
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.go('#/devices/dev-rot')
     await tab.page.getByRole('button', { name: 'Rotate key…' }).click()
     const dialog = tab.page.getByRole('dialog')
@@ -121,40 +112,40 @@ describe('console: a device page', () => {
     const key = await tab.page.getByTestId('secret-value').inputValue()
     expect(key).not.toBe(creds.key)
     const rotated: Credentials = { ...creds, key }
-    const fresh = await connectRaw(hub.wsUrl, { token: await tokenFor(rotated) })
+    const fresh = await connectRaw(suite.hub.wsUrl, { token: await tokenFor(rotated) })
     expect(fresh.ok).toBe(true)
-    if (fresh.ok) devices.track(fresh.ws)
-    const old = await connectRaw(hub.wsUrl, { token: await tokenFor(creds) })
+    if (fresh.ok) suite.devices.track(fresh.ws)
+    const old = await connectRaw(suite.hub.wsUrl, { token: await tokenFor(creds) })
     expect(old.ok ? 101 : old.status).toBe(401)
     await tab.close()
   })
 
   it('disables and enables a device, each after a confirmation that names it', async () => {
-    const creds = await hub.provision('dev-dis')
-    const ws = await devices.connect(hub.wsUrl, creds)
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const creds = await suite.hub.provision('dev-dis')
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.go('#/devices/dev-dis')
     await tab.page.getByRole('button', { name: 'Disable…' }).click()
     expect(await tab.page.getByRole('dialog').getByRole('heading').textContent()).toBe('Disable "dev-dis"?')
     await tab.page.getByRole('dialog').getByRole('button', { name: 'Disable device' }).click()
     expect((await ws.closed).code).toBe(4003)
     await expect.poll(() => tab.page.getByTestId('device-disabled').count()).toBe(1)
-    expect((await hub.api('GET', '/api/v1/devices/dev-dis')).body.disabled).toBe(true)
-    const refused = await connectRaw(hub.wsUrl, { token: await tokenFor(creds) })
+    expect((await suite.hub.api('GET', '/api/v1/devices/dev-dis')).body.disabled).toBe(true)
+    const refused = await connectRaw(suite.hub.wsUrl, { token: await tokenFor(creds) })
     expect(refused.ok ? 101 : refused.status).toBe(401)
 
     await tab.page.getByRole('button', { name: 'Enable…' }).click()
     expect(await tab.page.getByRole('dialog').getByRole('heading').textContent()).toBe('Enable "dev-dis"?')
     await tab.page.getByRole('dialog').getByRole('button', { name: 'Enable device' }).click()
     await expect.poll(() => tab.page.getByTestId('device-disabled').count()).toBe(0)
-    await devices.connect(hub.wsUrl, creds)
+    await suite.devices.connect(suite.hub.wsUrl, creds)
     await tab.close()
   })
 
   it('deletes a device only once its id is typed in the confirmation', async () => {
-    const creds = await hub.provision('dev-del')
-    const ws = await devices.connect(hub.wsUrl, creds)
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const creds = await suite.hub.provision('dev-del')
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.go('#/devices/dev-del')
     await tab.page.getByRole('button', { name: 'Delete…' }).click()
     const dialog = tab.page.getByRole('dialog')
@@ -165,13 +156,13 @@ describe('console: a device page', () => {
     expect(await confirm.isDisabled()).toBe(true)
     // Cancel keeps the device.
     await dialog.getByRole('button', { name: 'Cancel' }).click()
-    expect((await hub.api('GET', '/api/v1/devices/dev-del')).status).toBe(200)
+    expect((await suite.hub.api('GET', '/api/v1/devices/dev-del')).status).toBe(200)
     await tab.page.getByRole('button', { name: 'Delete…' }).click()
     await tab.page.getByRole('dialog').getByLabel('Type dev-del to confirm').fill('dev-del')
     await tab.page.getByRole('dialog').getByRole('button', { name: 'Delete device' }).click()
-    await expect.poll(() => tab.page.url()).toBe(`${hub.base}/console/#/fleet`)
+    await expect.poll(() => tab.page.url()).toBe(`${suite.hub.base}/console/#/fleet`)
     expect((await ws.closed).code).toBe(4003)
-    expect((await hub.api('GET', '/api/v1/devices/dev-del')).status).toBe(404)
+    expect((await suite.hub.api('GET', '/api/v1/devices/dev-del')).status).toBe(404)
     await tab.close()
   })
 })

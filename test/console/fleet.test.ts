@@ -1,35 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { assertHubFeatures, ConsoleBrowser, HUB_HAS, PHONE, unlabelledControls } from '../support/console.js'
-import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
-import { connectDevice, OpenDevices } from '../support/ws.js'
+import { describe, expect, it } from 'vitest'
+import { assertHubFeatures, consoleSuite, HUB_HAS, PHONE, unlabelledControls } from '../support/console.js'
+import { ADMIN_TOKEN } from '../support/hub.js'
+import { connectDevice } from '../support/ws.js'
 
 const HOSTILE = '<img src=x onerror="window.__pwned=1">'
 
-let hub: TestHub
-let browser: ConsoleBrowser
-const devices = new OpenDevices()
-
-beforeAll(async () => {
-  hub = await startTestHub()
-  browser = await ConsoleBrowser.launch()
-})
-
-afterAll(async () => {
-  devices.closeAll()
-  await browser?.close()
-  await hub?.stop()
-})
+const suite = consoleSuite()
 
 describe('console: sign-in and the fleet', () => {
   it('refuses an unknown token, signs in, shows the fleet with online state and counts, and signs out', async () => {
-    const online = await hub.provision('fleet-a1', { tags: { site: 'paris' } })
-    await hub.provision('fleet-a2', { tags: { site: 'berlin' } })
-    const later = await hub.provision('fleet-a3')
-    await devices.connect(hub.wsUrl, online)
+    const online = await suite.hub.provision('fleet-a1', { tags: { site: 'paris' } })
+    await suite.hub.provision('fleet-a2', { tags: { site: 'berlin' } })
+    const later = await suite.hub.provision('fleet-a3')
+    await suite.devices.connect(suite.hub.wsUrl, online)
 
-    const tab = await browser.open(hub.base)
+    const tab = await suite.browser.open(suite.hub.base)
     // CONTRACT §9: `/` redirects to the console.
-    expect(tab.page.url()).toBe(`${hub.base}/console/`)
+    expect(tab.page.url()).toBe(`${suite.hub.base}/console/`)
     const token = tab.page.getByLabel('Operator token')
     await token.fill('not-a-token-0123456789')
     await token.press('Enter')
@@ -45,11 +32,11 @@ describe('console: sign-in and the fleet', () => {
     await expect.poll(() => tab.page.getByTestId('count-online').textContent()).toBe('1')
     expect(await unlabelledControls(tab.page)).toEqual([])
 
-    await assertHubFeatures(hub.base, ADMIN_TOKEN, 'fleet-a1')
+    await assertHubFeatures(suite.hub.base, ADMIN_TOKEN, 'fleet-a1')
     const live = tab.page.getByTestId('live-state').first()
     if (HUB_HAS.events) {
       await expect.poll(() => live.getAttribute('data-state')).toBe('live')
-      const session = await devices.connect(hub.wsUrl, later)
+      const session = await suite.devices.connect(suite.hub.wsUrl, later)
       await expect.poll(() => row('fleet-a3').getByTestId('online').textContent()).toBe('Online')
       session.close()
       await expect.poll(() => row('fleet-a3').getByTestId('online').textContent()).toBe('Offline')
@@ -59,7 +46,7 @@ describe('console: sign-in and the fleet', () => {
       expect(await live.textContent()).toContain('Live updates unavailable')
       const requests: string[] = []
       tab.page.on('request', (request) => requests.push(request.url()))
-      await devices.connect(hub.wsUrl, later)
+      await suite.devices.connect(suite.hub.wsUrl, later)
       await tab.page.waitForTimeout(1500)
       expect(requests).toEqual([])
       expect(await row('fleet-a3').getByTestId('online').textContent()).toBe('Offline')
@@ -68,7 +55,7 @@ describe('console: sign-in and the fleet', () => {
 
     // The token lives in this tab's sessionStorage only: no cookie, no localStorage.
     expect(await tab.page.evaluate(() => [sessionStorage.length, localStorage.length, document.cookie])).toEqual([1, 0, ''])
-    expect(await browser.context.cookies()).toEqual([])
+    expect(await suite.browser.context.cookies()).toEqual([])
     await tab.page.getByRole('button', { name: 'Sign out' }).click()
     await expect.poll(() => tab.page.getByLabel('Operator token').count()).toBe(1)
     expect(await tab.page.evaluate(() => sessionStorage.length)).toBe(0)
@@ -77,10 +64,10 @@ describe('console: sign-in and the fleet', () => {
 
   it('searches by id prefix from a cursor, and filters by tag and online state', async () => {
     const ids = ['srch-ab1', 'srch-ab2', 'srch-ac1', 'srch-b1', 'srchz']
-    for (const [i, id] of ids.entries()) await hub.provision(id, { tags: { zone: i % 2 === 0 ? 'north' : 'south' } })
-    await devices.connect(hub.wsUrl, await hub.provision('srch-ab3', { tags: { zone: 'north' } }))
+    for (const [i, id] of ids.entries()) await suite.hub.provision(id, { tags: { zone: i % 2 === 0 ? 'north' : 'south' } })
+    await suite.devices.connect(suite.hub.wsUrl, await suite.hub.provision('srch-ab3', { tags: { zone: 'north' } }))
 
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     const shown = async (): Promise<string[]> => tab.page.locator('tbody tr[data-device]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device') ?? ''))
     await expect.poll(() => tab.page.locator('tbody tr[data-device]').count()).toBeGreaterThan(0)
     const search = tab.page.getByLabel('Search by id')
@@ -107,8 +94,8 @@ describe('console: sign-in and the fleet', () => {
   })
 
   it('pages with the cursor: next and previous', async () => {
-    for (let i = 0; i < 30; i++) await hub.provision(`page-${String(i).padStart(2, '0')}`)
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    for (let i = 0; i < 30; i++) await suite.hub.provision(`page-${String(i).padStart(2, '0')}`)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByLabel('Search by id').fill('page-')
     await tab.page.getByLabel('Per page').selectOption('25')
     const first = (): Promise<string | null> => tab.page.locator('tbody tr[data-device]').first().getAttribute('data-device')
@@ -124,7 +111,7 @@ describe('console: sign-in and the fleet', () => {
   })
 
   it('provisions a device and shows its key once, with a copy button and a warning; the key connects', async () => {
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByRole('button', { name: 'Provision device' }).click()
     await tab.page.getByLabel('Device id').fill('prov-1')
     await tab.page.getByLabel('Tag 1 name').fill('site')
@@ -139,9 +126,9 @@ describe('console: sign-in and the fleet', () => {
     await expect.poll(() => secret.getByRole('status').textContent()).toMatch(/^(Copied to the clipboard|Select the key and copy it \(Ctrl\+C\))$/)
     await tab.shot('provision-key')
 
-    const ws = devices.track(await connectDevice(hub.wsUrl, { deviceId: 'prov-1', keyType: 'hmac', key }))
+    const ws = suite.devices.track(await connectDevice(suite.hub.wsUrl, { deviceId: 'prov-1', keyType: 'hmac', key }))
     expect((await ws.next()).t).toBe('hello')
-    const created = await hub.api('GET', '/api/v1/devices/prov-1')
+    const created = await suite.hub.api('GET', '/api/v1/devices/prov-1')
     expect(created.body.tags).toEqual({ site: 'lyon' })
 
     await secret.getByRole('button', { name: 'Done, I stored it' }).click()
@@ -151,8 +138,8 @@ describe('console: sign-in and the fleet', () => {
   })
 
   it('renders hostile tags as text: no element is made from them', async () => {
-    await hub.provision('hostile-tags', { tags: { note: HOSTILE } })
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    await suite.hub.provision('hostile-tags', { tags: { note: HOSTILE } })
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByLabel('Search by id').fill('hostile-tags')
     const chip = tab.page.locator('tr[data-device="hostile-tags"] .tag')
     await expect.poll(() => chip.textContent()).toBe(`note=${HOSTILE}`)
@@ -165,7 +152,7 @@ describe('console: sign-in and the fleet', () => {
   })
 
   it('reads on a 390-px phone: the page does not overflow, the table scrolls in its own region', async () => {
-    const tab = await browser.open(hub.base, ADMIN_TOKEN, PHONE)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN, PHONE)
     await expect.poll(() => tab.page.locator('tbody tr[data-device]').count()).toBeGreaterThan(0)
     const widths = await tab.page.evaluate(() => {
       const wrap = document.querySelector('.table-wrap')
@@ -178,8 +165,8 @@ describe('console: sign-in and the fleet', () => {
   })
 
   it('is usable from the keyboard: sign in, reach the navigation and a device', async () => {
-    await hub.provision('kbd-1')
-    const tab = await browser.open(hub.base)
+    await suite.hub.provision('kbd-1')
+    const tab = await suite.browser.open(suite.hub.base)
     await tab.page.keyboard.press('Tab')
     expect(await tab.page.evaluate(() => document.activeElement?.id)).toBe('token')
     await tab.page.keyboard.type(ADMIN_TOKEN)

@@ -1,22 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { assertHubFeatures, ConsoleBrowser, HUB_HAS } from '../support/console.js'
-import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
-import { OpenDevices, type RawDevice } from '../support/ws.js'
+import { describe, expect, it } from 'vitest'
+import { assertHubFeatures, consoleSuite, HUB_HAS } from '../support/console.js'
+import { ADMIN_TOKEN } from '../support/hub.js'
+import type { RawDevice } from '../support/ws.js'
 
-let hub: TestHub
-let browser: ConsoleBrowser
-const devices = new OpenDevices()
-
-beforeAll(async () => {
-  hub = await startTestHub()
-  browser = await ConsoleBrowser.launch()
-})
-
-afterAll(async () => {
-  devices.closeAll()
-  await browser?.close()
-  await hub?.stop()
-})
+const suite = consoleSuite()
 
 /** Answers every command the device gets with `{pong: name}` until its session ends. */
 function answerCommands(ws: RawDevice): void {
@@ -31,11 +18,11 @@ function answerCommands(ws: RawDevice): void {
 
 describe('console: fan-out, audit and hub pages', () => {
   it('fans a command out by tags and shows the batch counts until every command ended', async () => {
-    for (const id of ['fan-1', 'fan-2']) answerCommands(await devices.connect(hub.wsUrl, await hub.provision(id, { tags: { group: 'g1' } })))
-    await hub.provision('fan-3', { tags: { group: 'g1' } })
-    await hub.provision('fan-4', { tags: { group: 'g2' } })
+    for (const id of ['fan-1', 'fan-2']) answerCommands(await suite.devices.connect(suite.hub.wsUrl, await suite.hub.provision(id, { tags: { group: 'g1' } })))
+    await suite.hub.provision('fan-3', { tags: { group: 'g1' } })
+    await suite.hub.provision('fan-4', { tags: { group: 'g2' } })
 
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Fan-out' }).click()
     expect(await tab.page.getByRole('button', { name: 'Send to all' }).isDisabled()).toBe(true)
     await tab.page.getByLabel('Tag 1 name').fill('group')
@@ -52,12 +39,12 @@ describe('console: fan-out, audit and hub pages', () => {
 
   it('pages the audit log from the newest entry back, with filters on the page', async () => {
     const bulk = Array.from({ length: 120 }, (_, i) => ({ id: `audit-${String(i).padStart(3, '0')}` }))
-    expect((await hub.api('POST', '/api/v1/devices/bulk', { devices: bulk })).status).toBe(200)
-    await hub.api('PATCH', '/api/v1/devices/audit-119', { tags: { note: '<b>x</b>' } })
-    const last = (await hub.api('GET', '/api/v1/audit?after=0&limit=1000')).body.items as Array<{ seq: number }>
+    expect((await suite.hub.api('POST', '/api/v1/devices/bulk', { devices: bulk })).status).toBe(200)
+    await suite.hub.api('PATCH', '/api/v1/devices/audit-119', { tags: { note: '<b>x</b>' } })
+    const last = (await suite.hub.api('GET', '/api/v1/audit?after=0&limit=1000')).body.items as Array<{ seq: number }>
     const lastSeq = last[last.length - 1]?.seq ?? 0
 
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Audit' }).click()
     const rows = tab.page.getByTestId('audit-table').locator('tbody tr')
     await expect.poll(() => rows.count()).toBe(100)
@@ -81,12 +68,12 @@ describe('console: fan-out, audit and hub pages', () => {
   })
 
   it('shows readiness and the key figures from /metrics, readings/s from two reads; no nodes section on one node', async () => {
-    const ws = await devices.connect(hub.wsUrl, await hub.provision('hub-figures'))
+    const ws = await suite.devices.connect(suite.hub.wsUrl, await suite.hub.provision('hub-figures'))
     for (let s = 1; s <= 5; s++) ws.send({ t: 'tm', s, m: { v: s } })
     await ws.untilAck(5)
-    const sessions = (await hub.api('GET', '/api/v1/devices?online=true&limit=1000')).body.items.length as number
+    const sessions = (await suite.hub.api('GET', '/api/v1/devices?online=true&limit=1000')).body.items.length as number
 
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Hub' }).click()
     await expect.poll(() => tab.page.getByTestId('readiness').textContent()).toBe('Ready')
     const figures = tab.page.getByTestId('hub-figures')
@@ -96,7 +83,7 @@ describe('console: fan-out, audit and hub pages', () => {
     expect(await value('InfluxDB lag')).toBe('not exposed by this hub')
     // The second read comes 5 s after the first; then the rate is a number.
     await expect.poll(() => value('Readings per second'), { timeout: 12_000 }).toMatch(/^\d+\.\d \/s$/)
-    await assertHubFeatures(hub.base, ADMIN_TOKEN, 'hub-figures')
+    await assertHubFeatures(suite.hub.base, ADMIN_TOKEN, 'hub-figures')
     if (!HUB_HAS.nodes) expect(await tab.page.getByTestId('nodes').count()).toBe(0)
     await tab.shot('hub')
     await tab.close()

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConsoleBrowser, type ConsolePage } from '../support/console.js'
-import { ADMIN_TOKEN, startTestHub, tempDir, writeTokensFile, type TestHub } from '../support/hub.js'
-import { OpenDevices } from '../support/ws.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { consoleSuite, type ConsolePage } from '../support/console.js'
+import { ADMIN_TOKEN, tempDir, writeTokensFile } from '../support/hub.js'
 
 const READER = 'test-reader-token-0123456789'
 const OPERATOR = 'test-operator-token-0123456789'
@@ -9,23 +8,16 @@ const OPERATOR = 'test-operator-token-0123456789'
 const ADMIN_BUTTONS = /^(Provision device|Edit tags|Rotate key…|Disable…|Enable…|Delete…)$/
 const OPERATOR_BUTTONS = /^(Send command|Send to all|Edit desired)$/
 
-let hub: TestHub
-let browser: ConsoleBrowser
 const dir = tempDir()
-const devices = new OpenDevices()
+const suite = consoleSuite(
+  () => ({
+    FLEETGATE_TOKENS_FILE: writeTokensFile(dir.path, { viewer: { scope: 'reader', token: READER }, ops: { scope: 'operator', token: OPERATOR } }),
+  }),
+  () => dir.cleanup(),
+)
 
 beforeAll(async () => {
-  const tokens = writeTokensFile(dir.path, { viewer: { scope: 'reader', token: READER }, ops: { scope: 'operator', token: OPERATOR } })
-  hub = await startTestHub({ FLEETGATE_TOKENS_FILE: tokens })
-  await devices.connect(hub.wsUrl, await hub.provision('scope-1', { tags: { site: 'rome' } }))
-  browser = await ConsoleBrowser.launch()
-})
-
-afterAll(async () => {
-  devices.closeAll()
-  await browser?.close()
-  await hub?.stop()
-  dir.cleanup()
+  await suite.devices.connect(suite.hub.wsUrl, await suite.hub.provision('scope-1', { tags: { site: 'rome' } }))
 })
 
 const buttonNames = (tab: ConsolePage): Promise<string[]> => tab.page.getByRole('button').allTextContents()
@@ -54,13 +46,13 @@ function forge(tab: ConsolePage, method: string, path: string, body: unknown): P
 
 /** Audit entries by `actor`, read with the admin token. */
 async function auditBy(actor: string): Promise<unknown[]> {
-  const log = await hub.api('GET', '/api/v1/audit?limit=1000')
+  const log = await suite.hub.api('GET', '/api/v1/audit?limit=1000')
   return (log.body.items as Array<{ actor: string }>).filter((entry) => entry.actor === actor)
 }
 
 describe('console: what a token may do is what it is offered', () => {
   it('offers a reader no write action; a forged write from the page is refused 403', async () => {
-    const tab = await browser.open(hub.base, READER)
+    const tab = await suite.browser.open(suite.hub.base, READER)
     expect(await tab.page.getByTestId('scope').textContent()).toBe('reader')
     expect(await navLinks(tab)).toEqual(['Fleet', 'Hub'])
     const buttons = await visibleButtons(tab)
@@ -74,28 +66,28 @@ describe('console: what a token may do is what it is offered', () => {
     expect(await forge(tab, 'PATCH', '/api/v1/devices/scope-1', { disabled: true })).toBe(403)
     expect(await forge(tab, 'POST', '/api/v1/devices/scope-1/commands', { name: 'reboot' })).toBe(403)
     expect(await forge(tab, 'POST', '/api/v1/commands', { target: { tags: { site: 'rome' } }, name: 'reboot' })).toBe(403)
-    expect((await hub.api('GET', '/api/v1/devices/forged')).status).toBe(404)
-    expect((await hub.api('GET', '/api/v1/devices/scope-1')).body.disabled).toBe(false)
+    expect((await suite.hub.api('GET', '/api/v1/devices/forged')).status).toBe(404)
+    expect((await suite.hub.api('GET', '/api/v1/devices/scope-1')).body.disabled).toBe(false)
     // Finding the scope had no side effect: nothing was recorded for this token.
     expect(await auditBy('viewer')).toEqual([])
     await tab.close()
   })
 
   it('offers an operator commands and fan-out but no admin action; its scope probe leaves no trace', async () => {
-    const tab = await browser.open(hub.base, OPERATOR)
+    const tab = await suite.browser.open(suite.hub.base, OPERATOR)
     expect(await tab.page.getByTestId('scope').textContent()).toBe('operator')
     expect(await navLinks(tab)).toEqual(['Fleet', 'Fan-out', 'Hub'])
     const buttons = await visibleButtons(tab)
     expect(buttons.filter((name) => ADMIN_BUTTONS.test(name))).toEqual([])
     expect(buttons).toContain('Send command')
     expect(await auditBy('ops')).toEqual([])
-    expect((await hub.api('GET', '/api/v1/devices/scope-1/commands')).body.items).toEqual([])
+    expect((await suite.hub.api('GET', '/api/v1/devices/scope-1/commands')).body.items).toEqual([])
     expect(await forge(tab, 'DELETE', '/api/v1/devices/scope-1', undefined)).toBe(403)
     await tab.close()
   })
 
   it('offers an admin everything', async () => {
-    const tab = await browser.open(hub.base, ADMIN_TOKEN)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     expect(await tab.page.getByTestId('scope').textContent()).toBe('admin')
     expect(await navLinks(tab)).toEqual(['Fleet', 'Fan-out', 'Audit', 'Hub'])
     const buttons = await visibleButtons(tab)

@@ -2,8 +2,10 @@ import { mkdirSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
-import { expect } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import { launchChromium } from './browser.js'
+import { startTestHub, type TestHub } from './hub.js'
+import { OpenDevices } from './ws.js'
 
 /** Screenshots of the browser tests (git-ignored). */
 export const ARTIFACTS_DIR = fileURLToPath(new URL('../../test-artifacts/console/', import.meta.url))
@@ -151,4 +153,44 @@ export async function unlabelledControls(page: Page): Promise<string[]> {
       })
       .map((c) => c.outerHTML),
   )
+}
+
+/** What a browser-test file runs against: one hub, one Chromium, the devices it opened. */
+export interface ConsoleSuite {
+  readonly hub: TestHub
+  readonly browser: ConsoleBrowser
+  readonly devices: OpenDevices
+}
+
+/**
+ * Starts a hub (with the environment `env` gives, after any service it starts) and Chromium
+ * before the file's tests, and stops them, the devices and `stop` after.
+ */
+export function consoleSuite(env: () => Promise<Record<string, string>> | Record<string, string> = () => ({}), stop: () => Promise<void> | void = () => undefined): ConsoleSuite {
+  let hub: TestHub | undefined
+  let browser: ConsoleBrowser | undefined
+  const devices = new OpenDevices()
+  beforeAll(async () => {
+    hub = await startTestHub(await env())
+    browser = await ConsoleBrowser.launch()
+  })
+  afterAll(async () => {
+    devices.closeAll()
+    await browser?.close()
+    await hub?.stop()
+    await stop()
+  })
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the console suite has not started (use it inside a test)')
+    return value
+  }
+  return {
+    get hub() {
+      return started(hub)
+    },
+    get browser() {
+      return started(browser)
+    },
+    devices,
+  }
 }

@@ -1,9 +1,10 @@
 import type { JSX } from 'preact'
-import { useEffect, useState } from 'preact/hooks'
+import { useState } from 'preact/hooks'
 import type { AuditEntry } from '../lib/api.js'
 import { findLastSeq } from '../lib/cursor.js'
 import { dateTime } from '../lib/format.js'
 import { useSession } from '../ui/context.js'
+import { useAbortableEffect } from '../ui/hooks.js'
 import { ErrorNote } from '../ui/widgets.js'
 
 /** Entries per page; default 100. */
@@ -37,33 +38,26 @@ export function AuditPage(): JSX.Element {
   const [filters, setFilters] = useState<Filters>({ actor: '', action: '', target: '', outcome: '' })
   const [reload, setReload] = useState(0)
 
-  useEffect(() => {
-    const abort = new AbortController()
-    findLastSeq(async (seq) => (await api.audit(seq, 1, abort.signal)).length > 0)
-      .then((last) => {
-        setLastSeq(last)
-        setView({ after: Math.max(0, last - PAGE) })
-      })
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setError(err)
-      })
-    return () => abort.abort()
-  }, [api, reload])
+  useAbortableEffect(
+    async (signal) => {
+      const last = await findLastSeq(async (seq) => (await api.audit(seq, 1, signal)).length > 0)
+      setLastSeq(last)
+      setView({ after: Math.max(0, last - PAGE) })
+    },
+    setError,
+    [api, reload],
+  )
 
-  useEffect(() => {
-    if (view === undefined) return
-    const abort = new AbortController()
-    api
-      .audit(view.after, PAGE, abort.signal)
-      .then((page) => {
-        setEntries(page.filter((e) => view.before === undefined || e.seq < view.before))
-        setError(undefined)
-      })
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setError(err)
-      })
-    return () => abort.abort()
-  }, [api, view])
+  useAbortableEffect(
+    async (signal) => {
+      if (view === undefined) return
+      const page = await api.audit(view.after, PAGE, signal)
+      setEntries(page.filter((e) => view.before === undefined || e.seq < view.before))
+      setError(undefined)
+    },
+    setError,
+    [api, view],
+  )
 
   const shown = (entries ?? []).filter((e) => matches(e, filters)).reverse()
   const actors = [...new Set((entries ?? []).map((e) => e.actor))].sort()

@@ -1,11 +1,11 @@
 import type { JSX } from 'preact'
-import { useEffect, useState } from 'preact/hooks'
+import { useState } from 'preact/hooks'
 import { FINAL_COMMAND_STATUSES, type CommandRecord } from '../lib/api.js'
 import { ConsoleError } from '../lib/errors.js'
 import { dateTime } from '../lib/format.js'
 import { CommandFields } from '../ui/command-form.js'
 import { useSession } from '../ui/context.js'
-import { usePoll } from '../ui/hooks.js'
+import { useAbortableEffect, usePoll } from '../ui/hooks.js'
 import { ErrorNote, JsonBlock } from '../ui/widgets.js'
 import { useBus, type EventBus } from './device.js'
 
@@ -28,16 +28,7 @@ export function DeviceCommands(props: { id: string; bus: EventBus; live: boolean
       return current.map((c, i) => (i === index ? record : c))
     })
 
-  useEffect(() => {
-    const abort = new AbortController()
-    api
-      .listCommands(props.id, LIST_LIMIT, abort.signal)
-      .then(setItems)
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setError(err)
-      })
-    return () => abort.abort()
-  }, [api, props.id])
+  useAbortableEffect(async (signal) => setItems(await api.listCommands(props.id, LIST_LIMIT, signal)), setError, [api, props.id])
 
   useBus(props.bus, (event) => {
     if (event.type === 'command') merge(event.command)

@@ -1,5 +1,5 @@
 import type { JSX } from 'preact'
-import { useEffect, useMemo, useState } from 'preact/hooks'
+import { useMemo, useState } from 'preact/hooks'
 import type { Api, TelemetryPoint } from '../lib/api.js'
 import { ago, count, dateTime, metricText } from '../lib/format.js'
 import {
@@ -17,7 +17,7 @@ import {
 } from '../lib/telemetry.js'
 import { MetricChart } from '../ui/chart.js'
 import { useSession } from '../ui/context.js'
-import { useNow } from '../ui/hooks.js'
+import { useAbortableEffect, useNow } from '../ui/hooks.js'
 import { ErrorNote } from '../ui/widgets.js'
 import { useBus, type EventBus } from './device.js'
 
@@ -72,33 +72,26 @@ export function DeviceTelemetry(props: { id: string; bus: EventBus; live: boolea
   const [error, setError] = useState<unknown>(undefined)
   const [loading, setLoading] = useState(true)
 
-  useEffect(() => {
-    if (kind === 'custom' && applied === undefined) return
-    const abort = new AbortController()
-    const resolved = resolveRange(kind, Date.now(), applied)
-    setRange(resolved)
-    setLoading(true)
-    setLivePoints([])
-    api
-      .telemetry(props.id, resolved.query, abort.signal)
-      .then((found) => {
-        setPoints(found)
+  useAbortableEffect(
+    async (signal) => {
+      if (kind === 'custom' && applied === undefined) return
+      const resolved = resolveRange(kind, Date.now(), applied)
+      setRange(resolved)
+      setLoading(true)
+      setLivePoints([])
+      try {
+        setPoints(await api.telemetry(props.id, resolved.query, signal))
         setError(undefined)
-      })
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setError(err)
-      })
-      .finally(() => setLoading(false))
-    return () => abort.abort()
-  }, [api, props.id, kind, applied])
+      } finally {
+        setLoading(false)
+      }
+    },
+    setError,
+    [api, props.id, kind, applied],
+  )
 
-  useEffect(() => {
-    const abort = new AbortController()
-    loadLatest(api, props.id, Date.now(), abort.signal)
-      .then(setLatest)
-      .catch(() => undefined)
-    return () => abort.abort()
-  }, [api, props.id])
+  // The chart's query reports its own errors; latest values are shown when they can be read.
+  useAbortableEffect(async (signal) => setLatest(await loadLatest(api, props.id, Date.now(), signal)), () => undefined, [api, props.id])
 
   useBus(props.bus, (event) => {
     if (event.type !== 'telemetry') return

@@ -1,10 +1,11 @@
 import type { JSX } from 'preact'
-import { useEffect, useId, useState } from 'preact/hooks'
+import { useId, useState } from 'preact/hooks'
 import type { Twin } from '../lib/api.js'
 import { ConsoleError, isHttpStatus } from '../lib/errors.js'
 import { dateTime, jsonText } from '../lib/format.js'
 import { checkTwinDocument, mergePatchBetween } from '../lib/merge-patch.js'
 import { useSession } from '../ui/context.js'
+import { useAbortableEffect } from '../ui/hooks.js'
 import { ErrorNote, JsonBlock } from '../ui/widgets.js'
 import { useBus, type EventBus } from './device.js'
 
@@ -24,22 +25,15 @@ export function DeviceTwin(props: { id: string; bus: EventBus }): JSX.Element {
   const editorId = useId()
   const problemId = useId()
 
-  useEffect(() => {
-    const abort = new AbortController()
-    api
-      .twin(props.id, abort.signal)
-      .then((found) => {
-        setTwin(found)
-        setError(undefined)
-      })
-      .catch((err: unknown) => {
-        if (abort.signal.aborted) return
-        // The device exists (its page loaded), so a 404 here means the hub has no twins.
-        if (isHttpStatus(err, 404)) setAbsent(true)
-        else setError(err)
-      })
-    return () => abort.abort()
-  }, [api, props.id, reload])
+  useAbortableEffect(
+    async (signal) => {
+      setTwin(await api.twin(props.id, signal))
+      setError(undefined)
+    },
+    // The device exists (its page loaded), so a 404 here means the hub has no twins.
+    (err) => (isHttpStatus(err, 404) ? setAbsent(true) : setError(err)),
+    [api, props.id, reload],
+  )
 
   useBus(props.bus, (event) => {
     if (event.type === 'twin') setTwin(event.twin)

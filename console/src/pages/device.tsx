@@ -5,7 +5,7 @@ import { isHttpStatus } from '../lib/errors.js'
 import type { HubEvent } from '../lib/events.js'
 import { ago, dateTime } from '../lib/format.js'
 import { useSession } from '../ui/context.js'
-import { useHubEvents, useNow } from '../ui/hooks.js'
+import { useAbortableEffect, useHubEvents, useNow } from '../ui/hooks.js'
 import type { StreamState } from '../lib/sse.js'
 import { ErrorNote, LiveBadge, TagList } from '../ui/widgets.js'
 import { DeviceAdmin, TagsEditor } from './device-admin.js'
@@ -41,21 +41,14 @@ export function DevicePage(props: { id: string }): JSX.Element {
   const [reload, setReload] = useState(0)
   const bus = useRef<EventBus>({ listeners: new Set() }).current
 
-  useEffect(() => {
-    const abort = new AbortController()
-    api
-      .getDevice(props.id, abort.signal)
-      .then((found) => {
-        setDevice(found)
-        setError(undefined)
-      })
-      .catch((err: unknown) => {
-        if (abort.signal.aborted) return
-        if (isHttpStatus(err, 404)) setMissing(true)
-        else setError(err)
-      })
-    return () => abort.abort()
-  }, [api, props.id, reload])
+  useAbortableEffect(
+    async (signal) => {
+      setDevice(await api.getDevice(props.id, signal))
+      setError(undefined)
+    },
+    (err) => (isHttpStatus(err, 404) ? setMissing(true) : setError(err)),
+    [api, props.id, reload],
+  )
 
   const live = useHubEvents(['status', 'telemetry', 'command', 'twin'], [props.id], (event) => {
     if (event.device !== props.id) return

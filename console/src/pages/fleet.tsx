@@ -6,7 +6,7 @@ import { isHttpStatus } from '../lib/errors.js'
 import { ago, count, dateTime } from '../lib/format.js'
 import { parsePrometheus, promSum } from '../lib/prom.js'
 import { useSession } from '../ui/context.js'
-import { useHubEvents, useNow } from '../ui/hooks.js'
+import { useAbortableEffect, useHubEvents, useNow } from '../ui/hooks.js'
 import { deviceHref } from '../ui/route.js'
 import { ErrorNote, LiveBadge, TagList } from '../ui/widgets.js'
 import { ProvisionPanel } from './provision.js'
@@ -101,41 +101,38 @@ export function FleetPage(): JSX.Element {
   const tagTerms = parseTagFilter(filters.tags)
   const prefixProblem = filters.prefix !== '' && !isIdPrefix(filters.prefix) ? 'ids hold only A-Z a-z 0-9 _ -' : undefined
 
-  useEffect(() => {
-    if (typeof tagTerms === 'string' || prefixProblem !== undefined) return
-    const abort = new AbortController()
-    const start = after ?? (filters.prefix === '' ? undefined : cursorBefore(filters.prefix))
-    api
-      .listDevices(
+  useAbortableEffect(
+    async (signal) => {
+      if (typeof tagTerms === 'string' || prefixProblem !== undefined) return
+      const start = after ?? (filters.prefix === '' ? undefined : cursorBefore(filters.prefix))
+      const result = await api.listDevices(
         {
           tags: tagTerms,
           limit: filters.limit,
           ...(filters.online === 'all' ? {} : { online: filters.online === 'true' }),
           ...(start === undefined ? {} : { after: start }),
         },
-        abort.signal,
+        signal,
       )
-      .then((result) => {
-        if (filters.prefix === '') return setPage(result)
-        // Ids come in order: the first one without the prefix ends the search.
-        const matching = result.items.filter((d) => d.id.startsWith(filters.prefix))
-        setPage({ items: matching, next: matching.length === result.items.length ? result.next : null })
-      })
-      .then(() => setError(undefined))
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) setError(err)
-      })
-    return () => abort.abort()
-  }, [api, view, reload])
+      setError(undefined)
+      if (filters.prefix === '') return setPage(result)
+      // Ids come in order: the first one without the prefix ends the search.
+      const matching = result.items.filter((d) => d.id.startsWith(filters.prefix))
+      setPage({ items: matching, next: matching.length === result.items.length ? result.next : null })
+    },
+    setError,
+    [api, view, reload],
+  )
 
-  useEffect(() => {
-    const abort = new AbortController()
-    lastCountAt.current = Date.now()
-    fleetCounts(api, abort.signal)
-      .then(setCounts)
-      .catch(() => undefined)
-    return () => abort.abort()
-  }, [api, countsWanted])
+  useAbortableEffect(
+    async (signal) => {
+      lastCountAt.current = Date.now()
+      setCounts(await fleetCounts(api, signal))
+    },
+    // Counts are a convenience: the table says what failed.
+    () => undefined,
+    [api, countsWanted],
+  )
 
   const live = useHubEvents(['status'], [], (event) => {
     if (event.type !== 'status') return

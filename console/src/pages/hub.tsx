@@ -1,11 +1,11 @@
 import type { JSX } from 'preact'
-import { useEffect, useState } from 'preact/hooks'
+import { useState } from 'preact/hooks'
 import type { NodeInfo, Readiness } from '../lib/api.js'
 import { isHttpStatus } from '../lib/errors.js'
 import { ago, bytes, count, dateTime } from '../lib/format.js'
 import { parsePrometheus, promRate, promSum, type PromMetrics } from '../lib/prom.js'
 import { useSession } from '../ui/context.js'
-import { useNow, usePoll } from '../ui/hooks.js'
+import { useAbortableEffect, useNow, usePoll } from '../ui/hooks.js'
 import { ErrorNote } from '../ui/widgets.js'
 
 /** The hub page re-reads readiness, nodes and metrics this often, in ms; default 5,000. */
@@ -43,13 +43,7 @@ export function HubPage(): JSX.Element {
     setSamples((current) => [...current.slice(-1), { at: Date.now(), metrics: parsePrometheus(text) }])
     setError(undefined)
   }
-  useEffect(() => {
-    const abort = new AbortController()
-    refresh(abort.signal).catch((err: unknown) => {
-      if (!abort.signal.aborted) setError(err)
-    })
-    return () => abort.abort()
-  }, [api])
+  useAbortableEffect(refresh, setError, [api])
   usePoll(true, REFRESH_MS, (signal) =>
     refresh(signal).catch((err: unknown) => {
       if (!signal.aborted) setError(err)

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks'
+import { useEffect, useRef, useState, type Inputs } from 'preact/hooks'
 import { decodeHubEvent, eventsUrl, type HubEvent, type HubEventType } from '../lib/events.js'
 import { EventStream, type StreamState } from '../lib/sse.js'
 import { useSession } from './context.js'
@@ -43,6 +43,20 @@ export function useHubEvents(types: readonly HubEventType[], devices: readonly s
     // `key` stands for the two lists, which are new arrays on every render.
   }, [api, key])
   return live
+}
+
+/**
+ * An effect that loads: `run` gets a signal that aborts when `deps` change or the component goes,
+ * and an error is handed to `onError` unless the run was aborted.
+ */
+export function useAbortableEffect(run: (signal: AbortSignal) => Promise<void>, onError: (err: unknown) => void, deps: Inputs): void {
+  useEffect(() => {
+    const abort = new AbortController()
+    run(abort.signal).catch((err: unknown) => {
+      if (!abort.signal.aborted) onError(err)
+    })
+    return () => abort.abort()
+  }, deps)
 }
 
 /** Runs `poll` every `intervalMs` while `active`, never two at once; stops on unmount. */
