@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { assertHubFeatures, consoleSuite, HUB_HAS } from '../support/console.js'
 import { ADMIN_TOKEN } from '../support/hub.js'
+import { eventually } from '../support/telemetry.js'
 import type { RawDevice } from '../support/ws.js'
 
 const suite = consoleSuite()
@@ -41,8 +42,12 @@ describe('console: fan-out, audit and hub pages', () => {
     const bulk = Array.from({ length: 120 }, (_, i) => ({ id: `audit-${String(i).padStart(3, '0')}` }))
     expect((await suite.hub.api('POST', '/api/v1/devices/bulk', { devices: bulk })).status).toBe(200)
     await suite.hub.api('PATCH', '/api/v1/devices/audit-119', { tags: { note: '<b>x</b>' } })
-    const last = (await suite.hub.api('GET', '/api/v1/audit?after=0&limit=1000')).body.items as Array<{ seq: number }>
-    const lastSeq = last[last.length - 1]?.seq ?? 0
+    // An audit entry is written after the reply: wait until the update's entry is the last one.
+    const log = await eventually(
+      async () => (await suite.hub.api('GET', '/api/v1/audit?after=0&limit=1000')).body.items as Array<{ seq: number; action: string }>,
+      (items) => items[items.length - 1]?.action === 'device.update',
+    )
+    const lastSeq = log[log.length - 1]?.seq ?? 0
 
     const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     await tab.page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: 'Audit' }).click()

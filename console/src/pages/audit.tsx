@@ -5,7 +5,7 @@ import { findLastSeq } from '../lib/cursor.js'
 import { dateTime } from '../lib/format.js'
 import { useSession } from '../ui/context.js'
 import { useAbortableEffect } from '../ui/hooks.js'
-import { ErrorNote } from '../ui/widgets.js'
+import { DataTable, ErrorNote } from '../ui/widgets.js'
 
 /** Entries per page; default 100. */
 const PAGE = 100
@@ -108,32 +108,18 @@ export function AuditPage(): JSX.Element {
       <p class="muted" role="status">
         {entries === undefined ? 'Loading…' : `${shown.length} of ${entries.length} entries on this page match${lastSeq === 0 ? '; the log is empty' : ''}.`}
       </p>
-      <div class="table-wrap" role="region" aria-label="Audit entries" tabIndex={0}>
-        <table data-testid="audit-table">
-          <thead>
-            <tr>
-              <th scope="col">Seq</th>
-              <th scope="col">Time</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Action</th>
-              <th scope="col">Target</th>
-              <th scope="col">Outcome</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((e) => (
-              <tr key={e.seq}>
-                <td>{e.seq}</td>
-                <td>{dateTime(e.at)}</td>
-                <td>{e.actor}</td>
-                <td>{e.action}</td>
-                <td class="mono">{e.target}</td>
-                <td>{e.outcome}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable label="Audit entries" columns={['Seq', 'Time', 'Actor', 'Action', 'Target', 'Outcome']} testId="audit-table">
+        {shown.map((e) => (
+          <tr key={e.seq}>
+            <td>{e.seq}</td>
+            <td>{dateTime(e.at)}</td>
+            <td>{e.actor}</td>
+            <td>{e.action}</td>
+            <td class="mono">{e.target}</td>
+            <td>{e.outcome}</td>
+          </tr>
+        ))}
+      </DataTable>
       <nav class="pager" aria-label="Audit pages">
         <button type="button" disabled={newest || entries === undefined} onClick={() => latest !== undefined && setView({ after: latest })}>
           Newer

@@ -6,7 +6,7 @@ import { dateTime } from '../lib/format.js'
 import { CommandFields } from '../ui/command-form.js'
 import { useSession } from '../ui/context.js'
 import { useAbortableEffect, usePoll } from '../ui/hooks.js'
-import { ErrorNote, JsonBlock } from '../ui/widgets.js'
+import { DataTable, ErrorNote, JsonBlock } from '../ui/widgets.js'
 import { useBus, type EventBus } from './device.js'
 
 /** Commands listed; default 20, newest first. */
@@ -67,43 +67,31 @@ export function DeviceCommands(props: { id: string; bus: EventBus; live: boolean
       {items.length === 0 ? (
         <p class="muted">No command yet.</p>
       ) : (
-        <div class="table-wrap" role="region" aria-label="Recent commands" tabIndex={0}>
-          <table class="commands" data-testid="commands">
-            <thead>
-              <tr>
-                <th scope="col">Command</th>
-                <th scope="col">Status</th>
-                <th scope="col">Times</th>
-                <th scope="col">Result</th>
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((c) => (
-                <tr key={c.id} data-command={c.id}>
-                  <th scope="row">
-                    {c.name}
-                    <div class="muted mono small">{c.id}</div>
-                  </th>
-                  <td>
-                    <span class={`status status-${c.status}`} data-testid="command-status">
-                      {c.status}
-                    </span>
-                  </td>
-                  <td class="small">
-                    <div>created {dateTime(c.createdAt)}</div>
-                    {c.sentAt === undefined ? null : <div>sent {dateTime(c.sentAt)}</div>}
-                    {c.completedAt === undefined ? null : <div>ended {dateTime(c.completedAt)}</div>}
-                    {c.expiresAt === undefined || c.status !== 'queued' ? null : <div>expires {dateTime(c.expiresAt)}</div>}
-                  </td>
-                  <td data-testid="command-result">
-                    {c.error === undefined ? null : <p class="error">{c.error}</p>}
-                    {c.result === undefined ? null : <JsonBlock value={c.result} label={`Result of ${c.name}`} />}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable label="Recent commands" columns={['Command', 'Status', 'Times', 'Result']} class="commands" testId="commands">
+          {items.map((c) => (
+            <tr key={c.id} data-command={c.id}>
+              <th scope="row">
+                {c.name}
+                <div class="muted mono small">{c.id}</div>
+              </th>
+              <td>
+                <span class={`status status-${c.status}`} data-testid="command-status">
+                  {c.status}
+                </span>
+              </td>
+              <td class="small">
+                <div>created {dateTime(c.createdAt)}</div>
+                {c.sentAt === undefined ? null : <div>sent {dateTime(c.sentAt)}</div>}
+                {c.completedAt === undefined ? null : <div>ended {dateTime(c.completedAt)}</div>}
+                {c.expiresAt === undefined || c.status !== 'queued' ? null : <div>expires {dateTime(c.expiresAt)}</div>}
+              </td>
+              <td data-testid="command-result">
+                {c.error === undefined ? null : <p class="error">{c.error}</p>}
+                {c.result === undefined ? null : <JsonBlock value={c.result} label={`Result of ${c.name}`} />}
+              </td>
+            </tr>
+          ))}
+        </DataTable>
       )}
     </section>
   )

@@ -18,7 +18,7 @@ import {
 import { MetricChart } from '../ui/chart.js'
 import { useSession } from '../ui/context.js'
 import { useAbortableEffect, useNow } from '../ui/hooks.js'
-import { ErrorNote } from '../ui/widgets.js'
+import { DataTable, ErrorNote } from '../ui/widgets.js'
 import { useBus, type EventBus } from './device.js'
 
 const HOUR_MS = 3_600_000
@@ -126,31 +126,19 @@ export function DeviceTelemetry(props: { id: string; bus: EventBus; live: boolea
       {latest.size === 0 ? (
         <p class="muted">No reading in the last 7 days.</p>
       ) : (
-        <div class="table-wrap" role="region" aria-label="Latest values" tabIndex={0}>
-          <table class="latest" data-testid="latest">
-            <thead>
-              <tr>
-                <th scope="col">Metric</th>
-                <th scope="col">Value</th>
-                <th scope="col">Age</th>
-                <th scope="col">State</th>
+        <DataTable label="Latest values" columns={['Metric', 'Value', 'Age', 'State']} class="latest" testId="latest">
+          {[...latest].map(([name, value]) => {
+            const stale = isStale(value, now)
+            return (
+              <tr key={name} data-metric={name} class={stale ? 'stale' : ''}>
+                <th scope="row">{name}</th>
+                <td class="value">{metricText(value.value)}</td>
+                <td title={dateTime(value.ts)}>{ago(value.ts, now)}</td>
+                <td>{stale ? <span class="state warn">Stale</span> : <span class="state on">Fresh</span>}</td>
               </tr>
-            </thead>
-            <tbody>
-              {[...latest].map(([name, value]) => {
-                const stale = isStale(value, now)
-                return (
-                  <tr key={name} data-metric={name} class={stale ? 'stale' : ''}>
-                    <th scope="row">{name}</th>
-                    <td class="value">{metricText(value.value)}</td>
-                    <td title={dateTime(value.ts)}>{ago(value.ts, now)}</td>
-                    <td>{stale ? <span class="state warn">Stale</span> : <span class="state on">Fresh</span>}</td>
-                  </tr>
-                )
-              })}
-            </tbody>
-          </table>
-        </div>
+            )
+          })}
+        </DataTable>
       )}
       <h3>Charts</h3>
       <div class="range" role="group" aria-label="Time range">

@@ -8,7 +8,7 @@ import { parsePrometheus, promSum } from '../lib/prom.js'
 import { useSession } from '../ui/context.js'
 import { useAbortableEffect, useHubEvents, useNow } from '../ui/hooks.js'
 import { deviceHref } from '../ui/route.js'
-import { ErrorNote, LiveBadge, TagList } from '../ui/widgets.js'
+import { DataTable, ErrorNote, LiveBadge, TagList } from '../ui/widgets.js'
 import { ProvisionPanel } from './provision.js'
 
 /** Page sizes offered; default 50. */
@@ -218,43 +218,27 @@ export function FleetPage(): JSX.Element {
       {typeof tagTerms === 'string' ? <p class="error" role="alert">Tags filter: {tagTerms}</p> : null}
       {prefixProblem === undefined ? null : <p class="error" role="alert">Search: {prefixProblem}</p>}
       <ErrorNote error={error} />
-      <div class="table-wrap" role="region" aria-label="Devices" tabIndex={0}>
-        <table class="devices" data-testid="fleet-table" aria-busy={page === undefined}>
-          <thead>
-            <tr>
-              <th scope="col">Device</th>
-              <th scope="col">Online</th>
-              <th scope="col">Last seen</th>
-              {showNode ? <th scope="col">Node</th> : null}
-              <th scope="col">Tags</th>
-              <th scope="col">Key</th>
-              <th scope="col">Disabled</th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.map((d) => (
-              <tr key={d.id} data-device={d.id}>
-                <th scope="row">
-                  <a href={deviceHref(d.id)}>{d.id}</a>
-                </th>
-                <td data-testid="online">
-                  <span class={d.online ? 'state on' : 'state off'}>{d.online ? 'Online' : 'Offline'}</span>
-                </td>
-                <td title={d.lastSeenAt === undefined ? '' : dateTime(d.lastSeenAt)}>
-                  {d.online ? 'now' : d.lastSeenAt === undefined ? 'never' : ago(Date.parse(d.lastSeenAt), now)}
-                </td>
-                {showNode ? <td>{d.node ?? ''}</td> : null}
-                <td>
-                  <TagList tags={d.tags} />
-                </td>
-                <td>{d.keyType}</td>
-                <td>{d.disabled ? <span class="state warn">Disabled</span> : 'No'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {page !== undefined && items.length === 0 ? <p class="empty">No device matches.</p> : null}
-      </div>
+      <DataTable label="Devices" columns={['Device', 'Online', 'Last seen', showNode ? 'Node' : null, 'Tags', 'Key', 'Disabled']} class="devices" testId="fleet-table" busy={page === undefined} after={page !== undefined && items.length === 0 ? <p class="empty">No device matches.</p> : null}>
+        {items.map((d) => (
+          <tr key={d.id} data-device={d.id}>
+            <th scope="row">
+              <a href={deviceHref(d.id)}>{d.id}</a>
+            </th>
+            <td data-testid="online">
+              <span class={d.online ? 'state on' : 'state off'}>{d.online ? 'Online' : 'Offline'}</span>
+            </td>
+            <td title={d.lastSeenAt === undefined ? '' : dateTime(d.lastSeenAt)}>
+              {d.online ? 'now' : d.lastSeenAt === undefined ? 'never' : ago(Date.parse(d.lastSeenAt), now)}
+            </td>
+            {showNode ? <td>{d.node ?? ''}</td> : null}
+            <td>
+              <TagList tags={d.tags} />
+            </td>
+            <td>{d.keyType}</td>
+            <td>{d.disabled ? <span class="state warn">Disabled</span> : 'No'}</td>
+          </tr>
+        ))}
+      </DataTable>
       <nav class="pager" aria-label="Device pages">
         <button
           type="button"

@@ -6,7 +6,7 @@ import { ago, bytes, count, dateTime } from '../lib/format.js'
 import { parsePrometheus, promRate, promSum, type PromMetrics } from '../lib/prom.js'
 import { useSession } from '../ui/context.js'
 import { useAbortableEffect, useNow, usePoll } from '../ui/hooks.js'
-import { ErrorNote } from '../ui/widgets.js'
+import { DataTable, ErrorNote } from '../ui/widgets.js'
 
 /** The hub page re-reads readiness, nodes and metrics this often, in ms; default 5,000. */
 const REFRESH_MS = 5000
@@ -118,30 +118,17 @@ export function HubPage(): JSX.Element {
       {nodes === undefined || nodes === 'absent' ? null : (
         <section class="card" aria-labelledby="nodes-title" data-testid="nodes">
           <h2 id="nodes-title">Nodes</h2>
-          <div class="table-wrap" role="region" aria-label="Nodes" tabIndex={0}>
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Node</th>
-                  <th scope="col">Sessions</th>
-                  <th scope="col">Started</th>
-                  <th scope="col">Last seen</th>
-                  <th scope="col">Version</th>
-                </tr>
-              </thead>
-              <tbody>
-                {nodes.map((n) => (
-                  <tr key={n.id}>
-                    <th scope="row">{n.id}</th>
-                    <td>{count(n.sessions)}</td>
-                    <td>{dateTime(n.startedAt)}</td>
-                    <td>{ago(Date.parse(n.lastSeenAt), now)}</td>
-                    <td>{n.version}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable label="Nodes" columns={['Node', 'Sessions', 'Started', 'Last seen', 'Version']}>
+            {nodes.map((n) => (
+              <tr key={n.id}>
+                <th scope="row">{n.id}</th>
+                <td>{count(n.sessions)}</td>
+                <td>{dateTime(n.startedAt)}</td>
+                <td>{ago(Date.parse(n.lastSeenAt), now)}</td>
+                <td>{n.version}</td>
+              </tr>
+            ))}
+          </DataTable>
         </section>
       )}
     </section>

@@ -213,3 +213,36 @@ export function JsonBlock(props: { value: unknown; label: string }): JSX.Element
     </pre>
   )
 }
+
+/** A table in a scrolling, keyboard-reachable region (wide tables scroll there on a phone). */
+export function DataTable(props: {
+  label: string
+  /** Column headings; `null` leaves a column out. */
+  columns: ReadonlyArray<string | null>
+  class?: string
+  testId?: string
+  busy?: boolean
+  children: ComponentChildren
+  /** Shown below the table, inside the region (an empty-state line). */
+  after?: ComponentChildren
+}): JSX.Element {
+  return (
+    <div class="table-wrap" role="region" aria-label={props.label} tabIndex={0}>
+      <table class={props.class} data-testid={props.testId} aria-busy={props.busy}>
+        <thead>
+          <tr>
+            {props.columns.map((column) =>
+              column === null ? null : (
+                <th key={column} scope="col">
+                  {column}
+                </th>
+              ),
+            )}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+      {props.after}
+    </div>
+  )
+}
