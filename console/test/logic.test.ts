@@ -100,6 +100,7 @@ describe('parsePrometheus', () => {
     'fleetgate_naks_total{reason="seq"} 5',
     'fleetgate_odd{a="x\\"y",b="1\\n2"} 1.5e3 1700000000000',
     'fleetgate_up +Inf',
+    '# TYPE fleetgate_quiet_total counter',
     'garbage line here',
     '',
   ].join('\n')
@@ -111,6 +112,8 @@ describe('parsePrometheus', () => {
     expect(metrics.get('fleetgate_odd')).toEqual([{ labels: { a: 'x"y', b: '1\n2' }, value: 1500 }])
     expect(promSum(metrics, 'fleetgate_up')).toBe(Number.POSITIVE_INFINITY)
     expect(promSum(metrics, 'fleetgate_missing')).toBeUndefined()
+    expect(promSum(metrics, 'fleetgate_quiet_total')).toBe(0)
+    expect(promSum(metrics, 'fleetgate_naks_total', { reason: 'window' })).toBe(0)
   })
   it('computes a rate from two scrapes, and none across a reset', () => {
     expect(promRate(100, 160, 2000)).toBe(30)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { assertHubFeatures, consoleSuite, HUB_HAS } from '../support/console.js'
+import { assertHubFeatures, consoleSuite, HUB_HAS, unlabelledControls } from '../support/console.js'
 import { ADMIN_TOKEN } from '../support/hub.js'
 import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { eventually } from '../support/telemetry.js'
@@ -60,6 +60,7 @@ describe('console: a device page', () => {
       expect(await tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('unavailable')
       expect(await tab.page.getByTestId('range-note').textContent()).toContain('live readings need the event stream')
     }
+    expect(await unlabelledControls(tab.page)).toEqual([])
     await tab.shot('device')
     await tab.page.getByRole('button', { name: '24 h' }).click()
     await expect.poll(() => tab.page.getByRole('button', { name: '24 h' }).getAttribute('aria-pressed')).toBe('true')
@@ -107,6 +108,10 @@ describe('console: a device page', () => {
     const dialog = tab.page.getByRole('dialog')
     expect(await dialog.getByRole('heading').textContent()).toBe('Rotate the key of "dev-rot"?')
     expect(await dialog.getByLabel('Disconnect its live session now (close 4003)').isChecked()).toBe(true)
+    await dialog.getByLabel('Grace period, seconds').fill('soon')
+    expect(await dialog.getByRole('alert').textContent()).toBe('Grace: whole seconds from 0 to 2592000')
+    expect(await dialog.getByRole('button', { name: 'Rotate key' }).isDisabled()).toBe(true)
+    await dialog.getByLabel('Grace period, seconds').fill('0')
     await dialog.getByRole('button', { name: 'Rotate key' }).click()
     expect((await ws.closed).code).toBe(4003)
     const key = await tab.page.getByTestId('secret-value').inputValue()

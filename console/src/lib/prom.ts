@@ -43,6 +43,9 @@ export function parsePrometheus(text: string): PromMetrics {
   const metrics = new Map<string, PromSample[]>()
   for (const raw of text.split('\n')) {
     const line = raw.trim()
+    // A declared metric with no sample yet (a labelled counter nothing has counted) reads as 0.
+    const declared = /^#\s*TYPE\s+([a-zA-Z_:][a-zA-Z0-9_:]*)\s/.exec(line)
+    if (declared !== null && !metrics.has(declared[1] as string)) metrics.set(declared[1] as string, [])
     if (line === '' || line.startsWith('#')) continue
     const match = SAMPLE.exec(line)
     if (match === null) continue
@@ -56,11 +59,10 @@ export function parsePrometheus(text: string): PromMetrics {
   return metrics
 }
 
-/** The sum of a metric's samples whose labels include `where`, or undefined when it has none. */
+/** The sum of a metric's samples whose labels include `where` (0 when none match), or undefined when the hub does not expose it. */
 export function promSum(metrics: PromMetrics, name: string, where: Readonly<Record<string, string>> = {}): number | undefined {
   const samples = metrics.get(name)?.filter((s) => Object.entries(where).every(([k, v]) => s.labels[k] === v))
-  if (samples === undefined || samples.length === 0) return undefined
-  return samples.reduce((sum, s) => sum + s.value, 0)
+  return samples?.reduce((sum, s) => sum + s.value, 0)
 }
 
 /** Per-second rate of a counter between two scrapes `elapsedMs` apart; undefined when unknown or reset. */

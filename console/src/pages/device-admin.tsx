@@ -75,11 +75,10 @@ export function DeviceAdmin(props: { device: DeviceView; onChanged: (device?: De
             title={`Rotate the key of "${id}"?`}
             confirmLabel="Rotate key"
             danger
+            problem={/^\d+$/.test(graceSec) && Number(graceSec) <= MAX_GRACE_SEC ? undefined : `Grace: whole seconds from 0 to ${MAX_GRACE_SEC}`}
             onClose={close}
             onConfirm={async () => {
-              const grace = Number(graceSec)
-              if (!/^\d+$/.test(graceSec) || grace > MAX_GRACE_SEC) throw new Error(`Grace: whole seconds from 0 to ${MAX_GRACE_SEC}`)
-              setSecret(await api.rotateKey(id, { graceSec: grace, disconnect }))
+              setSecret(await api.rotateKey(id, { graceSec: Number(graceSec), disconnect }))
               props.onChanged()
             }}
           >

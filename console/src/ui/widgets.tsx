@@ -43,6 +43,8 @@ export interface ConfirmProps {
   readonly danger?: boolean
   /** Text the operator must type to enable the button (the device id, for deletion). */
   readonly requireText?: string
+  /** Why the action cannot run yet (an invalid field); shown, and the button stays disabled. */
+  readonly problem?: string | undefined
   readonly children?: ComponentChildren
   /** Runs the action; an error is shown in the dialog, which then stays open. */
   readonly onConfirm: () => Promise<void>
@@ -60,7 +62,7 @@ export function ConfirmDialog(props: ConfirmProps): JSX.Element {
   useEffect(() => {
     ref.current?.showModal()
   }, [])
-  const allowed = props.requireText === undefined || typed === props.requireText
+  const allowed = (props.requireText === undefined || typed === props.requireText) && props.problem === undefined
   const confirm = async (event: Event): Promise<void> => {
     event.preventDefault()
     if (!allowed || busy) return
@@ -85,6 +87,11 @@ export function ConfirmDialog(props: ConfirmProps): JSX.Element {
               Type <code>{props.requireText}</code> to confirm
             </label>
             <input id={typedId} value={typed} autocomplete="off" spellcheck={false} onInput={(e) => setTyped(e.currentTarget.value)} />
+          </p>
+        )}
+        {props.problem === undefined ? null : (
+          <p class="error" role="alert">
+            {props.problem}
           </p>
         )}
         <ErrorNote error={error} />
