@@ -2,6 +2,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
 import { registerCommandRoutes } from './api-commands.js'
+import { registerConsoleRoutes } from './api-console.js'
 import { registerDeviceRoutes } from './api-devices.js'
 import { registerTelemetryRoutes } from './api-telemetry.js'
 import { influxProbe, registerHealthRoutes } from './api-health.js'
@@ -197,6 +198,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
+  registerConsoleRoutes(app, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)
