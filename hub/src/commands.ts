@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ResultFrame } from '@fleetgate/device-sdk'
 import type { AuditLog } from './audit.js'
-import { checkMqttCommand, FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
+import { checkJson, checkMqttCommand, FINAL_STATUSES, type CommandRecord, type CommandRequest, type CommandStatus } from './command-record.js'
 import type { CommandStore } from './command-store.js'
 import type { Logger } from './logger.js'
 import type { Registry } from './registry.js'
@@ -191,6 +191,11 @@ export class Commands {
     const inflight = this.#inflight.get(key)
     if (inflight === undefined) {
       this.#options.counters.resultIgnored()
+      return
+    }
+    const refused = frame.r === undefined ? undefined : checkJson(frame.r, 'r')
+    if (refused !== undefined) {
+      this.invalidResult(session, frame.id, refused)
       return
     }
     clearTimeout(inflight.timer)
