@@ -79,7 +79,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   ])
 
   const store = openStore(config.dataDir)
-  const audit = new AuditLog(store, now)
+  const audit = new AuditLog(store, now, (err, entry) => log.error({ err, entry }, 'audit entry not stored'))
   const registry = new Registry(store, now)
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
