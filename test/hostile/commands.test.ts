@@ -14,6 +14,7 @@ const DEPTH_MESSAGE = `params: nested deeper than ${MAX_PARAMS_DEPTH} levels of 
 /** CONTRACT §4: a body over 1 MiB is refused before parsing; the deepest body that parses fills it. */
 const MAX_BODY_BYTES = 1024 * 1024
 
+// JSON bodies are read field by field in assertions, so `any` is the honest type here (as in support/hub.ts).
 type Answer = { status: number; body: any }
 /** The error codes each refusal may carry (CONTRACT §4). */
 const ERROR_CODES: Record<number, string[]> = {
