@@ -86,6 +86,8 @@ describe('the hub process (CONTRACT §1)', () => {
     ['FLEETGATE_DEVICE_RATE', '0', 'FLEETGATE_DEVICE_RATE="0" is invalid: FLEETGATE_DEVICE_RATE accepts a whole number from 1 to 1000000'],
     ['FLEETGATE_TLS_CERT', '/nonexistent.pem', 'FLEETGATE_TLS_KEY="" is invalid: FLEETGATE_TLS_KEY accepts a PEM file path, set together with FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY'],
     ['FLEETGATE_TOKENS_FILE', '/nonexistent.json', 'FLEETGATE_TOKENS_FILE=/nonexistent.json: cannot be read as JSON'],
+    ['FLEETGATE_MQTT_MAX_PACKET', '100', 'FLEETGATE_MQTT_MAX_PACKET="100" is invalid: FLEETGATE_MQTT_MAX_PACKET accepts a whole number from 1024 to 268435455'],
+    ['FLEETGATE_MQTT_SOFT_BACKLOG', '100000000', 'FLEETGATE_MQTT_SOFT_BACKLOG="100000000" is invalid: FLEETGATE_MQTT_SOFT_BACKLOG accepts a whole number from 16384 to 67108864'],
   ])('exits non-zero at once when %s=%s, naming the variable', (name, value, message) => {
     const result = spawnSync(process.execPath, [HUB_MAIN], {
       env: { PATH: process.env['PATH'] ?? '', ...testEnv(dir(), { [name]: value }) },
@@ -126,7 +128,7 @@ describe('the hub process (CONTRACT §1)', () => {
     // Without the certificate the client refuses the hub: the listener really is TLS.
     await expect(fetch(`https://127.0.0.1:${hub.ports.http}/healthz`)).rejects.toThrow()
 
-    const created = await api(`https://127.0.0.1:${hub.ports.http}`, 'POST', '/api/v1/devices', { id: 'tls-dev' }, ADMIN_TOKEN, ca)
+    const created = await api(`https://127.0.0.1:${hub.ports.http}`, 'POST', '/api/v1/devices', { id: 'tls-dev' }, ADMIN_TOKEN, { ca })
     expect(created.status).toBe(201)
     const device = await connectDevice(`wss://127.0.0.1:${hub.ports.http}/v1/connect`, { deviceId: 'tls-dev', keyType: 'hmac', key: created.body.key }, { ca })
     expect(await device.next()).toMatchObject({ t: 'hello', dev: 'tls-dev' })

@@ -114,7 +114,7 @@ describe('DeviceClient and the hub process', () => {
     const ca = readFileSync(cert)
     const hub = await start(testEnv(dataDir, { FLEETGATE_TLS_CERT: cert, FLEETGATE_TLS_KEY: key }))
     const https = `https://127.0.0.1:${hub.ports.http}`
-    const created = await api(https, 'POST', '/api/v1/devices', { id: 'sdk-tls' }, ADMIN_TOKEN, ca)
+    const created = await api(https, 'POST', '/api/v1/devices', { id: 'sdk-tls' }, ADMIN_TOKEN, { ca })
     expect(created.status).toBe(201)
 
     class TrustingWebSocket extends WebSocket {

@@ -134,11 +134,12 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
       (lines) => lines.length >= 1,
     )
     expect(deadLetters).toHaveLength(1)
-    const entry = JSON.parse(deadLetters[0] as string) as { line: string; reason: string }
+    const entry = JSON.parse(deadLetters[0] as string) as { device: string; reason: string; message: string; line: string }
     expect(entry.line).toBe(`telemetry,device=conflict kind="text" ${ts + 1}`)
-    expect(entry.reason).toMatch(/field type conflict/)
+    expect([entry.device, entry.reason]).toStrictEqual(['conflict', 'influx_refused'])
+    expect(entry.message).toMatch(/field type conflict/)
     const metrics = await (await fetch(`${hub.base}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
-    expect(metrics).toMatch(/^fleetgate_influx_dead_letters_total 1$/m)
+    expect(metrics).toMatch(/^fleetgate_influx_dead_letters_total\{reason="influx_refused"\} 1$/m)
   })
 
   it('keeps acknowledging while InfluxDB is down, answers /readyz 503, and lands everything once it is back', async () => {
@@ -152,7 +153,7 @@ describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', (
     }
     const ready = await fetch(`${hub.base}/readyz`)
     expect(ready.status).toBe(503)
-    expect(((await ready.json()) as { checks: Record<string, string> }).checks['influxdb']).toMatch(/^InfluxDB is unreachable/)
+    expect(((await ready.json()) as { checks: Record<string, string> }).checks['influxdb']).toBe('unreachable')
     await influx.restart()
     expect(await eventually(() => countPoints(influx, db, 'o', `"device" = 'outage'`), (c) => c === 100, 60_000)).toBe(100)
     // The InfluxDB probe is cached for 1 s, so readiness returns within a second or two.

@@ -1,121 +1,20 @@
 import type { EventEmitter } from 'node:events'
-import type { Duplex } from 'node:stream'
 import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
 import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
-import { getCodec, type DecodeFailure, type MqttFormat } from './codec.js'
+import type { Broker, BrokerOptions, CommandSource, Disconnection, Refusal } from './broker-api.js'
+import { getCodec, type DecodeFailure } from './codec.js'
 import { coalesceWrites } from './coalesce-writes.js'
+import { CONNECTION_LIMIT_KEYS, ConnectionLimits, CUT_REASONS, type AdmittedConnection, type CutReason } from './connection-limits.js'
 import { asError, BridgeError } from './errors.js'
 import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
 import { PublishPump } from './publish-pump.js'
 import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
-import { createUplink, UPLINK_CONFIG_KEYS, type Uplink, type UplinkConfig } from './uplink.js'
-
-/** Where a command came from: a client of the embedded broker, or the external broker. */
-export type CommandSource = 'mqtt' | 'uplink'
-
-/** A metric value (CONTRACT §3): a finite number, a bool, or text. */
-export type MetricValue = number | boolean | string
-
-/** CONTRACT §6 telemetry payload: one stored frame of a device. */
-export interface TelemetryMessage {
-  readonly device: string
-  readonly seq: number
-  readonly readings: ReadonlyArray<{ readonly ts: number; readonly m: Readonly<Record<string, MetricValue>>; readonly g?: Readonly<Record<string, string>> }>
-}
-
-/** CONTRACT §6 status payload: whether a device is connected, as of `at` (ISO 8601). */
-export interface StatusMessage {
-  readonly device: string
-  readonly online: boolean
-  readonly at: string
-}
-
-/** A refused connection, publish or subscription, for the hub's log. */
-export interface Refusal {
-  readonly kind: 'connect' | 'publish' | 'subscribe'
-  readonly reason: RefusalReason
-  /** The MQTT client id. */
-  readonly clientId: string
-  /** The token name, when the client authenticated. */
-  readonly actor: string | undefined
-  /** The topic or filter refused (none for a connection). */
-  readonly topic: string | undefined
-}
-
-/** Options of `createBroker`; unknown keys are refused. */
-export interface BrokerOptions {
-  /** The operator of a token (the MQTT password; the user name is ignored), or undefined. Synchronous. */
-  readonly authenticate: (password: string) => Actor | undefined
-  /** A decoded command from a local client (`mqtt`) or the uplink; the hub validates and runs it. Must not throw. */
-  readonly onCommand: (deviceId: string, payload: unknown, actor: Actor, source: CommandSource) => void
-  /** A command whose payload does not decode; it was refused and went nowhere. Default: counted only. */
-  readonly onInvalidCommand?: (deviceId: string, reason: DecodeFailure, actor: Actor, source: CommandSource) => void
-  /** A refused connection, publish or subscription. Default: counted only. */
-  readonly onRefused?: (refusal: Refusal) => void
-  /** Errors that have no caller to throw to (uplink, aedes, a throwing callback). Default: ignored. */
-  readonly onError?: (err: BridgeError) => void
-  /** The uplink connected (true) or was lost (false). Default: none. */
-  readonly onUplinkConnectionChange?: (connected: boolean) => void
-  /** `FLEETGATE_MQTT_FORMAT`: payload encoding; default `json`. */
-  readonly format?: MqttFormat
-  /** `FLEETGATE_MQTT_UPLINK` and its tuning; default none (no uplink). */
-  readonly uplink?: UplinkConfig
-  /** Telemetry publishes not yet delivered to local subscribers before new ones are dropped; default 10000. */
-  readonly maxPendingPublishes?: number
-  /** A subscriber whose socket stays full this long is disconnected, in milliseconds; default 30000. */
-  readonly drainTimeoutMs?: number
-  /** Time a new connection has to send CONNECT, in milliseconds; default 10000. */
-  readonly connectTimeoutMs?: number
-}
-
-/** Broker figures for `/metrics`; counters only grow. */
-export interface BrokerStats {
-  /** Connected MQTT clients now. */
-  readonly clients: number
-  readonly publishedTelemetry: number
-  readonly publishedStatus: number
-  readonly publishedResults: number
-  /** Telemetry not published locally because `maxPendingPublishes` were still being delivered. */
-  readonly droppedTelemetry: number
-  /** Publishes handed to aedes and not yet delivered to every subscriber, now. */
-  readonly pendingPublishes: number
-  readonly refusedConnects: number
-  readonly refusedPublishes: number
-  readonly refusedSubscribes: number
-  /** Commands handed to `onCommand` from local clients. */
-  readonly mqttCommands: number
-  /** Commands handed to `onCommand` from the uplink. */
-  readonly uplinkCommands: number
-  /** Commands whose payload did not decode (both sources). */
-  readonly invalidCommands: number
-}
-
-/** The embedded MQTT broker of CONTRACT §6; the hub owns the listener and hands over each connection. */
-export interface Broker {
-  /** Serves one accepted connection (a TCP socket, or a WebSocket stream). After `close`, destroys it. */
-  handle(stream: Duplex): void
-  /** Publishes a durably stored frame on `fleetgate/devices/{id}/telemetry`, QoS 1. Never waits; may drop (counted); skipped while no client is connected and there is no uplink. */
-  publishTelemetry(deviceId: string, message: TelemetryMessage): void
-  /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
-  publishStatus(deviceId: string, message: StatusMessage): void
-  /** Publishes a finished command's record on `fleetgate/devices/{id}/commands/{cmdId}`, QoS 1. Never waits, never drops. */
-  publishCommandResult(deviceId: string, cmdId: string, record: object): void
-  /** Connected MQTT clients now. */
-  readonly clients: number
-  /** Publishes handed over and not yet delivered to every subscriber, now (cheap: no snapshot). */
-  readonly pendingPublishes: number
-  /** The uplink, when `uplink` was given. */
-  readonly uplink: Uplink | undefined
-  /** A snapshot of the figures. */
-  stats(): BrokerStats
-  /** Disconnects every client and the uplink, then closes aedes. Idempotent. */
-  close(): Promise<void>
-}
+import { createUplink, UPLINK_CONFIG_KEYS, type Uplink } from './uplink.js'
 
 const OPTION_KEYS = [
-  'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onError', 'onUplinkConnectionChange',
-  'format', 'uplink', 'maxPendingPublishes', 'drainTimeoutMs', 'connectTimeoutMs',
+  'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onDisconnect', 'onError', 'onUplinkConnectionChange',
+  'format', 'uplink', 'maxPendingPublishes', ...CONNECTION_LIMIT_KEYS,
 ]
 const SCOPES: ReadonlySet<string> = new Set(['admin', 'operator', 'reader'])
 const ROOT_PREFIX = TOPIC_ROOT + '/'
@@ -137,8 +36,10 @@ function connectError(returnCode: 3 | 4): AuthenticateError {
  * Starts the embedded aedes broker. Every aedes hook denies by default (aedes itself allows
  * everything): no password or an unknown token gets CONNACK 4 "bad user name or password"; a
  * client may publish only commands (see `authorizePublish` in acl.ts) and subscribe only under
- * `fleetgate/`. With `uplink`, the hub's publishes are mirrored to the external broker and its
- * commands come in as source `uplink`.
+ * `fleetgate/`. Every connection lives under ConnectionLimits: packet sizes, connections not yet
+ * authenticated and their deadline, and each client's backlog, so that no client can hold the
+ * others' deliveries or grow memory without bound. With `uplink`, the hub's publishes are mirrored
+ * to the external broker and its commands come in as source `uplink`.
  */
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   checkKeys(options, OPTION_KEYS, 'createBroker')
@@ -146,12 +47,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const onCommand = requiredFn(options.onCommand, 'onCommand')
   const onInvalidCommand = optionalFn(options.onInvalidCommand, 'onInvalidCommand')
   const onRefused = optionalFn(options.onRefused, 'onRefused')
+  const onDisconnect = optionalFn(options.onDisconnect, 'onDisconnect')
   const onError = optionalFn(options.onError, 'onError')
   const onUplinkConnectionChange = optionalFn(options.onUplinkConnectionChange, 'onUplinkConnectionChange')
   const codec = getCodec(options.format ?? 'json')
   const maxPending = intOption(options.maxPendingPublishes, 'maxPendingPublishes', 10_000, 1, 10_000_000)
-  const drainTimeout = intOption(options.drainTimeoutMs, 'drainTimeoutMs', 30_000, 100, 3_600_000)
-  const connectTimeout = intOption(options.connectTimeoutMs, 'connectTimeoutMs', 10_000, 100, 600_000)
+  const limits = new ConnectionLimits(options)
   if (options.uplink !== undefined) {
     // Validate before anything starts, so a bad FLEETGATE_MQTT_UPLINK leaves nothing running.
     if (typeof options.uplink !== 'object' || options.uplink === null) {
@@ -163,11 +64,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   // Every client that passed `authenticate`, with its operator; a client absent here is refused everything.
   const actors = new WeakMap<Client, Actor>()
+  const admitted = new WeakMap<Client, AdmittedConnection>()
   const counts = {
     publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0, droppedTelemetry: 0,
     refusedConnects: 0, refusedPublishes: 0, refusedSubscribes: 0,
     mqttCommands: 0, uplinkCommands: 0, invalidCommands: 0,
   }
+  const disconnects = Object.fromEntries(CUT_REASONS.map((reason) => [reason, 0])) as Record<CutReason, number>
   let closed = false
 
   const emitError = (err: BridgeError): void => {
@@ -194,14 +97,25 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const refusal: Refusal = { kind, reason, clientId: client?.id ?? '', actor, topic }
     guard('onRefused', () => onRefused(refusal))
   }
+  const cut = (reason: CutReason, bytes: number, client: Client | undefined): void => {
+    disconnects[reason]++
+    if (onDisconnect === undefined) return
+    const disconnection: Disconnection = {
+      reason,
+      clientId: client?.id ?? '',
+      actor: client === undefined ? undefined : actors.get(client)?.name,
+      bytes,
+    }
+    guard('onDisconnect', () => onDisconnect(disconnection))
+  }
   const invalidCommand = (deviceId: string, reason: DecodeFailure, actor: Actor, source: CommandSource): void => {
     counts.invalidCommands++
     if (onInvalidCommand !== undefined) guard('onInvalidCommand', () => onInvalidCommand(deviceId, reason, actor, source))
   }
 
   const hooks: AedesOptions = {
-    connectTimeout,
-    drainTimeout,
+    // A backstop only: ConnectionLimits cuts first, and counts it.
+    connectTimeout: limits.connectTimeoutMs + 1000,
     preConnect(_client, packet, callback) {
       // No Last Will: the only topic a client may publish is a command, and a command fired by a
       // dropped connection is not one its operator sent (CONTRACT §6: commands are operators' acts).
@@ -234,6 +148,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return done(connectError(3), false)
       }
       actors.set(client, Object.freeze({ name: actor.name, scope: actor.scope }))
+      admitted.get(client)?.authenticated()
       done(null, true)
     },
     // Called for client PUBLISHes and Last Wills only; the hub's own publishes (broker.publish) skip it.
@@ -330,8 +245,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         stream.destroy()
         return
       }
+      // The client exists only once aedes has the stream; a cut before that has no client id to report.
+      let client: Client | undefined
+      const connection = limits.admit(stream, (reason, bytes) => cut(reason, bytes, client))
+      if (connection === undefined) return
       coalesceWrites(stream)
-      aedes.handle(stream)
+      client = aedes.handle(stream)
+      admitted.set(client, connection)
     },
     publishTelemetry(deviceId, message) {
       // The hot path of ingest: with no client and no uplink nobody could receive it, so it is not
@@ -339,7 +259,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       const topic = telemetryTopic(deviceId)
       if (closed || (uplink === undefined && aedes.connectedClients === 0)) return
       const payload = uplink === undefined ? undefined : hubPublish(topic, message, false)
-      // aedes queues without bound behind a slow subscriber; past the bound, the live feed drops.
+      // Publishes wait here only while aedes delivers slower than they come, to all clients together
+      // (no one client holds them: see ConnectionLimits); past the bound, the live feed drops.
       if (inFlight() >= maxPending) {
         counts.droppedTelemetry++
         return
@@ -367,7 +288,16 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     uplink,
     stats() {
-      return { clients: aedes.connectedClients, ...counts, pendingPublishes: inFlight() }
+      const backlog = limits.backlog()
+      return {
+        clients: aedes.connectedClients,
+        unauthenticated: limits.unauthenticated,
+        backlogBytes: backlog.totalBytes,
+        largestBacklogBytes: backlog.largestBytes,
+        ...counts,
+        pendingPublishes: inFlight(),
+        disconnects: { ...disconnects },
+      }
     },
     async close() {
       if (closed) return
@@ -375,6 +305,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       pump.clear()
       await uplink?.close()
       await new Promise<void>((resolve) => aedes.close(resolve))
+      limits.destroyAll()
     },
   }
 }

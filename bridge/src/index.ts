@@ -24,16 +24,18 @@ export {
   type MqttFormat,
 } from './codec.js'
 export { UPLINK_ACTOR, type Actor, type RefusalReason, type Scope } from './acl.js'
+export { CUT_REASONS, DEFAULT_MAX_PACKET_BYTES, type ConnectionLimitsConfig, type CutReason } from './connection-limits.js'
+export { createBroker } from './broker.js'
 export {
-  createBroker,
   type Broker,
   type BrokerOptions,
   type BrokerStats,
   type CommandSource,
+  type Disconnection,
   type MetricValue,
   type Refusal,
   type StatusMessage,
   type TelemetryMessage,
-} from './broker.js'
+} from './broker-api.js'
 export { parseUplinkUrl, type UplinkTarget } from './uplink-url.js'
 export { createUplink, type Uplink, type UplinkConfig, type UplinkOptions, type UplinkStats } from './uplink.js'

@@ -8,6 +8,7 @@ import {
   type BrokerOptions,
   type CommandSource,
   type DecodeFailure,
+  type Disconnection,
   type Refusal,
 } from '@fleetgate/bridge'
 import { connectMqtt, type TestClient } from '../../test/support/mqtt-client.js'
@@ -41,7 +42,10 @@ export interface LocalBroker {
   readonly commands: SeenCommand[]
   readonly invalid: SeenInvalid[]
   readonly refusals: Refusal[]
+  readonly disconnections: Disconnection[]
   readonly errors: BridgeError[]
+  /** The listener's port on 127.0.0.1. */
+  readonly port: number
   /** An mqtt.js client with `token` as password (any user name), resolved after CONNACK 0. */
   client(token: string | undefined, options?: IClientOptions): Promise<TestClient>
   stop(): Promise<void>
@@ -52,12 +56,14 @@ export async function startLocalBroker(options: Partial<BrokerOptions> = {}): Pr
   const commands: SeenCommand[] = []
   const invalid: SeenInvalid[] = []
   const refusals: Refusal[] = []
+  const disconnections: Disconnection[] = []
   const errors: BridgeError[] = []
   const broker = await createBroker({
     authenticate: (password) => TOKENS[password],
     onCommand: (deviceId, payload, actor, source) => commands.push({ deviceId, payload, actor, source }),
     onInvalidCommand: (deviceId, reason, actor, source) => invalid.push({ deviceId, reason, actor, source }),
     onRefused: (refusal) => refusals.push(refusal),
+    onDisconnect: (disconnection) => disconnections.push(disconnection),
     onError: (err) => errors.push(err),
     ...options,
   })
@@ -68,18 +74,22 @@ export async function startLocalBroker(options: Partial<BrokerOptions> = {}): Pr
     broker.handle(socket)
   })
   let stopped = false
-  let url = ''
+  let port = 0
   const local: LocalBroker = {
     broker,
     get url() {
-      return url
+      return `mqtt://127.0.0.1:${port}`
+    },
+    get port() {
+      return port
     },
     commands,
     invalid,
     refusals,
+    disconnections,
     errors,
     client: async (token, clientOptions = {}) =>
-      await connectMqtt(url, { ...(token === undefined ? {} : { username: 'any', password: token }), ...clientOptions }),
+      await connectMqtt(local.url, { ...(token === undefined ? {} : { username: 'any', password: token }), ...clientOptions }),
     async stop() {
       if (stopped) return
       stopped = true
@@ -101,7 +111,7 @@ export async function startLocalBroker(options: Partial<BrokerOptions> = {}): Pr
   }
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('the test listener has no TCP address')
-  url = `mqtt://127.0.0.1:${address.port}`
+  port = address.port
   return local
 }
 

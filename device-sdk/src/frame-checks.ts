@@ -9,6 +9,7 @@ import {
   MAX_METRICS,
   MAX_TAG_VALUE_BYTES,
   MAX_TAGS,
+  MAX_TS_MS,
   METRIC_KEY_PATTERN,
   RESERVED_TAG_KEY,
   utf8ByteLength,
@@ -45,13 +46,21 @@ export function uint(value: unknown): number | undefined {
   return undefined
 }
 
+/** A reading's `ts`: a uint (Unix ms) that InfluxDB can store, i.e. at most MAX_TS_MS. */
+export function timestamp(value: unknown): number | undefined {
+  const ts = uint(value)
+  return ts === undefined || ts > MAX_TS_MS ? undefined : ts
+}
+
+const TS_EXPECTED = `an unsigned integer (Unix ms) up to ${MAX_TS_MS}`
+
 export function checkTelemetry(map: WireMap): Decoded<TelemetryFrame> {
   const rawS = map.get('s')
   const s = uint(rawS)
   if (s === undefined) return invalid(`s: expected an unsigned integer, got ${describe(rawS)}`)
   const rawTs = map.get('ts')
-  const ts = uint(rawTs)
-  if (ts === undefined && rawTs !== undefined) return invalid(`ts: expected an unsigned integer (Unix ms), got ${describe(rawTs)}`, s)
+  const ts = timestamp(rawTs)
+  if (ts === undefined && rawTs !== undefined) return invalid(`ts: expected ${TS_EXPECTED}, got ${describe(rawTs)}`, s)
   const m = checkMetrics(map.get('m'))
   if (typeof m === 'string') return invalid(`m${m}`, s)
   const frame: TelemetryFrame = ts === undefined ? { t: 'tm', s, m } : { t: 'tm', s, ts, m }
@@ -78,8 +87,8 @@ export function checkBatch(map: WireMap): Decoded<BatchFrame> {
     const item = r[i]
     if (!(item instanceof Map)) return invalid(`r[${i}]: expected a map, got ${describe(item)}`, s)
     const rawTs = item.get('ts')
-    const ts = uint(rawTs)
-    if (ts === undefined) return invalid(`r[${i}].ts: expected an unsigned integer (Unix ms), got ${describe(rawTs)}`, s)
+    const ts = timestamp(rawTs)
+    if (ts === undefined) return invalid(`r[${i}].ts: expected ${TS_EXPECTED}, got ${describe(rawTs)}`, s)
     const m = checkMetrics(item.get('m'))
     if (typeof m === 'string') return invalid(`r[${i}].m${m}`, s)
     const rawG = item.get('g')

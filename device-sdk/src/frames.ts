@@ -10,6 +10,12 @@ export const MAX_TAGS = 16
 export const MAX_METRIC_TEXT_BYTES = 256
 /** Longest tag value, in UTF-8 bytes (at least 1); default 128 (CONTRACT §3). */
 export const MAX_TAG_VALUE_BYTES = 128
+/**
+ * Latest `ts` a reading may carry, in Unix ms: InfluxDB keeps time as int64 nanoseconds, so
+ * 9,223,372,036,854 ms (April 2262) is the last whole millisecond it can store (CONTRACT §5). `ts`
+ * is a uint, so this is the only bound; a reading beyond it is refused `invalid` before it is acked.
+ */
+export const MAX_TS_MS = 9_223_372_036_854
 /** Device id: 1 to 64 of `A-Z a-z 0-9 _ -`; safe in a URL path, an MQTT topic level and an InfluxDB tag (CONTRACT §2). */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 /** Metric and tag key: a letter or `_`, then up to 63 of `A-Z a-z 0-9 _ . -` (CONTRACT §3). */
@@ -136,6 +142,16 @@ export interface DecodeFailure {
 
 /** The outcome of decoding: a validated frame, or why not. */
 export type Decoded<F> = { ok: true; frame: F } | DecodeFailure
+
+/**
+ * The stamp of the next reading of a series whose last stamp was `lastMs`, at `nowMs` (Unix ms):
+ * `nowMs`, or 1 ms after the last on a tie (or a clock that stepped back). Two readings of one
+ * device stamped within one millisecond would otherwise land on one InfluxDB point, the later
+ * overwriting the earlier (CONTRACT §5: time is `ts` in ms).
+ */
+export function nextStamp(lastMs: number, nowMs: number): number {
+  return Math.max(nowMs, lastMs + 1)
+}
 
 /**
  * Length of `text` in UTF-8 bytes, counted without encoding it. A lone surrogate counts 3 bytes,

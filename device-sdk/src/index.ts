@@ -18,7 +18,7 @@ export {
 export { checkTags } from './frame-checks.js'
 export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
 export type { SendOptions, TelemetryReading } from './reading.js'
-export { PACING_JITTER_RESERVE_SEC } from './token-bucket.js'
+export { PACING_JITTER_RESERVE_SEC, TokenBucket } from './token-bucket.js'
 export {
   COMMAND_ID_PATTERN,
   DEVICE_ID_PATTERN,
@@ -27,11 +27,13 @@ export {
   MAX_METRICS,
   MAX_TAG_VALUE_BYTES,
   MAX_TAGS,
+  MAX_TS_MS,
   METRIC_KEY_PATTERN,
   RESERVED_TAG_KEY,
   decodeDeviceFrame,
   decodeHubFrame,
   encodeFrame,
+  nextStamp,
   utf8ByteLength,
   type AckFrame,
   type BatchFrame,

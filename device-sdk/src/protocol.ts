@@ -1,7 +1,7 @@
 // The Fleetgate wire codec (CONTRACT §3): typed frames <-> CBOR bytes, with validation. Pure: no
 // socket, clock or logger, so the hub and the SDK share one definition of the wire format.
 import { Decoder, Encoder, type Options as CborOptions } from 'cbor-x'
-import { scanCbor } from './cbor-scan.js'
+import { definiteStrings, INDEFINITE_STRINGS, scanCbor } from './cbor-scan.js'
 import { SdkError } from './errors.js'
 import {
   checkAckOrNak,
@@ -146,11 +146,11 @@ export function decodeHubFrame(bytes: Uint8Array): Decoded<HubFrame> {
 
 function decodeMap(bytes: Uint8Array): Map<unknown, unknown> | DecodeFailure {
   if (!(bytes instanceof Uint8Array)) return { ok: false, code: 'not_cbor', reason: `expected a Uint8Array, got ${kindOf(bytes)}` }
-  const problem = scanCbor(bytes)
-  if (problem !== undefined) return { ok: false, code: 'not_cbor', reason: problem }
+  const scan = scanCbor(bytes)
+  if (typeof scan === 'string') return { ok: false, code: 'not_cbor', reason: scan }
   let value: unknown
   try {
-    value = decoder.decode(bytes)
+    value = decoder.decode(scan === INDEFINITE_STRINGS ? definiteStrings(bytes) : bytes)
   } catch (error) {
     // cbor-x throws Error and RangeError (stack, allocation) alike; none of it may escape
     return { ok: false, code: 'not_cbor', reason: error instanceof Error ? error.message : String(error) }

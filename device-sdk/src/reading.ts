@@ -1,7 +1,7 @@
 // Local validation of the readings an application hands to send()/sendBatch(), with the codec's own
 // rules (CONTRACT §3), so a reading the hub would nak `invalid` is refused before it is queued.
-import { checkMetrics, checkTags, uint } from './frame-checks.js'
-import type { Metrics, Reading, Tags } from './frames.js'
+import { checkMetrics, checkTags, timestamp } from './frame-checks.js'
+import { MAX_TS_MS, type Metrics, type Reading, type Tags } from './frames.js'
 
 /** One reading for sendBatch(): metrics, optional time (Unix ms or a Date; default: now), optional tags. */
 export interface TelemetryReading {
@@ -42,8 +42,8 @@ export function toReading(input: unknown, stamp: () => number): Reading | string
   if (ts === undefined) {
     time = stamp()
   } else {
-    const checked = uint(ts instanceof Date ? ts.getTime() : ts)
-    if (checked === undefined) return 'ts: expected Unix ms (a non-negative safe integer) or a valid Date'
+    const checked = timestamp(ts instanceof Date ? ts.getTime() : ts)
+    if (checked === undefined) return `ts: expected Unix ms (a whole number from 0 to ${MAX_TS_MS}) or a valid Date`
     time = checked
   }
   return g === undefined || Object.keys(g).length === 0 ? { ts: time, m } : { ts: time, m, g }

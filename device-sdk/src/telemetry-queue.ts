@@ -10,7 +10,7 @@
 import { Deque } from './deque.js'
 import { SdkError } from './errors.js'
 import { packFrame, type Packable } from './frame-packer.js'
-import type { HubLimits, NakReason, Reading } from './frames.js'
+import { nextStamp, type HubLimits, type NakReason, type Reading } from './frames.js'
 import type { Clock, OverflowPolicy } from './options.js'
 import { loadQueueStore, storeError, type QueueStore } from './queue-store.js'
 import { toReading } from './reading.js'
@@ -248,7 +248,7 @@ export class TelemetryQueue {
   // earlier (CONTRACT §5: time is `ts` in ms).
   #stamp(): number {
     const now = Math.max(0, Math.floor(this.#options.clock.now()))
-    this.#lastStampTs = Math.max(now, this.#lastStampTs + 1)
+    this.#lastStampTs = nextStamp(this.#lastStampTs, now)
     return this.#lastStampTs
   }
 

@@ -7,6 +7,7 @@ import {
   decodeHubFrame,
   encodeFrame,
   MAX_BATCH_READINGS,
+  MAX_TS_MS,
   utf8ByteLength,
   type DecodeFailure,
   type DeviceFrame,
@@ -61,6 +62,8 @@ const goodDeviceFrames: GoodDevice[] = [
     },
   },
   { name: 'tm s 0 and ts 0', frame: { t: 'tm', s: 0, ts: 0, m: { a: 0 } } },
+  { name: 'tm with the latest ts InfluxDB stores', frame: { t: 'tm', s: 1, ts: MAX_TS_MS, m: { a: 0 } } },
+  { name: 'tb with readings at both ends of the ts range', frame: { t: 'tb', s: 1, r: [{ ts: 0, m: { a: 0 } }, { ts: MAX_TS_MS, m: { a: 1 } }] } },
   { name: 'tm with 64 metrics', frame: { t: 'tm', s: 2, m: metrics(64) } },
   { name: 'tm with 256-byte texts (2- and 4-byte UTF-8)', frame: { t: 'tm', s: 3, m: { a: text256, b: emoji256 } } },
   { name: 'tm with 16 tags and a 128-byte tag value', frame: { t: 'tm', s: 4, m: { a: 1 }, g: { ...tags(15), long: tag128 } } },
@@ -177,7 +180,11 @@ const badDeviceFrames: Bad[] = [
   { name: 'a 2^32-entry map header', bytes: hex('ba ffffffff 00'), code: 'not_cbor', reason: 'unexpected end of data' },
   { name: 'nesting 100,000 deep', bytes: new Uint8Array(100_000).fill(0x81), code: 'not_cbor', reason: 'nested deeper than 32 levels' },
   { name: '100,000 nested tags', bytes: concat(new Uint8Array(100_000).fill(0xc0), hex('00')), code: 'not_cbor', reason: 'nested deeper than 32 levels' },
-  { name: 'an indefinite-length text', bytes: hex('7f 6161 ff'), code: 'not_cbor', reason: 'indefinite-length strings are not supported' },
+  { name: 'an indefinite-length text with a byte-string chunk', bytes: hex('7f 6161 4161 ff'), code: 'not_cbor', reason: 'a chunk of an indefinite-length string at offset 3 is not a definite-length string of the same type' },
+  { name: 'an indefinite-length text in an indefinite-length text', bytes: hex('7f 7f 6161 ff ff'), code: 'not_cbor', reason: 'a chunk of an indefinite-length string at offset 1 is not a definite-length string of the same type' },
+  { name: 'an integer in an indefinite-length byte string', bytes: hex('5f 01 ff'), code: 'not_cbor', reason: 'a chunk of an indefinite-length string at offset 1 is not a definite-length string of the same type' },
+  { name: 'an indefinite-length text without its break', bytes: hex('a1 6174 7f 6274 6d'), code: 'not_cbor', reason: 'unexpected end of data' },
+  { name: 'a truncated chunk', bytes: hex('7f 6361 62 ff'), code: 'not_cbor', reason: 'unexpected end of data' },
   { name: 'an unassigned simple value', bytes: hex('f0'), code: 'not_cbor', reason: 'unsupported simple value at offset 0' },
   { name: 'a 9-byte bignum', bytes: hex('c2 49 010000000000000000'), code: 'not_cbor', reason: 'bignum over 64 bits' },
   { name: 'a shared reference (tag 28)', bytes: hex('d81c a0'), code: 'not_cbor', reason: 'unsupported CBOR tag 28' },
@@ -188,6 +195,7 @@ const badDeviceFrames: Bad[] = [
   { name: 'a number', bytes: hex('01'), code: 'not_map', reason: 'expected a CBOR map, got 1' },
   { name: 'null', bytes: hex('f6'), code: 'not_map', reason: 'expected a CBOR map, got null' },
   { name: 'a byte string', bytes: hex('41 00'), code: 'not_map', reason: 'expected a CBOR map, got a byte string' },
+  { name: 'an indefinite-length text', bytes: hex('7f 6174 616d ff'), code: 'not_map', reason: 'expected a CBOR map, got text "tm"' },
   // no known type
   { name: 'a map without t', bytes: cbor({ s: 1, m: { a: 1 } }), code: 'unknown_type', reason: 't: missing' },
   { name: 'an empty map', bytes: hex('a0'), code: 'unknown_type', reason: 't: missing' },
@@ -203,9 +211,11 @@ const badDeviceFrames: Bad[] = [
   { name: 's of 2^53', bytes: tm({ s: 2n ** 53n, m: { a: 1 } }), code: 'invalid', reason: 's: expected an unsigned integer, got 9007199254740992' },
   { name: 's of 2^64 - 1', bytes: tm({ s: 2n ** 64n - 1n, m: { a: 1 } }), code: 'invalid', reason: 's: expected an unsigned integer, got 18446744073709551615' },
   // ts
-  { name: 'negative ts', bytes: tm({ ts: -1, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms), got -1' },
-  { name: 'float ts', bytes: tm({ ts: 0.5, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms), got 0.5' },
-  { name: 'null ts', bytes: tm({ ts: null, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms), got null' },
+  { name: 'negative ts', bytes: tm({ ts: -1, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms) up to 9223372036854, got -1' },
+  { name: 'float ts', bytes: tm({ ts: 0.5, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms) up to 9223372036854, got 0.5' },
+  { name: 'null ts', bytes: tm({ ts: null, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms) up to 9223372036854, got null' },
+  { name: 'ts 1 ms past what InfluxDB stores', bytes: tm({ ts: MAX_TS_MS + 1, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms) up to 9223372036854, got 9223372036855' },
+  { name: 'ts of 2^53 - 1', bytes: tm({ ts: 2 ** 53 - 1, m: { a: 1 } }), code: 'invalid', s: 5, reason: 'ts: expected an unsigned integer (Unix ms) up to 9223372036854, got 9007199254740991' },
   // metrics
   { name: 'no metrics', bytes: tm({}), code: 'invalid', s: 5, reason: 'm: expected a map of 1 to 64 metrics, got nothing' },
   { name: 'metrics as an array', bytes: tmMetrics([1]), code: 'invalid', s: 5, reason: 'm: expected a map of 1 to 64 metrics, got an array' },
@@ -244,7 +254,8 @@ const badDeviceFrames: Bad[] = [
   { name: 'tb with 0 readings', bytes: tb([]), code: 'invalid', s: 6, reason: 'r: 0 readings, expected 1 to 500' },
   { name: 'tb with 501 readings', bytes: tb(readings(501)), code: 'invalid', s: 6, reason: 'r: 501 readings, expected 1 to 500' },
   { name: 'tb with a non-map reading', bytes: tb([{ ts: 1, m: { a: 1 } }, 7]), code: 'invalid', s: 6, reason: 'r[1]: expected a map, got 7' },
-  { name: 'reading without ts', bytes: tb([{ ts: 1, m: { a: 1 } }, { m: { a: 1 } }]), code: 'invalid', s: 6, reason: 'r[1].ts: expected an unsigned integer (Unix ms), got nothing' },
+  { name: 'reading without ts', bytes: tb([{ ts: 1, m: { a: 1 } }, { m: { a: 1 } }]), code: 'invalid', s: 6, reason: 'r[1].ts: expected an unsigned integer (Unix ms) up to 9223372036854, got nothing' },
+  { name: 'reading with a ts InfluxDB cannot store', bytes: tb([{ ts: 1, m: { a: 1 } }, { ts: MAX_TS_MS + 1, m: { a: 1 } }]), code: 'invalid', s: 6, reason: 'r[1].ts: expected an unsigned integer (Unix ms) up to 9223372036854, got 9223372036855' },
   { name: 'reading with a bad metric', bytes: tb([{ ts: 1, m: { a: 1 } }, { ts: 2, m: { x: 'y' } }, { ts: 3, m: { temp: Number.NaN } }]), code: 'invalid', s: 6, reason: 'r[2].m.temp: not a finite number (NaN)' },
   { name: 'reading with a device tag', bytes: tb([{ ts: 1, m: { a: 1 }, g: { device: 'x' } }]), code: 'invalid', s: 6, reason: 'r[0].g: reserved key "device" (the hub sets it)' },
   { name: 'tb with a float s', bytes: cbor({ t: 'tb', s: 0.1, r: readings(1) }), code: 'invalid', reason: 's: expected an unsigned integer, got 0.1' },
@@ -305,15 +316,48 @@ describe('decoding details', () => {
   })
 
   it('takes 64-bit CBOR integers that fit in 2^53 - 1 as numbers', () => {
-    // s: 1b 0000000000000005, ts: 1b 001fffffffffffff, m.a: 3b 0000000000000000 (-1)
-    const bytes = hex('a4 6174 62746d 6173 1b0000000000000005 627473 1b001fffffffffffff 616d a1 6161 3b0000000000000000')
-    expect(decodeDeviceFrame(bytes)).toStrictEqual({ ok: true, frame: { t: 'tm', s: 5, ts: 2 ** 53 - 1, m: { a: -1 } } })
+    // s: 1b 001fffffffffffff, ts: 1b 0000000000000005, m.a: 3b 0000000000000000 (-1)
+    const bytes = hex('a4 6174 62746d 6173 1b001fffffffffffff 627473 1b0000000000000005 616d a1 6161 3b0000000000000000')
+    expect(decodeDeviceFrame(bytes)).toStrictEqual({ ok: true, frame: { t: 'tm', s: 2 ** 53 - 1, ts: 5, m: { a: -1 } } })
   })
 
   it('takes half and single floats, and integral floats as uints', () => {
     // s: fa 40a00000 (5.0), m.a: f9 3e00 (1.5)
     const bytes = hex('a3 6174 62746d 6173 fa40a00000 616d a1 6161 f93e00')
     expect(decodeDeviceFrame(bytes)).toStrictEqual({ ok: true, frame: { t: 'tm', s: 5, m: { a: 1.5 } } })
+  })
+
+  // RFC 8949 §3.2.3: an indefinite-length string is its chunks joined.
+  it.each([
+    {
+      name: 'text keys and values in chunks, an empty chunk, an indefinite map around them',
+      // {_ "t": "tm", "s": 1, (_ "m"): {(_ "te", "mp"): (_ "id", "", "le")}}
+      hex: 'bf 6174 7f 62746d ff 6173 01 7f 616d ff a1 7f 627465 626d70 ff 7f 626964 60 626c65 ff ff',
+      frame: { t: 'tm', s: 1, m: { temp: 'idle' } },
+    },
+    { name: 'an empty indefinite-length text', hex: 'a3 6174 62746d 6173 02 616d a1 6161 7f ff', frame: { t: 'tm', s: 2, m: { a: '' } } },
+    {
+      name: 'a chunked text of 300 bytes (a 2-byte length once joined) deep in a result',
+      hex: `a4 6174 63726573 6269 64 6163 626f6b f5 6172 81 81 7f 7896 ${'61'.repeat(150)} 7896 ${'62'.repeat(150)} ff`,
+      frame: { t: 'res', id: 'c', ok: true, r: [[`${'a'.repeat(150)}${'b'.repeat(150)}`]] },
+    },
+    {
+      name: 'chunks of multi-byte UTF-8 characters',
+      hex: 'a3 6174 62746d 6173 03 616d a1 6161 7f 62c3a9 63e282ac ff',
+      frame: { t: 'tm', s: 3, m: { a: 'é€' } },
+    },
+  ])('takes indefinite-length text: $name', ({ hex: text, frame }) => {
+    expect(decodeDeviceFrame(hex(text))).toStrictEqual({ ok: true, frame })
+  })
+
+  it('takes an indefinite-length byte string as a byte string, which a field then refuses', () => {
+    // m.a: (_ h'01', h'0203')
+    expect(decodeDeviceFrame(hex('a3 6174 62746d 6173 04 616d a1 6161 5f 4101 420203 ff'))).toStrictEqual({
+      ok: false,
+      code: 'invalid',
+      s: 4,
+      reason: 'm.a: expected a finite number, a bool or text, got a byte string',
+    })
   })
 
   it('takes a self-described CBOR prefix (tag 55799)', () => {

@@ -1,10 +1,15 @@
 import type { Router } from './http.js'
 import { apiError } from './http.js'
 import type { InfluxWriter } from './influx-writer.js'
+import type { Logger } from './logger.js'
 import type { HubMetrics } from './metrics.js'
 
-/** One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or why not. */
-export type Readiness = 'ok' | 'off' | string
+/**
+ * One dependency's answer to `/readyz`: `ok`, `off` (disabled by configuration) or `unreachable`.
+ * A closed set: `/readyz` takes no token, so why a dependency fails (its address, its error) goes
+ * to the hub's log and never into the answer.
+ */
+export type Readiness = 'ok' | 'off' | 'unreachable'
 
 /** A named readiness probe; `check` never throws. */
 export interface ReadinessProbe {
@@ -14,17 +19,27 @@ export interface ReadinessProbe {
 
 /**
  * An InfluxDB 1.x probe through the shipper's writer (its credentials included): `GET /ping`
- * answers 204 when the server is up. The answer is cached for `cacheMs` so a scraper hammering
- * `/readyz` does not hammer InfluxDB.
+ * answers 204 when the server is up. The answer is cached for `cacheMs` (default 1,000) so a
+ * scraper hammering `/readyz` does not hammer InfluxDB; a failed ping is logged with the URL.
  */
-export function influxProbe(writer: Pick<InfluxWriter, 'url' | 'ping'> | undefined, cacheMs = 1000, now: () => number = Date.now): ReadinessProbe {
+export function influxProbe(
+  writer: Pick<InfluxWriter, 'url' | 'ping'> | undefined,
+  log: Pick<Logger, 'warn'>,
+  cacheMs = 1000,
+  now: () => number = Date.now,
+): ReadinessProbe {
   let cached: { at: number; value: Promise<Readiness> } | undefined
   return {
     name: 'influxdb',
     check() {
       if (writer === undefined) return 'off'
       if (cached === undefined || now() - cached.at >= cacheMs) {
-        cached = { at: now(), value: writer.ping(1000).then((up) => (up ? 'ok' : `InfluxDB is unreachable at ${writer.url} (no 204 to /ping within 1 s)`)) }
+        const value = writer.ping(1000).then((up): Readiness => {
+          if (up) return 'ok'
+          log.warn({ url: writer.url }, 'readiness: InfluxDB is unreachable (no 204 to /ping within 1 s)')
+          return 'unreachable'
+        })
+        cached = { at: now(), value }
       }
       return cached.value
     },

@@ -67,8 +67,9 @@ export function registerTelemetryRoutes(router: Router, deps: TelemetryApiDeps):
     try {
       series = await deps.influx.query(influxql)
     } catch (err) {
+      // The error names InfluxDB's address and its own words: the log keeps them, the client gets neither.
       deps.log.warn({ err, device }, 'telemetry query failed')
-      return apiError(503, 'not_ready', (err as Error).message)
+      return apiError(503, 'not_ready', 'InfluxDB did not answer the query; see the hub log')
     }
     const points: Array<Record<string, unknown>> = []
     for (const { columns, values } of series) {

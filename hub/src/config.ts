@@ -1,4 +1,26 @@
+import { DEFAULT_MAX_PACKET_BYTES } from '@fleetgate/bridge'
 import { HubError } from './errors.js'
+
+/**
+ * Bounds of the embedded broker's connections (additions to CONTRACT §1's table; docs/security.md
+ * says what each abuse gets back).
+ */
+export interface MqttLimits {
+  /** `FLEETGATE_MQTT_MAX_CONNECT_PACKET`: largest remaining length of a connection's first packet (its CONNECT), in bytes; default 4096. */
+  readonly maxConnectPacketBytes: number
+  /** `FLEETGATE_MQTT_MAX_PACKET`: largest remaining length of any later packet, in bytes; default 135168 (a 128 KiB command payload, its topic and headers). */
+  readonly maxPacketBytes: number
+  /** `FLEETGATE_MQTT_MAX_UNAUTHENTICATED`: connections at once whose CONNECT is not accepted yet; default 128. */
+  readonly maxUnauthenticated: number
+  /** `FLEETGATE_MQTT_CONNECT_SEC`: time from accept to an accepted CONNECT, in seconds; default 10. */
+  readonly connectTimeoutSec: number
+  /** `FLEETGATE_MQTT_MAX_BACKLOG`: bytes queued for one client beyond which it is disconnected at once; default 67108864 (64 MiB). */
+  readonly maxBacklogBytes: number
+  /** `FLEETGATE_MQTT_SOFT_BACKLOG`: bytes queued for one client that it may exceed only for `softBacklogSec`; default 1048576 (1 MiB). */
+  readonly softBacklogBytes: number
+  /** `FLEETGATE_MQTT_SOFT_BACKLOG_SEC`: how long a client may stay over the soft backlog, in seconds; default 10. */
+  readonly softBacklogSec: number
+}
 
 /** The validated, frozen hub configuration (CONTRACT §1). */
 export interface HubConfig {
@@ -26,6 +48,8 @@ export interface HubConfig {
   readonly mqttFormat: 'json' | 'cbor'
   /** External broker to bridge with, or undefined. */
   readonly mqttUplink: string | undefined
+  /** Bounds of the broker's connections. */
+  readonly mqttLimits: MqttLimits
   /** Sustained frames per second per device (burst = 2x); default 100. */
   readonly deviceRatePerSec: number
   /** Largest device frame in bytes; default 65536. */
@@ -126,6 +150,8 @@ export function loadConfig(env: Env = process.env): HubConfig {
     if (!ok) fail('FLEETGATE_MQTT_UPLINK', 'a URL mqtt://user:pass@host:port (or mqtts://)', '<redacted>')
   }
 
+  const maxBacklogBytes = integer(env, 'FLEETGATE_MQTT_MAX_BACKLOG', 67_108_864, 16_384, 1_073_741_824)
+
   const logLevel = text(env, 'FLEETGATE_LOG_LEVEL', 'info')
   const level = LOG_LEVELS.find((l) => l === logLevel)
   if (level === undefined) fail('FLEETGATE_LOG_LEVEL', LOG_LEVELS.join(', '), logLevel)
@@ -143,6 +169,15 @@ export function loadConfig(env: Env = process.env): HubConfig {
     mqttPort,
     mqttFormat,
     mqttUplink,
+    mqttLimits: Object.freeze({
+      maxConnectPacketBytes: integer(env, 'FLEETGATE_MQTT_MAX_CONNECT_PACKET', 4096, 64, 1_048_576),
+      maxPacketBytes: integer(env, 'FLEETGATE_MQTT_MAX_PACKET', DEFAULT_MAX_PACKET_BYTES, 1024, 268_435_455),
+      maxUnauthenticated: integer(env, 'FLEETGATE_MQTT_MAX_UNAUTHENTICATED', 128, 1, 1_000_000),
+      connectTimeoutSec: integer(env, 'FLEETGATE_MQTT_CONNECT_SEC', 10, 1, 600),
+      maxBacklogBytes,
+      softBacklogBytes: integer(env, 'FLEETGATE_MQTT_SOFT_BACKLOG', Math.min(1_048_576, maxBacklogBytes), 16_384, maxBacklogBytes),
+      softBacklogSec: integer(env, 'FLEETGATE_MQTT_SOFT_BACKLOG_SEC', 10, 1, 3600),
+    }),
     deviceRatePerSec: integer(env, 'FLEETGATE_DEVICE_RATE', 100, 1, 1_000_000),
     maxFrameBytes: integer(env, 'FLEETGATE_MAX_FRAME', 65_536, 256, 16 * 1024 * 1024),
     idleTimeoutSec: integer(env, 'FLEETGATE_IDLE_SEC', 60, 8, MAX_IDLE_SEC),

@@ -1,5 +1,5 @@
 import { decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk'
-import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js'
+import type { HttpRequest, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from './device-auth.js'
 import { bearerToken } from './http.js'
 import { WINDOW_FRAMES, type Ingest } from './ingest.js'
@@ -7,14 +7,15 @@ import type { Logger } from './logger.js'
 import type { Commands } from './commands.js'
 import type { HubMetrics } from './metrics.js'
 import { CloseCode, DeviceSession, type Sessions, type SocketData } from './sessions.js'
+import type { Exchange, GuardedApp } from './uws-guard.js'
 
-/** What the device endpoint needs. */
+/** What the device endpoint needs: of each concern, only what a frame or a handshake calls. */
 export interface DeviceEndpointOptions {
-  readonly authenticator: DeviceAuthenticator
+  readonly authenticator: Pick<DeviceAuthenticator, 'verify'>
   readonly failures: FailureLimiter
   readonly sessions: Sessions
-  readonly ingest: Ingest
-  readonly commands: Commands
+  readonly ingest: Pick<Ingest, 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'closed'>
+  readonly commands: Pick<Commands, 'result' | 'invalidResult'>
   readonly metrics: HubMetrics
   readonly log: Logger
   /** The hub's version, sent in `hello`. */
@@ -25,25 +26,23 @@ export interface DeviceEndpointOptions {
   readonly now?: () => number
 }
 
-const UNAUTHORIZED = '{"error":"unauthorized"}'
-const THROTTLED = '{"error":"too_many_requests","message":"too many failed authentications from this address; retry later"}'
-
 /** CONTRACT §3: the same answer for every failure; only the log says which check failed. */
-function unauthorized(res: HttpResponse): void {
-  res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json').end(UNAUTHORIZED)
+const UNAUTHORIZED = { contentType: 'application/json', text: '{"error":"unauthorized"}' }
+const THROTTLED = {
+  contentType: 'application/json',
+  text: '{"error":"too_many_requests","message":"too many failed authentications from this address; retry later"}',
 }
 
 /** What an upgrade needs from its request, copied before the request dies. */
 interface Handshake {
-  readonly address: string
   readonly key: string
   readonly protocol: string
   readonly extensions: string
   readonly context: us_socket_context_t
 }
 
-/** Mounts `/v1/connect` (CONTRACT §3) on a uWS app. */
-export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOptions): void {
+/** Mounts `/v1/connect` (CONTRACT §3) on a guarded uWS app: a throw in any callback ends one session (1011), never the hub. */
+export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOptions): void {
   const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
   const now = options.now ?? Date.now
   const limits = {
@@ -57,19 +56,19 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
 
   /**
    * Answers an upgrade request once its token is judged: 401, or the WebSocket. A refusal counts
-   * also when the client has gone meanwhile (`res` undefined), so aborting does not dodge the 429.
+   * also when the client has gone meanwhile, so aborting does not dodge the 429.
    */
-  const answer = (res: HttpResponse | undefined, handshake: Handshake, result: DeviceAuthResult): void => {
-    const { address } = handshake
+  const answer = (exchange: Exchange, handshake: Handshake, result: DeviceAuthResult): void => {
+    const { address } = exchange
     if (!result.ok) {
       failures.fail(address)
       metrics.connects.inc({ outcome: 'unauthorized' })
       metrics.authFailures.inc({ reason: result.reason })
       log.info({ reason: result.reason, deviceId: result.deviceId, address }, 'device refused')
-      if (res !== undefined) unauthorized(res)
+      exchange.reply('401 Unauthorized', UNAUTHORIZED)
       return
     }
-    res?.upgrade<SocketData>(
+    exchange.upgrade<SocketData>(
       { session: new DeviceSession(result.device.id, now(), ingest.newState()) },
       handshake.key,
       handshake.protocol,
@@ -97,43 +96,23 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     sendPingsAutomatically: true,
     maxBackpressure: 1024 * 1024,
 
-    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
-      const address = Buffer.from(res.getRemoteAddressAsText()).toString()
-      if (failures.blocked(address)) {
+    upgrade(exchange: Exchange, req: HttpRequest, context: us_socket_context_t) {
+      if (failures.blocked(exchange.address)) {
         metrics.connects.inc({ outcome: 'throttled' })
-        res.writeStatus('429 Too Many Requests').writeHeader('content-type', 'application/json').end(THROTTLED)
+        exchange.reply('429 Too Many Requests', THROTTLED)
         return
       }
       const token = bearerToken(req.getHeader('authorization')) ?? req.getQuery('token') ?? ''
       // Copied now: `req` dies with this callback, and an Ed25519 verdict comes after it.
       const handshake: Handshake = {
-        address,
         key: req.getHeader('sec-websocket-key'),
         protocol: req.getHeader('sec-websocket-protocol'),
         extensions: req.getHeader('sec-websocket-extensions'),
         context,
       }
-      const verdict = authenticator.verify(token)
-      if (!(verdict instanceof Promise)) {
-        answer(res, handshake, verdict)
-        return
-      }
-      // STYLE (uWebSockets.js): a late answer needs onAborted first, and goes inside cork.
-      let aborted = false
-      res.onAborted(() => {
-        aborted = true
-      })
-      verdict.then(
-        (result) => {
-          if (aborted) answer(undefined, handshake, result)
-          else res.cork(() => answer(res, handshake, result))
-        },
-        (err: unknown) => {
-          log.error({ err, address }, 'device token check failed')
-          metrics.connects.inc({ outcome: 'unauthorized' })
-          if (!aborted) res.cork(() => unauthorized(res))
-        },
-      )
+      // A verdict that fails (node:crypto, the store) is no verdict on the token: the guard answers
+      // 500, so that a device retries instead of taking a 401 for bad credentials.
+      exchange.finish(authenticator.verify(token), (result) => answer(exchange, handshake, result))
     },
 
     open(socket) {
@@ -168,7 +147,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
         }
         if (decoded.code === 'invalid' && decoded.id !== undefined) {
           // A result that names its command but does not validate ends that command as failed.
-          commands.invalidResult(session, decoded.id, decoded.reason)
+          if (ingest.admitResult(session)) commands.invalidResult(session, decoded.id, decoded.reason)
           return
         }
         // Without a valid `s` a frame cannot be naked, so it is a protocol error like garbage.
@@ -183,7 +162,7 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
           ingest.accept(session, frame, bytes)
           return
         case 'res':
-          commands.result(session, frame)
+          if (ingest.admitResult(session)) commands.result(session, frame)
           return
       }
     },
@@ -193,8 +172,10 @@ export function mountDeviceEndpoint(app: TemplatedApp, options: DeviceEndpointOp
     },
 
     close(socket, code) {
-      metrics.closes.inc({ code: String(code) })
-      sessions.closed(socket.getUserData().session, code)
+      const session = socket.getUserData().session
+      metrics.closed(code)
+      ingest.closed(session)
+      sessions.closed(session, code)
     },
   })
 }

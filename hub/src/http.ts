@@ -1,9 +1,18 @@
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import type { Logger } from './logger.js'
+import type { HttpRequest } from 'uWebSockets.js'
+import type { FailureLimiter } from './device-auth.js'
 import { scopeAllows, type Operator, type OperatorAuthenticator, type Scope } from './operator-auth.js'
+import type { Exchange, GuardedApp } from './uws-guard.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024
+/**
+ * Deepest nesting of arrays and objects in a JSON body: 64 levels. JSON.parse takes any depth,
+ * but what then walks the value recursively (JSON.stringify, the store's and the wire's encoders)
+ * overflows the stack near a few thousand; deeper bodies are answered 400 `invalid` before parsing.
+ */
+const MAX_BODY_DEPTH = 64
+/** Longest piece of a request (its path) echoed back in an error message: 256 characters. */
+const MAX_ECHO_CHARS = 256
 
 /** Stable error codes of REST answers (`{"error": code, "message": text}`). */
 export type ApiErrorCode =
@@ -16,7 +25,9 @@ export type ApiErrorCode =
   | 'exists'
   | 'device_offline'
   | 'queue_full'
+  | 'too_many_requests'
   | 'not_ready'
+  /** Written by the guard alone (uws-guard.ts), never by a handler. */
   | 'internal'
 
 /** A REST answer: status, JSON body (or text with its content type), extra headers. */
@@ -40,7 +51,7 @@ export interface RouteOptions {
   readonly body: 'none' | 'required' | 'optional'
 }
 
-/** A route handler; a thrown error is logged and answered 500. */
+/** A route handler; a thrown error or a rejection is logged, counted and answered 500 (uws-guard.ts). */
 export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>
 
 /** An error answer in the contract's shape. */
@@ -63,23 +74,53 @@ const STATUS_TEXT: Record<number, string> = {
   409: '409 Conflict',
   413: '413 Payload Too Large',
   429: '429 Too Many Requests',
-  500: '500 Internal Server Error',
   503: '503 Service Unavailable',
   504: '504 Gateway Timeout',
 }
 
-/** Writes a reply; call inside `cork` when not in the request callback's own tick. */
-export function writeReply(res: HttpResponse, reply: Reply, closeConnection = false): void {
-  res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status))
-  if (reply.status === 204) {
-    res.endWithoutBody(0, closeConnection)
-    return
+/**
+ * Writes a reply through its exchange (at most once). The body is serialized before anything is
+ * written, so a value JSON cannot hold throws with nothing written, and the guard answers 500.
+ */
+function writeReply(exchange: Exchange, reply: Reply, closeConnection = false): void {
+  const status = STATUS_TEXT[reply.status] ?? String(reply.status)
+  const body =
+    reply.status === 204
+      ? undefined
+      : reply.text !== undefined
+        ? { contentType: reply.text.contentType, text: reply.text.body }
+        : { contentType: 'application/json', text: JSON.stringify(reply.body ?? {}) }
+  exchange.reply(status, body, closeConnection)
+}
+
+/** Request text echoed in a message, cut to {@link MAX_ECHO_CHARS}. */
+const echo = (text: string): string => (text.length <= MAX_ECHO_CHARS ? text : `${text.slice(0, MAX_ECHO_CHARS)}...`)
+
+/** Path parameters, percent-decoded; undefined when one holds a malformed escape (`%E0%A4%A`, `%`). */
+function decodeParams(raw: readonly string[]): string[] | undefined {
+  try {
+    return raw.map((param) => decodeURIComponent(param))
+  } catch (err) {
+    if (err instanceof URIError) return undefined
+    throw err
   }
-  if (reply.text !== undefined) {
-    res.writeHeader('content-type', reply.text.contentType).end(reply.text.body, closeConnection)
-    return
+}
+
+/** Whether JSON text nests arrays and objects deeper than `max` levels; strings are skipped. */
+function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash escapes the next character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
   }
-  res.writeHeader('content-type', 'application/json').end(JSON.stringify(reply.body ?? {}), closeConnection)
+  return false
 }
 
 /** The bearer token of an `Authorization` header, or undefined. */
@@ -88,18 +129,23 @@ export function bearerToken(header: string): string | undefined {
   return match?.[1]
 }
 
-/** Registers REST routes on a uWS app with auth, body limits, JSON parsing and late-write safety. */
+/**
+ * Registers REST routes on a guarded uWS app with auth, a per-address throttle on failed tokens,
+ * body limits and JSON parsing. Every answer goes through the request's {@link Exchange}: written
+ * once, never after the client left, and a throw anywhere is answered 500.
+ */
 export class Router {
-  readonly #app: TemplatedApp
+  readonly #app: GuardedApp
   readonly #operators: OperatorAuthenticator
-  readonly #log: Logger
+  readonly #failures: FailureLimiter
   /** Methods registered per pattern, to answer a wrong method with a specific 404. */
   readonly #methods = new Map<string, string[]>()
 
-  constructor(app: TemplatedApp, operators: OperatorAuthenticator, log: Logger) {
+  /** `failures` counts failed operator tokens per address (its own instance: device failures are apart). */
+  constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter) {
     this.#app = app
     this.#operators = operators
-    this.#log = log
+    this.#failures = failures
   }
 
   /** Adds `method pattern` (uWS pattern syntax, e.g. `/api/v1/devices/:id`). */
@@ -107,66 +153,57 @@ export class Router {
     const name = method === 'del' ? 'DELETE' : method.toUpperCase()
     this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
     const paramCount = (pattern.match(/\/:/g) ?? []).length
-    this.#app[method](pattern, (res, req) => this.#serve(res, req, paramCount, options, handler))
+    this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, handler))
   }
 
   /** Answers every other request 404; call after the last `route`. */
   fallback(): void {
     for (const [pattern, methods] of this.#methods) {
-      this.#app.any(pattern, (res, req) => {
-        const message = `${req.getMethod().toUpperCase()} is not a route of ${req.getUrl()}; it takes ${methods.join(', ')}`
-        writeReply(res, apiError(404, 'not_found', message))
+      this.#app.http('any', pattern, (exchange, req) => {
+        const message = `${req.getMethod().toUpperCase()} is not a route of ${echo(req.getUrl())}; it takes ${methods.join(', ')}`
+        writeReply(exchange, apiError(404, 'not_found', message))
       })
     }
-    this.#app.any('/*', (res, req) => {
-      writeReply(res, apiError(404, 'not_found', `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`))
+    this.#app.http('any', '/*', (exchange, req) => {
+      writeReply(exchange, apiError(404, 'not_found', `no route ${req.getMethod().toUpperCase()} ${echo(req.getUrl())}`))
     })
   }
 
-  #serve(res: HttpResponse, req: HttpRequest, paramCount: number, options: RouteOptions, handler: Handler): void {
+  #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: Handler): void {
     // uWS: `req` dies with this callback, so everything needed later is copied now.
-    const params: string[] = []
-    for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i)))
+    const rawParams: string[] = []
+    for (let i = 0; i < paramCount; i++) rawParams.push(req.getParameter(i))
     const query = new URLSearchParams(req.getQuery())
     const authorization = req.getHeader('authorization')
     const contentLength = req.getHeader('content-length')
-    const where = `${req.getMethod().toUpperCase()} ${req.getUrl()}`
 
     let operator: Operator | undefined
     if (options.scope !== undefined) {
+      // Judged before the token, so that an address that is blocked learns nothing, not even from a valid token.
+      if (this.#failures.blocked(exchange.address)) {
+        writeReply(exchange, apiError(429, 'too_many_requests', 'too many failed authentications from this address; retry later'))
+        return
+      }
       const token = bearerToken(authorization)
       operator = token === undefined ? undefined : this.#operators.authenticate(token)
       if (operator === undefined) {
-        writeReply(res, apiError(401, 'unauthorized', 'a valid operator token is required (Authorization: Bearer <token>)'))
+        this.#failures.fail(exchange.address)
+        writeReply(exchange, apiError(401, 'unauthorized', 'a valid operator token is required (Authorization: Bearer <token>)'))
         return
       }
       if (!scopeAllows(operator.scope, options.scope)) {
-        writeReply(res, apiError(403, 'forbidden', `this call needs the ${options.scope} scope; the token has ${operator.scope}`))
+        writeReply(exchange, apiError(403, 'forbidden', `this call needs the ${options.scope} scope; the token has ${operator.scope}`))
         return
       }
     }
-
-    let aborted = false
-    res.onAborted(() => {
-      aborted = true
-    })
-    const answer = (reply: Reply, closeConnection = false): void => {
-      if (aborted) return
-      res.cork(() => writeReply(res, reply, closeConnection))
-    }
-    const run = (body: unknown): void => {
-      let pending: Reply | Promise<Reply>
-      try {
-        pending = handler({ params, query, operator, body })
-      } catch (err) {
-        pending = Promise.reject(err)
-      }
-      Promise.resolve(pending).then(answer, (err: unknown) => {
-        this.#log.error({ err, route: where }, 'request failed')
-        answer(apiError(500, 'internal', 'internal error; see the hub log'))
-      })
+    // Decoded after the token check: without a token every path of a route answers the same 401.
+    const params = decodeParams(rawParams)
+    if (params === undefined) {
+      writeReply(exchange, invalid('path: a malformed percent-escape (RFC 3986 §2.1)'))
+      return
     }
 
+    const run = (body: unknown): void => exchange.finish(handler({ params, query, operator, body }), (reply) => writeReply(exchange, reply))
     if (options.body === 'none') {
       run(undefined)
       return
@@ -174,33 +211,34 @@ export class Router {
     const tooLarge = apiError(413, 'payload_too_large', `the body is larger than ${MAX_BODY_BYTES} bytes`)
     if (contentLength !== '' && Number(contentLength) > MAX_BODY_BYTES) {
       // Closing the connection spares reading a body we refuse.
-      answer(tooLarge, true)
+      writeReply(exchange, tooLarge, true)
       return
     }
     const chunks: Buffer[] = []
     let size = 0
-    let refused = false
-    res.onData((chunk, isLast) => {
-      if (refused) return
+    exchange.onData((chunk, isLast) => {
       size += chunk.byteLength
       if (size > MAX_BODY_BYTES) {
-        refused = true
-        answer(tooLarge, true)
+        writeReply(exchange, tooLarge, true)
         return
       }
       // uWS neuters the chunk when this callback returns: copy it.
       chunks.push(Buffer.from(chunk.slice(0)))
       if (!isLast) return
       const text = Buffer.concat(chunks).toString('utf8')
+      if (nestsDeeperThan(text, MAX_BODY_DEPTH)) {
+        writeReply(exchange, invalid(`body: arrays and objects nest at most ${MAX_BODY_DEPTH} levels deep`))
+        return
+      }
       let body: unknown
       try {
         body = text === '' ? undefined : JSON.parse(text)
       } catch (err) {
-        answer(apiError(400, 'malformed_json', `the body is not valid JSON: ${(err as Error).message}`))
+        writeReply(exchange, apiError(400, 'malformed_json', `the body is not valid JSON: ${(err as Error).message}`))
         return
       }
       if (body === undefined && options.body === 'required') {
-        answer(apiError(400, 'malformed_json', 'a JSON body is required'))
+        writeReply(exchange, apiError(400, 'malformed_json', 'a JSON body is required'))
         return
       }
       run(body)

@@ -30,6 +30,7 @@ import { Spool } from './spool.js'
 import { openStore } from './store.js'
 import { readAtStart } from './store-check.js'
 import { loadNativeUws } from './uws.js'
+import { GuardedApp, type UncaughtSink } from './uws-guard.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -42,9 +43,14 @@ export interface HubOptions {
   readonly now?: () => number
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
   readonly authFailureLimit?: FailureLimitOptions
+  /**
+   * Failed operator authentications (REST 401s) allowed per address and window, counted apart from
+   * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
+   */
+  readonly operatorAuthFailureLimit?: FailureLimitOptions
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
-  /** MQTT publishes in flight above which acks wait (egress back-pressure); default 4,096. */
+  /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number
@@ -56,6 +62,11 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /**
+   * Logs (with its stack) and counts an error that reached the process's last resort
+   * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
+   */
+  uncaught(err: unknown, origin: string): void
   /** Stops accepting, closes device sessions with 1001, flushes the store. */
   stop(): Promise<void>
 }
@@ -87,7 +98,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
   // after all of them exist.
-  const mqtt = await startMqtt(config, operators, { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) }, log)
+  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => spool.bytes, pendingFrames: (): number => ingest.pendingFrames })
+  const mqtt = await startMqtt(
+    config,
+    operators,
+    { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
+    log,
+    metrics.registry,
+  )
   const status = (session: DeviceSession, online: boolean): void =>
     mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
   const sessions = new Sessions({
@@ -101,7 +119,6 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     },
   })
   const spool = loaded('the telemetry spool', () => new Spool(store))
-  const metrics = new HubMetrics(() => sessions.size, () => spool.bytes)
   const commandStore = new CommandStore(store)
   const commands = loaded(
     'the command queue',
@@ -120,7 +137,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   )
   const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
   loaded('the sent commands', () => commands.start())
-  const deadLetter = new DeadLetter({ dir: config.dataDir, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
+  const deadLetter = new DeadLetter({ dir: config.dataDir, counters: metrics, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
   const writer =
     config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })
   // InfluxDB may be away at start; the writer creates the database on its first successful write too.
@@ -154,7 +171,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, options.hubStatsIntervalMs, now)
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
-  mountDeviceEndpoint(app, {
+  const uncaught: UncaughtSink = (where, err, detail) => {
+    metrics.uncaught(where)
+    log.error({ err, where, ...detail }, 'uncaught error; the hub keeps serving')
+  }
+  // Every route and socket callback is registered through the guard; `app` itself only listens.
+  const guarded = new GuardedApp(app, uncaught)
+  mountDeviceEndpoint(guarded, {
     authenticator: new DeviceAuthenticator(registry, now),
     failures: new FailureLimiter(options.authFailureLimit, now),
     sessions,
@@ -168,16 +191,16 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     idleTimeoutSec: config.idleTimeoutSec,
     now,
   })
-  const router = new Router(app, operators, log)
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, now))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, now })
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (store.healthy() ? 'ok' : 'the store does not answer') },
+      { name: 'store', check: () => (store.healthy() ? 'ok' : 'unreachable') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer),
+      influxProbe(writer, log),
     ],
     metrics,
   )
@@ -195,14 +218,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
+        // CONTRACT §1: flush what is accepted before exiting; it is committed before the sessions
+        // close, since a closing session drops its frames that wait for a commit.
+        const drained = ingest.drain()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
-        // CONTRACT §1: flush what is accepted before exiting.
-        await ingest.drain()
+        await drained
         await shipper.stop()
         await deadLetter.flush()
         await mqtt?.close()

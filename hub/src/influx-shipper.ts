@@ -10,10 +10,9 @@ import type { Spool, SpoolSlot } from './spool.js'
 /** CONTRACT §5: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'
 
-/** Figures the shipper reports. */
+/** Figures the shipper reports (the dead letter counts its own). */
 export interface ShipperCounters {
   shipped(points: number): void
-  deadLettered(points: number): void
   writeFailed(): void
 }
 
@@ -47,6 +46,8 @@ export interface ShipperOptions {
 interface Batch {
   readonly entries: SpoolSlot[]
   readonly lines: string[]
+  /** The device of each line, for the dead letter. */
+  readonly devices: string[]
   points: number
   /** Points of entries committed since this start, i.e. counted in the shipper's lag. */
   counted: number
@@ -69,8 +70,9 @@ const MAX_LAG_READINGS = 60_000
 /** Readings of committed frames kept as lines (about 30 MB); beyond that, frames are read back from the spool. */
 const MAX_HOT_READINGS = 250_000
 
-/** A committed frame waiting in memory: its place in the spool and its lines, built when it was committed. */
+/** A committed frame waiting in memory: its place in the spool, its device and its lines, built when it was committed. */
 interface HotFrame extends SpoolSlot {
+  readonly deviceId: string
   readonly points: number
   readonly lines: readonly string[]
 }
@@ -148,7 +150,7 @@ export class InfluxShipper {
       this.#unlanded += points
       // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
       if (this.#hotReadings + points > this.#maxHot) continue
-      this.#hot.push({ seq, bytes, points, lines: this.#lines(deviceId, readings) })
+      this.#hot.push({ seq, bytes, deviceId, points, lines: this.#lines(deviceId, readings) })
       this.#hotReadings += points
     }
     if (this.#unshipped >= this.#batchPoints) this.#wake?.()
@@ -236,21 +238,24 @@ export class InfluxShipper {
    * frame after a gap the spool does not fill follows a failed commit.
    */
   #collect(): Batch {
-    const batch: Batch = { entries: [], lines: [], points: 0, counted: 0 }
+    const batch: Batch = { entries: [], lines: [], devices: [], points: 0, counted: 0 }
     let cursor = this.#cursor
     const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#batchPoints
-    const take = (slot: SpoolSlot, points: number, lines: readonly string[]): void => {
+    const take = (slot: SpoolSlot, deviceId: string, points: number, lines: readonly string[]): void => {
       cursor = slot.seq
       batch.entries.push(slot)
       batch.points += points
       if (slot.seq >= this.#countedFrom) batch.counted += points
-      for (const line of lines) batch.lines.push(line)
+      for (const line of lines) {
+        batch.lines.push(line)
+        batch.devices.push(deviceId)
+      }
     }
     for (;;) {
       const hot = this.#nextHot(cursor)
       if (hot !== undefined && hot.seq === cursor + 1) {
         if (!fits(hot.points)) break
-        take(hot, hot.points, hot.lines)
+        take(hot, hot.deviceId, hot.points, hot.lines)
         this.#dropHot()
         continue
       }
@@ -261,12 +266,12 @@ export class InfluxShipper {
         const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
         full = !fits(readings.length)
         if (full) break
-        take(entry, readings.length, this.#lines(entry.deviceId, readings))
+        take(entry, entry.deviceId, readings.length, this.#lines(entry.deviceId, readings))
       }
       if (full || hot === undefined) break
       if (fromSpool === 0) {
         if (!fits(hot.points)) break
-        take(hot, hot.points, hot.lines)
+        take(hot, hot.deviceId, hot.points, hot.lines)
         this.#dropHot()
       }
     }
@@ -309,8 +314,7 @@ export class InfluxShipper {
             ? device.series
             : appendPoint(lines, device.series.key, reading.m, reading.ts)
       if (refused !== undefined) {
-        this.#options.deadLetter.add(JSON.stringify({ device: deviceId, reading }), `not writable as line protocol: ${refused}`)
-        this.#options.counters.deadLettered(1)
+        this.#options.deadLetter.add({ device: deviceId, reason: 'line_protocol', message: `not writable as line protocol: ${refused}`, reading })
       }
     }
     return lines
@@ -334,19 +338,25 @@ export class InfluxShipper {
 
   #decode(seq: number, deviceId: string, frame: Uint8Array, receivedAt: number): readonly Reading[] {
     const decoded = decodeDeviceFrame(frame)
-    if (!decoded.ok || (decoded.frame.t !== 'tm' && decoded.frame.t !== 'tb')) {
-      // Ingest validated every frame before storing it; this only happens to a damaged store.
-      this.#options.log.error({ seq, deviceId }, 'spool entry does not decode; dropping it')
-      return []
-    }
-    return readingsOf(decoded.frame, receivedAt)
+    if (decoded.ok && (decoded.frame.t === 'tm' || decoded.frame.t === 'tb')) return readingsOf(decoded.frame, receivedAt)
+    // Ingest validated every frame before storing it; this only happens to a damaged store (or a
+    // codec that grew stricter since). The bytes go to the dead letter, where they can be looked at.
+    const why = decoded.ok ? `a ${decoded.frame.t} frame` : `${decoded.code}: ${decoded.reason}`
+    this.#options.log.error({ seq, deviceId }, 'spool entry does not decode; dead-lettering it')
+    this.#options.deadLetter.add({
+      device: deviceId,
+      reason: 'undecodable',
+      message: `spool entry ${seq} is not telemetry (${why})`,
+      frame: Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('base64'),
+    })
+    return []
   }
 
   /** Writes a batch; false when InfluxDB is away and the batch must be retried. */
   async #ship(batch: Batch): Promise<boolean> {
     const writer = this.#options.writer
     if (writer === undefined || batch.lines.length === 0) return true
-    const result = await writer.writeOrDeadLetter(batch.lines)
+    const result = await writer.writeOrDeadLetter(batch.lines, batch.devices)
     if ('retry' in result) {
       this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')
       if (!this.#catchingUp) {
@@ -356,7 +366,6 @@ export class InfluxShipper {
       return false
     }
     this.#options.counters.shipped(result.written)
-    if (result.deadLettered > 0) this.#options.counters.deadLettered(result.deadLettered)
     return true
   }
 

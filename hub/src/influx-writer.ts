@@ -166,21 +166,23 @@ export class InfluxWriter {
   }
 
   /**
-   * Writes `lines`; when InfluxDB refuses part of them for good, bisects down to the single lines it
-   * refuses, hands those to the dead letter (with InfluxDB's reason), and writes the rest. Rewriting a
+   * Writes `lines` (`devices[i]` is the device of `lines[i]`); when InfluxDB refuses part of them for
+   * good, bisects down to the single lines it refuses, hands those to the dead letter (with
+   * InfluxDB's reason), and writes the rest. Rewriting a
    * line that already landed is harmless: it is the same series and time, so the same point.
    * Any retryable failure returns `retry` at once: the caller backs off and ships the whole batch again.
    * Resolves after the dead letters are in their file; never rejects.
    */
-  async writeOrDeadLetter(lines: readonly string[]): Promise<ShipResult> {
+  async writeOrDeadLetter(lines: readonly string[], devices: readonly string[]): Promise<ShipResult> {
     const tally = { written: 0, deadLettered: 0, requests: 0 }
-    const failure = await this.#ship(lines, 0, lines.length, tally)
+    const failure = await this.#ship(lines, devices, 0, lines.length, tally)
     await this.#deadLetter.flush()
     return failure ?? tally
   }
 
   async #ship(
     lines: readonly string[],
+    devices: readonly string[],
     from: number,
     to: number,
     tally: { written: number; deadLettered: number; requests: number },
@@ -195,13 +197,14 @@ export class InfluxWriter {
     }
     if (result.retry) return { retry: true, error: result.error }
     if (to - from === 1) {
-      this.#deadLetter.add(lines[from] as string, `InfluxDB ${result.status}: ${result.reason}`)
+      const line = lines[from] as string
+      this.#deadLetter.add({ device: devices[from] ?? '', reason: 'influx_refused', message: `InfluxDB ${result.status}: ${result.reason}`, line })
       tally.deadLettered++
       return undefined
     }
     // InfluxDB 1.x says how many points it dropped, not which: halve until the refused lines stand alone.
     const middle = from + Math.ceil((to - from) / 2)
-    return (await this.#ship(lines, from, middle, tally)) ?? (await this.#ship(lines, middle, to, tally))
+    return (await this.#ship(lines, devices, from, middle, tally)) ?? (await this.#ship(lines, devices, middle, to, tally))
   }
 
   async #post(body: string): Promise<WriteResult | MissingDatabase> {

@@ -1,5 +1,6 @@
-import type { BatchFrame, HubFrame, NakReason, Reading, TelemetryFrame } from '@fleetgate/device-sdk'
+import { nextStamp, type BatchFrame, type HubFrame, type NakReason, type Reading, type TelemetryFrame } from '@fleetgate/device-sdk'
 import type { Logger } from './logger.js'
+import { RateLimit, type RateVerdict } from './rate-limit.js'
 import { CloseCode } from './sessions.js'
 import { entrySize, type Spool, type SpoolEntry, type SpoolSlot } from './spool.js'
 
@@ -16,26 +17,24 @@ export interface Peer {
   close(code: number, reason: string): void
 }
 
-/** A device's token bucket: tokens left and when it was last refilled (Unix ms). */
-export interface Bucket {
-  tokens: number
-  refilledAt: number
-}
-
-/** Per-session ingest state: sequence, window and token bucket. */
+/**
+ * Per-session ingest state: sequence, window and rate budgets. The budgets belong to the session
+ * and start full: a device cannot see the hub's bucket, so one carried over a reconnect would nak
+ * (and so lose) the resends of a device that paces itself correctly.
+ */
 export interface IngestState {
   /** Highest `s` seen on this connection (CONTRACT §3: strictly increasing). */
   lastSeq: number
   /** Frames accepted and not yet acked. */
   inflight: number
+  /** Budget of telemetry frames, valid or not. */
+  readonly telemetry: RateLimit
   /**
-   * The session's bucket, full when it opens. A device cannot see the hub's bucket, so one carried
-   * over a reconnect would nak (and so lose) the resends of a device that paces itself correctly.
+   * Budget of `res` frames, apart from telemetry's: the SDK paces its telemetry to the hub's rate
+   * and cannot see its results, so results drawing on the same bucket would get readings naked
+   * `rate` (and lost); nor may a flood of results starve telemetry.
    */
-  readonly bucket: Bucket
-  /** Rate naks in the current abuse window, and when it began (Unix ms). */
-  rateNaks: number
-  rateWindowStart: number
+  readonly results: RateLimit
 }
 
 /** A telemetry message as MQTT subscribers get it once the frame is durable (CONTRACT §6). */
@@ -62,6 +61,8 @@ export interface IngestCounters {
   accepted(frames: number, readings: number): void
   acked(acks: number): void
   naked(reason: NakReason): void
+  /** A `res` frame over its session's budget, dropped unread. */
+  resultDropped(): void
 }
 
 /** What ingest is built from. */
@@ -85,21 +86,27 @@ export interface IngestOptions {
    */
   readonly shippingLags?: () => boolean
   /**
-   * Whether MQTT egress lags (subscribers behind): while it does, committed frames are neither
-   * acked nor published, so devices slow down to what egress takes instead of the hub buffering
-   * without bound. Default: never.
+   * Whether MQTT egress lags as a whole (the broker's deliveries, not any one subscriber, which
+   * the broker bounds on its own): while it does, accepted frames wait uncommitted, as at the
+   * quota, and frames already committed are neither acked nor published, so devices slow down to
+   * what egress takes instead of the hub buffering without bound. Default: never.
    */
   readonly egressBusy?: () => boolean
   /** Clock, Unix ms; default Date.now. */
   readonly now?: () => number
 }
 
-/** Rate abuse is judged over this window: naks beyond `ratePerSec * window` close the session. */
-const ABUSE_WINDOW_MS = 5000
 /** Readings one commit takes at most (frames that arrive in one turn usually hold far fewer). */
 const MAX_COMMIT_READINGS = 10_000
-/** How often held acks are retried while egress lags, in ms. */
+/** How often held commits and acks are retried while egress lags, in ms. */
 const EGRESS_RETRY_MS = 2
+/**
+ * A device's last stamp is forgotten once it is this far behind the clock, in ms: a new stamp is
+ * then the clock's time anyway, unless the clock steps back further than this.
+ */
+const STAMP_KEEP_MS = 60_000
+/** Stamps kept before the first sweep of old ones; the next sweep comes at twice what a sweep leaves. */
+const STAMP_SWEEP_MIN = 1024
 
 interface Pending {
   readonly peer: Peer
@@ -112,33 +119,53 @@ interface Pending {
  * Telemetry ingest: checks a frame's sequence, the device's rate and window, queues it for the
  * next group commit, and after the commit sends one cumulative `ack` per session and publishes
  * the readings. Nothing here awaits per frame.
+ *
+ * Memory: frames wait uncommitted while commits are held (spool quota, InfluxDB lag, egress lag).
+ * A session's window bounds its own, and a session that ends takes its uncommitted frames with
+ * it (they were never acked, so the device resends them), so what waits is at most live sessions
+ * x 64 frames x FLEETGATE_MAX_FRAME bytes.
  */
 export class Ingest {
   readonly #options: IngestOptions
   readonly #now: () => number
-  #pending: Pending[] = []
+  /** Frames accepted and not yet committed, by session, each in seq order; sessions in the order they began waiting. */
+  readonly #pending = new Map<Peer, Pending[]>()
+  #pendingFrames = 0
   #scheduled = false
   #commits = new Set<Promise<void>>()
   /** Committed batches whose acks wait for egress, oldest first. */
   #held: Array<readonly Pending[]> = []
-  #releaseTimer: NodeJS.Timeout | undefined
+  #egressRetry: NodeJS.Timeout | undefined
   #releaseQueued = false
+  /** The last stamp given to a reading without `ts`, by device (Unix ms); kept across sessions. */
+  readonly #stamps = new Map<string, number>()
+  #sweepStampsAbove = STAMP_SWEEP_MIN
 
   constructor(options: IngestOptions) {
     this.#options = options
     this.#now = options.now ?? Date.now
   }
 
-  /** A fresh state for a new session: a full bucket, nothing seen or in flight. */
-  newState(): IngestState {
-    const now = this.#now()
-    return { lastSeq: -1, inflight: 0, bucket: { tokens: 2 * this.#options.ratePerSec, refilledAt: now }, rateNaks: 0, rateWindowStart: now }
+  /** Frames accepted and not yet committed, over every session (gauge `fleetgate_ingest_pending_frames`). */
+  get pendingFrames(): number {
+    return this.#pendingFrames
   }
 
-  /** Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). */
+  /** A fresh state for a new session: full budgets, nothing seen or in flight. */
+  newState(): IngestState {
+    const now = this.#now()
+    const rate = this.#options.ratePerSec
+    return { lastSeq: -1, inflight: 0, telemetry: new RateLimit(rate, now), results: new RateLimit(rate, now) }
+  }
+
+  /**
+   * Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). It draws
+   * from the rate like any telemetry frame, so a flood of bad frames is closed as abuse (1008).
+   */
   refuseInvalid(peer: Peer, s: number): void {
+    const verdict = peer.ingest.telemetry.take(this.#now())
     peer.ingest.lastSeq = Math.max(peer.ingest.lastSeq, s)
-    this.#nak(peer, s, 'invalid')
+    this.#refuse(peer, s, 'invalid', verdict)
   }
 
   /**
@@ -147,51 +174,83 @@ export class Ingest {
    */
   accept(peer: Peer, frame: TelemetryFrame | BatchFrame, raw: Uint8Array): void {
     const state = peer.ingest
-    if (frame.s <= state.lastSeq) return this.#nak(peer, frame.s, 'seq')
+    // Every frame draws a token, refused or not, so no kind of refusal is free to flood; the answer
+    // is the first check that fails: seq, then rate, then the window.
+    const verdict = state.telemetry.take(this.#now())
+    if (frame.s <= state.lastSeq) return this.#refuse(peer, frame.s, 'seq', verdict)
     state.lastSeq = frame.s
-    if (!this.#takeToken(peer, frame.s)) return
+    if (verdict !== 'ok') return this.#refuse(peer, frame.s, 'rate', verdict)
     if (state.inflight >= WINDOW_FRAMES) return this.#nak(peer, frame.s, 'too_many')
     state.inflight++
-    const receivedAt = this.#now()
+    const now = this.#now()
+    // The spool keeps this time with the frame: it is the `ts` of a `tm` that has none, after a restart too.
+    const receivedAt = frame.t === 'tm' && frame.ts === undefined ? this.#stamp(peer.deviceId, now) : now
     const readings = readingsOf(frame, receivedAt)
-    this.#pending.push({ peer, s: frame.s, entry: { deviceId: peer.deviceId, receivedAt, frame: raw.slice() }, readings })
+    const pending: Pending = { peer, s: frame.s, entry: { deviceId: peer.deviceId, receivedAt, frame: raw.slice() }, readings }
+    const queue = this.#pending.get(peer)
+    if (queue === undefined) this.#pending.set(peer, [pending])
+    else queue.push(pending)
+    this.#pendingFrames++
     this.#options.counters.accepted(1, readings.length)
     this.#schedule()
   }
 
+  /**
+   * Whether a `res` frame may go on to the commands. Results draw from their own budget; one over
+   * it is dropped and counted, not answered (a `res` has no `s` to nak), so the command it answers
+   * ends `timeout`. Sustained abuse closes the session with 1008, as for telemetry.
+   */
+  admitResult(peer: Peer): boolean {
+    const verdict = peer.ingest.results.take(this.#now())
+    if (verdict === 'ok') return true
+    this.#options.counters.resultDropped()
+    if (verdict === 'abuse') peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
+    return false
+  }
+
+  /**
+   * Forgets a session that ended: its frames not yet committed are dropped. None was acked, so the
+   * device resends them; kept, they would pile up with every reconnect while commits are held.
+   */
+  closed(peer: Peer): void {
+    const queue = this.#pending.get(peer)
+    if (queue === undefined) return
+    this.#pending.delete(peer)
+    this.#pendingFrames -= queue.length
+  }
+
   /** Retries a commit held back by the spool quota or by InfluxDB's lag (the shipper calls this after a trim). */
   resume(): void {
-    if (this.#pending.length > 0) this.#schedule()
+    if (this.#pendingFrames > 0) this.#schedule()
   }
 
   /** Commits everything accepted, quota or not, and waits for every commit (shutdown). */
   async drain(): Promise<void> {
     this.#commit(true)
     await Promise.all([...this.#commits])
-    clearTimeout(this.#releaseTimer)
+    clearTimeout(this.#egressRetry)
   }
 
-  #takeToken(peer: Peer, s: number): boolean {
-    const state = peer.ingest
-    const bucket = state.bucket
-    const rate = this.#options.ratePerSec
-    const now = this.#now()
-    bucket.tokens = Math.min(2 * rate, bucket.tokens + ((now - bucket.refilledAt) * rate) / 1000)
-    bucket.refilledAt = now
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1
-      return true
+  /** Naks frame `s`; when its token was refused once too often, closes the session as abuse (1008). */
+  #refuse(peer: Peer, s: number, e: NakReason, verdict: RateVerdict): void {
+    this.#nak(peer, s, e)
+    if (verdict === 'abuse') peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
+  }
+
+  /**
+   * The `ts` of a device's reading that came without one: the receive time, or 1 ms after the
+   * device's last such stamp (nextStamp, as the SDK stamps), so an acked reading never lands on
+   * another's InfluxDB point. Kept per device across its sessions; stamps far behind the clock
+   * are swept once the map doubles, so it holds about the devices of the last minute.
+   */
+  #stamp(deviceId: string, now: number): number {
+    const stamp = nextStamp(this.#stamps.get(deviceId) ?? -1, now)
+    this.#stamps.set(deviceId, stamp)
+    if (this.#stamps.size > this.#sweepStampsAbove) {
+      for (const [id, last] of this.#stamps) if (last < now - STAMP_KEEP_MS) this.#stamps.delete(id)
+      this.#sweepStampsAbove = Math.max(STAMP_SWEEP_MIN, 2 * this.#stamps.size)
     }
-    this.#nak(peer, s, 'rate')
-    if (now - state.rateWindowStart >= ABUSE_WINDOW_MS) {
-      state.rateWindowStart = now
-      state.rateNaks = 0
-    }
-    // Sending at twice the allowed rate for a whole window is abuse, not a burst.
-    if (++state.rateNaks > (rate * ABUSE_WINDOW_MS) / 1000) {
-      peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
-    }
-    return false
+    return stamp
   }
 
   #nak(peer: Peer, s: number, e: NakReason): void {
@@ -210,25 +269,38 @@ export class Ingest {
   }
 
   #commit(ignoreQuota: boolean): void {
-    if (this.#pending.length === 0) return
-    // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
-    if (!ignoreQuota && (this.#options.spool.bytes >= this.#options.spoolMaxBytes || this.#options.shippingLags?.() === true)) return
-    // A commit's callback builds the lines of all its readings in one task: once frames piled up
-    // behind a hold, they go in commits of bounded size, one per turn (the quota and the lag are
-    // checked again before each). Shutdown commits everything at once.
-    let take = this.#pending.length
+    if (this.#pendingFrames === 0) return
     if (!ignoreQuota) {
-      let readings = 0
-      take = 0
-      for (const { readings: r } of this.#pending) {
-        if (take > 0 && readings + r.length > MAX_COMMIT_READINGS) break
-        readings += r.length
-        take++
-      }
+      const { spool, spoolMaxBytes, shippingLags, egressBusy } = this.#options
+      // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
+      // The shipper calls `resume` after each trim; nothing does when egress frees up, so that is polled.
+      if (spool.bytes >= spoolMaxBytes || shippingLags?.() === true) return
+      if (egressBusy?.() === true) return this.#retryWhenEgressFrees()
     }
-    const batch = take === this.#pending.length ? this.#pending : this.#pending.splice(0, take)
-    if (batch === this.#pending) this.#pending = []
-    else this.#schedule()
+    // A commit's callback builds the lines of all its readings in one task: once frames piled up
+    // behind a hold, they go in commits of bounded size, one per turn (the holds are checked again
+    // before each). Shutdown commits everything at once.
+    const maxReadings = ignoreQuota ? Number.POSITIVE_INFINITY : MAX_COMMIT_READINGS
+    const batch: Pending[] = []
+    let readings = 0
+    for (const [peer, queue] of this.#pending) {
+      let taken = 0
+      while (taken < queue.length) {
+        const next = queue[taken] as Pending
+        if (batch.length > 0 && readings + next.readings.length > maxReadings) break
+        readings += next.readings.length
+        batch.push(next)
+        taken++
+      }
+      if (taken < queue.length) {
+        // A session's frames are committed in seq order, so the rest of its queue waits for the next commit.
+        queue.splice(0, taken)
+        break
+      }
+      this.#pending.delete(peer)
+    }
+    this.#pendingFrames -= batch.length
+    if (this.#pendingFrames > 0) this.#schedule()
     const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
       (firstSeq) => this.#committed(batch, firstSeq),
       (err: unknown) => this.#failed(batch, err),
@@ -255,12 +327,11 @@ export class Ingest {
    * cumulative ack with the highest seq released (CONTRACT §3).
    */
   #release(): void {
-    this.#releaseTimer = undefined
     const busy = this.#options.egressBusy
     const highest = new Map<Peer, number>()
     while (this.#held.length > 0) {
       if (busy?.() === true) {
-        this.#releaseTimer ??= setTimeout(() => this.#release(), EGRESS_RETRY_MS)
+        this.#retryWhenEgressFrees()
         break
       }
       for (const { peer, s, readings } of this.#held.shift() as readonly Pending[]) {
@@ -276,6 +347,15 @@ export class Ingest {
       acks++
     }
     this.#options.counters.acked(acks)
+  }
+
+  /** Once egress has room again: releases held batches, then commits what waits. */
+  #retryWhenEgressFrees(): void {
+    this.#egressRetry ??= setTimeout(() => {
+      this.#egressRetry = undefined
+      this.#release()
+      this.resume()
+    }, EGRESS_RETRY_MS)
   }
 
   #failed(batch: readonly Pending[], err: unknown): void {

@@ -19,6 +19,16 @@ const log = createLogger(config.logLevel)
 await checkStore(config.dataDir).catch(die)
 const hub = await startHub({ config, log }).catch(die)
 
+// The last resort, once the hub serves (a failure while starting still ends the process, loudly).
+// Every uWS callback runs behind the guard of uws-guard.ts; what still arrives here escaped from a
+// timer, a stream or a promise outside it. Node's default, exiting, would drop every device
+// session and turn one such input into a way to stop the hub at will, while what the hub
+// acknowledged is committed to the store before it is acked and so survives either way. So the
+// error is logged with its stack, counted (fleetgate_uncaught_errors_total{where="process"}),
+// and the hub keeps serving.
+process.on('uncaughtException', (err, origin) => hub.uncaught(err, origin))
+process.on('unhandledRejection', (reason) => hub.uncaught(reason, 'unhandledRejection'))
+
 const shutdown = (signal: NodeJS.Signals): void => {
   log.info({ signal }, 'shutting down')
   setTimeout(() => {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:net'
-import { createBroker, type Broker, type CommandSource } from '@fleetgate/bridge'
+import { createBroker, CUT_REASONS, type Broker, type BrokerStats, type CommandSource, type Disconnection } from '@fleetgate/bridge'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { HubConfig } from './config.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
@@ -20,26 +21,51 @@ export interface MqttHooks {
 
 /**
  * Starts the aedes broker (authenticated by operator tokens, CONTRACT §6) and listens for it on
- * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off`.
+ * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off`. Its figures go to
+ * `registry` (`fleetgate_mqtt_*`).
  */
 export async function startMqtt(
   config: HubConfig,
   operators: OperatorAuthenticator,
   hooks: MqttHooks,
   log: Logger,
+  registry: Registry,
 ): Promise<MqttListener | undefined> {
   if (config.mqttPort === undefined) return undefined
+  const limits = config.mqttLimits
+  const disconnects = new Counter({
+    name: 'fleetgate_mqtt_disconnects_total',
+    help: 'MQTT connections the broker cut by a limit, by reason (docs/security.md)',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  for (const reason of CUT_REASONS) disconnects.inc({ reason }, 0)
+  const disconnected = (d: Disconnection): void => {
+    disconnects.inc({ reason: d.reason })
+    // A slow subscriber loses messages: its operator needs to know. The rest are attacks or broken
+    // clients, logged once per connection.
+    const level = d.reason === 'backlog_full' || d.reason === 'backlog_slow' ? 'warn' : 'info'
+    log[level]({ reason: d.reason, clientId: d.clientId, actor: d.actor, bytes: d.bytes }, 'mqtt connection cut')
+  }
   const broker = await createBroker({
     authenticate: (password) => operators.authenticate(password),
     onCommand: hooks.onCommand,
     onInvalidCommand: (deviceId, reason, actor, source) => log.info({ deviceId, reason, actor: actor.name, source }, 'mqtt command refused'),
     onRefused: (refusal) => log.info({ refusal }, 'mqtt request refused'),
+    onDisconnect: disconnected,
     onError: (err) => log.warn({ err }, 'mqtt bridge error'),
     onUplinkConnectionChange: (connected) => log.info({ connected }, connected ? 'mqtt uplink connected' : 'mqtt uplink lost'),
     format: config.mqttFormat,
     // Ingest holds acks once MQTT lags (egress back-pressure), so the broker's own drop limit is
     // only a last resort far above that point.
     maxPendingPublishes: 1_000_000,
+    maxConnectPacketBytes: limits.maxConnectPacketBytes,
+    maxPacketBytes: limits.maxPacketBytes,
+    maxUnauthenticated: limits.maxUnauthenticated,
+    connectTimeoutMs: limits.connectTimeoutSec * 1000,
+    maxBacklogBytes: limits.maxBacklogBytes,
+    softBacklogBytes: limits.softBacklogBytes,
+    softBacklogMs: limits.softBacklogSec * 1000,
     ...(config.mqttUplink === undefined ? {} : { uplink: { url: config.mqttUplink } }),
   })
   const server: Server = createServer((socket) => broker.handle(socket))
@@ -59,6 +85,7 @@ export async function startMqtt(
       { cause },
     )
   }
+  registerBrokerGauges(registry, broker)
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.mqttPort
   return {
@@ -69,5 +96,26 @@ export async function startMqtt(
       await broker.close()
       await closed
     },
+  }
+}
+
+/** What the broker holds now, for `/metrics`: each gauge reads the broker when scraped. */
+function registerBrokerGauges(registry: Registry, broker: Broker): void {
+  const gauges: ReadonlyArray<readonly [string, string, (stats: BrokerStats) => number]> = [
+    ['fleetgate_mqtt_clients', 'Connected (authenticated) MQTT clients', (s) => s.clients],
+    ['fleetgate_mqtt_unauthenticated_connections', 'MQTT connections whose CONNECT is not accepted yet', (s) => s.unauthenticated],
+    ['fleetgate_mqtt_pending_publishes', 'Hub publishes not yet delivered to every MQTT subscriber', (s) => s.pendingPublishes],
+    ['fleetgate_mqtt_backlog_bytes', 'Bytes queued for all MQTT clients together', (s) => s.backlogBytes],
+    ['fleetgate_mqtt_backlog_largest_bytes', 'Bytes queued for the MQTT client with the most', (s) => s.largestBacklogBytes],
+  ]
+  for (const [name, help, read] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(broker.stats()))
+      },
+    })
   }
 }

@@ -9,6 +9,7 @@ import type { CommandRequest, CommandStatus } from '../src/command-record.js'
 import { CommandStore } from '../src/command-store.js'
 import { Commands, MAX_QUEUED_PER_DEVICE } from '../src/commands.js'
 import { createLogger } from '../src/logger.js'
+import { RateLimit } from '../src/rate-limit.js'
 import { Registry } from '../src/registry.js'
 import { DeviceSession, Sessions, type SocketData } from '../src/sessions.js'
 import { openStore, type Store } from '../src/store.js'
@@ -35,13 +36,7 @@ const request = (fields: Partial<CommandRequest> = {}): CommandRequest => ({
 
 /** A live session on a stand-in socket that accepts every frame and keeps it. */
 function liveSession(deviceId: string, sent: HubFrame[]): DeviceSession {
-  const session = new DeviceSession(deviceId, Date.now(), {
-    lastSeq: -1,
-    inflight: 0,
-    bucket: { tokens: 1, refilledAt: 0 },
-    rateNaks: 0,
-    rateWindowStart: 0,
-  })
+  const session = new DeviceSession(deviceId, Date.now(), { lastSeq: -1, inflight: 0, telemetry: new RateLimit(1, 0), results: new RateLimit(1, 0) })
   const socket = { cork: (write: () => void) => write(), send: () => 1 }
   session.socket = socket as unknown as WebSocket<SocketData>
   const send = session.send.bind(session)

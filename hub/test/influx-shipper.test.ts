@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -72,7 +72,7 @@ async function setup(
     writer,
     deadLetter: new DeadLetter({ dir }),
     log: createLogger('silent'),
-    counters: { shipped: () => undefined, deadLettered: () => undefined, writeFailed: () => undefined },
+    counters: { shipped: () => undefined, writeFailed: () => undefined },
     relieved: () => reliefs++,
     batchPoints: 4,
     flushIntervalMs: 5,
@@ -120,6 +120,30 @@ describe('InfluxShipper: where readings come from', () => {
     shipper.committed([{ ...(later[0] as CommittedFrame), seq: (later[0] as CommittedFrame).seq + 5 }])
     await spool.trim([{ seq: (later[0] as CommittedFrame).seq, bytes: (later[0] as CommittedFrame).bytes }])
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
+  })
+
+  it('dead-letters a spool entry that does not decode (its bytes in base64), counts it, and ships the rest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fg-shipper-dl-'))
+    dirs.push(dir)
+    const reasons: string[] = []
+    const deadLetter = new DeadLetter({ dir, counters: { deadLettered: (reason) => reasons.push(reason), deadLettersLost: () => undefined } })
+    const garbage: SpoolEntry = { deviceId: 'd9', receivedAt: 0, frame: Uint8Array.from([0xa1, 0x61, 0x74]) }
+    const { spool, writer, shipper } = await setup({ deadLetter }, [frame(0, 2).entry, garbage, frame(2, 2).entry])
+    shipper.start()
+    await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
+    await vi.waitFor(() => expect(spool.entries).toBe(0))
+    await deadLetter.flush()
+    const entries = readFileSync(deadLetter.path, 'utf8').trimEnd().split('\n').map((text) => JSON.parse(text) as unknown)
+    expect(entries).toStrictEqual([
+      {
+        at: expect.any(String),
+        device: 'd9',
+        reason: 'undecodable',
+        message: 'spool entry 2 is not telemetry (not_cbor: unexpected end of data)',
+        frame: Buffer.from(garbage.frame).toString('base64'),
+      },
+    ])
+    expect(reasons).toStrictEqual(['undecodable'])
   })
 
   it('reads frames beyond the in-memory bound back from the spool, in order with the rest', async () => {

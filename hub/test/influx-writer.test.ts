@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -28,6 +28,9 @@ function scalar(answer: unknown): number | undefined {
   const value = first?.series?.[0]?.values[0]?.[1]
   return value === undefined ? undefined : (value as number)
 }
+
+/** The `device` tag of each line, as the shipper hands them over with the lines. */
+const devicesOf = (lines: readonly string[]): string[] => lines.map((line) => /,device=([^, ]+)/.exec(line)?.[1] ?? '')
 
 function databases(answer: unknown): string[] {
   const results = (answer as { results: Array<{ series?: Array<{ values: string[][] }> }> }).results
@@ -76,7 +79,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     await w.ensureDatabase()
     const lines = batch(50, 100)
     expect(lines).toHaveLength(5000)
-    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
     expect(await count('bulk')).toBe(5000)
     expect(deadLetter.count).toBe(0)
   })
@@ -96,7 +99,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     lines.splice(700, 0, unparsable)
     bad.push(unparsable)
 
-    const result = await w.writeOrDeadLetter(lines)
+    const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
     expect(result).toMatchObject({ written: 1000, deadLettered: 4 })
     expect(await count('conflict')).toBe(1000)
     expect(await count('conflict', `WHERE device = 'liar'`)).toBeUndefined()
@@ -107,11 +110,13 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     const entries = readFileSync(deadLetter.path, 'utf8')
       .trimEnd()
       .split('\n')
-      .map((text) => JSON.parse(text) as { at: string; reason: string; line: string })
+      .map((text) => JSON.parse(text) as { at: string; device: string; reason: string; message: string; line: string })
     expect(entries.map((entry) => entry.line).sort()).toEqual([...bad].sort())
     for (const entry of entries) {
       expect(Number.isNaN(Date.parse(entry.at))).toBe(false)
-      expect(entry.reason).toMatch(entry.line === unparsable ? /^InfluxDB 400: unable to parse/ : /^InfluxDB 400: .*field type conflict/)
+      expect(entry.reason).toBe('influx_refused')
+      expect(entry.device).toBe(entry.line === unparsable ? 'junk' : 'liar')
+      expect(entry.message).toMatch(entry.line === unparsable ? /^InfluxDB 400: unable to parse/ : /^InfluxDB 400: .*field type conflict/)
     }
   })
 
@@ -122,7 +127,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const w = new InfluxWriter({ url: small.url, database: 'split', deadLetter })
       const lines = batch(20, 100) // about 110 KiB
       expect(await w.write(lines)).toMatchObject({ ok: false, retry: false, status: 413 })
-      const result = await w.writeOrDeadLetter(lines)
+      const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
       expect(result).toMatchObject({ written: 2000, deadLettered: 0 })
       expect(scalar(await small.query('SELECT COUNT(v) FROM telemetry', 'split'))).toBe(2000)
     } finally {
@@ -140,15 +145,15 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const down = await w.write(lines)
       expect(down).toMatchObject({ ok: false, retry: true })
       expect(Date.now() - started).toBeLessThan(2000)
-      const shipped = await w.writeOrDeadLetter(lines)
+      const shipped = await w.writeOrDeadLetter(lines, devicesOf(lines))
       expect(shipped).toMatchObject({ retry: true })
       expect(await w.ping()).toBe(false)
     } finally {
       await influx.restart()
     }
-    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
-    expect(await w.writeOrDeadLetter(lines)).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
     expect(deadLetter.count).toBe(0)
   })
@@ -196,62 +201,5 @@ describe('InfluxWriter options', () => {
   it('keeps credentials out of its URL', () => {
     const w = new InfluxWriter({ url: 'https://ops:s3cret@influx.example:8086/proxy/', database: 'x', deadLetter })
     expect(w.url).toBe('https://influx.example:8086/proxy')
-  })
-})
-
-describe('DeadLetter', () => {
-  let dir: string
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'fleetgate-dead-letter-'))
-  })
-  afterAll(() => {
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
-  })
-
-  const read = (path: string): Array<{ at: string; reason: string; line: string }> =>
-    readFileSync(path, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { at: string; reason: string; line: string })
-
-  it('appends JSON lines in order, across flushes', async () => {
-    const deadLetter = new DeadLetter({ dir, fileName: 'order.jsonl', now: () => Date.UTC(2024, 0, 2, 3, 4, 5) })
-    for (let i = 0; i < 50; i++) deadLetter.add(`m v="${i}" ${i}`, `reason ${i}`)
-    const firstFlush = deadLetter.flush()
-    for (let i = 50; i < 100; i++) deadLetter.add(`m v="${i}" ${i}`, `reason ${i}`)
-    await firstFlush
-    await deadLetter.flush()
-    const entries = read(deadLetter.path)
-    expect(entries).toHaveLength(100)
-    entries.forEach((entry, i) => expect(entry).toEqual({ at: '2024-01-02T03:04:05.000Z', reason: `reason ${i}`, line: `m v="${i}" ${i}` }))
-    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([100, 100, 0])
-  })
-
-  it('stops at maxBytes and counts what it drops; room comes back when the file is moved away', async () => {
-    const deadLetter = new DeadLetter({ dir, fileName: 'capped.jsonl', maxBytes: 1000, now: () => 0 })
-    const entryBytes = Buffer.byteLength(JSON.stringify({ at: new Date(0).toISOString(), reason: 'r', line: 'x'.repeat(50) }) + '\n')
-    const fits = Math.floor(1000 / entryBytes)
-    for (let i = 0; i < 30; i++) deadLetter.add('x'.repeat(50), 'r')
-    await deadLetter.flush()
-    expect(read(deadLetter.path)).toHaveLength(fits)
-    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([30, fits, 30 - fits])
-
-    renameSync(deadLetter.path, `${deadLetter.path}.1`)
-    deadLetter.add('y'.repeat(50), 'r')
-    await deadLetter.flush()
-    expect(read(deadLetter.path).map((entry) => entry.line)).toEqual(['y'.repeat(50)])
-    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([31, fits + 1, 30 - fits])
-  })
-
-  it('an I/O failure is reported and counted, never thrown', async () => {
-    const blocker = join(dir, 'not-a-dir')
-    writeFileSync(blocker, '')
-    const errors: Error[] = []
-    const deadLetter = new DeadLetter({ dir: blocker, onError: (err) => errors.push(err) })
-    expect(() => deadLetter.add('m v=1 1', 'r')).not.toThrow()
-    await expect(deadLetter.flush()).resolves.toBeUndefined()
-    expect([deadLetter.count, deadLetter.written, deadLetter.dropped]).toEqual([1, 0, 1])
-    expect(errors).toHaveLength(1)
-    expect(errors[0]?.cause).toBeInstanceOf(Error)
   })
 })

@@ -73,14 +73,20 @@ export async function startTestHub(
   }
 }
 
-/** One JSON REST call (node:http/https, so a test can trust a self-signed `ca`). */
+/** How a REST call reaches the hub: a CA to trust (https), a local address to send from. */
+export interface ApiTransport {
+  readonly ca?: Buffer
+  readonly localAddress?: string
+}
+
+/** One JSON REST call (node:http/https, so a test can trust a self-signed `ca` or pick its source address). */
 export function api(
   base: string,
   method: string,
   path: string,
   body?: unknown,
   token: string = ADMIN_TOKEN,
-  ca?: Buffer,
+  transport: ApiTransport = {},
 ): Promise<{ status: number; body: any }> {
   const payload = body === undefined ? undefined : JSON.stringify(body)
   const headers: Record<string, string | number> = { authorization: `Bearer ${token}` }
@@ -90,7 +96,7 @@ export function api(
   }
   const send = base.startsWith('https:') ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
-    const req = send(`${base}${path}`, { method, headers, ...(ca === undefined ? {} : { ca }) }, (res) => {
+    const req = send(`${base}${path}`, { method, headers, ...transport }, (res) => {
       let text = ''
       res.on('data', (chunk: Buffer) => (text += chunk.toString()))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) }))
@@ -201,8 +207,8 @@ export class HubProcesses {
   }
 
   /** Starts a hub process, killed by `cleanup`. */
-  async start(env: Record<string, string>): Promise<HubProcess> {
-    const hub = await startHubProcess(env)
+  async start(env: Record<string, string>, options: HubProcessOptions = {}): Promise<HubProcess> {
+    const hub = await startHubProcess(env, undefined, options)
     this.#running.push(hub)
     return hub
   }

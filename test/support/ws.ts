@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import WebSocket from 'ws'
 import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame, type KeyType } from '@fleetgate/device-sdk'
+import { Inbox } from './inbox.js'
 
 /** How a raw connection attempt ended: upgraded, or refused with an HTTP status and body. */
 export type RawConnect =
@@ -10,35 +11,27 @@ export type RawConnect =
 /** A raw device connection for wire tests: every hub frame is queued and decoded. */
 export class RawDevice {
   readonly ws: WebSocket
-  readonly frames: HubFrame[] = []
   readonly closed: Promise<{ code: number; reason: string }>
-  #waiters: Array<() => void> = []
+  readonly #inbox = new Inbox<HubFrame>()
 
   constructor(ws: WebSocket) {
     this.ws = ws
     ws.on('message', (data: Buffer) => {
       const decoded = decodeHubFrame(new Uint8Array(data))
       if (!decoded.ok) throw new Error(`hub sent an undecodable frame: ${decoded.reason}`)
-      this.frames.push(decoded.frame)
-      for (const wake of this.#waiters.splice(0)) wake()
+      this.#inbox.push(decoded.frame)
     })
     this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
   }
 
+  /** Frames received and not yet taken by `next`, oldest first. */
+  get frames(): HubFrame[] {
+    return this.#inbox.items
+  }
+
   /** The next frame not yet taken, waiting up to `timeoutMs`. */
   async next(timeoutMs = 5000): Promise<HubFrame> {
-    const deadline = Date.now() + timeoutMs
-    while (this.frames.length === 0) {
-      if (Date.now() >= deadline) throw new Error(`no frame from the hub within ${timeoutMs} ms`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - Date.now())
-        this.#waiters.push(() => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-    }
-    return this.frames.shift() as HubFrame
+    return await this.#inbox.next(timeoutMs, 'frame from the hub')
   }
 
   /** Takes frames until an ack covers `s`; returns every frame taken on the way (acks and naks). */
