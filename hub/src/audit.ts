@@ -22,11 +22,14 @@ export interface AuditEntry {
 export class AuditLog {
   readonly #store: Store
   readonly #now: () => number
+  readonly #failed: (err: unknown, entry: AuditEntry) => void
   #nextSeq: number
 
-  constructor(store: Store, now: () => number = Date.now) {
+  /** `failed` hears of an append the store refused: nobody awaits an append, so it reports it there. */
+  constructor(store: Store, now: () => number, failed: (err: unknown, entry: AuditEntry) => void) {
     this.#store = store
     this.#now = now
+    this.#failed = failed
     let last = 0
     for (const key of store.audit.getKeys({ reverse: true, limit: 1 })) last = key
     this.#nextSeq = last + 1
@@ -35,7 +38,7 @@ export class AuditLog {
   /** Appends one entry. */
   record(actor: string, action: string, target: string, outcome: string): void {
     const entry: AuditEntry = { seq: this.#nextSeq++, at: this.#now(), actor, action, target, outcome }
-    void this.#store.audit.put(entry.seq, entry)
+    this.#store.audit.put(entry.seq, entry).catch((err: unknown) => this.#failed(err, entry))
   }
 
   /** Entries after `after` (a seq), oldest first, at most `limit`. */

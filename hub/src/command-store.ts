@@ -19,11 +19,18 @@ export class CommandStore {
     return this.#store.commands.get([device, id])
   }
 
-  /** Writes `after` in place of `before` (absent for a new command); resolves once durable. */
-  write(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
+  /**
+   * Writes a record, new or changed, and keeps its indexes in step with its status; resolves once
+   * durable. The indexes follow the stored record, not the caller's idea of it, so a change whose
+   * write failed is made good by the record's next write. One child transaction: a write that fails
+   * half-way (lmdb-js commits whatever a plain `transaction` callback did before it threw) leaves
+   * nothing behind.
+   */
+  write(after: CommandRecord): Promise<void> {
     const { commands, commandOrder, commandQueue, commandExpiry, commandSent, commandBatches } = this.#store
-    const was = (status: CommandStatus): boolean => before?.status === status
-    return this.#store.root.transaction(() => {
+    return this.#store.root.childTransaction(() => {
+      const before = commands.get([after.device, after.id])
+      const was = (status: CommandStatus): boolean => before?.status === status
       commands.put([after.device, after.id], after)
       if (before === undefined) {
         commandOrder.put([after.device, after.createdAt, after.id], null)

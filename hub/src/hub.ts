@@ -29,6 +29,7 @@ import { startMqtt } from './mqtt.js'
 import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
 import { Spool } from './spool.js'
 import { openStore } from './store.js'
+import { readAtStart } from './store-check.js'
 import { loadNativeUws } from './uws.js'
 import { GuardedApp, type UncaughtSink } from './uws-guard.js'
 
@@ -91,7 +92,9 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   ])
 
   const store = openStore(config.dataDir)
-  const audit = new AuditLog(store, now)
+  // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
+  const loaded = <T>(what: string, read: () => T): T => readAtStart(config.dataDir, what, read)
+  const audit = loaded('the audit log', () => new AuditLog(store, now, (err, entry) => log.error({ err, entry }, 'audit entry not stored')))
   const registry = new Registry(store, now)
   // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
   // coming online gets its queued commands, a result is published); each callback runs only
@@ -116,21 +119,25 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       registry.touch(session.deviceId, now())
     },
   })
-  const spool = new Spool(store)
+  const spool = loaded('the telemetry spool', () => new Spool(store))
   const commandStore = new CommandStore(store)
-  const commands = new Commands({
-    store: commandStore,
-    registry,
-    sessions,
-    audit,
-    log,
-    counters: metrics,
-    publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
-    changed: (before, after) => batches.changed(before, after),
-    now,
-  })
+  const commands = loaded(
+    'the command queue',
+    () =>
+      new Commands({
+        store: commandStore,
+        registry,
+        sessions,
+        audit,
+        log,
+        counters: metrics,
+        publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+        changed: (before, after) => batches.changed(before, after),
+        now,
+      }),
+  )
   const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
-  commands.start()
+  loaded('the sent commands', () => commands.start())
   const deadLetter = new DeadLetter({ dir: config.dataDir, counters: metrics, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
   const writer =
     config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })

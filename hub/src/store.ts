@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { open, type Database, type RootDatabase } from 'lmdb'
+import { open, type Database, type Key, type RootDatabase } from 'lmdb'
 import type { AuditEntry } from './audit.js'
 import type { CommandRecord } from './command-record.js'
 import { HubError } from './errors.js'
@@ -43,30 +43,54 @@ export interface Store {
   close(): Promise<void>
 }
 
+/** The lmdb environment's directory in a data dir. */
+export const storeDir = (dataDir: string): string => join(dataDir, 'store')
+
+/** Options of the lmdb environment, the same in every process that opens it (hub, start-up check, backup). */
+export const ENVIRONMENT_OPTIONS = { maxDbs: 16, compression: false } as const
+
+/** The named databases of the environment. */
+export const STORE_DATABASES = [
+  'devices',
+  'device-last-seen',
+  'device-tags',
+  'spool',
+  'meta',
+  'audit',
+  'commands',
+  'command-order',
+  'command-queue',
+  'command-expiry',
+  'command-sent',
+  'command-batches',
+] as const
+
 /** Opens (creating when missing) the store in `dataDir/store`. */
 export function openStore(dataDir: string): Store {
-  const path = join(dataDir, 'store')
+  const path = storeDir(dataDir)
   let root: RootDatabase
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 })
-    root = open({ path, maxDbs: 16, compression: false })
+    root = open({ path, ...ENVIRONMENT_OPTIONS })
   } catch (cause) {
     throw new HubError('HUB_ERR_STORE', `cannot open the store at ${path}: ${(cause as Error).message}`, { cause })
   }
+  const db = <V, K extends Key>(name: (typeof STORE_DATABASES)[number], options: { cache?: boolean; encoding?: 'binary' } = {}): Database<V, K> =>
+    root.openDB<V, K>({ name, ...options })
   // Cached: device records are read on every connect and by the shipper on every commit, and
   // changed rarely. Cached values are shared objects; records are readonly throughout the hub.
-  const devices = root.openDB<unknown, string>({ name: 'devices', cache: true })
-  const deviceLastSeen = root.openDB<number, string>({ name: 'device-last-seen' })
-  const deviceTags = root.openDB<null, string>({ name: 'device-tags' })
-  const spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
-  const meta = root.openDB<unknown, string>({ name: 'meta' })
-  const audit = root.openDB<AuditEntry, number>({ name: 'audit' })
-  const commands = root.openDB<CommandRecord, [string, string]>({ name: 'commands' })
-  const commandOrder = root.openDB<null, [string, number, string]>({ name: 'command-order' })
-  const commandQueue = root.openDB<null, [string, number, string]>({ name: 'command-queue' })
-  const commandExpiry = root.openDB<null, [number, string, string]>({ name: 'command-expiry' })
-  const commandSent = root.openDB<number, [string, string]>({ name: 'command-sent' })
-  const commandBatches = root.openDB<string, [string, string]>({ name: 'command-batches' })
+  const devices = db<unknown, string>('devices', { cache: true })
+  const deviceLastSeen = db<number, string>('device-last-seen')
+  const deviceTags = db<null, string>('device-tags')
+  const spool = db<Buffer, number>('spool', { encoding: 'binary' })
+  const meta = db<unknown, string>('meta')
+  const audit = db<AuditEntry, number>('audit')
+  const commands = db<CommandRecord, [string, string]>('commands')
+  const commandOrder = db<null, [string, number, string]>('command-order')
+  const commandQueue = db<null, [string, number, string]>('command-queue')
+  const commandExpiry = db<null, [number, string, string]>('command-expiry')
+  const commandSent = db<number, [string, string]>('command-sent')
+  const commandBatches = db<string, [string, string]>('command-batches')
   return {
     root,
     devices,
