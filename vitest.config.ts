@@ -18,10 +18,12 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['{device-sdk,hub,bridge,firmware-sim}/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['{device-sdk,hub,bridge,firmware-sim,console}/test/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'test/bench/**'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Browser tests wait on the page with expect.poll: a ceiling for a slow, shared machine, not an expected time.
+    expect: { poll: { timeout: 10_000 } },
   },
 })

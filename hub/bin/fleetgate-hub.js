@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // A committed entry point, so npm can link the bin before `tsc -b` (the root prepare) builds dist/.
-import '../dist/main.js'
+import '../dist/cli.js'

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { realClock, type Clock } from '@fleetgate/device-sdk'
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { influxProbe, registerCommandRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
@@ -12,7 +12,7 @@ import { Registry, Sessions, type Peer } from './devices/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
-import { openLmdbStores } from './store/index.js'
+import { openLmdbStores, readAtStartAsync } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
 
@@ -122,7 +122,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
-  await commands.start()
+  // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
+  await readAtStartAsync(config.dataDir, 'the command queue', () => commands.start())
   const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
   const telemetry = createTelemetry({
     spool: stores.spool,
@@ -199,6 +200,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
+  registerConsoleRoutes(app, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)

@@ -1,18 +1,12 @@
 #!/usr/bin/env node
 import { loadConfig } from './config.js'
-import { HubError } from './errors.js'
+import { die } from './fatal.js'
 import { startHub } from './hub.js'
 import { createLogger } from './logger.js'
+import { checkStore } from './store/index.js'
 
 /** CONTRACT §1: after SIGTERM/SIGINT the process exits within 10 s. */
 const STOP_DEADLINE_MS = 9_000
-
-function die(err: unknown): never {
-  const message = err instanceof HubError ? `${err.code}: ${err.message}` : `fatal: ${(err as Error).stack ?? String(err)}`
-  process.stdout.write(`${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), msg: message })}\n`)
-  process.stderr.write(`fleetgate: ${message}\n`)
-  process.exit(1)
-}
 
 let config
 try {
@@ -21,6 +15,8 @@ try {
   die(err)
 }
 const log = createLogger(config.logLevel)
+// Before the hub opens its store: lmdb may abort the process on a damaged one (see store-check.ts).
+await checkStore(config.dataDir).catch(die)
 const hub = await startHub({ config, log }).catch(die)
 
 // The last resort, once the hub serves (a failure while starting still ends the process, loudly).

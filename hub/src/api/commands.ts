@@ -51,7 +51,7 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     const wait = checkBoolean(object['wait'], 'wait', true)
     if (!wait.ok) return invalid(wait.message)
 
-    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { offlineRecord: false })
+    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false })
     switch (outcome.kind) {
       case 'not_found':
         return apiError(404, 'not_found', `no device "${device}"`)

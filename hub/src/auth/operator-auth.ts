@@ -45,12 +45,15 @@ export interface AdminToken {
   readonly path: string
 }
 
+/** Where a generated admin token is kept: `DATA_DIR/admin-token` (CONTRACT §1). */
+export const adminTokenPath = (dataDir: string): string => join(dataDir, 'admin-token')
+
 /**
  * CONTRACT §1: `FLEETGATE_ADMIN_TOKEN`, else the one kept in `DATA_DIR/admin-token`, else a new
  * one written there with mode 0600.
  */
 export function resolveAdminToken(dataDir: string, fromEnv: string | undefined): AdminToken {
-  const path = join(dataDir, 'admin-token')
+  const path = adminTokenPath(dataDir)
   if (fromEnv !== undefined) return { token: fromEnv, generated: false, path }
   try {
     const kept = readFileSync(path, 'utf8').trim()

@@ -67,12 +67,13 @@ export class CommandBatches {
     return { batch: info.batch, targeted: info.targeted }
   }
 
-  /** Keeps the live counts: `Commands` calls this on every change of a record. */
-  changed(before: CommandRecord | undefined, after: CommandRecord): void {
-    const counts = after.batch === undefined ? undefined : this.#counts.get(after.batch)
+  /** Keeps the live counts: `Commands` calls this on every change of a record, and on the undoing of a new one. */
+  changed(before: CommandRecord | undefined, after: CommandRecord | undefined): void {
+    const batch = (after ?? before)?.batch
+    const counts = batch === undefined ? undefined : this.#counts.get(batch)
     if (counts === undefined) return
     if (before !== undefined) counts[before.status]--
-    counts[after.status]++
+    if (after !== undefined) counts[after.status]++
   }
 
   /**
@@ -113,7 +114,7 @@ export class CommandBatches {
       const chunk = devices.slice(start, start + chunkSize)
       await Promise.all(
         chunk.map((device) =>
-          commands.create(device, request, actor, { batch, offlineRecord: true }).catch((err: unknown) => {
+          commands.create(device, request, actor, { batch, recordRefusal: true }).catch((err: unknown) => {
             log.error({ err, batch, device }, 'fan-out command failed')
           }),
         ),

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { Clock, ResultFrame } from '@fleetgate/device-sdk'
 import type { AuditLog } from '../audit/index.js'
 import type { Peer, Registry, Sessions } from '../devices/index.js'
+import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { CommandRecord, CommandStatus, CommandStore } from '../store/index.js'
 import { tune } from '../tuning.js'
-import { checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
+import { checkJson, checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
 
 /** CONTRACT §4: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100
@@ -31,10 +32,12 @@ export interface CreateOptions {
   /** The fan-out it belongs to. */
   readonly batch?: string
   /**
-   * What an offline device with ttl 0 gets: REST's single call answers 409 and keeps no record;
-   * fan-out and MQTT, which have nobody to answer, record the command as `expired`.
+   * What a command the device cannot take gets (offline with ttl 0, or its queue full): REST's
+   * single call answers 409 or 429 and keeps no record; fan-out and MQTT, which have nobody to
+   * answer, record it as `expired` with the reason, so that a batch's counts add up to its targets
+   * and an MQTT client hears of it on the result topic.
    */
-  readonly offlineRecord: boolean
+  readonly recordRefusal: boolean
 }
 
 /** Figures the command module reports. */
@@ -55,8 +58,11 @@ export interface CommandsOptions {
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
   readonly publishResult: (record: CommandRecord) => void
-  /** Told of every change of a record as it becomes visible (`before` undefined for a new one); default none. */
-  readonly changed?: (before: CommandRecord | undefined, after: CommandRecord) => void
+  /**
+   * Told of every change of a record as it becomes visible (`before` undefined for a new one), and
+   * of its undoing when a new record could not be stored (`after` undefined); default none.
+   */
+  readonly changed?: (before: CommandRecord | undefined, after: CommandRecord | undefined) => void
   /** Time and timers (command timeouts, TTLs, the expiry sweep). */
   readonly clock: Clock
   /** Tuning knobs; defaults in COMMANDS_DEFAULTS. */
@@ -139,30 +145,34 @@ export class Commands {
     }
     const sent = this.#deliver(this.#options.sessions.get(device), base)
     if (sent !== undefined) {
-      this.#audit(actor, sent, 'sent')
-      await this.#settle(undefined, sent)
+      // The device has the frame already; a command the hub cannot record is forgotten, so that
+      // neither its timeout nor its result writes a record nobody was told of.
+      await this.#storeNew(actor, sent, () => this.#disarm(sent))
       return { kind: 'created', record: sent }
     }
-    if (request.ttlMs === 0) {
-      if (!options.offlineRecord) {
-        this.#audit(actor, base, 'device_offline')
-        return { kind: 'device_offline' }
-      }
-      const expired: CommandRecord = { ...base, status: 'expired', completedAt: now, error: 'device offline' }
-      this.#audit(actor, expired, 'expired')
-      await this.#finish(undefined, expired)
-      return { kind: 'created', record: expired }
-    }
+    if (request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
     const queued = this.#queuedCount.get(device) ?? 0
     if (queued >= MAX_QUEUED_PER_DEVICE) {
-      this.#audit(actor, base, 'queue_full')
-      return { kind: 'queue_full' }
+      return this.#refuse(actor, base, options, 'queue_full', `device queue full (${MAX_QUEUED_PER_DEVICE} commands)`)
     }
+    // The slot is taken before the write, so that concurrent creates cannot pass the limit together,
+    // and given back if the write fails: only what was stored counts.
     this.#queuedCount.set(device, queued + 1)
     const record: CommandRecord = { ...base, expiresAt: now + request.ttlMs }
-    this.#audit(actor, record, 'queued')
-    await this.#settle(undefined, record)
+    await this.#storeNew(actor, record, () => this.#dequeued(device))
     return { kind: 'created', record }
+  }
+
+  /** A command the device cannot take: answered (`kind`), or recorded as `expired` when nobody is there to answer. */
+  async #refuse(actor: string, base: CommandRecord, options: CreateOptions, kind: 'device_offline' | 'queue_full', error: string): Promise<CreateOutcome> {
+    if (!options.recordRefusal) {
+      this.#audit(actor, base, kind)
+      return { kind }
+    }
+    const expired: CommandRecord = { ...base, status: 'expired', completedAt: base.createdAt, error }
+    await this.#storeNew(actor, expired)
+    this.#ended(expired)
+    return { kind: 'created', record: expired }
   }
 
   /**
@@ -177,7 +187,7 @@ export class Commands {
       this.#options.audit.record(actor, 'command.create', device, `invalid: ${request.message}`)
       return
     }
-    this.create(device, request.value, actor, { offlineRecord: true }).catch((err: unknown) => {
+    this.create(device, request.value, actor, { recordRefusal: true }).catch((err: unknown) => {
       this.#options.log.error({ err, device }, 'mqtt command failed')
     })
   }
@@ -214,7 +224,7 @@ export class Commands {
       // A full socket keeps the rest queued, in order, for the next connect.
       if (sent === undefined) return
       this.#dequeued(current.device)
-      void this.#settle(current, sent)
+      void this.#update(current, sent)
     }
   }
 
@@ -224,6 +234,11 @@ export class Commands {
     const inflight = this.#inflight.get(key)
     if (inflight === undefined) {
       this.#options.counters.resultIgnored()
+      return
+    }
+    const refused = frame.r === undefined ? undefined : checkJson(frame.r, 'r')
+    if (refused !== undefined) {
+      this.invalidResult(peer, frame.id, refused)
       return
     }
     this.#clock.clearTimeout(inflight.timer)
@@ -277,6 +292,14 @@ export class Commands {
     return sent
   }
 
+  /** Forgets a sent command: its timeout is cancelled and a result for it will be ignored. */
+  #disarm(record: CommandRecord): void {
+    const key = keyOf(record.device, record.id)
+    const inflight = this.#inflight.get(key)
+    if (inflight !== undefined) this.#clock.clearTimeout(inflight.timer)
+    this.#inflight.delete(key)
+  }
+
   #arm(record: CommandRecord, delayMs: number): void {
     const key = keyOf(record.device, record.id)
     const timer = this.#clock.setTimeout(() => {
@@ -326,15 +349,48 @@ export class Commands {
     this.#unsettled.set(key, after)
     this.#options.changed?.(before, after)
     try {
-      await this.#options.store.write(before, after)
+      await this.#options.store.write(after)
     } finally {
       if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
     }
   }
 
+  /**
+   * Stores a new record and audits how that ended. A failed write leaves no trace but the audit
+   * entry: `undo` gives back what the create took (a queue slot, a sent command's timer), the
+   * fan-out counts are set back, and the error goes to the caller (REST answers 500).
+   */
+  async #storeNew(actor: string, record: CommandRecord, undo?: () => void): Promise<void> {
+    try {
+      await this.#settle(undefined, record)
+    } catch (cause) {
+      undo?.()
+      this.#options.changed?.(record, undefined)
+      const reason = `the store refused the write (${(cause as Error).message})`
+      this.#audit(actor, record, `failed: ${reason}`)
+      throw new HubError('HUB_ERR_STORE', `command ${record.device}/${record.id}: ${reason}`, { cause })
+    }
+    this.#audit(actor, record, record.status)
+  }
+
+  /**
+   * Persists a change of a stored record. What happened (the device answered, the TTL ended) stays
+   * true when the write fails: it is logged, and the record's next write, which puts its indexes in
+   * step with its status whatever the store held (CommandStore.write), sets the store straight.
+   */
+  #update(before: CommandRecord, after: CommandRecord): Promise<void> {
+    return this.#settle(before, after).catch((err: unknown) => {
+      this.#options.log.error({ err, device: after.device, id: after.id, status: after.status }, 'command change not stored')
+    })
+  }
+
   /** Persists a final record, then tells whoever waits for it. */
-  async #finish(before: CommandRecord | undefined, done: CommandRecord): Promise<void> {
-    await this.#settle(before, done)
+  async #finish(before: CommandRecord, done: CommandRecord): Promise<void> {
+    await this.#update(before, done)
+    this.#ended(done)
+  }
+
+  #ended(done: CommandRecord): void {
     this.#options.counters.commandEnded(done.status)
     this.#options.publishResult(done)
     const key = keyOf(done.device, done.id)

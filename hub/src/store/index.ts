@@ -2,6 +2,8 @@
 // implementation that opens them all from one environment.
 export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore } from './interfaces.js'
 export { openLmdbStores } from './lmdb/index.js'
+export { ENVIRONMENT_OPTIONS, storeDir } from './lmdb/environment.js'
+export { checkStore, readAtStartAsync, type StoreCheck } from './lmdb/store-check.js'
 export {
   COMMAND_STATUSES,
   type AuditEntry,

@@ -58,8 +58,10 @@ export interface RegistryStore {
  * commands by expiry, sent commands waiting for a result, and the members of each fan-out.
  *
  * A second implementation must guarantee:
- * - `write` changes the record and every index it belongs to as one atomic step (keyed by the
- *   record's status: queued, sent, and by its batch), durable when the promise resolves;
+ * - `write` changes the record and every index it belongs to as one atomic step, all or nothing,
+ *   durable when the promise resolves. The indexes follow the record as stored (read inside the
+ *   same transaction), not the caller's idea of it, so a change whose write failed is made good by
+ *   the record's next write;
  * - writes of one command apply in the order they were made (`Commands` writes `queued` and then
  *   `sent` without waiting in between);
  * - a read that starts after a write resolved sees it. Reads may miss writes still under way:
@@ -67,8 +69,8 @@ export interface RegistryStore {
  */
 export interface CommandStore {
   get(device: string, id: string): Promise<CommandRecord | undefined>
-  /** Writes `after` in place of `before` (undefined for a new command). */
-  write(before: CommandRecord | undefined, after: CommandRecord): Promise<void>
+  /** Writes a record, new or changed, with its indexes in step with its status. */
+  write(after: CommandRecord): Promise<void>
   /** A device's queued commands, oldest first. */
   queued(device: string): Promise<CommandRecord[]>
   /** How many commands each device has queued (read once at start). */

@@ -1,6 +1,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { AuditStore } from '../interfaces.js'
 import type { AuditEntry } from '../records.js'
+import { database } from './environment.js'
 
 /**
  * The audit log in lmdb's `audit` database, keyed by seq. Seqs are handed out here, in memory, in
@@ -11,7 +12,7 @@ export class LmdbAuditStore implements AuditStore {
   #nextSeq: number
 
   constructor(root: RootDatabase) {
-    this.#audit = root.openDB<AuditEntry, number>({ name: 'audit' })
+    this.#audit = database<AuditEntry, number>(root, 'audit')
     let last = 0
     for (const key of this.#audit.getKeys({ reverse: true, limit: 1 })) last = key
     this.#nextSeq = last + 1

@@ -1,7 +1,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { BatchStore } from '../interfaces.js'
 import type { BatchInfo } from '../records.js'
-import { moveLegacyMeta } from './environment.js'
+import { database, moveLegacyMeta } from './environment.js'
 
 /** Hub 0.1 kept each batch in `meta` under this prefix. */
 const LEGACY_PREFIX = 'batch:'
@@ -11,7 +11,7 @@ export class LmdbBatchStore implements BatchStore {
   readonly #batches: Database<BatchInfo, string>
 
   constructor(root: RootDatabase) {
-    this.#batches = root.openDB<BatchInfo, string>({ name: 'command-batch-info' })
+    this.#batches = database<BatchInfo, string>(root, 'command-batch-info')
     moveLegacyMeta(root, (key) => key.startsWith(LEGACY_PREFIX), (key, value) => this.#batches.put(key.slice(LEGACY_PREFIX.length), value as BatchInfo))
   }
 

@@ -1,6 +1,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { CommandStore } from '../interfaces.js'
 import type { CommandRecord, CommandStatus } from '../records.js'
+import { database } from './environment.js'
 
 /** The highest key component lmdb orders after every timestamp and id we store. */
 const END = '\uffff'
@@ -27,22 +28,27 @@ export class LmdbCommandStore implements CommandStore {
 
   constructor(root: RootDatabase) {
     this.#root = root
-    this.#commands = root.openDB<CommandRecord, [string, string]>({ name: 'commands' })
-    this.#order = root.openDB<null, [string, number, string]>({ name: 'command-order' })
-    this.#queue = root.openDB<null, [string, number, string]>({ name: 'command-queue' })
-    this.#expiry = root.openDB<null, [number, string, string]>({ name: 'command-expiry' })
-    this.#sent = root.openDB<number, [string, string]>({ name: 'command-sent' })
-    this.#batches = root.openDB<string, [string, string]>({ name: 'command-batches' })
+    this.#commands = database<CommandRecord, [string, string]>(root, 'commands')
+    this.#order = database<null, [string, number, string]>(root, 'command-order')
+    this.#queue = database<null, [string, number, string]>(root, 'command-queue')
+    this.#expiry = database<null, [number, string, string]>(root, 'command-expiry')
+    this.#sent = database<number, [string, string]>(root, 'command-sent')
+    this.#batches = database<string, [string, string]>(root, 'command-batches')
   }
 
   get(device: string, id: string): Promise<CommandRecord | undefined> {
     return Promise.resolve(this.#get(device, id))
   }
 
-  write(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
+  /**
+   * One child transaction: a write that fails half-way (lmdb-js commits whatever a plain
+   * `transaction` callback did before it threw) leaves nothing behind.
+   */
+  write(after: CommandRecord): Promise<void> {
     const commands = this.#commands
-    const was = (status: CommandStatus): boolean => before?.status === status
-    return this.#root.transaction(() => {
+    return this.#root.childTransaction(() => {
+      const before = commands.get([after.device, after.id])
+      const was = (status: CommandStatus): boolean => before?.status === status
       commands.put([after.device, after.id], after)
       if (before === undefined) {
         this.#order.put([after.device, after.createdAt, after.id], null)

@@ -5,6 +5,7 @@ import { LmdbCommandStore } from './command-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
+import { readAtStart } from './store-check.js'
 
 /**
  * Opens (creating when missing) every store of the hub in one lmdb environment in
@@ -13,12 +14,14 @@ import { LmdbSpoolStore } from './spool-store.js'
  */
 export function openLmdbStores(dataDir: string): HubStores {
   const root = openEnvironment(dataDir)
+  // Stores that read stored state when they open: a value that does not decode is damage, said as such.
+  const loaded = <T>(what: string, read: () => T): T => readAtStart(dataDir, what, read)
   return {
     registry: new LmdbRegistryStore(root),
     commands: new LmdbCommandStore(root),
-    batches: new LmdbBatchStore(root),
-    audit: new LmdbAuditStore(root),
-    spool: new LmdbSpoolStore(root),
+    batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
+    audit: loaded('the audit log', () => new LmdbAuditStore(root)),
+    spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     healthy: () => answers(root),
     close: () => root.close(),
   }

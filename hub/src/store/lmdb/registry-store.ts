@@ -1,6 +1,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { DevicePage, DeviceQuery, RegistryStore } from '../interfaces.js'
 import type { DeviceRecord } from '../records.js'
+import { database } from './environment.js'
 
 const tagIndexKey = (name: string, value: string, id: string): string => `${name}=${value}\0${id}`
 const tagIndexPrefix = (name: string, value: string): string => `${name}=${value}\0`
@@ -24,9 +25,9 @@ export class LmdbRegistryStore implements RegistryStore {
 
   constructor(root: RootDatabase) {
     this.#root = root
-    this.#devices = root.openDB<DeviceRecord, string>({ name: 'devices', cache: true })
-    this.#lastSeen = root.openDB<number, string>({ name: 'device-last-seen' })
-    this.#tags = root.openDB<null, string>({ name: 'device-tags' })
+    this.#devices = database<DeviceRecord, string>(root, 'devices', { cache: true })
+    this.#lastSeen = database<number, string>(root, 'device-last-seen')
+    this.#tags = database<null, string>(root, 'device-tags')
   }
 
   /** Synchronous: served from lmdb's memory map and its record cache. */

@@ -1,7 +1,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { SpoolStore } from '../interfaces.js'
 import type { SpooledEntry, SpoolEntry, SpoolSlot } from '../records.js'
-import { moveLegacyMeta } from './environment.js'
+import { database, moveLegacyMeta } from './environment.js'
 
 /** The key of the byte total in `spool-bytes` (hub 0.1 kept it in `meta` as `spool.bytes`). */
 const BYTES_KEY = 'total'
@@ -54,8 +54,8 @@ export class LmdbSpoolStore implements SpoolStore {
 
   constructor(root: RootDatabase) {
     this.#root = root
-    this.#spool = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
-    this.#totals = root.openDB<number, string>({ name: 'spool-bytes' })
+    this.#spool = database<Buffer, number>(root, 'spool', { encoding: 'binary' })
+    this.#totals = database<number, string>(root, 'spool-bytes')
     moveLegacyMeta(root, (key) => key === LEGACY_BYTES_KEY, (_key, value) => this.#totals.put(BYTES_KEY, value as number))
     let last = 0
     for (const key of this.#spool.getKeys({ reverse: true, limit: 1 })) last = key
