@@ -49,7 +49,12 @@ const DAMAGES: Array<[string, (file: string) => void, RegExp]> = [
     /^lmdb stopped the process reading it with SIGSEGV$/,
   ],
   ['every page after the meta pages zeroed (MDB_CORRUPTED)', (file) => rewritePages(file, (page) => (page.fill(0), true)), /^MDB_CORRUPTED: /],
-  ['every page after the meta pages overwritten (MDB_PAGE_NOTFOUND)', (file) => rewritePages(file, (page) => (page.fill(0x41), true)), /^MDB_PAGE_NOTFOUND: /],
+  // Which of the two lmdb reports depends on the first page the walk reads; either is the one line.
+  [
+    'every page after the meta pages overwritten (MDB_PAGE_NOTFOUND or MDB_CORRUPTED)',
+    (file) => rewritePages(file, (page) => (page.fill(0x41), true)),
+    /^MDB_(PAGE_NOTFOUND|CORRUPTED): /,
+  ],
   ['data.mdb truncated to nothing (lmdb would start a new, empty store over it)', (file) => truncateSync(file, 0), /^data\.mdb is empty$/],
 ]
 
