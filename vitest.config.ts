@@ -1,17 +1,21 @@
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
-const src = (pkg: string): string => fileURLToPath(new URL(`./${pkg}/src/index.ts`, import.meta.url))
+/** A workspace's entry point as a source file: `index` for the package, or a subpath export's file. */
+const src = (pkg: string, entry = 'index'): string => fileURLToPath(new URL(`./${pkg}/src/${entry}.ts`, import.meta.url))
 
 export default defineConfig({
   resolve: {
     // Tests run against the TypeScript sources of sibling workspaces, so a test never sees a stale build.
-    alias: {
-      '@fleetgate/device-sdk': src('device-sdk'),
-      '@fleetgate/bridge': src('bridge'),
-      '@fleetgate/hub': src('hub'),
-      '@fleetgate/firmware-sim': src('firmware-sim'),
-    },
+    // Exact matches: a bare package alias would also rewrite its subpaths (`@fleetgate/device-sdk/wire`).
+    alias: [
+      { find: /^@fleetgate\/device-sdk$/, replacement: src('device-sdk') },
+      { find: /^@fleetgate\/device-sdk\/wire$/, replacement: src('device-sdk', 'wire') },
+      { find: /^@fleetgate\/device-sdk\/node$/, replacement: src('device-sdk', 'node') },
+      { find: /^@fleetgate\/bridge$/, replacement: src('bridge') },
+      { find: /^@fleetgate\/hub$/, replacement: src('hub') },
+      { find: /^@fleetgate\/firmware-sim$/, replacement: src('firmware-sim') },
+    ],
   },
   test: {
     include: ['{device-sdk,hub,bridge,firmware-sim,console}/test/**/*.test.ts', 'test/**/*.test.ts'],

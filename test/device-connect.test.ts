@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto'
 import { connect as tcpConnect } from 'node:net'
 import { Encoder } from 'cbor-x'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { base64urlEncode, encodeFrame } from '@fleetgate/device-sdk'
+import { base64urlEncode, encodeFrame } from '@fleetgate/device-sdk/wire'
 import { startTestHub, type TestHub } from './support/hub.js'
 import { OpenDevices, connectDevice, connectRaw, tokenFor, type Credentials, type RawDevice } from './support/ws.js'
 

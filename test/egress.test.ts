@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { BatchFrame } from '@fleetgate/device-sdk'
+import type { BatchFrame } from '@fleetgate/device-sdk/wire'
 import { startTestHub, type TestHub } from './support/hub.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { countPoints, eventually } from './support/telemetry.js'

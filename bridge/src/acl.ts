@@ -1,7 +1,5 @@
+import { scopeAllows, type Scope } from './scopes.js'
 import { isAllowedFilter, parseCommandTopic } from './topics.js'
-
-/** CONTRACT §4 operator scopes: `reader` subscribes; `operator` and `admin` also publish commands. */
-export type Scope = 'admin' | 'operator' | 'reader'
 
 /** Who did something: an operator token's name and scope (the audit's actor), or the uplink. */
 export interface Actor {
@@ -45,7 +43,7 @@ export type PublishVerdict =
  */
 export function authorizePublish(actor: Actor | undefined, topic: string, qos: number, retain: boolean): PublishVerdict {
   if (actor === undefined) return { ok: false, reason: 'unauthenticated' }
-  if (actor.scope !== 'operator' && actor.scope !== 'admin') return { ok: false, reason: 'scope' }
+  if (!scopeAllows(actor.scope, 'operator')) return { ok: false, reason: 'scope' }
   const deviceId = parseCommandTopic(topic)
   if (deviceId === undefined) return { ok: false, reason: 'topic' }
   if (retain) return { ok: false, reason: 'retain' }

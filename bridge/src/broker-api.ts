@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream'
+import type { Reading } from '@fleetgate/device-sdk/wire'
 import type { Actor, RefusalReason } from './acl.js'
 import type { DecodeFailure, MqttFormat } from './codec.js'
 import type { ConnectionLimitsConfig, CutReason } from './connection-limits.js'
@@ -8,14 +9,12 @@ import type { Uplink, UplinkConfig } from './uplink.js'
 /** Where a command came from: a client of the embedded broker, or the external broker. */
 export type CommandSource = 'mqtt' | 'uplink'
 
-/** A metric value (CONTRACT §3): a finite number, a bool, or text. */
-export type MetricValue = number | boolean | string
-
-/** CONTRACT §6 telemetry payload: one stored frame of a device. */
+/** CONTRACT §6 telemetry payload: one stored frame of a device, its readings as the device sent them (a `tm` stamped with the receive time when it had no `ts`). */
 export interface TelemetryMessage {
   readonly device: string
+  /** The frame's `s`. */
   readonly seq: number
-  readonly readings: ReadonlyArray<{ readonly ts: number; readonly m: Readonly<Record<string, MetricValue>>; readonly g?: Readonly<Record<string, string>> }>
+  readonly readings: readonly Reading[]
 }
 
 /** CONTRACT §6 status payload: whether a device is connected, as of `at` (ISO 8601). */
@@ -68,8 +67,15 @@ export interface BrokerOptions extends ConnectionLimitsConfig {
   readonly format?: MqttFormat
   /** `FLEETGATE_MQTT_UPLINK` and its tuning; default none (no uplink). */
   readonly uplink?: UplinkConfig
-  /** Telemetry publishes not yet delivered to local subscribers before new ones are dropped; default 10000. */
+  /** Telemetry publishes not yet delivered to local subscribers before new ones are dropped; default 10,000. */
   readonly maxPendingPublishes?: number
+  /**
+   * The hub's publishes handed to aedes at once, 1 to 1,024 (aedes's own bound on messages it
+   * delivers at once); default 960, which leaves room for clients' command publishes. Each delivery
+   * takes a few event-loop turns, so a small bound, not CPU, caps the rate (64 gave about 11,000
+   * messages/s).
+   */
+  readonly publishConcurrency?: number
 }
 
 /** Broker figures for `/metrics`; counters only grow. */

@@ -8,24 +8,26 @@ import { CONNECTION_LIMIT_KEYS, ConnectionLimits, CUT_REASONS, type AdmittedConn
 import { asError, BridgeError } from './errors.js'
 import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
 import { PublishPump } from './publish-pump.js'
+import { isScope } from './scopes.js'
 import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink } from './uplink.js'
 
 const OPTION_KEYS = [
   'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onDisconnect', 'onError', 'onUplinkConnectionChange',
-  'format', 'uplink', 'maxPendingPublishes', ...CONNECTION_LIMIT_KEYS,
+  'format', 'uplink', 'maxPendingPublishes', 'publishConcurrency', ...CONNECTION_LIMIT_KEYS,
 ]
-const SCOPES: ReadonlySet<string> = new Set(['admin', 'operator', 'reader'])
 const ROOT_PREFIX = TOPIC_ROOT + '/'
 /** The bound of aedes's emitter on messages delivered at once (its `concurrency` option). */
 const AEDES_CONCURRENCY = 1024
-/**
- * Publishes the pump hands to aedes at once: below the emitter's bound (see PublishPump), with room
- * for clients' own command publishes. Each delivery takes a few event-loop turns, so this bound,
- * not CPU, caps the delivery rate when it is small (64 gave about 11,000 messages/s).
- */
-const PUMP_CONCURRENCY = 960
+
+/** The defaults of createBroker's tuning options (the connection limits have theirs in connection-limits.ts). */
+export const BROKER_DEFAULTS = Object.freeze({
+  /** Telemetry publishes not yet delivered before new ones are dropped. */
+  maxPendingPublishes: 10_000,
+  /** The hub's publishes handed to aedes at once: below the emitter's bound (see PublishPump). */
+  publishConcurrency: 960,
+})
 
 // aedes answers a refused CONNECT with the `returnCode` of the error (MQTT 3.1.1 §3.2.2.3).
 function connectError(returnCode: 3 | 4): AuthenticateError {
@@ -51,7 +53,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const onError = optionalFn(options.onError, 'onError')
   const onUplinkConnectionChange = optionalFn(options.onUplinkConnectionChange, 'onUplinkConnectionChange')
   const codec = getCodec(options.format ?? 'json')
-  const maxPending = intOption(options.maxPendingPublishes, 'maxPendingPublishes', 10_000, 1, 10_000_000)
+  const maxPending = intOption(options.maxPendingPublishes, 'maxPendingPublishes', BROKER_DEFAULTS.maxPendingPublishes, 1, 10_000_000)
+  const publishConcurrency = intOption(options.publishConcurrency, 'publishConcurrency', BROKER_DEFAULTS.publishConcurrency, 1, AEDES_CONCURRENCY)
   const limits = new ConnectionLimits(options)
   if (options.uplink !== undefined) {
     // Validate before anything starts, so a bad FLEETGATE_MQTT_UPLINK leaves nothing running.
@@ -142,7 +145,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         refuse('connect', 'unknown_token', client)
         return done(connectError(4), false)
       }
-      if (typeof actor.name !== 'string' || !SCOPES.has(actor.scope)) {
+      if (typeof actor.name !== 'string' || !isScope(actor.scope)) {
         emitError(new BridgeError('BRIDGE_ERR_HANDLER', 'authenticate returned an actor without a name or a known scope'))
         refuse('connect', 'auth_error', client)
         return done(connectError(3), false)
@@ -204,7 +207,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       failed(err)
       done()
     })
-  }, PUMP_CONCURRENCY)
+  }, publishConcurrency)
   const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => pump.publish({ topic, payload, value: undefined, retain })
   const inFlight = (): number => pump.pending
 

@@ -1,7 +1,6 @@
 export { BridgeError, type BridgeErrorCode } from './errors.js'
 export {
   COMMAND_FILTER,
-  DEVICE_ID_PATTERN,
   MAX_COMMAND_ID_LENGTH,
   TOPIC_ROOT,
   commandResultTopic,
@@ -23,16 +22,16 @@ export {
   type DecodeResult,
   type MqttFormat,
 } from './codec.js'
-export { UPLINK_ACTOR, type Actor, type RefusalReason, type Scope } from './acl.js'
+export { UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
+export { SCOPES, isScope, scopeAllows, type Scope } from './scopes.js'
 export { CUT_REASONS, DEFAULT_MAX_PACKET_BYTES, type ConnectionLimitsConfig, type CutReason } from './connection-limits.js'
-export { createBroker } from './broker.js'
+export { BROKER_DEFAULTS, createBroker } from './broker.js'
 export {
   type Broker,
   type BrokerOptions,
   type BrokerStats,
   type CommandSource,
   type Disconnection,
-  type MetricValue,
   type Refusal,
   type StatusMessage,
   type TelemetryMessage,

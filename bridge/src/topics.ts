@@ -1,7 +1,5 @@
+import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk/wire'
 import { BridgeError } from './errors.js'
-
-/** CONTRACT §2: a device id, safe as an MQTT topic level. */
-export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 /** The first topic level of everything the bridge publishes or accepts: `fleetgate`. */
 export const TOPIC_ROOT = 'fleetgate'

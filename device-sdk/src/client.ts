@@ -16,13 +16,15 @@
 //   live instance holds the device id; reconnecting would evict it, and it would evict us, for ever.
 //   connect() starts again deliberately.
 // - close(): no reconnect, ever; the client is done.
+import { abortable, type WaitOptions } from './abort.js'
 import { Backoff } from './backoff.js'
+import { CloseCode } from './close-codes.js'
 import { CommandDispatcher, type CommandHandler } from './command-dispatcher.js'
 import type { DeviceClientEvents } from './client-events.js'
-import { CloseCode, Connection, isSendableCloseCode } from './connection.js'
+import { Connection, isSendableCloseCode } from './connection.js'
 import { TypedEmitter } from './emitter.js'
 import { SdkError } from './errors.js'
-import { encodeFrame, type ErrorFrame, type HelloFrame, type HubFrame, type Metrics, type ResultFrame } from './protocol.js'
+import { encodeFrame, type ErrorFrame, type HelloFrame, type HubFrame, type JsonValue, type Metrics, type ResultFrame } from './protocol.js'
 import { resolveDeviceClientOptions, type DeviceClientOptions, type ResolvedDeviceClientOptions } from './options.js'
 import type { SendOptions, TelemetryReading } from './reading.js'
 import { TelemetryQueue } from './telemetry-queue.js'
@@ -87,9 +89,11 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
    * Runs `handler` for every command named `name` (CONTRACT §3 `cmd`); its result, or its thrown
    * error's message as `ok: false`, goes back to the hub. A name without a handler is answered
    * `unknown_command`; a command past its deadline is not run; results wait for the next session.
+   * `P` names the params the handler expects (default any JSON value). The hub checks only that
+   * params are JSON, so `P` is the handler's assumption: check what it relies on.
    */
-  handle(name: string, handler: CommandHandler): this {
-    this.#commands.handle(name, handler)
+  handle<P extends JsonValue | undefined = JsonValue | undefined>(name: string, handler: CommandHandler<P>): this {
+    this.#commands.handle(name, handler as CommandHandler)
     return this
   }
 
@@ -132,24 +136,30 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
    * Queues one reading stamped `options.ts` or now (strictly increasing); resolves at the ack of its
    * frame. Rejects with SDK_ERR_INVALID_READING or SDK_ERR_QUEUE_FULL at once, later SDK_ERR_NAK
    * (`reason` set), SDK_ERR_DROPPED or SDK_ERR_CLOSED. Offline, readings wait for the next session.
+   * `options.signal` ends the wait (SDK_ERR_ABORTED); the reading, once queued, is still delivered.
    */
-  send(metrics: Metrics, options: SendOptions = {}): Promise<void> {
-    if (typeof options !== 'object' || options === null) return Promise.reject(new SdkError('SDK_ERR_INVALID_READING', 'options: expected { ts?, tags? }'))
-    return this.#telemetry.add([{ ...options, metrics }], false)
+  send(metrics: Metrics, options: SendOptions & WaitOptions = {}): Promise<void> {
+    if (typeof options !== 'object' || options === null) return Promise.reject(new SdkError('SDK_ERR_INVALID_READING', 'options: expected { ts?, tags?, signal? }'))
+    const { signal, ...reading } = options
+    return abortable(signal, 'send()', () => this.#telemetry.add([{ ...reading, metrics }], false))
   }
 
   /**
    * Queues readings in order, all or none (an invalid one rejects the call naming its index, as
    * `'reject'` overflow does); resolves once all are acked, rejects as send() when one fails.
+   * `options.signal` ends the wait (SDK_ERR_ABORTED); queued readings are still delivered.
    */
-  sendBatch(readings: readonly TelemetryReading[]): Promise<void> {
+  sendBatch(readings: readonly TelemetryReading[], options: WaitOptions = {}): Promise<void> {
     if (!Array.isArray(readings)) return Promise.reject(new SdkError('SDK_ERR_INVALID_READING', 'readings: expected an array'))
-    return this.#telemetry.add(readings, true)
+    return abortable(options.signal, 'sendBatch()', () => this.#telemetry.add(readings, true))
   }
 
-  /** Resolves once every reading queued so far is acked or naked (or dropped); SDK_ERR_CLOSED on close(). */
-  flush(): Promise<void> {
-    return this.#telemetry.flush()
+  /**
+   * Resolves once every reading queued so far is acked or naked (or dropped); SDK_ERR_CLOSED on
+   * close(), SDK_ERR_ABORTED when `options.signal` aborts first.
+   */
+  flush(options: WaitOptions = {}): Promise<void> {
+    return this.#telemetry.flush(options.signal)
   }
 
   /**
@@ -157,27 +167,45 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
    * current one when a session is open. Rejects with SDK_ERR_HANDSHAKE when `reconnect` is false and
    * the attempt fails, SDK_ERR_CLOSED when close() comes first, and SDK_ERR_INVALID_OPTION or
    * SDK_ERR_TOKEN when no token can be signed or no WebSocket found (retrying would not help).
+   * `options.signal` ends the wait (SDK_ERR_ABORTED); the client goes on connecting until close().
    */
-  connect(): Promise<HelloFrame> {
-    if (this.#state === 'closing' || this.#state === 'closed') {
-      return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
-    }
-    if (this.#state === 'open' && this.#hello !== undefined) return Promise.resolve(this.#hello)
-    const hello = new Promise<HelloFrame>((resolve, reject) => this.#waiters.push({ resolve, reject }))
-    if (this.#state === 'idle') void this.#attempt()
-    return hello
+  connect(options: WaitOptions = {}): Promise<HelloFrame> {
+    let waiter: Waiter | undefined
+    return abortable(
+      options.signal,
+      'connect()',
+      () => {
+        if (this.#state === 'closing' || this.#state === 'closed') {
+          return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
+        }
+        if (this.#state === 'open' && this.#hello !== undefined) return Promise.resolve(this.#hello)
+        const hello = new Promise<HelloFrame>((resolve, reject) => {
+          waiter = { resolve, reject }
+          this.#waiters.push(waiter)
+        })
+        if (this.#state === 'idle') void this.#attempt()
+        return hello
+      },
+      () => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter)
+      },
+    )
   }
 
   /**
    * Stops reconnecting, closes the socket with `code` (1000, or 3000 to 4999) and resolves once it
    * is closed. A pending connect(), send() or flush() rejects with SDK_ERR_CLOSED (call flush()
    * first to wait for acks); the store is closed and keeps unacked readings for the next run.
-   * The client cannot connect again.
+   * The client cannot connect again. `options.signal` ends the wait (SDK_ERR_ABORTED), not the close.
    */
-  close(code: number = CloseCode.normal): Promise<void> {
+  close(code: number = CloseCode.normal, options: WaitOptions = {}): Promise<void> {
     if (!isSendableCloseCode(code)) {
       return Promise.reject(new SdkError('SDK_ERR_INVALID_OPTION', `code: expected 1000 or 3000 to 4999, got ${code}`))
     }
+    return abortable(options.signal, 'close()', () => this.#close(code))
+  }
+
+  #close(code: number): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve()
     const closed = new Promise<void>((resolve) => this.#closeWaiters.push(resolve))
     if (this.#state === 'closing') return closed
@@ -343,9 +371,9 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
 
     if (hello !== undefined) {
       this.#telemetry.lost()
-      if (code === 4003) {
+      if (code === CloseCode.revoked) {
         this.emit('error', new SdkError('SDK_ERR_UNAUTHORIZED', 'the hub ended the session (4003): device disabled, deleted or its key rotated'))
-      } else if (code === 4001) {
+      } else if (code === CloseCode.replaced) {
         this.emit('error', new SdkError('SDK_ERR_REPLACED', 'a newer session of this device replaced this one (4001); not reconnecting'))
       }
       if (this.#options.clock.now() - this.#connectedAt >= this.#options.stableAfterMs) this.#backoff.reset()
@@ -365,7 +393,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
       return
     }
     if (this.#state !== 'idle') return
-    if (!this.#options.reconnect || (hello !== undefined && code === 4001)) return
+    if (!this.#options.reconnect || (hello !== undefined && code === CloseCode.replaced)) return
     this.#scheduleRetry()
   }
 

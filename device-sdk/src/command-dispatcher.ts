@@ -13,8 +13,14 @@ export interface CommandContext {
   readonly deadline: number | undefined
 }
 
-/** Runs one command: resolves with its result (any JSON value, or undefined for none); a throw becomes `ok: false`. */
-export type CommandHandler = (params: JsonValue | undefined, context: CommandContext) => JsonValue | undefined | Promise<JsonValue | undefined>
+/**
+ * Runs one command: resolves with its result (any JSON value, or undefined for none); a throw becomes
+ * `ok: false`. `P` is the params it expects; default any JSON value or none.
+ */
+export type CommandHandler<P extends JsonValue | undefined = JsonValue | undefined> = (
+  params: P,
+  context: CommandContext,
+) => JsonValue | undefined | Promise<JsonValue | undefined>
 
 /** What the dispatcher needs of the client. */
 export interface DispatcherHost {

@@ -1,5 +1,6 @@
 // One WebSocket to the hub: opened with a token, binary frames decoded, errors turned into
 // SdkErrors, one close reported. No reconnecting, timers or events: DeviceClient owns those.
+import { CloseCode } from './close-codes.js'
 import { SdkError } from './errors.js'
 import { decodeHubFrame, type HubFrame } from './protocol.js'
 import { withTokenQuery, type AuthMode, type WebSocketConstructor, type WebSocketLike } from './transport.js'
@@ -10,14 +11,6 @@ export interface ConnectionEvents {
   error(error: SdkError): void
   close(code: number, reason: string): void
 }
-
-/** Close codes the SDK sends (RFC 6455 §7.4.1), mirroring what the hub sends a device (CONTRACT §3). */
-export const CloseCode = Object.freeze({
-  normal: 1000,
-  protocolError: 1002,
-  unsupportedData: 1003,
-  invalidPayload: 1007,
-})
 
 const OPEN = 1
 
@@ -76,12 +69,12 @@ export class Connection {
       bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
     } else {
       // CONTRACT §3: every message is binary
-      this.#fail(new SdkError('SDK_ERR_PROTOCOL', 'the hub sent a text frame'), CloseCode.unsupportedData)
+      this.#fail(new SdkError('SDK_ERR_PROTOCOL', 'the hub sent a text frame'), CloseCode.textFrame)
       return
     }
     const decoded = decodeHubFrame(bytes)
     if (!decoded.ok) {
-      this.#fail(new SdkError('SDK_ERR_PROTOCOL', `the hub sent a frame that does not decode (${decoded.code}): ${decoded.reason}`), CloseCode.invalidPayload)
+      this.#fail(new SdkError('SDK_ERR_PROTOCOL', `the hub sent a frame that does not decode (${decoded.code}): ${decoded.reason}`), CloseCode.badFrame)
       return
     }
     this.#events.frame(decoded.frame)

@@ -22,6 +22,8 @@ import type { NakReason } from './frames.js'
  * - `SDK_ERR_TOKEN`: a device token could not be signed (bad key, no WebCrypto, bad expiry).
  * - `SDK_ERR_COMMAND`: a command handler threw, or returned a result that is not JSON (the device
  *   answered `ok: false`).
+ * - `SDK_ERR_ABORTED`: the caller's AbortSignal ended a wait (connect, send, sendBatch, flush, close);
+ *   what the call started goes on (see WaitOptions).
  */
 export type SdkErrorCode =
   | 'SDK_ERR_NAK'
@@ -38,6 +40,7 @@ export type SdkErrorCode =
   | 'SDK_ERR_HUB'
   | 'SDK_ERR_TOKEN'
   | 'SDK_ERR_COMMAND'
+  | 'SDK_ERR_ABORTED'
 
 /** Options of an SdkError: the `cause`, and for SDK_ERR_NAK the hub's reason code. */
 export interface SdkErrorOptions extends ErrorOptions {

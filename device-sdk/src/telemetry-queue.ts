@@ -7,6 +7,7 @@
 // #sent of them went out on the current session, the rest wait to be resent. Every reading in a
 // frame is older (smaller id) than every reading in #pending, and ids increase along both, so the
 // oldest unsettled reading is the first of the first frame, else the head of #pending.
+import { abortable } from './abort.js'
 import { Deque } from './deque.js'
 import { SdkError } from './errors.js'
 import { packFrame, type Packable } from './frame-packer.js'
@@ -156,15 +157,27 @@ export class TelemetryQueue {
     return settled
   }
 
-  /** Resolves once every reading added so far is acked, naked or dropped; rejects with SDK_ERR_CLOSED on close(). */
-  flush(): Promise<void> {
-    if (this.#closed) return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
-    const mark = this.#nextId - 1
-    if (this.#oldestUnsettled() > mark) return Promise.resolve()
-    const done = new Promise<void>((resolve, reject) => this.#flushWaiters.push({ mark, resolve, reject }))
-    // what is flushed does not linger
-    if (this.queued > 0) this.#lingerOver()
-    return done
+  /**
+   * Resolves once every reading added so far is acked, naked or dropped; rejects with SDK_ERR_CLOSED
+   * on close(), SDK_ERR_ABORTED when `signal` aborts first (the readings stay queued).
+   */
+  flush(signal?: AbortSignal): Promise<void> {
+    let waiter: FlushWaiter | undefined
+    const start = (): Promise<void> => {
+      if (this.#closed) return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
+      const mark = this.#nextId - 1
+      if (this.#oldestUnsettled() > mark) return Promise.resolve()
+      const done = new Promise<void>((resolve, reject) => {
+        waiter = { mark, resolve, reject }
+        this.#flushWaiters.push(waiter)
+      })
+      // what is flushed does not linger
+      if (this.queued > 0) this.#lingerOver()
+      return done
+    }
+    return abortable(signal, 'flush()', start, () => {
+      this.#flushWaiters = this.#flushWaiters.filter((w) => w !== waiter)
+    })
   }
 
   /** A session opened with these limits: resend what is unacked, then send what is queued. */

@@ -6,71 +6,24 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
+import { SteppingClock } from '../../test/support/clock.js'
 import {
   DeviceClient,
   SdkError,
-  decodeDeviceFrame,
-  encodeFrame,
-  parseToken,
-  type Clock,
-  type Decoded,
   type DeviceClientEvents,
   type DeviceClientOptions,
-  type DeviceFrame,
   type HelloFrame,
-  type HubFrame,
   type ResultFrame,
   type WebSocketConstructor,
 } from '../src/index.js'
+import { decodeDeviceFrame, encodeFrame, parseToken, type Decoded, type DeviceFrame, type HubFrame } from '../src/wire.js'
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url')
 
 // ---------------------------------------------------------------- a clock the test drives
 
-interface Timer {
-  id: number
-  at: number
-  ms: number
-  fn: () => void
-}
-
-class FakeClock implements Clock {
-  // on a whole second, so token exps move exactly with advance()
-  nowMs = Math.floor(Date.now() / 1000) * 1000
-  readonly scheduled: number[] = []
-  #timers: Timer[] = []
-  #nextId = 1
-
-  now(): number {
-    return this.nowMs
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const timer = { id: this.#nextId++, at: this.nowMs + ms, ms, fn }
-    this.#timers.push(timer)
-    this.scheduled.push(ms)
-    return timer.id
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers = this.#timers.filter((timer) => timer.id !== handle)
-  }
-
-  /** Delays of the timers still pending, in the order they were set. */
-  pending(): number[] {
-    return this.#timers.map((timer) => timer.ms)
-  }
-
-  advance(ms: number): void {
-    this.nowMs += ms
-    for (;;) {
-      const due = this.#timers.filter((timer) => timer.at <= this.nowMs).sort((a, b) => a.at - b.at)[0]
-      if (due === undefined) return
-      this.clearTimeout(due.id)
-      due.fn()
-    }
-  }
-}
+/** A stepping clock on the current whole second: the test hub checks token exps against real time. */
+const newClock = (): SteppingClock => new SteppingClock(Math.floor(Date.now() / 1000) * 1000)
 
 // ---------------------------------------------------------------- the hub's side of the wire
 
@@ -326,7 +279,7 @@ describe('DeviceClient sessions', () => {
   it('connects with the token in the Authorization header (Node ws), emits connected and sends frames', async () => {
     expect(typeChecks).toHaveLength(3)
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.httpUrl, deviceId: 'dev-1', key: hub.addHmac('dev-1'), clock, helloTimeoutMs: 60_000 })
     const log = record(client)
     expect(client.url).toBe(`ws://127.0.0.1:${hub.port}/v1/connect`)
@@ -358,35 +311,35 @@ describe('DeviceClient sessions', () => {
 
   it("sends the token as ?token= with auth: 'query'", async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-2', key: hub.addHmac('dev-2'), auth: 'query', clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-2', key: hub.addHmac('dev-2'), auth: 'query', clock: newClock() })
     await client.connect()
     expect(hub.upgrades.map(({ path, via, accepted }) => ({ path, via, accepted }))).toStrictEqual([{ path: '/v1/connect', via: 'query', accepted: true }])
   })
 
   it('defaults to query auth for an injected constructor without headers (WHATWG)', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-3', key: hub.addHmac('dev-3'), WebSocket: WhatwgWebSocket, clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-3', key: hub.addHmac('dev-3'), WebSocket: WhatwgWebSocket, clock: newClock() })
     expect((await client.connect()).dev).toBe('dev-3')
     expect(hub.upgrades.map((upgrade) => upgrade.via)).toStrictEqual(['query'])
   })
 
   it('defaults to header auth for an injected ws constructor', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-4', key: hub.addHmac('dev-4'), WebSocket, clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-4', key: hub.addHmac('dev-4'), WebSocket, clock: newClock() })
     await client.connect()
     expect(hub.upgrades.map((upgrade) => upgrade.via)).toStrictEqual(['header'])
   })
 
   it('connects an ed25519 device', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'ed-1', keyType: 'ed25519', key: hub.addEd25519('ed-1'), clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'ed-1', keyType: 'ed25519', key: hub.addEd25519('ed-1'), clock: newClock() })
     expect((await client.connect()).dev).toBe('ed-1')
     expect(hub.upgrades[0]?.token).toMatch(/^v1\.ed-1\.\d+\.[A-Za-z0-9_-]{86}$/)
   })
 
   it('reconnects after the hub drops the session, on the injected clock, with events in order', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-5', key: hub.addHmac('dev-5'), clock, random: () => 1, helloTimeoutMs: 60_000 })
     const log = record(client)
     await client.connect()
@@ -415,7 +368,7 @@ describe('DeviceClient sessions', () => {
 
   it('backs off exactly on failed attempts, with a fresh token (new exp) for each', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const key = hub.addHmac('dev-6')
     hub.refuseNext = 3
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-6', key, clock, random: () => 1, backoff: { initialDelayMs: 1000 }, helloTimeoutMs: 60_000 })
@@ -447,7 +400,7 @@ describe('DeviceClient sessions', () => {
 
   it('resets the backoff after a stable session, not after a short one', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const key = hub.addHmac('dev-7')
     hub.refuseNext = 2
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-7', key, clock, random: () => 0.5, helloTimeoutMs: 60_000 })
@@ -483,7 +436,7 @@ describe('DeviceClient sessions', () => {
 
   it('close() resolves once the socket is closed, and no reconnect follows', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-8', key: hub.addHmac('dev-8'), clock })
     const log = record(client)
     await client.connect()
@@ -505,7 +458,7 @@ describe('DeviceClient sessions', () => {
 
   it('close() with a code sends it; an invalid code is refused', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-9', key: hub.addHmac('dev-9'), clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-9', key: hub.addHmac('dev-9'), clock: newClock() })
     await client.connect()
     await expect(client.close(1006)).rejects.toMatchObject({ code: 'SDK_ERR_INVALID_OPTION', message: 'code: expected 1000 or 3000 to 4999, got 1006' })
     expect(client.connected).toBe(true)
@@ -517,7 +470,7 @@ describe('DeviceClient sessions', () => {
   it('close() while waiting to retry cancels the retry and rejects connect()', async () => {
     const hub = await startHub()
     hub.refuseNext = 1
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-10', key: hub.addHmac('dev-10'), clock, random: () => 1 })
     const hello = client.connect().catch((error: unknown) => error)
     await next(client, 'reconnecting')
@@ -533,7 +486,7 @@ describe('DeviceClient sessions', () => {
   it('close() during the handshake rejects connect() and resolves', async () => {
     const hub = await startHub()
     hub.sayHello = false
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-11', key: hub.addHmac('dev-11'), clock })
     const log = record(client)
     const hello = client.connect().catch((error: unknown) => error)
@@ -548,7 +501,7 @@ describe('DeviceClient failures', () => {
   it('with reconnect: false, connect() rejects with SDK_ERR_HANDSHAKE on a 401 (cause SDK_ERR_UNAUTHORIZED)', async () => {
     const hub = await startHub()
     hub.addHmac('dev-20')
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-20', key: b64url(randomBytes(32)), reconnect: false, clock })
     const log = record(client)
     const error: unknown = await client.connect().catch((rejection: unknown) => rejection)
@@ -563,14 +516,14 @@ describe('DeviceClient failures', () => {
     const hub = await startHub()
     const url = hub.wsUrl
     await hub.stop()
-    const client = newClient({ url, deviceId: 'dev-21', key: b64url(randomBytes(32)), reconnect: false, clock: new FakeClock() })
+    const client = newClient({ url, deviceId: 'dev-21', key: b64url(randomBytes(32)), reconnect: false, clock: newClock() })
     await expect(client.connect()).rejects.toMatchObject({ code: 'SDK_ERR_HANDSHAKE', cause: { code: 'ECONNREFUSED' } })
   })
 
   it('gives up an attempt without hello after helloTimeoutMs', async () => {
     const hub = await startHub()
     hub.sayHello = false
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-22', key: hub.addHmac('dev-22'), reconnect: false, helloTimeoutMs: 7000, clock })
     const hello = client.connect()
     hello.catch(() => {}) // awaited below; this only keeps a failing test from adding an unhandled rejection
@@ -587,7 +540,7 @@ describe('DeviceClient failures', () => {
 
   it('on 4001 (replaced) reports SDK_ERR_REPLACED and does not reconnect', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-23', key: hub.addHmac('dev-23'), clock })
     const log = record(client)
     await client.connect()
@@ -608,7 +561,7 @@ describe('DeviceClient failures', () => {
 
   it('on 4003 (disabled) reports SDK_ERR_UNAUTHORIZED and keeps reconnecting with backoff', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-24', key: hub.addHmac('dev-24'), clock, random: () => 1 })
     const log = record(client)
     await client.connect()
@@ -625,7 +578,7 @@ describe('DeviceClient failures', () => {
 
   it('emits commands, hub errors and naks; garbage from the hub is an error and closes with 1007', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-25', key: hub.addHmac('dev-25'), clock, random: () => 1 })
     const log = record(client)
     await client.connect()
@@ -665,7 +618,7 @@ describe('DeviceClient failures', () => {
 
   it('closes with 1003 on a text frame', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-26', key: hub.addHmac('dev-26'), clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-26', key: hub.addHmac('dev-26'), clock: newClock() })
     await client.connect()
     const error = next(client, 'error')
     hub.socket.send('hello')
@@ -677,7 +630,7 @@ describe('DeviceClient failures', () => {
   it('refuses a hello for another device', async () => {
     const hub = await startHub()
     hub.sayHello = false
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-27', key: hub.addHmac('dev-27'), reconnect: false, clock })
     const hello = client.connect()
     hello.catch(() => {}) // awaited below; this only keeps a failing test from adding an unhandled rejection
@@ -697,7 +650,7 @@ describe('DeviceClient failures', () => {
 describe('DeviceClient telemetry', () => {
   it('queues offline, sends on hello, resolves at the ack, rejects on a nak, exposes its counters', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-40', key: hub.addHmac('dev-40'), batchMaxReadings: 2, clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-40', key: hub.addHmac('dev-40'), batchMaxReadings: 2, clock: newClock() })
     const errors: SdkError[] = []
     client.on('error', (error) => errors.push(error))
     const offline = client.send({ temp: 20 }, { ts: 1_700_000_000_001 })
@@ -733,7 +686,7 @@ describe('DeviceClient telemetry', () => {
 
   it('close() rejects unacked readings and pending flushes with SDK_ERR_CLOSED, and refuses new ones', async () => {
     const hub = await startHub()
-    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-41', key: hub.addHmac('dev-41'), clock: new FakeClock() })
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-41', key: hub.addHmac('dev-41'), clock: newClock() })
     await client.connect()
     const sent = client.send({ a: 1 })
     const flushed = client.flush()
@@ -750,7 +703,7 @@ describe('DeviceClient telemetry', () => {
 
   it('resends unacked frames with their seq and ts on the next session, before new ones', async () => {
     const hub = await startHub()
-    const clock = new FakeClock()
+    const clock = newClock()
     const client = newClient({ url: hub.wsUrl, deviceId: 'dev-42', key: hub.addHmac('dev-42'), clock, random: () => 0 })
     await client.connect()
     const first = client.send({ a: 1 })
@@ -836,5 +789,92 @@ describe('DeviceClient options', () => {
     expect(Object.isFrozen(options)).toBe(false)
     expect(Object.isFrozen(options.backoff)).toBe(false)
     expect(client.deviceId).toBe('dev-1')
+  })
+})
+
+describe('DeviceClient waits end on an AbortSignal', () => {
+  it('connect(): aborting rejects SDK_ERR_ABORTED with the reason as cause; the client keeps connecting and a later connect() gets the hello', async () => {
+    const hub = await startHub()
+    hub.sayHello = false
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-70', key: hub.addHmac('dev-70'), clock: newClock(), helloTimeoutMs: 60_000 })
+    const controller = new AbortController()
+    const aborted = client.connect({ signal: controller.signal }).catch((error: unknown) => error)
+    await waitFor(() => hub.sockets.length === 1, 'the upgrade')
+    controller.abort('the device gave up waiting')
+    expect(await aborted).toMatchObject({ code: 'SDK_ERR_ABORTED', message: 'connect() was aborted; it stopped waiting', cause: 'the device gave up waiting' })
+    expect(client.connected).toBe(false)
+    const hello = client.connect()
+    hub.send(hubHello('dev-70'))
+    expect((await hello).dev).toBe('dev-70')
+    expect(client.connected).toBe(true)
+    expect(hub.sockets).toHaveLength(1)
+  })
+
+  it('connect() with a signal already aborted starts nothing', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-71', key: hub.addHmac('dev-71'), clock: newClock() })
+    await expect(client.connect({ signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'SDK_ERR_ABORTED' })
+    await sleep(50)
+    expect(hub.upgrades).toHaveLength(0)
+    expect((await client.connect()).dev).toBe('dev-71')
+  })
+
+  it('send(): aborting ends the wait, the reading stays in flight and is acked; an aborted signal queues nothing', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-72', key: hub.addHmac('dev-72'), clock: newClock() })
+    await client.connect()
+    await expect(client.send({ a: 0 }, { ts: 1_700_000_000_000, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'SDK_ERR_ABORTED' })
+    expect([client.queued, client.inflight]).toStrictEqual([0, 0])
+    const controller = new AbortController()
+    const sent = client.send({ a: 1 }, { ts: 1_700_000_000_001, signal: controller.signal })
+    const batch = client.sendBatch([{ metrics: { a: 2 }, ts: 1_700_000_000_002 }], { signal: controller.signal })
+    await waitFor(() => hub.received.length >= 1 && client.inflight === 2, 'the frames at the hub')
+    controller.abort()
+    expect(await Promise.allSettled([sent, batch])).toMatchObject([
+      { status: 'rejected', reason: { code: 'SDK_ERR_ABORTED', message: 'send() was aborted; it stopped waiting' } },
+      { status: 'rejected', reason: { code: 'SDK_ERR_ABORTED', message: 'sendBatch() was aborted; it stopped waiting' } },
+    ])
+    expect(client.inflight).toBe(2)
+    const last = hub.received.at(-1)
+    hub.send({ t: 'ack', s: last?.ok === true && last.frame.t !== 'res' ? last.frame.s : -1 })
+    await client.flush()
+    expect([client.queued, client.inflight]).toStrictEqual([0, 0])
+    expect(hub.received.flatMap((decoded) => (decoded.ok && decoded.frame.t === 'tb' ? decoded.frame.r.map((r) => r.m['a']) : []))).toStrictEqual([1, 2])
+  })
+
+  it('flush(): aborting rejects that flush only; another flush still resolves at the ack', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-73', key: hub.addHmac('dev-73'), clock: newClock() })
+    await client.connect()
+    const sent = client.send({ a: 1 })
+    await waitFor(() => hub.received.length === 1, 'the frame')
+    const controller = new AbortController()
+    const aborted = client.flush({ signal: controller.signal })
+    const kept = client.flush()
+    controller.abort()
+    await expect(aborted).rejects.toMatchObject({ code: 'SDK_ERR_ABORTED', message: 'flush() was aborted; it stopped waiting' })
+    hub.send({ t: 'ack', s: 1 })
+    await Promise.all([sent, kept])
+    expect(client.inflight).toBe(0)
+  })
+
+  it('close(): aborting ends the wait, not the close', async () => {
+    const hub = await startHub()
+    const client = newClient({ url: hub.wsUrl, deviceId: 'dev-74', key: hub.addHmac('dev-74'), clock: newClock() })
+    await client.connect()
+    const controller = new AbortController()
+    const closing = client.close(1000, { signal: controller.signal })
+    controller.abort()
+    await expect(closing).rejects.toMatchObject({ code: 'SDK_ERR_ABORTED', message: 'close() was aborted; it stopped waiting' })
+    await waitFor(() => hub.closeCodes.length === 1, 'the hub to see the close')
+    expect(hub.closeCodes).toStrictEqual([1000])
+    await client.close()
+    await expect(client.connect()).rejects.toMatchObject({ code: 'SDK_ERR_CLOSED' })
+  })
+
+  it('refuses a signal that is not an AbortSignal', async () => {
+    const client = newClient({ url: 'ws://127.0.0.1:9/v1/connect', deviceId: 'dev-75', key: b64url(randomBytes(32)), clock: newClock() })
+    const notASignal = { aborted: false } as unknown as AbortSignal
+    await expect(client.flush({ signal: notASignal })).rejects.toMatchObject({ code: 'SDK_ERR_INVALID_OPTION', message: 'flush(): signal: expected an AbortSignal' })
   })
 })

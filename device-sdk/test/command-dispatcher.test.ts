@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { CommandDispatcher, UNKNOWN_COMMAND, type DispatcherHost } from '../src/command-dispatcher.js'
 import { SdkError } from '../src/errors.js'
 import type { ResultFrame } from '../src/frames.js'
-import { SteppingClock } from './fake-clock.js'
+import { SteppingClock } from '../../test/support/clock.js'
 
 function host(clock = new SteppingClock()): DispatcherHost & { sent: ResultFrame[]; online: boolean; errors: SdkError[] } {
   const state = {

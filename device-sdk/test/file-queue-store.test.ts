@@ -4,10 +4,11 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileS
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { SdkError, decodeDeviceFrame, type BatchFrame, type StoredReading, type TelemetryFrame } from '../src/index.js'
+import { SdkError, type StoredReading } from '../src/index.js'
+import { decodeDeviceFrame, type BatchFrame, type TelemetryFrame } from '../src/wire.js'
 import { FileQueueStore } from '../src/node.js'
 import { TelemetryQueue } from '../src/telemetry-queue.js'
-import { SteppingClock, settle } from './fake-clock.js'
+import { SteppingClock, settle } from '../../test/support/clock.js'
 
 const dirs: string[] = []
 afterEach(() => {

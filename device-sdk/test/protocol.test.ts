@@ -2,6 +2,7 @@
 // round-trips; every bad one yields its exact failure.
 import { Decoder, Encoder } from 'cbor-x'
 import { describe, expect, it } from 'vitest'
+import { type Metrics, type Reading, type Tags } from '../src/index.js'
 import {
   decodeDeviceFrame,
   decodeHubFrame,
@@ -12,10 +13,7 @@ import {
   type DecodeFailure,
   type DeviceFrame,
   type HubFrame,
-  type Metrics,
-  type Reading,
-  type Tags,
-} from '../src/index.js'
+} from '../src/wire.js'
 
 // Hostile and hand-shaped input: Map values let a test write keys such as __proto__ or 1.
 const rawEncoder = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false })

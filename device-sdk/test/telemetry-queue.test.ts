@@ -4,21 +4,18 @@ import { describe, expect, it } from 'vitest'
 import {
   MemoryQueueStore,
   SdkError,
-  decodeDeviceFrame,
-  encodeFrame,
-  type BatchFrame,
   type HubLimits,
   type QueueStore,
   type Reading,
   type StoredQueue,
   type StoredReading,
-  type TelemetryFrame,
 } from '../src/index.js'
+import { decodeDeviceFrame, encodeFrame, type BatchFrame, type TelemetryFrame } from '../src/wire.js'
 import { encodedReadingBytes } from '../src/protocol.js'
 import { batchFrameBytes } from '../src/frame-packer.js'
 import { TelemetryQueue, type TelemetryQueueOptions } from '../src/telemetry-queue.js'
 import { track } from '../../test/support/outcome.js'
-import { SteppingClock, settle } from './fake-clock.js'
+import { SteppingClock, settle } from '../../test/support/clock.js'
 
 const LIMITS: HubLimits = Object.freeze({ frame: 65_536, batch: 500, rate: 100, window: 64 })
 const T0 = 1_700_000_000_000

@@ -1,7 +1,7 @@
 // Tokens are signed with WebCrypto and verified here the way the hub verifies them: node:crypto.
 import { createHmac, createPublicKey, generateKeyPairSync, randomBytes, timingSafeEqual, verify } from 'node:crypto'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { base64urlDecode, base64urlEncode, parseToken, signToken, type ParsedToken } from '../src/index.js'
+import { base64urlDecode, base64urlEncode, parseToken, signToken, type ParsedToken } from '../src/wire.js'
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url')
 

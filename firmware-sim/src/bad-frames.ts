@@ -15,7 +15,8 @@
 // disturb neither the device's sequence nor its rate. Each bad frame carries one reading, counted
 // as sent and, once naked, as "naked, expected". A bad frame still awaiting its nak when the
 // session ends is sent again on the next session, as the SDK does with unacked frames.
-import { encodeFrame, type Metrics, type SdkError } from '@fleetgate/device-sdk'
+import { type Metrics, type SdkError } from '@fleetgate/device-sdk'
+import { encodeFrame } from '@fleetgate/device-sdk/wire'
 
 /** The ways a bad frame breaks CONTRACT §3, used in turn. */
 export const BAD_FRAME_KINDS = Object.freeze(['empty_metrics', 'bad_key', 'reserved_tag', 'long_text', 'not_finite'] as const)

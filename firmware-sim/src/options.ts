@@ -1,7 +1,8 @@
 // The simulator's options: one defaults object, validated eagerly, unknown keys refused, the
 // result frozen and the caller's object left alone (STYLE: Options and configuration). The CLI
 // turns argv into a SimOptionsInput (cli-args.ts); every error names the flag.
-import { COMMAND_ID_PATTERN, type KeyType } from '@fleetgate/device-sdk'
+import { type KeyType } from '@fleetgate/device-sdk'
+import { COMMAND_ID_PATTERN } from '@fleetgate/device-sdk/wire'
 import { optionError } from './errors.js'
 import { MODEL_CHOICES, type ModelChoice } from './models.js'
 import { MAX_LOCAL_ADDRESSES } from './parse.js'

@@ -1,7 +1,8 @@
 // Models: plausible ranges over a simulated week, the same readings for the same seed and times,
 // their own metric sets, their commands.
 import { describe, expect, it } from 'vitest'
-import { METRIC_KEY_PATTERN, type Metrics } from '@fleetgate/device-sdk'
+import { type Metrics } from '@fleetgate/device-sdk'
+import { METRIC_KEY_PATTERN } from '@fleetgate/device-sdk/wire'
 import { createModel, MODEL_NAMES, modelOf, type ModelName } from '../src/models.js'
 import { mix, stream, Stream } from '../src/random.js'
 

@@ -1,6 +1,7 @@
 // Stats, windows and percentiles; the verify comparison; the summary's checks; bad frames.
 import { describe, expect, it } from 'vitest'
-import { decodeDeviceFrame, SdkError } from '@fleetgate/device-sdk'
+import { SdkError } from '@fleetgate/device-sdk'
+import { decodeDeviceFrame } from '@fleetgate/device-sdk/wire'
 import { BAD_FRAME_KINDS, badFrame, isBadFrameNak } from '../src/bad-frames.js'
 import { resolveSimOptions } from '../src/options.js'
 import { deviceIdOfToken } from '../src/socket.js'

@@ -1,9 +1,8 @@
 import { constants, copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { open } from 'lmdb'
+import { adminTokenPath } from './auth/index.js'
 import { HubError } from './errors.js'
-import { adminTokenPath } from './operator-auth.js'
-import { checkStore, type StoreCheck } from './store-check.js'
-import { ENVIRONMENT_OPTIONS, storeDir } from './store.js'
+import { checkStore, ENVIRONMENT_OPTIONS, storeDir, type StoreCheck } from './store/index.js'
 
 /** What a backup wrote. */
 export interface Backup {

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_PACKET_BYTES } from '@fleetgate/bridge'
+import { BridgeError, DEFAULT_MAX_PACKET_BYTES, parseUplinkUrl } from '@fleetgate/bridge'
 import { HubError } from './errors.js'
 
 /**
@@ -66,6 +66,9 @@ export interface HubConfig {
 const MAX_IDLE_SEC = 956
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** An InfluxDB database name the hub accepts: safe unquoted in InfluxQL and in a URL query. */
+const INFLUX_DB_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -140,14 +143,13 @@ export function loadConfig(env: Env = process.env): HubConfig {
 
   const mqttUplink = optional(env, 'FLEETGATE_MQTT_UPLINK')
   if (mqttUplink !== undefined) {
-    let ok = false
+    // The bridge owns the rules of an uplink URL; its message names the variable and never echoes the password.
     try {
-      const url = new URL(mqttUplink)
-      ok = (url.protocol === 'mqtt:' || url.protocol === 'mqtts:') && url.hostname !== ''
-    } catch {
-      ok = false
+      parseUplinkUrl(mqttUplink)
+    } catch (cause) {
+      if (!(cause instanceof BridgeError)) throw cause
+      throw new HubError('HUB_ERR_CONFIG', cause.message, { cause })
     }
-    if (!ok) fail('FLEETGATE_MQTT_UPLINK', 'a URL mqtt://user:pass@host:port (or mqtts://)', '<redacted>')
   }
 
   const maxBacklogBytes = integer(env, 'FLEETGATE_MQTT_MAX_BACKLOG', 67_108_864, 16_384, 1_073_741_824)
@@ -184,7 +186,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
     spoolMaxBytes: integer(env, 'FLEETGATE_SPOOL_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
     logLevel: level,
   }
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.influxDb)) {
+  if (!INFLUX_DB_PATTERN.test(config.influxDb)) {
     fail('FLEETGATE_INFLUX_DB', 'a database name of 1 to 64 letters, digits, "_" or "-"', config.influxDb)
   }
   return Object.freeze(config)

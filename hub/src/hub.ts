@@ -1,60 +1,54 @@
 import { accessSync, constants, mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { realClock, type Clock } from '@fleetgate/device-sdk'
+import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { registerCommandRoutes } from './api-commands.js'
-import { registerConsoleRoutes } from './api-console.js'
-import { registerDeviceRoutes } from './api-devices.js'
-import { registerTelemetryRoutes } from './api-telemetry.js'
-import { influxProbe, registerHealthRoutes } from './api-health.js'
-import { AuditLog } from './audit.js'
-import { CommandBatches } from './command-batches.js'
-import { commandView } from './command-record.js'
-import { CommandStore } from './command-store.js'
-import { Commands } from './commands.js'
+import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import { AuditLog } from './audit/index.js'
+import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
+import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
-import { DeviceAuthenticator, FailureLimiter, type FailureLimitOptions } from './device-auth.js'
-import { mountDeviceEndpoint } from './device-endpoint.js'
+import { Registry, Sessions, type Peer } from './devices/index.js'
 import { HubError } from './errors.js'
-import { Router } from './http.js'
-import { startHubStats } from './hub-stats.js'
 import type { Logger } from './logger.js'
-import { DeadLetter } from './dead-letter.js'
-import { InfluxShipper } from './influx-shipper.js'
-import { InfluxWriter } from './influx-writer.js'
-import { Ingest } from './ingest.js'
-import { HubMetrics } from './metrics.js'
-import { OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest } from './operator-auth.js'
-import { Registry } from './registry.js'
-import { startMqtt } from './mqtt.js'
-import { CloseCode, Sessions, type DeviceSession } from './sessions.js'
-import { Spool } from './spool.js'
-import { openStore } from './store.js'
-import { readAtStart } from './store-check.js'
-import { loadNativeUws } from './uws.js'
-import { GuardedApp, type UncaughtSink } from './uws-guard.js'
+import { HubMetrics, startHubStats } from './observability/index.js'
+import { openLmdbStores, readAtStartAsync } from './store/index.js'
+import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
+import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
+
+/** MQTT publishes in flight above which acks wait (egress back-pressure), by default. */
+const MQTT_HIGH_WATER = 4096
 
 /** What `startHub` needs beyond the configuration; every field has a production default. */
 export interface HubOptions {
   readonly config: HubConfig
   readonly log: Logger
-  /** Clock in Unix ms; default `Date.now`. */
-  readonly now?: () => number
+  /** Time and timers for every part of the hub; default the real clock. */
+  readonly clock?: Clock
   /** Failed device authentications allowed per address and window; default 20 per 60 s. */
-  readonly authFailureLimit?: FailureLimitOptions
+  readonly authFailureLimit?: Partial<FailureLimitOptions>
   /**
    * Failed operator authentications (REST 401s) allowed per address and window, counted apart from
    * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
    */
-  readonly operatorAuthFailureLimit?: FailureLimitOptions
+  readonly operatorAuthFailureLimit?: Partial<FailureLimitOptions>
   /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
   /** Readings a reachable InfluxDB may lag behind before commits (and so acks) wait; default 60,000. */
   readonly influxLagHighWater?: number
+  /** Ingest's tuning knobs; defaults in INGEST_DEFAULTS. */
+  readonly ingest?: Partial<IngestTuning>
+  /** The InfluxDB shipper's tuning knobs (`influxLagHighWater` is its `maxLagReadings`); defaults in SHIPPER_DEFAULTS. */
+  readonly shipper?: Partial<ShipperTuning>
+  /** The command module's tuning knobs; defaults in COMMANDS_DEFAULTS. */
+  readonly commands?: Partial<CommandsTuning>
+  /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
+  readonly batches?: Partial<BatchesTuning>
 }
 
 /** A running hub. */
@@ -72,11 +66,15 @@ export interface Hub {
   stop(): Promise<void>
 }
 
-/** The composition root: builds every piece, hands each what it needs, and listens. */
+/**
+ * The composition root: opens the stores, builds each concern and hands it what it needs, and
+ * listens. Concerns build their own internals (telemetry: ingest and shipper; commands: commands
+ * and fan-out); here they are only wired to each other.
+ */
 export async function startHub(options: HubOptions): Promise<Hub> {
   const { config, log } = options
-  const now = options.now ?? Date.now
-  const mqttHighWater = options.mqttHighWater ?? 4096
+  const clock = options.clock ?? realClock
+  const mqttHighWater = options.mqttHighWater ?? MQTT_HIGH_WATER
   const uws = loadNativeUws()
   const tlsOptions = config.tls === undefined ? undefined : checkTlsFiles(config.tls)
 
@@ -91,85 +89,82 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
-  const store = openStore(config.dataDir)
+  const stores = openLmdbStores(config.dataDir)
+  const audit = new AuditLog(stores.audit, clock, log)
+  const registry = new Registry(stores.registry, clock)
+  // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
+  let mqtt: MqttListener | undefined
+  const status = (peer: Peer, online: boolean): void =>
+    mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
+  // Sessions and commands call each other back (a device coming online gets its queued commands,
+  // a command goes to the device's session); each callback runs only after both exist.
+  const sessions = new Sessions({
+    online: (peer) => {
+      status(peer, true)
+      commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
+    },
+    offline: (peer) => {
+      status(peer, false)
+      registry.touch(peer.deviceId, clock.now())
+    },
+  })
+  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  const { commands, batches } = createCommands({
+    store: stores.commands,
+    batchStore: stores.batches,
+    registry,
+    sessions,
+    audit,
+    log,
+    clock,
+    counters: metrics,
+    publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    ...(options.commands === undefined ? {} : { commands: options.commands }),
+    ...(options.batches === undefined ? {} : { batches: options.batches }),
+  })
   // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
-  const loaded = <T>(what: string, read: () => T): T => readAtStart(config.dataDir, what, read)
-  const audit = loaded('the audit log', () => new AuditLog(store, now, (err, entry) => log.error({ err, entry }, 'audit entry not stored')))
-  const registry = new Registry(store, now)
-  // The broker, sessions and commands call each other back (a command arrives over MQTT, a device
-  // coming online gets its queued commands, a result is published); each callback runs only
-  // after all of them exist.
-  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => spool.bytes, pendingFrames: (): number => ingest.pendingFrames })
-  const mqtt = await startMqtt(
-    config,
+  await readAtStartAsync(config.dataDir, 'the command queue', () => commands.start())
+  const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
+  const telemetry = createTelemetry({
+    spool: stores.spool,
+    registry,
+    influx: config.influxUrl === undefined ? undefined : { url: config.influxUrl, database: config.influxDb },
+    dataDir: config.dataDir,
+    log,
+    clock,
+    counters: metrics,
+    ratePerSec: config.deviceRatePerSec,
+    spoolMaxBytes: config.spoolMaxBytes,
+    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
+    egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
+    ...(options.ingest === undefined ? {} : { ingest: options.ingest }),
+    shipper: shipperTuning,
+  })
+  telemetry.start()
+  const writer = telemetry.writer
+  const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, clock, options.hubStatsIntervalMs)
+  const limits = config.mqttLimits
+  mqtt = await startMqtt(
+    {
+      host: config.mqttHost,
+      port: config.mqttPort,
+      format: config.mqttFormat,
+      uplink: config.mqttUplink,
+      limits: {
+        maxConnectPacketBytes: limits.maxConnectPacketBytes,
+        maxPacketBytes: limits.maxPacketBytes,
+        maxUnauthenticated: limits.maxUnauthenticated,
+        connectTimeoutMs: limits.connectTimeoutSec * 1000,
+        maxBacklogBytes: limits.maxBacklogBytes,
+        softBacklogBytes: limits.softBacklogBytes,
+        softBacklogMs: limits.softBacklogSec * 1000,
+      },
+    },
     operators,
     { onCommand: (deviceId, payload, actor) => commands.fromMqtt(deviceId, payload, actor.name) },
     log,
     metrics.registry,
   )
-  const status = (session: DeviceSession, online: boolean): void =>
-    mqtt?.broker.publishStatus(session.deviceId, { device: session.deviceId, online, at: new Date(now()).toISOString() })
-  const sessions = new Sessions({
-    online: (session) => {
-      status(session, true)
-      commands.deliverQueued(session)
-    },
-    offline: (session) => {
-      status(session, false)
-      registry.touch(session.deviceId, now())
-    },
-  })
-  const spool = loaded('the telemetry spool', () => new Spool(store))
-  const commandStore = new CommandStore(store)
-  const commands = loaded(
-    'the command queue',
-    () =>
-      new Commands({
-        store: commandStore,
-        registry,
-        sessions,
-        audit,
-        log,
-        counters: metrics,
-        publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
-        changed: (before, after) => batches.changed(before, after),
-        now,
-      }),
-  )
-  const batches = new CommandBatches({ commands, commandStore, registry, store, log, now })
-  loaded('the sent commands', () => commands.start())
-  const deadLetter = new DeadLetter({ dir: config.dataDir, counters: metrics, now, onError: (err) => log.error({ err }, 'dead letter write failed') })
-  const writer =
-    config.influxUrl === undefined ? undefined : new InfluxWriter({ url: config.influxUrl, database: config.influxDb, deadLetter })
-  // InfluxDB may be away at start; the writer creates the database on its first successful write too.
-  writer?.ensureDatabase().catch((err: unknown) => log.warn({ err }, 'InfluxDB is not reachable yet; the spool holds telemetry'))
-  // Ingest and shipper call each other back (commit wakes shipping, a trim resumes held acks);
-  // each callback runs only after both exist.
-  const ingest = new Ingest({
-    spool,
-    log,
-    counters: metrics,
-    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
-    committed: (frames) => shipper.committed(frames),
-    ratePerSec: config.deviceRatePerSec,
-    spoolMaxBytes: config.spoolMaxBytes,
-    shippingLags: () => shipper.lagging,
-    egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
-    now,
-  })
-  const shipper = new InfluxShipper({
-    spool,
-    registry,
-    writer,
-    deadLetter,
-    log,
-    counters: metrics,
-    relieved: () => ingest.resume(),
-    ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }),
-    now,
-  })
-  shipper.start()
-  const stopHubStats = writer === undefined ? () => undefined : startHubStats(metrics, writer, log, options.hubStatsIntervalMs, now)
 
   const app: TemplatedApp = tlsOptions === undefined ? uws.App() : uws.SSLApp(tlsOptions)
   const uncaught: UncaughtSink = (where, err, detail) => {
@@ -179,10 +174,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // Every route and socket callback is registered through the guard; `app` itself only listens.
   const guarded = new GuardedApp(app, uncaught)
   mountDeviceEndpoint(guarded, {
-    authenticator: new DeviceAuthenticator(registry, now),
-    failures: new FailureLimiter(options.authFailureLimit, now),
+    authenticator: new DeviceAuthenticator(registry, clock),
+    failures: new FailureLimiter(options.authFailureLimit, clock),
     sessions,
-    ingest,
+    ingest: telemetry.ingest,
     commands,
     metrics,
     log,
@@ -190,18 +185,18 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     maxFrameBytes: config.maxFrameBytes,
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
-    now,
+    clock,
   })
-  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, now))
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
-  registerTelemetryRoutes(router, { registry, influx: writer, log, now })
+  registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (store.healthy() ? 'ok' : 'unreachable') },
+      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'unreachable') },
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
-      influxProbe(writer, log),
+      influxProbe(writer, log, clock),
     ],
     metrics,
   )
@@ -226,15 +221,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
-        // CONTRACT §1: flush what is accepted before exiting; it is committed before the sessions
+        // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
         // close, since a closing session drops its frames that wait for a commit.
-        const drained = ingest.drain()
+        const flushed = telemetry.stop()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
-        await drained
-        await shipper.stop()
-        await deadLetter.flush()
+        await flushed
         await mqtt?.close()
-        await store.close()
+        await stores.close()
         log.info('stopped')
       })()
       return stopping

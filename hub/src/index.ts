@@ -1,5 +1,5 @@
+export { tokenDigest, type Scope } from './auth/index.js'
 export { loadConfig, type HubConfig } from './config.js'
 export { HubError, type HubErrorCode } from './errors.js'
 export { startHub, HUB_VERSION, type Hub, type HubOptions } from './hub.js'
 export { createLogger, type Logger } from './logger.js'
-export { tokenDigest, type Scope } from './operator-auth.js'

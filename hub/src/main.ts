@@ -3,7 +3,7 @@ import { loadConfig } from './config.js'
 import { die } from './fatal.js'
 import { startHub } from './hub.js'
 import { createLogger } from './logger.js'
-import { checkStore } from './store-check.js'
+import { checkStore } from './store/index.js'
 
 /** CONTRACT §1: after SIGTERM/SIGINT the process exits within 10 s. */
 const STOP_DEADLINE_MS = 9_000
@@ -20,7 +20,7 @@ await checkStore(config.dataDir).catch(die)
 const hub = await startHub({ config, log }).catch(die)
 
 // The last resort, once the hub serves (a failure while starting still ends the process, loudly).
-// Every uWS callback runs behind the guard of uws-guard.ts; what still arrives here escaped from a
+// Every uWS callback runs behind the guard of transport/uws-guard.ts; what still arrives here escaped from a
 // timer, a stream or a promise outside it. Node's default, exiting, would drop every device
 // session and turn one such input into a way to stop the hub at will, while what the hub
 // acknowledged is committed to the store before it is acked and so survives either way. So the

@@ -1,4 +1,5 @@
-import { checkTags as checkTagMap, DEVICE_ID_PATTERN, type Tags } from '@fleetgate/device-sdk'
+import { type Tags } from '@fleetgate/device-sdk'
+import { checkTags as checkTagMap, DEVICE_ID_PATTERN } from '@fleetgate/device-sdk/wire'
 
 /** A validation outcome: the narrowed value, or a message naming the field and the rule. */
 export type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly message: string }

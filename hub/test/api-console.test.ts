@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import type { us_listen_socket, us_socket } from 'uWebSockets.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CONSOLE_CSP, registerConsoleRoutes } from '../src/api-console.js'
+import { CONSOLE_CSP, registerConsoleRoutes } from '../src/api/console.js'
 import { createLogger } from '../src/logger.js'
-import { loadNativeUws } from '../src/uws.js'
+import { loadNativeUws } from '../src/transport/index.js'
 
 const uws = loadNativeUws()
 const servers: Array<{ socket: us_listen_socket; dir: string }> = []

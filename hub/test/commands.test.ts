@@ -1,18 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { HubFrame, JsonValue } from '@fleetgate/device-sdk'
-import type { WebSocket } from 'uWebSockets.js'
+import { realClock, type JsonValue } from '@fleetgate/device-sdk'
+import type { HubFrame } from '@fleetgate/device-sdk/wire'
 import { tempDir } from '../../test/support/hub.js'
 import { eventually } from '../../test/support/telemetry.js'
-import { AuditLog } from '../src/audit.js'
-import { CommandBatches } from '../src/command-batches.js'
-import type { CommandRequest, CommandStatus } from '../src/command-record.js'
-import { CommandStore } from '../src/command-store.js'
-import { Commands, MAX_QUEUED_PER_DEVICE } from '../src/commands.js'
+import { AuditLog } from '../src/audit/index.js'
+import { createCommands, MAX_QUEUED_PER_DEVICE, type CommandBatches, type CommandRequest, type Commands, type CommandStatus } from '../src/commands/index.js'
+import { Registry, Sessions, type Peer } from '../src/devices/index.js'
 import { createLogger } from '../src/logger.js'
-import { RateLimit } from '../src/rate-limit.js'
-import { Registry } from '../src/registry.js'
-import { DeviceSession, Sessions, type SocketData } from '../src/sessions.js'
-import { openStore, type Store } from '../src/store.js'
+import { openLmdbStores, type AuditStore, type HubStores } from '../src/store/index.js'
 
 /**
  * Params the store cannot encode: lmdb's msgpackr recurses once per level and overflows the stack
@@ -34,22 +29,24 @@ const request = (fields: Partial<CommandRequest> = {}): CommandRequest => ({
   ...fields,
 })
 
-/** A live session on a stand-in socket that accepts every frame and keeps it. */
-function liveSession(deviceId: string, sent: HubFrame[]): DeviceSession {
-  const session = new DeviceSession(deviceId, Date.now(), { lastSeq: -1, inflight: 0, telemetry: new RateLimit(1, 0), results: new RateLimit(1, 0) })
-  const socket = { cork: (write: () => void) => write(), send: () => 1 }
-  session.socket = socket as unknown as WebSocket<SocketData>
-  const send = session.send.bind(session)
-  session.send = (frame) => {
-    sent.push(frame)
-    return send(frame)
+/** A live session that accepts every frame and keeps it. */
+function liveSession(deviceId: string, sent: HubFrame[]): Peer {
+  return {
+    deviceId,
+    connectedAt: Date.now(),
+    lastSeenAt: Date.now(),
+    isOpen: () => true,
+    send(frame) {
+      sent.push(frame)
+      return true
+    },
+    close: () => undefined,
   }
-  return session
 }
 
 describe('Commands: a create the store refuses changes nothing (issue 10, defect 5)', () => {
   let dir: { path: string; cleanup(): void }
-  let store: Store
+  let store: HubStores
   let registry: Registry
   let sessions: Sessions
   let audit: AuditLog
@@ -57,26 +54,37 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
   let batches: CommandBatches
   const ignored: string[] = []
   const auditFailures: unknown[] = []
+  /** The audit's appends, which nobody awaits. */
+  let appends: Array<Promise<unknown>> = []
 
   beforeEach(async () => {
     dir = tempDir()
-    store = openStore(dir.path)
-    registry = new Registry(store)
+    store = openLmdbStores(dir.path)
+    registry = new Registry(store.registry, realClock)
     sessions = new Sessions()
-    audit = new AuditLog(store, Date.now, (err) => auditFailures.push(err))
+    const stored = store.audit
+    const watched: AuditStore = {
+      append(entry) {
+        const appended = stored.append(entry)
+        appends.push(appended.catch((err: unknown) => auditFailures.push(err)))
+        return appended
+      },
+      list: (after, limit) => stored.list(after, limit),
+    }
     const log = createLogger('silent')
-    commands = new Commands({
-      store: new CommandStore(store),
+    audit = new AuditLog(watched, realClock, log)
+    ;({ commands, batches } = createCommands({
+      store: store.commands,
+      batchStore: store.batches,
       registry,
       sessions,
       audit,
       log,
+      clock: realClock,
       counters: { commandEnded: () => undefined, resultIgnored: () => ignored.push('ignored') },
       publishResult: () => undefined,
-      changed: (before, after) => batches.changed(before, after),
-    })
-    batches = new CommandBatches({ commands, commandStore: new CommandStore(store), registry, store, log })
-    commands.start()
+    }))
+    await commands.start()
     await registry.create({ id: 'd1', keyType: 'hmac', tags: {} })
   })
   afterEach(async () => {
@@ -85,12 +93,13 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
     dir.cleanup()
     expect(auditFailures).toEqual([])
     ignored.length = 0
+    appends = []
   })
 
   /** The audit's command outcomes, once its appends (which nobody awaits) are committed. */
   const outcomes = async (): Promise<string[]> => {
-    await store.root.committed
-    return audit.list(0, 1000).filter((entry) => entry.action === 'command.create').map((entry) => entry.outcome)
+    await Promise.all(appends)
+    return (await audit.list(0, 1000)).filter((entry) => entry.action === 'command.create').map((entry) => entry.outcome)
   }
 
   it('leaves the queue count as it was: 100 commands still queue after failed writes, the 101st is refused', async () => {
@@ -102,7 +111,7 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
       expect(outcome.kind, `command ${i}`).toBe('created')
     }
     expect((await commands.create('d1', request(), 'op', { recordRefusal: false })).kind).toBe('queue_full')
-    expect(commands.list('d1', 'queued', 1000)).toHaveLength(MAX_QUEUED_PER_DEVICE)
+    expect(await commands.list('d1', 'queued', 1000)).toHaveLength(MAX_QUEUED_PER_DEVICE)
     const failed = (await outcomes()).filter((outcome) => outcome !== 'queued')
     expect(failed).toHaveLength(6)
     expect(failed.slice(0, 5).every((outcome) => outcome.startsWith('failed: the store refused the write'))).toBe(true)
@@ -111,10 +120,10 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
 
   it('keeps no record and no idempotency key of a failed create', async () => {
     await expect(commands.create('d1', request({ id: 'k1', params: unstorable() }), 'op', { recordRefusal: false })).rejects.toThrow()
-    expect(commands.get('d1', 'k1')).toBeUndefined()
+    expect(await commands.get('d1', 'k1')).toBeUndefined()
     const retried = await commands.create('d1', request({ id: 'k1', params: { ok: true } }), 'op', { recordRefusal: false })
     expect(retried.kind).toBe('created')
-    expect(commands.get('d1', 'k1')).toMatchObject({ status: 'queued', params: { ok: true } })
+    expect(await commands.get('d1', 'k1')).toMatchObject({ status: 'queued', params: { ok: true } })
   })
 
   it('counts nothing in a fan-out for a command that was not stored', async () => {
@@ -123,7 +132,7 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
     expect(started.targeted).toBe(2)
     await eventually(async () => (await outcomes()).length, (count) => count === 2)
     const counts: Record<CommandStatus, number> = { queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 }
-    expect(batches.status(started.batch)).toEqual({ batch: started.batch, targeted: 2, ...counts })
+    expect(await batches.status(started.batch)).toEqual({ batch: started.batch, targeted: 2, ...counts })
   })
 
   it('forgets a sent command whose write failed: its timeout never fires and its result is ignored', async () => {
@@ -133,10 +142,10 @@ describe('Commands: a create the store refuses changes nothing (issue 10, defect
     const id = 'k'.repeat(3000)
     await expect(commands.create('d1', request({ id, ttlMs: 0, timeoutMs: 50 }), 'op', { recordRefusal: false })).rejects.toThrow()
     expect(frames.map((frame) => frame.t)).toEqual(['cmd'])
-    commands.result(sessions.get('d1') as DeviceSession, { t: 'res', id, ok: true })
+    commands.result(sessions.get('d1') as Peer, { t: 'res', id, ok: true })
     expect(ignored).toEqual(['ignored'])
     await new Promise((resolve) => setTimeout(resolve, 120))
-    expect(commands.get('d1', id)).toBeUndefined()
+    expect(await commands.get('d1', id)).toBeUndefined()
     expect(await outcomes()).toEqual([expect.stringMatching(/^failed: the store refused the write \(.+\)$/)])
   })
 })

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DeadLetter, type DeadLetterCounters, type DeadLetterEntry, type DeadLetterLoss, type DeadLetterReason } from '../src/dead-letter.js'
+import { DeadLetter, type DeadLetterCounters, type DeadLetterEntry, type DeadLetterLoss, type DeadLetterReason } from '../src/telemetry/dead-letter.js'
 
 interface Written {
   at: string

@@ -1,10 +1,11 @@
 import { createHmac, randomBytes, verify } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { base64urlEncode, signToken, type KeyType } from '@fleetgate/device-sdk'
+import { realClock, type Clock, type KeyType } from '@fleetgate/device-sdk'
+import { base64urlEncode, signToken } from '@fleetgate/device-sdk/wire'
 import { tempDir } from '../../test/support/hub.js'
-import { DeviceAuthenticator, type SignatureChecks } from '../src/device-auth.js'
-import { Registry } from '../src/registry.js'
-import { openStore, type Store } from '../src/store.js'
+import { DeviceAuthenticator, type SignatureChecks } from '../src/auth/device-auth.js'
+import { Registry } from '../src/devices/index.js'
+import { openLmdbStores, type HubStores } from '../src/store/index.js'
 
 const START_MS = 1_700_000_000_000
 
@@ -34,17 +35,19 @@ interface Work {
 
 describe('DeviceAuthenticator: the same work whether a device id exists or not (CONTRACT §3)', () => {
   let dir: { path: string; cleanup(): void }
-  let store: Store
+  let store: HubStores
   let registry: Registry
   let nowMs = START_MS
   const expSec = (): number => Math.floor(nowMs / 1000) + 600
+  /** The real timers, the test's time. */
+  const clock: Clock = { ...realClock, now: () => nowMs }
 
   /** A token for `id` with a signature of `bytes` random bytes: 32 is HMAC-shaped, 64 Ed25519-shaped. */
   const forged = (id: string, bytes: 32 | 64, exp = expSec()): string => `v1.${id}.${exp}.${base64urlEncode(randomBytes(bytes))}`
 
   const work = async (token: string): Promise<Work> => {
     const checks = new CountingChecks()
-    const answer = new DeviceAuthenticator(registry, () => nowMs, checks).verify(token)
+    const answer = new DeviceAuthenticator(registry, clock, checks).verify(token)
     const result = await answer
     return { hmacs: checks.hmacs, ed25519s: checks.ed25519s, async: answer instanceof Promise, reason: result.ok ? undefined : result.reason }
   }
@@ -58,9 +61,9 @@ describe('DeviceAuthenticator: the same work whether a device id exists or not (
 
   beforeEach(async () => {
     dir = tempDir('fleetgate-device-auth-')
-    store = openStore(dir.path)
+    store = openLmdbStores(dir.path)
     nowMs = START_MS
-    registry = new Registry(store, () => nowMs)
+    registry = new Registry(store.registry, clock)
     await create('hmac-1', 'hmac')
     await create('ed-1', 'ed25519')
     await create('hmac-off', 'hmac')

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { appendLine, MAX_INFLUX_TIME_MS, type FieldValue, type LineRefusal } from '../src/influx-line.js'
+import { appendLine, MAX_INFLUX_TIME_MS, type FieldValue, type LineRefusal } from '../src/telemetry/influx-line.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
 
 interface Good {

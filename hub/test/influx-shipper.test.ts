@@ -2,15 +2,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { encodeFrame, type Reading } from '@fleetgate/device-sdk'
-import { DeadLetter } from '../src/dead-letter.js'
-import type { CommittedFrame } from '../src/ingest.js'
-import { InfluxShipper, type ShipperOptions } from '../src/influx-shipper.js'
-import type { ShipResult } from '../src/influx-writer.js'
+import { realClock, type Reading } from '@fleetgate/device-sdk'
+import { encodeFrame } from '@fleetgate/device-sdk/wire'
+import { Registry } from '../src/devices/index.js'
 import { createLogger } from '../src/logger.js'
-import { Registry } from '../src/registry.js'
-import { entrySize, Spool, type SpoolEntry } from '../src/spool.js'
-import { openStore, type Store } from '../src/store.js'
+import { openLmdbStores, type HubStores, type SpoolEntry, type SpoolStore } from '../src/store/index.js'
+import { DeadLetter } from '../src/telemetry/dead-letter.js'
+import type { CommittedFrame } from '../src/telemetry/ingest.js'
+import { InfluxShipper, type ShipperOptions, type ShipperTuning } from '../src/telemetry/influx-shipper.js'
+import type { ShipResult } from '../src/telemetry/influx-writer.js'
 
 /** An InfluxDB stand-in for the shipper's logic: records each write; `hold` keeps writes pending, `fail` refuses them. */
 class FakeWriter {
@@ -45,7 +45,7 @@ class FakeWriter {
 }
 
 const dirs: string[] = []
-const stores: Store[] = []
+const stores: HubStores[] = []
 const shippers: InfluxShipper[] = []
 afterEach(async () => {
   await Promise.all(shippers.splice(0).map((s) => s.stop()))
@@ -55,27 +55,28 @@ afterEach(async () => {
 
 /** A shipper over a fresh spool that already holds `backlog` (as after a restart). */
 async function setup(
-  options: Partial<ShipperOptions> = {},
+  tuning: Partial<ShipperTuning> = {},
   backlog: readonly SpoolEntry[] = [],
-): Promise<{ spool: Spool; writer: FakeWriter; shipper: InfluxShipper; reliefs: () => number }> {
+  options: Partial<ShipperOptions> = {},
+): Promise<{ spool: SpoolStore; writer: FakeWriter; shipper: InfluxShipper; reliefs: () => number }> {
   const dir = mkdtempSync(join(tmpdir(), 'fg-shipper-'))
   dirs.push(dir)
-  const store = openStore(dir)
+  const store = openLmdbStores(dir)
   stores.push(store)
-  const spool = new Spool(store)
+  const spool = store.spool
   if (backlog.length > 0) await spool.append(backlog)
   const writer = new FakeWriter()
   let reliefs = 0
   const shipper = new InfluxShipper({
     spool,
-    registry: new Registry(store),
+    registry: new Registry(store.registry, realClock),
     writer,
     deadLetter: new DeadLetter({ dir }),
     log: createLogger('silent'),
     counters: { shipped: () => undefined, writeFailed: () => undefined },
     relieved: () => reliefs++,
-    batchPoints: 4,
-    flushIntervalMs: 5,
+    clock: realClock,
+    tuning: { batchPoints: 4, flushIntervalMs: 5, ...tuning },
     ...options,
   })
   shippers.push(shipper)
@@ -89,9 +90,9 @@ function frame(first: number, count: number, s = first): { entry: SpoolEntry; re
 }
 
 /** Appends frames to the spool as ingest does and returns what ingest hands the shipper. */
-async function commit(spool: Spool, frames: ReadonlyArray<ReturnType<typeof frame>>): Promise<CommittedFrame[]> {
+async function commit(spool: SpoolStore, frames: ReadonlyArray<ReturnType<typeof frame>>): Promise<CommittedFrame[]> {
   const firstSeq = await spool.append(frames.map((f) => f.entry))
-  return frames.map((f, i) => ({ seq: firstSeq + i, bytes: entrySize(f.entry), deviceId: 'd1', readings: f.readings }))
+  return frames.map((f, i) => ({ seq: firstSeq + i, bytes: spool.sizeOf(f.entry), deviceId: 'd1', readings: f.readings }))
 }
 
 const range = (from: number, count: number): number[] => Array.from({ length: count }, (_, i) => from + i)
@@ -128,7 +129,7 @@ describe('InfluxShipper: where readings come from', () => {
     const reasons: string[] = []
     const deadLetter = new DeadLetter({ dir, counters: { deadLettered: (reason) => reasons.push(reason), deadLettersLost: () => undefined } })
     const garbage: SpoolEntry = { deviceId: 'd9', receivedAt: 0, frame: Uint8Array.from([0xa1, 0x61, 0x74]) }
-    const { spool, writer, shipper } = await setup({ deadLetter }, [frame(0, 2).entry, garbage, frame(2, 2).entry])
+    const { spool, writer, shipper } = await setup({}, [frame(0, 2).entry, garbage, frame(2, 2).entry], { deadLetter })
     shipper.start()
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
     await vi.waitFor(() => expect(spool.entries).toBe(0))
@@ -207,7 +208,7 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
   })
 
   it('never lags when shipping is off', async () => {
-    const { spool, shipper } = await setup({ writer: undefined, maxLagReadings: 2 })
+    const { spool, shipper } = await setup({ maxLagReadings: 2 }, [], { writer: undefined })
     shipper.committed(await commit(spool, [frame(0, 4)]))
     expect(shipper.lagging).toBe(false)
   })

@@ -2,10 +2,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DeadLetter } from '../src/dead-letter.js'
+import { DeadLetter } from '../src/telemetry/dead-letter.js'
 import { HubError } from '../src/errors.js'
-import { appendLine } from '../src/influx-line.js'
-import { InfluxWriter } from '../src/influx-writer.js'
+import { appendLine } from '../src/telemetry/influx-line.js'
+import { InfluxWriter } from '../src/telemetry/influx-writer.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
 
 /** `devices` x `perDevice` readings of `telemetry` with a float `v`, times from `startMs`. */

@@ -1,20 +1,22 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { encodeFrame, type BatchFrame, type HubFrame, type NakReason, type TelemetryFrame } from '@fleetgate/device-sdk'
+import { realClock, type NakReason } from '@fleetgate/device-sdk'
+import { encodeFrame, type BatchFrame, type HubFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
 import { tempDir } from '../../test/support/hub.js'
-import { Ingest, type CommittedFrame, type IngestOptions, type Peer } from '../src/ingest.js'
 import { createLogger } from '../src/logger.js'
-import { Spool } from '../src/spool.js'
-import { openStore, type Store } from '../src/store.js'
+import { openLmdbStores, type HubStores, type SpoolStore } from '../src/store/index.js'
+import { Ingest, type CommittedFrame, type IngestOptions, type IngestPeer } from '../src/telemetry/ingest.js'
 
 const START_MS = 1_700_000_000_000
 
 /** A session as ingest sees it: what it was sent, and how it was closed. */
-class FakePeer implements Peer {
+class FakePeer implements IngestPeer {
   readonly sent: HubFrame[] = []
+  readonly connectedAt = START_MS
+  readonly lastSeenAt = START_MS
   closedWith: number | undefined
   constructor(
     readonly deviceId: string,
-    readonly ingest: Peer['ingest'],
+    readonly ingest: IngestPeer['ingest'],
   ) {}
   isOpen(): boolean {
     return this.closedWith === undefined
@@ -30,8 +32,8 @@ class FakePeer implements Peer {
 
 describe('Ingest', () => {
   let dir: { path: string; cleanup(): void }
-  let store: Store
-  let spool: Spool
+  let store: HubStores
+  let spool: SpoolStore
   let nowMs: number
   let holding: boolean
   let committed: CommittedFrame[]
@@ -53,7 +55,8 @@ describe('Ingest', () => {
       ratePerSec: 100,
       spoolMaxBytes: 1 << 30,
       shippingLags: () => holding,
-      now: () => nowMs,
+      // Real timers (the egress retry), the test's time for budgets and stamps.
+      clock: { ...realClock, now: () => nowMs },
       ...options,
     })
   const peer = (deviceId: string): FakePeer => new FakePeer(deviceId, ingest.newState())
@@ -62,8 +65,8 @@ describe('Ingest', () => {
 
   beforeEach(() => {
     dir = tempDir('fleetgate-ingest-')
-    store = openStore(dir.path)
-    spool = new Spool(store)
+    store = openLmdbStores(dir.path)
+    spool = store.spool
     nowMs = START_MS
     holding = false
     committed = []

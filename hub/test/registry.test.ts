@@ -1,13 +1,47 @@
 import { generateKeyPairSync } from 'node:crypto'
+import type { RootDatabase } from 'lmdb'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { signToken, type KeyType } from '@fleetgate/device-sdk'
+import { type KeyType } from '@fleetgate/device-sdk'
+import { signToken } from '@fleetgate/device-sdk/wire'
+import { SteppingClock } from '../../test/support/clock.js'
 import { tempDir } from '../../test/support/hub.js'
-import { DeviceAuthenticator } from '../src/device-auth.js'
-import type { IssuedSecret } from '../src/keys.js'
-import { Registry, type DeviceRecord } from '../src/registry.js'
-import { openStore, type Store } from '../src/store.js'
+import { DeviceAuthenticator } from '../src/auth/index.js'
+import { Registry, type DeviceRecord, type IssuedSecret } from '../src/devices/index.js'
+import type { DevicePage, DeviceQuery, RegistryStore } from '../src/store/index.js'
+import { openEnvironment } from '../src/store/lmdb/environment.js'
+import { LmdbRegistryStore } from '../src/store/lmdb/registry-store.js'
 
 const START_MS = 1_700_000_000_000
+
+/**
+ * The lmdb registry store, where the test may change a record at once, as a commit made elsewhere
+ * (another request, another node) would, while a token check waits for the thread pool.
+ */
+class ChangingStore implements RegistryStore {
+  readonly changed = new Map<string, DeviceRecord | undefined>()
+  constructor(readonly inner: RegistryStore) {}
+  get(id: string): DeviceRecord | undefined {
+    return this.changed.has(id) ? this.changed.get(id) : this.inner.get(id)
+  }
+  lastSeenAt(id: string): Promise<number | undefined> {
+    return this.inner.lastSeenAt(id)
+  }
+  insert(records: readonly DeviceRecord[]): Promise<boolean[]> {
+    return this.inner.insert(records)
+  }
+  update(id: string, change: (before: DeviceRecord) => DeviceRecord): Promise<DeviceRecord | undefined> {
+    return this.inner.update(id, change)
+  }
+  remove(id: string): Promise<boolean> {
+    return this.inner.remove(id)
+  }
+  touch(id: string, lastSeenAt: number): Promise<void> {
+    return this.inner.touch(id, lastSeenAt)
+  }
+  list(query: DeviceQuery): Promise<DevicePage> {
+    return this.inner.list(query)
+  }
+}
 
 /** The secret a create or rotation showed, as signToken takes it. */
 function secretOf(secret: IssuedSecret): string {
@@ -18,14 +52,14 @@ function secretOf(secret: IssuedSecret): string {
 
 describe('Registry and DeviceAuthenticator', () => {
   let dir: { path: string; cleanup(): void }
-  let store: Store
-  let nowMs: number
-  const now = (): number => nowMs
+  let root: RootDatabase
+  let store: ChangingStore
+  let clock: SteppingClock
   let registry: Registry
   let auth: DeviceAuthenticator
 
   const token = (id: string, keyType: KeyType, key: string): Promise<string> =>
-    signToken({ deviceId: id, keyType, key, expSec: Math.floor(nowMs / 1000) + 600 })
+    signToken({ deviceId: id, keyType, key, expSec: Math.floor(clock.nowMs / 1000) + 600 })
   const accepts = async (id: string, keyType: KeyType, key: string): Promise<boolean> => (await auth.verify(await token(id, keyType, key))).ok
   const create = async (id: string, keyType: KeyType = 'ed25519'): Promise<{ material: string; secret: string }> => {
     const created = await registry.create({ id, keyType, tags: {} })
@@ -40,13 +74,14 @@ describe('Registry and DeviceAuthenticator', () => {
 
   beforeEach(() => {
     dir = tempDir('fleetgate-registry-')
-    store = openStore(dir.path)
-    nowMs = START_MS
-    registry = new Registry(store, now)
-    auth = new DeviceAuthenticator(registry, now)
+    root = openEnvironment(dir.path)
+    store = new ChangingStore(new LmdbRegistryStore(root))
+    clock = new SteppingClock(START_MS)
+    registry = new Registry(store, clock)
+    auth = new DeviceAuthenticator(registry, clock)
   })
   afterEach(async () => {
-    await store.close()
+    await root.close()
     dir.cleanup()
   })
 
@@ -87,7 +122,7 @@ describe('Registry and DeviceAuthenticator', () => {
       expect(await accepts('rot', 'ed25519', first.secret)).toBe(true)
       expect(await accepts('rot', 'ed25519', second.secret)).toBe(true)
 
-      nowMs += 61_000
+      clock.nowMs += 61_000
       expect(await accepts('rot', 'ed25519', first.secret)).toBe(false)
       expect(await accepts('rot', 'ed25519', second.secret)).toBe(true)
 
@@ -101,7 +136,7 @@ describe('Registry and DeviceAuthenticator', () => {
     it('does not hold a previous key whose grace has ended by the next change', async () => {
       const first = await create('graced')
       const second = await rotate('graced', 10)
-      nowMs += 11_000
+      clock.nowMs += 11_000
       await registry.update('graced', { tags: { site: 'lab' } })
       expect(registry.publicKeys.held('graced')).toEqual([second.material])
       expect(await accepts('graced', 'ed25519', first.secret)).toBe(false)
@@ -136,8 +171,8 @@ describe('Registry and DeviceAuthenticator', () => {
     it('imports the key of a device loaded from disk on its first use, once', async () => {
       const first = await create('disk')
       const second = await rotate('disk', 60)
-      const reopened = new Registry(store, now)
-      auth = new DeviceAuthenticator(reopened, now)
+      const reopened = new Registry(store, clock)
+      auth = new DeviceAuthenticator(reopened, clock)
       expect(reopened.publicKeys.held('disk')).toEqual([])
       expect(await accepts('disk', 'ed25519', second.secret)).toBe(true)
       expect(reopened.publicKeys.held('disk')).toEqual([second.material])
@@ -171,9 +206,9 @@ describe('Registry and DeviceAuthenticator', () => {
     })
 
     it.each([
-      ['deleted', (record: DeviceRecord) => store.devices.removeSync(record.id), 'unknown_device'],
-      ['disabled', (record: DeviceRecord) => store.devices.putSync(record.id, { ...record, disabled: true }), 'disabled'],
-      ['rotated', (record: DeviceRecord) => store.devices.putSync(record.id, { ...record, key: { type: 'ed25519', material: 'A'.repeat(43) } }), 'bad_signature'],
+      ['deleted', (record: DeviceRecord) => store.changed.set(record.id, undefined), 'unknown_device'],
+      ['disabled', (record: DeviceRecord) => store.changed.set(record.id, { ...record, disabled: true }), 'disabled'],
+      ['rotated', (record: DeviceRecord) => store.changed.set(record.id, { ...record, key: { type: 'ed25519', material: 'A'.repeat(43) } }), 'bad_signature'],
     ] as const)('refuses a device %s while its signature was being checked', async (_name, change, reason) => {
       const device = await create('changing')
       const pending = auth.verify(await token('changing', 'ed25519', device.secret))
@@ -184,7 +219,7 @@ describe('Registry and DeviceAuthenticator', () => {
   })
 
   describe('last-seen times', () => {
-    const lastSeen = (id: string): number | undefined => {
+    const lastSeen = (id: string): Promise<number | undefined> => {
       const device = registry.get(id)
       if (device === undefined) throw new Error(`${id} is missing`)
       return registry.lastSeenAt(device)
@@ -193,31 +228,31 @@ describe('Registry and DeviceAuthenticator', () => {
     it('records a last-seen time apart from the device record, at once and across a reopen', async () => {
       await create('seen', 'hmac')
       const stored = registry.get('seen')
-      expect(lastSeen('seen')).toBeUndefined()
+      expect(await lastSeen('seen')).toBeUndefined()
       registry.touch('seen', START_MS + 5000)
       // Before the write commits too: REST shows lastSeenAt as soon as a device is offline.
-      expect(lastSeen('seen')).toBe(START_MS + 5000)
-      await store.root.flushed
-      expect(lastSeen('seen')).toBe(START_MS + 5000)
+      expect(await lastSeen('seen')).toBe(START_MS + 5000)
+      await root.flushed
+      expect(await lastSeen('seen')).toBe(START_MS + 5000)
       // A touch leaves the stored record as it was: the very object lmdb cached.
       expect(registry.get('seen')).toBe(stored)
       expect(registry.get('seen')).not.toHaveProperty('lastSeenAt')
 
       await registry.update('seen', { tags: { a: 'b' } })
-      expect(lastSeen('seen')).toBe(START_MS + 5000)
+      expect(await lastSeen('seen')).toBe(START_MS + 5000)
       registry.touch('seen', START_MS + 9000)
-      await store.root.flushed
-      const reopened = new Registry(store, now)
-      expect(reopened.lastSeenAt(reopened.get('seen') as DeviceRecord)).toBe(START_MS + 9000)
+      await root.flushed
+      const reopened = new Registry(new LmdbRegistryStore(root), clock)
+      expect(await reopened.lastSeenAt(reopened.get('seen') as DeviceRecord)).toBe(START_MS + 9000)
     })
 
     it('reads a last-seen time stored inside a record written before, until a newer one', async () => {
       await create('legacy', 'hmac')
-      await store.devices.put('legacy', { ...(registry.get('legacy') as DeviceRecord), lastSeenAt: START_MS + 1 })
-      expect(lastSeen('legacy')).toBe(START_MS + 1)
+      await store.update('legacy', (record) => ({ ...record, lastSeenAt: START_MS + 1 }))
+      expect(await lastSeen('legacy')).toBe(START_MS + 1)
       registry.touch('legacy', START_MS + 2)
-      await store.root.flushed
-      expect(lastSeen('legacy')).toBe(START_MS + 2)
+      await root.flushed
+      expect(await lastSeen('legacy')).toBe(START_MS + 2)
     })
 
     it('forgets the last-seen time of a deleted device, also when its session closed after the delete', async () => {
@@ -226,10 +261,10 @@ describe('Registry and DeviceAuthenticator', () => {
       await registry.remove('flap')
       // The session of a device deleted while online closes after the delete.
       registry.touch('flap', START_MS + 2000)
-      await store.root.flushed
+      await root.flushed
       expect(registry.get('flap')).toBeUndefined()
       await create('flap', 'hmac')
-      expect(lastSeen('flap')).toBeUndefined()
+      expect(await lastSeen('flap')).toBeUndefined()
     })
   })
 })

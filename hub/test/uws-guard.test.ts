@@ -5,18 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Witness } from '../../test/support/hostile.js'
 import { tempDir } from '../../test/support/hub.js'
 import { connectDevice, connectRaw, type Credentials } from '../../test/support/ws.js'
-import { DeviceAuthenticator, FailureLimiter } from '../src/device-auth.js'
-import { mountDeviceEndpoint } from '../src/device-endpoint.js'
-import { Router } from '../src/http.js'
-import { Ingest } from '../src/ingest.js'
-import { HubMetrics } from '../src/metrics.js'
-import { OperatorAuthenticator, tokenDigest } from '../src/operator-auth.js'
-import { Registry } from '../src/registry.js'
-import { Sessions } from '../src/sessions.js'
-import { Spool } from '../src/spool.js'
-import { openStore, type Store } from '../src/store.js'
-import { loadNativeUws } from '../src/uws.js'
-import { GuardedApp, type UncaughtWhere } from '../src/uws-guard.js'
+import { realClock } from '@fleetgate/device-sdk'
+import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, tokenDigest } from '../src/auth/index.js'
+import { Registry, Sessions } from '../src/devices/index.js'
+import { HubMetrics, type UncaughtWhere } from '../src/observability/index.js'
+import { openLmdbStores, type HubStores } from '../src/store/index.js'
+import { Ingest } from '../src/telemetry/index.js'
+import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router } from '../src/transport/index.js'
 
 const uws = loadNativeUws()
 const INTERNAL = { error: 'internal', message: 'internal error; see the hub log' }
@@ -60,7 +55,7 @@ describe('the uWS guard: REST routes that throw', () => {
 
   beforeAll(async () => {
     const token = 'router-test-token-0123456789'
-    const router = new Router(server.guarded, new OperatorAuthenticator([{ name: 'admin', scope: 'admin', sha256: tokenDigest(token) }]), new FailureLimiter())
+    const router = new Router(server.guarded, new OperatorAuthenticator([{ name: 'admin', scope: 'admin', sha256: tokenDigest(token) }]), new FailureLimiter(undefined, realClock))
     const open = { scope: undefined, body: 'none' } as const
     router.route('get', '/ok', open, () => ({ status: 200, body: { ok: true } }))
     router.route('get', '/sync', open, () => {
@@ -112,7 +107,7 @@ describe('the uWS guard: REST routes that throw', () => {
 describe('the uWS guard: a device endpoint whose collaborators throw', () => {
   const server = new GuardedServer()
   const dir = tempDir('fleetgate-guard-')
-  let store: Store
+  let store: HubStores
   let registry: Registry
   let ingest: Ingest
   let witness: Witness
@@ -126,8 +121,8 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
   }
 
   beforeAll(async () => {
-    store = openStore(dir.path)
-    registry = new Registry(store)
+    store = openLmdbStores(dir.path)
+    registry = new Registry(store.registry, realClock)
     const log = pino(
       { level: 'info' },
       new Writable({
@@ -138,15 +133,16 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
       }),
     )
     ingest = new Ingest({
-      spool: new Spool(store),
+      spool: store.spool,
       log,
       counters: server.metrics,
       publish: () => undefined,
       committed: () => undefined,
       ratePerSec: 100,
       spoolMaxBytes: 1 << 30,
+      clock: realClock,
     })
-    const authenticator = new DeviceAuthenticator(registry)
+    const authenticator = new DeviceAuthenticator(registry, realClock)
     mountDeviceEndpoint(server.guarded, {
       authenticator: {
         verify(token) {
@@ -155,7 +151,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
           return authenticator.verify(token)
         },
       },
-      failures: new FailureLimiter(),
+      failures: new FailureLimiter(undefined, realClock),
       sessions: new Sessions({
         online(session) {
           if (session.deviceId === 'open-throws') throw new Error('online hook failed')
@@ -165,6 +161,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
         },
       }),
       ingest: {
+        windowFrames: ingest.windowFrames,
         newState: () => ingest.newState(),
         refuseInvalid: (peer, s) => ingest.refuseInvalid(peer, s),
         admitResult: (peer) => ingest.admitResult(peer),
@@ -186,6 +183,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
       maxFrameBytes: 65_536,
       deviceRatePerSec: 100,
       idleTimeoutSec: 60,
+      clock: realClock,
     })
     await server.listen()
     witness = await Witness.connect(wsUrl(), await device('witness'))

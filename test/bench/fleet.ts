@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import WebSocket from 'ws'
-import { signToken } from '@fleetgate/device-sdk'
+import { signToken } from '@fleetgate/device-sdk/wire'
 import { clientOptions, latencyHistogram, LeanDevice, LocalPorts, newCounters, type LocalEnd, pace, summarise, type DeviceCreds, type FleetCounters, type LatencySummary } from './load.js'
 import type { Handlers } from './procs.js'
 

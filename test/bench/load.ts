@@ -4,7 +4,8 @@
 import { generateKeyPairSync } from 'node:crypto'
 import { build, type Histogram } from 'hdr-histogram-js'
 import WebSocket from 'ws'
-import { decodeHubFrame, encodeFrame, type KeyType, type Metrics, type Reading } from '@fleetgate/device-sdk'
+import { type KeyType, type Metrics, type Reading } from '@fleetgate/device-sdk'
+import { decodeHubFrame, encodeFrame } from '@fleetgate/device-sdk/wire'
 import { api } from '../support/hub.js'
 
 /** A provisioned device's credentials, as the hub issued them. */

@@ -12,7 +12,7 @@ import {
   type Decoded,
   type DecodeFailureCode,
   type DeviceFrame,
-} from '@fleetgate/device-sdk'
+} from '@fleetgate/device-sdk/wire'
 import { FrameFuzzer } from '../support/cbor-fuzz.js'
 import { fuzzSeed, seededRandom } from '../support/hostile.js'
 

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { encodeFrame, MAX_TS_MS, type CommandFrame, type HubFrame } from '@fleetgate/device-sdk'
+import { realClock, type CommandFrame } from '@fleetgate/device-sdk'
+import { encodeFrame, MAX_TS_MS, type HubFrame } from '@fleetgate/device-sdk/wire'
 import { FrameFuzzer } from '../support/cbor-fuzz.js'
 import { answeredOrClosed, assertHubServes, fuzzSeed, hubMetric, seededRandom, Witness } from '../support/hostile.js'
 import { ADMIN_TOKEN, startTestHub, type TestHub } from '../support/hub.js'
@@ -230,7 +231,7 @@ describe('a flood of command results', () => {
   const frozenMs = Date.now()
 
   beforeAll(async () => {
-    hub = await startTestHub({}, undefined, { now: () => frozenMs })
+    hub = await startTestHub({}, undefined, { clock: { ...realClock, now: () => frozenMs } })
     witness = await Witness.connect(hub.wsUrl, await hub.provision('res-witness'))
   })
   afterAll(async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { BatchFrame } from '@fleetgate/device-sdk'
+import type { BatchFrame } from '@fleetgate/device-sdk/wire'
 import { hubMetric, hubMetrics } from '../support/hostile.js'
 import { startTestHub, tempDir, writeTokensFile, type TestHub } from '../support/hub.js'
 import { connectMqtt, type TestClient } from '../support/mqtt-client.js'

@@ -1,4 +1,4 @@
-import { encodeFrame, MAX_TS_MS, type DeviceFrame } from '@fleetgate/device-sdk'
+import { encodeFrame, MAX_TS_MS, type DeviceFrame } from '@fleetgate/device-sdk/wire'
 
 /**
  * Hostile device frames from a seeded PRNG: random bytes, valid frames mutated byte-wise, and CBOR

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import WebSocket from 'ws'
-import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame, type KeyType } from '@fleetgate/device-sdk'
+import { type KeyType } from '@fleetgate/device-sdk'
+import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame } from '@fleetgate/device-sdk/wire'
 import { Inbox } from './inbox.js'
 
 /** How a raw connection attempt ended: upgraded, or refused with an HTTP status and body. */

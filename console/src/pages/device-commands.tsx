@@ -5,9 +5,8 @@ import { ConsoleError } from '../lib/errors.js'
 import { dateTime } from '../lib/format.js'
 import { CommandFields } from '../ui/command-form.js'
 import { useSession } from '../ui/context.js'
-import { useAbortableEffect, usePoll } from '../ui/hooks.js'
+import { useAbortableEffect, useBus, usePoll, type EventBus } from '../ui/hooks.js'
 import { DataTable, ErrorNote, JsonBlock } from '../ui/widgets.js'
-import { useBus, type EventBus } from './device.js'
 
 /** Commands listed; default 20, newest first. */
 const LIST_LIMIT = 20

@@ -17,9 +17,8 @@ import {
 } from '../lib/telemetry.js'
 import { MetricChart } from '../ui/chart.js'
 import { useSession } from '../ui/context.js'
-import { useAbortableEffect, useNow } from '../ui/hooks.js'
+import { useAbortableEffect, useBus, useNow, type EventBus } from '../ui/hooks.js'
 import { DataTable, ErrorNote } from '../ui/widgets.js'
-import { useBus, type EventBus } from './device.js'
 
 const HOUR_MS = 3_600_000
 /** Pages of raw readings read forward for the latest values; default 5 (50,000 readings). */

@@ -5,9 +5,8 @@ import { ConsoleError, isHttpStatus } from '../lib/errors.js'
 import { dateTime, jsonText } from '../lib/format.js'
 import { checkTwinDocument, mergePatchBetween } from '../lib/merge-patch.js'
 import { useSession } from '../ui/context.js'
-import { useAbortableEffect } from '../ui/hooks.js'
+import { useAbortableEffect, useBus, type EventBus } from '../ui/hooks.js'
 import { ErrorNote, JsonBlock } from '../ui/widgets.js'
-import { useBus, type EventBus } from './device.js'
 
 /** The twin (CONTRACT §7): desired (editable for operators), reported, delta and versions. */
 export function DeviceTwin(props: { id: string; bus: EventBus }): JSX.Element {

@@ -5,7 +5,7 @@ import { isHttpStatus } from '../lib/errors.js'
 import type { HubEvent } from '../lib/events.js'
 import { ago, dateTime } from '../lib/format.js'
 import { useSession } from '../ui/context.js'
-import { useAbortableEffect, useHubEvents, useNow } from '../ui/hooks.js'
+import { useAbortableEffect, useHubEvents, useNow, type EventBus } from '../ui/hooks.js'
 import type { StreamState } from '../lib/sse.js'
 import { ErrorNote, LiveBadge, TagList } from '../ui/widgets.js'
 import { DeviceAdmin, TagsEditor } from './device-admin.js'
@@ -15,20 +15,6 @@ import { DeviceTwin } from './device-twin.js'
 
 /** Status changes kept in the history; default 50. */
 const HISTORY_MAX = 50
-
-/** Hands the device's live events to the sections that registered for them. */
-export type EventBus = { readonly listeners: Set<(event: HubEvent) => void> }
-
-/** Registers `handler` on `bus` while the component is mounted. */
-export function useBus(bus: EventBus, handler: (event: HubEvent) => void): void {
-  const current = useRef(handler)
-  current.current = handler
-  useEffect(() => {
-    const listener = (event: HubEvent): void => current.current(event)
-    bus.listeners.add(listener)
-    return () => void bus.listeners.delete(listener)
-  }, [bus])
-}
 
 /** One device: details, tags, history, telemetry, twin, commands and the admin actions. */
 export function DevicePage(props: { id: string }): JSX.Element {

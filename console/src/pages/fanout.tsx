@@ -1,6 +1,6 @@
 import type { JSX } from 'preact'
 import { useState } from 'preact/hooks'
-import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk'
+import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk/wire'
 import type { BatchStatus } from '../lib/api.js'
 import { count } from '../lib/format.js'
 import { CommandFields } from '../ui/command-form.js'

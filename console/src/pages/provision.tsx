@@ -1,6 +1,6 @@
 import type { JSX } from 'preact'
 import { useState } from 'preact/hooks'
-import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk'
+import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk/wire'
 import type { DeviceView, IssuedSecret } from '../lib/api.js'
 import { useSession } from '../ui/context.js'
 import { ErrorNote, rowsToTags, SecretOnce, TagEditor, type TagRow } from '../ui/widgets.js'

@@ -82,3 +82,17 @@ export function usePoll(active: boolean, intervalMs: number, poll: (signal: Abor
     }
   }, [active, intervalMs])
 }
+
+/** Hands the device's live events to the sections that registered for them. */
+export type EventBus = { readonly listeners: Set<(event: HubEvent) => void> }
+
+/** Registers `handler` on `bus` while the component is mounted. */
+export function useBus(bus: EventBus, handler: (event: HubEvent) => void): void {
+  const current = useRef(handler)
+  current.current = handler
+  useEffect(() => {
+    const listener = (event: HubEvent): void => current.current(event)
+    bus.listeners.add(listener)
+    return () => void bus.listeners.delete(listener)
+  }, [bus])
+}

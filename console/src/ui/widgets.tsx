@@ -1,6 +1,6 @@
 import type { ComponentChildren, JSX } from 'preact'
 import { useEffect, useId, useRef, useState } from 'preact/hooks'
-import { checkTags } from '@fleetgate/device-sdk'
+import { checkTags } from '@fleetgate/device-sdk/wire'
 import type { IssuedSecret } from '../lib/api.js'
 import { jsonText } from '../lib/format.js'
 import { describeError } from '../lib/errors.js'

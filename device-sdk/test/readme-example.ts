@@ -1,0 +1,8 @@
+// The device example of README.md, type-checked with the tests (tsconfig.test.json); readme.test.ts keeps the two identical.
+import { DeviceClient } from '@fleetgate/device-sdk'
+
+const device = new DeviceClient({ url: 'ws://localhost:8080/v1/connect', deviceId: 'thermo-1', key: process.env.DEVICE_KEY! })
+device.on('error', (err) => console.warn(err.code, err.message))
+device.handle<{ c: number }>('set_setpoint', async ({ c }) => ({ applied: c }))  // a command handler
+await device.connect()
+await device.send({ temperature: 21.5, heating: true })              // resolves once durably stored

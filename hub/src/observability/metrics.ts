@@ -1,0 +1,255 @@
+import type { NakReason } from '@fleetgate/device-sdk'
+import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { CommandCounters, CommandStatus } from '../commands/index.js'
+import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, IngestCounters, ShipperCounters } from '../telemetry/index.js'
+
+/**
+ * Where a last-resort guard caught an error: the `where` label of `fleetgate_uncaught_errors_total`,
+ * a closed set. `http` a REST route or fallback, `upgrade` a device's WebSocket upgrade, `ws` a
+ * callback of a live WebSocket (the guards of transport/uws-guard.ts), `process` the process-level
+ * last resort (main.ts).
+ */
+export const UNCAUGHT_WHERE = ['http', 'upgrade', 'ws', 'process'] as const
+/** One of {@link UNCAUGHT_WHERE}. */
+export type UncaughtWhere = (typeof UNCAUGHT_WHERE)[number]
+
+/**
+ * A counter's children by label value, made once: prom-client hashes a labels object on every
+ * `inc`, which the per-frame path should not pay.
+ */
+class LabelledCounter {
+  readonly counter: Counter<string>
+  readonly #children = new Map<string, Counter.Internal>()
+
+  constructor(counter: Counter<string>) {
+    this.counter = counter
+  }
+
+  inc(value: string): void {
+    let child = this.#children.get(value)
+    if (child === undefined) {
+      child = this.counter.labels(value)
+      this.#children.set(value, child)
+    }
+    child.inc()
+  }
+}
+
+/** WebSocket close codes the hub names in `fleetgate_session_closes_total`: CONTRACT §3's, 1011, and what uWS reports for a lost or bare close. */
+const NAMED_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4001, 4003])
+
+/**
+ * The label of a close code: the code itself when the hub names it, else its thousand
+ * (`other_1xxx` .. `other_4xxx`, `other` beyond), since a device chooses its own close code and
+ * one label value per code would let it grow the metric without bound.
+ */
+function closeCodeLabel(code: number): string {
+  if (NAMED_CLOSE_CODES.has(code)) return String(code)
+  return code >= 1000 && code <= 4999 ? `other_${Math.floor(code / 1000)}xxx` : 'other'
+}
+
+/** What the gauges read, when `/metrics` is scraped. */
+export interface MetricsSources {
+  /** Live device sessions. */
+  readonly sessions: () => number
+  /** Bytes held in the spool. */
+  readonly spoolBytes: () => number
+  /** Telemetry frames accepted and not yet committed. */
+  readonly pendingFrames: () => number
+}
+
+/** The hub's figures, in Prometheus form (`GET /metrics`). */
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters {
+  readonly registry = new PromRegistry()
+  readonly sessions: Gauge
+  readonly connects: Counter<'outcome'>
+  readonly authFailures: Counter<'reason'>
+  readonly frames: LabelledCounter
+  readonly naks: LabelledCounter
+  readonly closes: LabelledCounter
+  readonly pendingFrames: Gauge
+  readonly droppedResults: Counter
+  readonly acceptedFrames: Counter
+  readonly readings: Counter
+  readonly acks: Counter
+  readonly shippedPoints: Counter
+  readonly deadLetters: LabelledCounter
+  readonly lostDeadLetters: Counter<'cause'>
+  readonly influxWriteErrors: Counter
+  readonly spoolBytes: Gauge
+  readonly commandsEnded: Counter<'status'>
+  readonly ignoredResults: Counter
+  readonly uncaughtErrors: Counter<'where'>
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'fleetgate_' })
+    this.sessions = new Gauge({
+      name: 'fleetgate_sessions',
+      help: 'Live device sessions',
+      registers,
+      collect() {
+        this.set(sources.sessions())
+      },
+    })
+    this.connects = new Counter({
+      name: 'fleetgate_connects_total',
+      help: 'Device connection attempts by outcome (accepted, unauthorized, throttled)',
+      labelNames: ['outcome'],
+      registers,
+    })
+    this.authFailures = new Counter({
+      name: 'fleetgate_auth_failures_total',
+      help: 'Refused device tokens by reason',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.frames = new LabelledCounter(
+      new Counter({ name: 'fleetgate_frames_total', help: 'Device frames received by type', labelNames: ['type'], registers }),
+    )
+    this.naks = new LabelledCounter(
+      new Counter({ name: 'fleetgate_naks_total', help: 'Frames refused by reason', labelNames: ['reason'], registers }),
+    )
+    this.acceptedFrames = new Counter({ name: 'fleetgate_frames_accepted_total', help: 'Telemetry frames accepted for the spool', registers })
+    this.readings = new Counter({ name: 'fleetgate_readings_total', help: 'Readings accepted for the spool', registers })
+    this.acks = new Counter({ name: 'fleetgate_acks_total', help: 'Cumulative acks sent', registers })
+    this.shippedPoints = new Counter({ name: 'fleetgate_influx_points_total', help: 'Points written to InfluxDB', registers })
+    this.deadLetters = new LabelledCounter(
+      new Counter({
+        name: 'fleetgate_influx_dead_letters_total',
+        help: 'Readings dead-lettered, by reason (influx_refused, line_protocol, undecodable)',
+        labelNames: ['reason'],
+        registers,
+      }),
+    )
+    this.lostDeadLetters = new Counter({
+      name: 'fleetgate_influx_dead_letters_lost_total',
+      help: 'Dead letters counted and not written, by cause (device_budget, too_large, io_error)',
+      labelNames: ['cause'],
+      registers,
+    })
+    this.influxWriteErrors = new Counter({ name: 'fleetgate_influx_write_errors_total', help: 'Failed InfluxDB writes (retried)', registers })
+    this.commandsEnded = new Counter({
+      name: 'fleetgate_commands_total',
+      help: 'Commands that ended, by final status',
+      labelNames: ['status'],
+      registers,
+    })
+    this.ignoredResults = new Counter({
+      name: 'fleetgate_command_results_ignored_total',
+      help: 'Results for unknown, finished or foreign commands',
+      registers,
+    })
+    this.spoolBytes = new Gauge({
+      name: 'fleetgate_spool_bytes',
+      help: 'Bytes held in the durable spool',
+      registers,
+      collect() {
+        this.set(sources.spoolBytes())
+      },
+    })
+    this.uncaughtErrors = new Counter({
+      name: 'fleetgate_uncaught_errors_total',
+      help: 'Exceptions no handler caught, answered by the last-resort guards (where: http, upgrade, ws, process)',
+      labelNames: ['where'],
+      registers,
+    })
+    // Each series exists from the start, so an alert on its increase sees the first error.
+    for (const where of UNCAUGHT_WHERE) this.uncaughtErrors.inc({ where }, 0)
+    this.closes = new LabelledCounter(
+      new Counter({
+        name: 'fleetgate_session_closes_total',
+        help: 'Device sessions ended, by close code (codes the hub does not name grouped as other_1xxx .. other_4xxx, other)',
+        labelNames: ['code'],
+        registers,
+      }),
+    )
+    this.pendingFrames = new Gauge({
+      name: 'fleetgate_ingest_pending_frames',
+      help: 'Telemetry frames accepted and not yet committed (at most 64 per live session)',
+      registers,
+      collect() {
+        this.set(sources.pendingFrames())
+      },
+    })
+    this.droppedResults = new Counter({
+      name: 'fleetgate_command_results_dropped_total',
+      help: 'Command results (res frames) dropped over their session\'s rate',
+      registers,
+    })
+  }
+
+  /** A device session ended with `code`. */
+  closed(code: number): void {
+    this.closes.inc(closeCodeLabel(code))
+  }
+
+  accepted(frames: number, readings: number): void {
+    this.acceptedFrames.inc(frames)
+    this.readings.inc(readings)
+  }
+
+  acked(acks: number): void {
+    this.acks.inc(acks)
+  }
+
+  naked(reason: NakReason): void {
+    this.naks.inc(reason)
+  }
+
+  shipped(points: number): void {
+    this.shippedPoints.inc(points)
+  }
+
+  deadLettered(reason: DeadLetterReason): void {
+    this.deadLetters.inc(reason)
+  }
+
+  deadLettersLost(cause: DeadLetterLoss, entries: number): void {
+    this.lostDeadLetters.inc({ cause }, entries)
+  }
+
+  resultDropped(): void {
+    this.droppedResults.inc()
+  }
+
+  writeFailed(): void {
+    this.influxWriteErrors.inc()
+  }
+
+  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
+  commandEnded(status: CommandStatus): void {
+    this.commandsEnded.inc({ status })
+  }
+
+  resultIgnored(): void {
+    this.ignoredResults.inc()
+  }
+
+  /** Counts one exception caught by a last-resort guard (see transport/uws-guard.ts and main.ts). */
+  uncaught(where: UncaughtWhere): void {
+    this.uncaughtErrors.inc({ where })
+  }
+
+  async snapshot(): Promise<Record<string, number>> {
+    const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
+      (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)
+    const memory = process.memoryUsage()
+    return {
+      connections: await total(this.sessions),
+      frames: await total(this.frames.counter),
+      readings: await total(this.readings),
+      acks: await total(this.acks),
+      naks: await total(this.naks.counter),
+      spool_bytes: await total(this.spoolBytes),
+      influx_points: await total(this.shippedPoints),
+      influx_write_errors: await total(this.influxWriteErrors),
+      influx_dead_letters: await total(this.deadLetters.counter),
+      ...Object.fromEntries(
+        (await this.commandsEnded.get()).values.map((v) => [`commands_${String(v.labels['status'])}`, v.value]),
+      ),
+      rss_bytes: memory.rss,
+      heap_used_bytes: memory.heapUsed,
+    }
+  }
+}

@@ -1,0 +1,149 @@
+// What each concern asks of its persistence. The lmdb implementation (store/lmdb/) is the one in
+// use; a PostgreSQL implementation of the registry, commands, batches and audit follows, behind the
+// same interfaces. What a network store can serve only asynchronously returns a promise; the
+// per-frame path (the token check's device lookup, ingest's spool append) stays synchronous and local.
+import type { AuditEntry, BatchInfo, CommandRecord, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot } from './records.js'
+
+/** A registry listing: devices sorted by id after `after`, each with every tag of `tags`. */
+export interface DeviceQuery {
+  readonly tags: ReadonlyArray<readonly [string, string]>
+  /** The cursor: the last id of the previous page; undefined for the first. */
+  readonly after: string | undefined
+  readonly limit: number
+  /** Narrows further (the session table's online filter); applied before `limit`. */
+  readonly accept?: (id: string) => boolean
+}
+
+/** A listing page: `next` is the cursor for `after`, or null at the end. */
+export interface DevicePage {
+  readonly items: DeviceRecord[]
+  readonly next: string | null
+}
+
+/**
+ * Device records, their last-seen times and the tag index.
+ *
+ * A second implementation must guarantee:
+ * - `get` is synchronous and cheap (the token check calls it on every connect, the shipper on
+ *   every commit): a network store serves it from a local cache that its own writes update before
+ *   their promise resolves and that drops other nodes' changes within a second. It hands out the
+ *   same object for a record until the record changes (the shipper keys its cache on it) and never
+ *   changes a handed-out object.
+ * - `insert` checks and writes each id atomically: of two concurrent inserts of one id, exactly one
+ *   resolves `true`. An inserted device has no last-seen time (a deleted device's is gone with it).
+ * - `update` runs `change` on the record as stored and writes the result in one atomic
+ *   read-modify-write; `change` is pure, so it may run again on a retried transaction.
+ * - `remove` deletes the record, its last-seen time and its tag index entries together.
+ * - every promise resolves once its change is durable, and a read that starts after it sees it.
+ */
+export interface RegistryStore {
+  /** The device, or undefined. */
+  get(id: string): DeviceRecord | undefined
+  /** When the device's last session ended, as `touch` stored it; undefined when it never had one. */
+  lastSeenAt(id: string): Promise<number | undefined>
+  /** Inserts each record whose id is free; `true` per record inserted, `false` where the id exists. */
+  insert(records: readonly DeviceRecord[]): Promise<boolean[]>
+  /** Replaces the record with `change(record)`; undefined when there is no such device. */
+  update(id: string, change: (before: DeviceRecord) => DeviceRecord): Promise<DeviceRecord | undefined>
+  /** Deletes the device; false when there was none. */
+  remove(id: string): Promise<boolean>
+  /** Records when a device's last session ended. Best effort: a lost write only leaves an older time. */
+  touch(id: string, lastSeenAt: number): Promise<void>
+  /** One page of devices sorted by id. */
+  list(query: DeviceQuery): Promise<DevicePage>
+}
+
+/**
+ * Command records and their indexes: a device's commands in creation order, its queue, queued
+ * commands by expiry, sent commands waiting for a result, and the members of each fan-out.
+ *
+ * A second implementation must guarantee:
+ * - `write` changes the record and every index it belongs to as one atomic step, all or nothing,
+ *   durable when the promise resolves. The indexes follow the record as stored (read inside the
+ *   same transaction), not the caller's idea of it, so a change whose write failed is made good by
+ *   the record's next write;
+ * - writes of one command apply in the order they were made (`Commands` writes `queued` and then
+ *   `sent` without waiting in between);
+ * - a read that starts after a write resolved sees it. Reads may miss writes still under way:
+ *   `Commands` overlays the changes it has not seen settle.
+ */
+export interface CommandStore {
+  get(device: string, id: string): Promise<CommandRecord | undefined>
+  /** Writes a record, new or changed, with its indexes in step with its status. */
+  write(after: CommandRecord): Promise<void>
+  /** A device's queued commands, oldest first. */
+  queued(device: string): Promise<CommandRecord[]>
+  /** How many commands each device has queued (read once at start). */
+  queuedCounts(): Promise<Map<string, number>>
+  /** Queued commands whose TTL ended at or before `now` (Unix ms), at most `limit`. */
+  expiredBy(now: number, limit: number): Promise<CommandRecord[]>
+  /** Every sent command waiting for its result (read once at start, to re-arm their timeouts). */
+  sent(): Promise<CommandRecord[]>
+  /** A device's commands, newest first, those `accept` takes (default all), at most `limit`. */
+  list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]>
+  /** The commands of a fan-out. */
+  inBatch(batch: string): Promise<CommandRecord[]>
+}
+
+/**
+ * Fan-outs as recorded when they start (their commands are in the CommandStore).
+ * A second implementation must guarantee: `create` is durable when it resolves, and a `get` that
+ * starts after it, on any node, finds the batch.
+ */
+export interface BatchStore {
+  create(info: BatchInfo): Promise<void>
+  get(batch: string): Promise<BatchInfo | undefined>
+}
+
+/**
+ * The append-only audit log.
+ * A second implementation must guarantee: `append` gives the entry a `seq` greater than that of
+ * every entry appended before it (across nodes: a database sequence), durable when it resolves;
+ * `list` returns entries in `seq` order; entries are never changed or removed.
+ */
+export interface AuditStore {
+  append(entry: Omit<AuditEntry, 'seq'>): Promise<AuditEntry>
+  /** Entries with a seq above `after`, oldest first, at most `limit`. */
+  list(after: number, limit: number): Promise<AuditEntry[]>
+}
+
+/**
+ * The durable telemetry spool: an append-only log of accepted frames, keyed by a sequence number,
+ * with its byte total. It is on the per-frame path, so it is always local to the node (lmdb):
+ * ingest appends without waiting per frame and reads its size synchronously.
+ *
+ * An implementation must guarantee:
+ * - `append` stores its entries in one atomic step and resolves, with the seq of the first (the
+ *   others follow one by one), only once they survive a kill of the process: that is when the
+ *   device gets its ack (CONTRACT §3). A failed append stores nothing and leaves its seqs unused.
+ * - the byte total is exact after a crash (kept with the data, in the same transactions);
+ * - `read` yields entries in seq order; `trim` removes entries for good and frees their bytes.
+ */
+export interface SpoolStore {
+  /** The seq the next appended entry gets. */
+  readonly nextSeq: number
+  /** Bytes held, committed or in an append under way. */
+  readonly bytes: number
+  /** Entries held. */
+  readonly entries: number
+  /** The bytes `entry` takes in the spool, as `bytes` and the quota count it. */
+  sizeOf(entry: SpoolEntry): number
+  append(entries: readonly SpoolEntry[]): Promise<number>
+  /** Entries after seq `after` and, when `before` is given, below it; oldest first, read as the caller walks. */
+  read(after: number, before?: number): Iterable<SpooledEntry>
+  /** Removes entries that have been shipped. */
+  trim(shipped: readonly SpoolSlot[]): Promise<void>
+}
+
+/** Every store the hub uses, opened together from one place (one lmdb environment today). */
+export interface HubStores {
+  readonly registry: RegistryStore
+  readonly commands: CommandStore
+  readonly batches: BatchStore
+  readonly audit: AuditStore
+  readonly spool: SpoolStore
+  /** Whether the storage answers a read (for `/readyz`). */
+  healthy(): boolean
+  /** Closes the storage once every write under way has settled. */
+  close(): Promise<void>
+}

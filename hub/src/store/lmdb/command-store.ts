@@ -1,0 +1,132 @@
+import type { Database, RootDatabase } from 'lmdb'
+import type { CommandStore } from '../interfaces.js'
+import type { CommandRecord, CommandStatus } from '../records.js'
+import { database } from './environment.js'
+
+/** The highest key component lmdb orders after every timestamp and id we store. */
+const END = '\uffff'
+
+/**
+ * Command records and their indexes in lmdb, one named database each. Every change goes through
+ * `write`, which keeps the indexes in step with the record's status in the same transaction.
+ * Reads are synchronous lmdb reads (the memory map), handed out as settled promises.
+ */
+export class LmdbCommandStore implements CommandStore {
+  readonly #root: RootDatabase
+  /** [device, command id] -> command record */
+  readonly #commands: Database<CommandRecord, [string, string]>
+  /** [device, createdAt, command id] -> null: a device's commands in creation order */
+  readonly #order: Database<null, [string, number, string]>
+  /** [device, createdAt, command id] -> null: the commands waiting for their device */
+  readonly #queue: Database<null, [string, number, string]>
+  /** [expiresAt, device, command id] -> null: queued commands by when they expire */
+  readonly #expiry: Database<null, [number, string, string]>
+  /** [device, command id] -> deadline (Unix ms): sent commands waiting for their result */
+  readonly #sent: Database<number, [string, string]>
+  /** [batch, device] -> command id: the members of a fan-out */
+  readonly #batches: Database<string, [string, string]>
+
+  constructor(root: RootDatabase) {
+    this.#root = root
+    this.#commands = database<CommandRecord, [string, string]>(root, 'commands')
+    this.#order = database<null, [string, number, string]>(root, 'command-order')
+    this.#queue = database<null, [string, number, string]>(root, 'command-queue')
+    this.#expiry = database<null, [number, string, string]>(root, 'command-expiry')
+    this.#sent = database<number, [string, string]>(root, 'command-sent')
+    this.#batches = database<string, [string, string]>(root, 'command-batches')
+  }
+
+  get(device: string, id: string): Promise<CommandRecord | undefined> {
+    return Promise.resolve(this.#get(device, id))
+  }
+
+  /**
+   * One child transaction: a write that fails half-way (lmdb-js commits whatever a plain
+   * `transaction` callback did before it threw) leaves nothing behind.
+   */
+  write(after: CommandRecord): Promise<void> {
+    const commands = this.#commands
+    return this.#root.childTransaction(() => {
+      const before = commands.get([after.device, after.id])
+      const was = (status: CommandStatus): boolean => before?.status === status
+      commands.put([after.device, after.id], after)
+      if (before === undefined) {
+        this.#order.put([after.device, after.createdAt, after.id], null)
+        if (after.batch !== undefined) this.#batches.put([after.batch, after.device], after.id)
+      }
+      if (was('queued') !== (after.status === 'queued')) {
+        const queueKey: [string, number, string] = [after.device, after.createdAt, after.id]
+        const expiryKey: [number, string, string] | undefined =
+          after.expiresAt === undefined ? undefined : [after.expiresAt, after.device, after.id]
+        if (after.status === 'queued') {
+          this.#queue.put(queueKey, null)
+          if (expiryKey !== undefined) this.#expiry.put(expiryKey, null)
+        } else {
+          this.#queue.remove(queueKey)
+          if (expiryKey !== undefined) this.#expiry.remove(expiryKey)
+        }
+      }
+      if (was('sent') !== (after.status === 'sent')) {
+        if (after.status === 'sent') this.#sent.put([after.device, after.id], (after.sentAt ?? after.createdAt) + after.timeoutMs)
+        else this.#sent.remove([after.device, after.id])
+      }
+    })
+  }
+
+  queued(device: string): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const [, , id] of this.#queue.getKeys({ start: [device], end: [device, Number.MAX_SAFE_INTEGER, END] })) {
+      const record = this.#get(device, id)
+      if (record !== undefined) records.push(record)
+    }
+    return Promise.resolve(records)
+  }
+
+  queuedCounts(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>()
+    for (const [device] of this.#queue.getKeys()) counts.set(device, (counts.get(device) ?? 0) + 1)
+    return Promise.resolve(counts)
+  }
+
+  expiredBy(now: number, limit: number): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const [, device, id] of this.#expiry.getKeys({ end: [now, END, END], limit })) {
+      const record = this.#get(device, id)
+      if (record !== undefined) records.push(record)
+    }
+    return Promise.resolve(records)
+  }
+
+  sent(): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const [device, id] of this.#sent.getKeys()) {
+      const record = this.#get(device, id)
+      if (record !== undefined) records.push(record)
+    }
+    return Promise.resolve(records)
+  }
+
+  list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const [, , id] of this.#order.getKeys({ start: [device, Number.MAX_SAFE_INTEGER, END], end: [device], reverse: true })) {
+      const record = this.#get(device, id)
+      if (record === undefined || (accept !== undefined && !accept(record))) continue
+      records.push(record)
+      if (records.length >= limit) break
+    }
+    return Promise.resolve(records)
+  }
+
+  inBatch(batch: string): Promise<CommandRecord[]> {
+    const records: CommandRecord[] = []
+    for (const { key, value } of this.#batches.getRange({ start: [batch], end: [batch, END] })) {
+      const record = this.#get(key[1], value)
+      if (record !== undefined) records.push(record)
+    }
+    return Promise.resolve(records)
+  }
+
+  #get(device: string, id: string): CommandRecord | undefined {
+    return this.#commands.get([device, id])
+  }
+}

@@ -1,0 +1,28 @@
+import type { HubStores } from '../interfaces.js'
+import { LmdbAuditStore } from './audit-store.js'
+import { LmdbBatchStore } from './batch-store.js'
+import { LmdbCommandStore } from './command-store.js'
+import { answers, openEnvironment } from './environment.js'
+import { LmdbRegistryStore } from './registry-store.js'
+import { LmdbSpoolStore } from './spool-store.js'
+import { readAtStart } from './store-check.js'
+
+/**
+ * Opens (creating when missing) every store of the hub in one lmdb environment in
+ * `dataDir/store`: one node's embedded storage.
+ * @throws HubError `HUB_ERR_STORE` when the environment cannot be opened.
+ */
+export function openLmdbStores(dataDir: string): HubStores {
+  const root = openEnvironment(dataDir)
+  // Stores that read stored state when they open: a value that does not decode is damage, said as such.
+  const loaded = <T>(what: string, read: () => T): T => readAtStart(dataDir, what, read)
+  return {
+    registry: new LmdbRegistryStore(root),
+    commands: new LmdbCommandStore(root),
+    batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
+    audit: loaded('the audit log', () => new LmdbAuditStore(root)),
+    spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
+    healthy: () => answers(root),
+    close: () => root.close(),
+  }
+}

@@ -1,0 +1,95 @@
+// The records the hub persists, as every store implementation reads and writes them. Times are
+// Unix milliseconds. Records are never changed in place: a change writes a new object.
+import type { JsonValue, KeyType, Tags } from '@fleetgate/device-sdk'
+
+/** What the hub keeps to verify a device: the HMAC key itself, or the Ed25519 public key (raw, base64url). */
+export interface DeviceKey {
+  readonly type: KeyType
+  readonly material: string
+}
+
+/** A device as the registry keeps it. */
+export interface DeviceRecord {
+  readonly id: string
+  readonly key: DeviceKey
+  /** The key before the last rotation, accepted until `until` (ms) for the rotation's grace period. */
+  readonly previousKey?: DeviceKey & { readonly until: number }
+  readonly tags: Tags
+  readonly disabled: boolean
+  readonly createdAt: number
+  /**
+   * When its last session ended, in records written before last-seen times were kept apart (see
+   * RegistryStore.touch); read it through Registry.lastSeenAt. Live sessions are tracked by the session table.
+   */
+  readonly lastSeenAt?: number
+}
+
+/** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
+export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeout', 'expired'] as const
+/** One of COMMAND_STATUSES. */
+export type CommandStatus = (typeof COMMAND_STATUSES)[number]
+
+/** A command as the store keeps it. */
+export interface CommandRecord {
+  readonly id: string
+  readonly device: string
+  readonly name: string
+  readonly params?: JsonValue
+  readonly status: CommandStatus
+  readonly createdAt: number
+  readonly sentAt?: number
+  readonly completedAt?: number
+  /** Until when a queued command may still be delivered (`createdAt + ttlMs`); absent for ttl 0. */
+  readonly expiresAt?: number
+  /** How long a sent command waits for its result, in ms. */
+  readonly timeoutMs: number
+  readonly result?: JsonValue
+  readonly error?: string
+  /** The fan-out this command belongs to. */
+  readonly batch?: string
+  /** Who asked (the operator token's name). */
+  readonly actor: string
+}
+
+/** A fan-out as recorded when it starts (CONTRACT §4); its counts come from its commands. */
+export interface BatchInfo {
+  readonly batch: string
+  /** The command name sent to every target. */
+  readonly name: string
+  /** Devices the targets resolved to. */
+  readonly targeted: number
+  readonly createdAt: number
+}
+
+/** One audit entry (CONTRACT §4): who did what to which target, when, and how it ended. */
+export interface AuditEntry {
+  /** Position in the log: increasing in append order, never reused. */
+  readonly seq: number
+  readonly at: number
+  /** The operator token's name (`admin`, a tokens-file name, `uplink`). */
+  readonly actor: string
+  /** e.g. `device.create`, `device.key_rotate`, `device.disconnect`, `command.create`. */
+  readonly action: string
+  /** The device id, `deviceId/commandId`, or a batch id. */
+  readonly target: string
+  /** `ok`, or what happened instead (`exists`, `device_offline`, `queued`, ...). */
+  readonly outcome: string
+}
+
+/** One accepted telemetry frame, as the spool keeps it. */
+export interface SpoolEntry {
+  readonly deviceId: string
+  /** The hub's receive time: the `ts` of a `tm` reading that has none. */
+  readonly receivedAt: number
+  /** The frame exactly as the device sent it (one CBOR data item), already validated once. */
+  readonly frame: Uint8Array
+}
+
+/** Where an entry sits in the spool and the bytes it takes there: what `trim` needs. */
+export interface SpoolSlot {
+  readonly seq: number
+  readonly bytes: number
+}
+
+/** A stored entry with its place in the spool. */
+export interface SpooledEntry extends SpoolEntry, SpoolSlot {}

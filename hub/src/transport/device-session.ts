@@ -1,0 +1,55 @@
+import { encodeFrame, type HubFrame } from '@fleetgate/device-sdk/wire'
+import type { WebSocket } from 'uWebSockets.js'
+import type { IngestPeer, IngestState } from '../telemetry/index.js'
+
+/** uWS `send` result: the message was dropped because of the backpressure limit. */
+const SEND_DROPPED = 2
+
+/** The uWS socket's user data. */
+export interface SocketData {
+  readonly session: DeviceSession
+}
+
+/**
+ * One device session over a uWS WebSocket: the Peer that ingest, commands and the session table
+ * work on. It exists from the accepted upgrade; `socket` is set when the WebSocket opens and must
+ * not be touched once `closed` (uWS forbids it).
+ */
+export class DeviceSession implements IngestPeer {
+  readonly deviceId: string
+  readonly connectedAt: number
+  lastSeenAt: number
+  closed = false
+  socket: WebSocket<SocketData> | undefined
+  readonly ingest: IngestState
+
+  constructor(deviceId: string, connectedAt: number, ingest: IngestState) {
+    this.deviceId = deviceId
+    this.connectedAt = connectedAt
+    this.lastSeenAt = connectedAt
+    this.ingest = ingest
+  }
+
+  isOpen(): boolean {
+    return !this.closed && this.socket !== undefined
+  }
+
+  /**
+   * Sends one frame, corked (a send from a promise continuation is outside uWS's own cork).
+   * False when the frame was not written: the session is closed, or uWS dropped it for backpressure.
+   */
+  send(frame: HubFrame): boolean {
+    const socket = this.socket
+    if (socket === undefined || this.closed) return false
+    const bytes = encodeFrame(frame)
+    let status = SEND_DROPPED
+    socket.cork(() => {
+      status = socket.send(bytes, true)
+    })
+    return status !== SEND_DROPPED
+  }
+
+  close(code: number, reason: string): void {
+    if (this.isOpen()) this.socket?.end(code, reason)
+  }
+}
