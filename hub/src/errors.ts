@@ -4,6 +4,8 @@ export type HubErrorCode =
   | 'HUB_ERR_UWS_FALLBACK'
   | 'HUB_ERR_LISTEN'
   | 'HUB_ERR_STORE'
+  /** The shared store (PostgreSQL) cannot be reached now; the call may be retried (REST answers 503 `not_ready`). */
+  | 'HUB_ERR_STORE_UNAVAILABLE'
   | 'HUB_ERR_STORE_DAMAGED'
   | 'HUB_ERR_BACKUP'
   | 'HUB_ERR_TOKENS_FILE'
@@ -20,4 +22,12 @@ export class HubError extends Error {
   ) {
     super(message, options)
   }
+}
+
+/** Whether `err`, or an error in its chain of causes, is a HubError with `code`. */
+export function hasCode(err: unknown, code: HubErrorCode): boolean {
+  for (let at: unknown = err, depth = 0; at instanceof Error && depth < 16; at = at.cause, depth++) {
+    if (at instanceof HubError && at.code === code) return true
+  }
+  return false
 }
