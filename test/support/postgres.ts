@@ -26,6 +26,8 @@ export interface Postgres {
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[], database?: string): Promise<Row[]>
   /** Fast shutdown (every session is cut), keeping the data for `start`. Idempotent. */
   halt(): Promise<void>
+  /** Immediate shutdown (SIGQUIT: no checkpoint, as a crash), keeping the data: `start` recovers from the WAL. */
+  crash(): Promise<void>
   /** Starts a halted server again on the same port and data. */
   start(): Promise<void>
   /** Halts the server and removes its temp dir. Idempotent; also run after the test file. */
@@ -190,8 +192,8 @@ export async function startPostgres(): Promise<Postgres> {
     watchdog = dog
   }
 
-  /** SIGINT is PostgreSQL's fast shutdown; runuser exits once the postmaster has. */
-  const halt = async (): Promise<void> => {
+  /** SIGINT is PostgreSQL's fast shutdown, SIGQUIT its immediate one; runuser exits once the postmaster has. */
+  const halt = async (first: NodeJS.Signals = 'SIGINT'): Promise<void> => {
     const proc = child
     const pid = postmaster
     child = undefined
@@ -206,7 +208,7 @@ export async function startPostgres(): Promise<Postgres> {
         // already gone
       }
     }
-    signal('SIGINT')
+    signal(first)
     const timer = setTimeout(() => signal('SIGQUIT'), HALT_GRACE_MS)
     await exited
     clearTimeout(timer)
@@ -233,7 +235,8 @@ export async function startPostgres(): Promise<Postgres> {
       return urlOf(name)
     },
     query,
-    halt,
+    halt: () => halt(),
+    crash: () => halt('SIGQUIT'),
     async start() {
       if (stopped) throw new Error('postgres was stopped')
       if (child === undefined) await launch()
