@@ -71,9 +71,10 @@ const INSERT_TAGS = 'INSERT INTO device_tags (name, value, device) SELECT * FROM
  * record cached in this process so that `get` stays synchronous on the connect path.
  *
  * The cache holds every device, loaded when the store opens, so a miss means "no such device"
- * and never waits (about 380 bytes of heap per device, 36 MiB at 100,000: test/bench/postgres-stores.ts measures it). Each
- * record carries a version drawn while its row is locked, so a device's versions rise in commit
- * order, and the cache only ever takes a higher version than it holds:
+ * and never waits: about 380 bytes of heap per device, 36 MiB at 100,000
+ * (hub/test/bench/postgres-stores.ts measures it). Each record carries a version drawn while its row
+ * is locked, so a device's versions rise in commit order, and the cache only ever takes a higher
+ * version than it holds:
  * - this node's writes put their result in the cache after they commit, before they resolve;
  * - every write notifies `fleetgate_registry` in its transaction; the listener reads the notified
  *   devices back (one query per burst, on its own connection, so answers come in order) and

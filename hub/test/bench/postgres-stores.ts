@@ -3,18 +3,19 @@
 // lmdb (the token check reads the cache either way), and the command round trip (create with
 // `wait: true`, delivery, the device's result) on both. Prints numbers; asserts nothing.
 //
-//   node --expose-gc --import tsx test/bench/postgres-stores.ts [devices=100000] [storm=2000] [roundTrips=300]
+//   node --expose-gc --import tsx hub/test/bench/postgres-stores.ts [devices=100000] [storm=2000] [roundTrips=300]
 //
 // Everything shares this machine: PostgreSQL, Mosquitto, the hub and this client. Figures from a
 // busy machine are noise; compare the two backends of one run, not runs with each other.
-import { createLogger } from '@fleetgate/hub'
-import { migrate, openLmdbSpool, openPostgresStores, type DeviceRecord, type HubStores } from '../../hub/src/store/index.js'
-import { api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from '../support/hub.js'
-import { startMosquitto } from '../support/mosquitto.js'
-import { startPostgres, type Postgres } from '../support/postgres.js'
-import { stopAll } from '../support/service.js'
-import { connectDevice, type RawDevice } from '../support/ws.js'
-import { provisionBulk, type DeviceCreds } from './load.js'
+// It lives in the hub's tests because it opens the hub's stores directly.
+import { createLogger } from '../../src/index.js'
+import { migrate, openLmdbSpool, openPostgresStores, type DeviceRecord } from '../../src/store/index.js'
+import { provisionBulk, type DeviceCreds } from '../../../test/bench/load.js'
+import { api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from '../../../test/support/hub.js'
+import { startMosquitto } from '../../../test/support/mosquitto.js'
+import { startPostgres, type Postgres } from '../../../test/support/postgres.js'
+import { stopAll } from '../../../test/support/service.js'
+import { connectDevice, type RawDevice } from '../../../test/support/ws.js'
 
 const [DEVICES = 100_000, STORM = 2000, ROUND_TRIPS = 300] = process.argv.slice(2).map(Number)
 const STORM_CONCURRENCY = 256
