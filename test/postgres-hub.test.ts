@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { api, HubProcesses, startTestHub, testEnv, type TestHub } from './support/hub.js'
+import { api, HUB_MAIN, HubProcesses, startTestHub, testEnv, type TestHub } from './support/hub.js'
 import { startMosquitto, type Mosquitto } from './support/mosquitto.js'
+import { freePort } from './support/ports.js'
 import { startPostgres, type Postgres } from './support/postgres.js'
 import { eventually } from './support/telemetry.js'
 import { connectDevice, OpenDevices } from './support/ws.js'
@@ -55,6 +57,20 @@ describe('the hub on PostgreSQL', () => {
     devices.track(ws)
     expect(await ws.next()).toMatchObject({ t: 'hello' })
     expect((await api(two.base, 'GET', '/api/v1/audit?limit=10')).body.items).toEqual([expect.objectContaining({ action: 'device.create', target: 'roamer', outcome: 'ok' })])
+  })
+
+  it('exits 1 at once, saying so, when PostgreSQL cannot be reached at start', async () => {
+    const nobody = await freePort()
+    const started = Date.now()
+    const result = spawnSync(process.execPath, [HUB_MAIN], {
+      env: { PATH: process.env['PATH'] ?? '', ...testEnv(processes.dir(), clusterEnv(`postgres://fleet:s3cret@127.0.0.1:${nobody}/fleet`, 'lonely')) },
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
+    expect(result.status).toBe(1)
+    expect(result.stderr).toContain(`HUB_ERR_STORE_UNAVAILABLE: connecting to migrate the schema: PostgreSQL is unreachable (connect ECONNREFUSED 127.0.0.1:${nobody})`)
+    expect(result.stderr).not.toContain('s3cret')
+    expect(Date.now() - started).toBeLessThan(5000)
   })
 
   it('answers REST writes 503 while PostgreSQL restarts, keeps acknowledging telemetry, and recovers without a restart', async () => {
