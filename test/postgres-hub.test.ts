@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { api, HUB_MAIN, HubProcesses, startTestHub, testEnv, type TestHub } from './support/hub.js'
 import { startMosquitto, type Mosquitto } from './support/mosquitto.js'
-import { freePort } from './support/ports.js'
 import { startPostgres, type Postgres } from './support/postgres.js'
 import { eventually } from './support/telemetry.js'
 import { connectDevice, OpenDevices } from './support/ws.js'
@@ -60,7 +59,8 @@ describe('the hub on PostgreSQL', () => {
   })
 
   it('exits 1 at once, saying so, when PostgreSQL cannot be reached at start', async () => {
-    const nobody = await freePort()
+    // Port 2 on loopback: nothing listens there, and no other test can take it meanwhile.
+    const nobody = 2
     const started = Date.now()
     const result = spawnSync(process.execPath, [HUB_MAIN], {
       env: { PATH: process.env['PATH'] ?? '', ...testEnv(processes.dir(), clusterEnv(`postgres://fleet:s3cret@127.0.0.1:${nobody}/fleet`, 'lonely')) },
