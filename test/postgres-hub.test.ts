@@ -48,8 +48,9 @@ describe('the hub on PostgreSQL', () => {
 
     const created = await api(one.base, 'POST', '/api/v1/devices', { id: 'roamer', tags: { site: 'north' } })
     expect(created.status).toBe(201)
-    expect((await api(two.base, 'GET', '/api/v1/devices/roamer')).body).toMatchObject({ id: 'roamer', tags: { site: 'north' }, disabled: false })
-    // The other node's token check finds the device in its cache (within a second of the create).
+    // The other node serves the device from its cache, which takes the create within a second.
+    const seen = await eventually(() => api(two.base, 'GET', '/api/v1/devices/roamer'), (reply) => reply.status === 200, 1000)
+    expect(seen.body).toMatchObject({ id: 'roamer', tags: { site: 'north' }, disabled: false })
     const credentials = { deviceId: 'roamer', keyType: 'hmac' as const, key: created.body.key as string }
     const ws = await eventually(() => connectDevice(two.wsUrl, credentials).catch(() => undefined), (opened) => opened !== undefined, 1000)
     if (ws === undefined) throw new Error('the device did not connect to the other node')
@@ -61,7 +62,7 @@ describe('the hub on PostgreSQL', () => {
   it('exits 1 at once, saying so, when PostgreSQL cannot be reached at start', async () => {
     // Port 2 on loopback: nothing listens there, and no other test can take it meanwhile.
     const nobody = 2
-    const started = Date.now()
+    // Killed after 10 s: a hub that retried instead of exiting would end with no status.
     const result = spawnSync(process.execPath, [HUB_MAIN], {
       env: { PATH: process.env['PATH'] ?? '', ...testEnv(processes.dir(), clusterEnv(`postgres://fleet:s3cret@127.0.0.1:${nobody}/fleet`, 'lonely')) },
       encoding: 'utf8',
@@ -70,7 +71,6 @@ describe('the hub on PostgreSQL', () => {
     expect(result.status).toBe(1)
     expect(result.stderr).toContain(`HUB_ERR_STORE_UNAVAILABLE: connecting to migrate the schema: PostgreSQL is unreachable (connect ECONNREFUSED 127.0.0.1:${nobody})`)
     expect(result.stderr).not.toContain('s3cret')
-    expect(Date.now() - started).toBeLessThan(5000)
   })
 
   it('answers REST writes 503 while PostgreSQL restarts, keeps acknowledging telemetry, and recovers without a restart', async () => {

@@ -46,7 +46,7 @@ describe('PostgreSQL schema migration', () => {
 describe('PostgreSQL stores', () => {
   it("reads what changed while another node's listener was away when it reconnects, before it counts as healthy", async () => {
     const opened = await backend.open()
-    const peer = await opened.peer({ reconnectMinMs: 600, reconnectMaxMs: 600 })
+    const peer = await opened.peer({ reconnectMinMs: 1500, reconnectMaxMs: 1500 })
     await opened.stores.registry.insert([device('kept'), device('gone')])
     await within(1000, () => peer.registry.get('gone'), (record) => record !== undefined)
     // The peer's listener is the newest one; cut it, then change devices while it is away, so that their notifications are lost to it.
@@ -59,7 +59,7 @@ describe('PostgreSQL stores', () => {
     await opened.stores.registry.remove('gone')
     expect(await within(500, () => postgresUp(peer), (up) => up === false)).toBe(false)
     expect(peer.registry.get('new')).toBeUndefined()
-    expect(await within(3000, () => postgresUp(peer), (up) => up === true)).toBe(true)
+    expect(await within(5000, () => postgresUp(peer), (up) => up === true)).toBe(true)
     // Healthy again means caught up: nothing more to wait for.
     expect(peer.registry.get('new')).toEqual(device('new'))
     expect(peer.registry.get('kept')?.disabled).toBe(true)

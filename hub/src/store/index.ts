@@ -5,12 +5,10 @@ export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, Hub
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
   migrate,
-  MIGRATION_LOCK_KEY,
   openPostgresStores,
   POSTGRES_DEFAULTS,
   readMigrations,
   REGISTRY_CHANNEL,
-  SCHEMA,
   type PostgresStoresOptions,
   type PostgresTuning,
 } from './pg/index.js'

@@ -9,8 +9,8 @@ import { migrate } from './migrate.js'
 import { clientConfig, openPool, postgresTuning, type Db, type PostgresTuning } from './pool.js'
 import { PgRegistryStore } from './registry-store.js'
 
-export { MIGRATION_LOCK_KEY, migrate, MIGRATIONS_DIR, readMigrations, type Migration, type MigrationOutcome } from './migrate.js'
-export { POSTGRES_DEFAULTS, SCHEMA, type PostgresTuning } from './pool.js'
+export { migrate, readMigrations, type Migration, type MigrationOutcome } from './migrate.js'
+export { POSTGRES_DEFAULTS, type PostgresTuning } from './pool.js'
 export { REGISTRY_CHANNEL } from './registry-store.js'
 
 /** Where the shared stores live and who this node is. */

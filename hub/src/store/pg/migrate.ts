@@ -10,7 +10,7 @@ import { SCHEMA, storeError } from './pool.js'
  * The versioned SQL files, shipped with the package beside `src/` and `dist/` (`hub/sql/`), found
  * from this module wherever it runs: both trees have the same depth.
  */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../sql/', import.meta.url))
+const MIGRATIONS_DIR = fileURLToPath(new URL('../../../sql/', import.meta.url))
 
 /** `NNNN_what.sql`: applied in the order of NNNN, each once. */
 const MIGRATION_FILE = /^(\d{4})_[a-z0-9_]+\.sql$/
@@ -19,7 +19,7 @@ const MIGRATION_FILE = /^(\d{4})_[a-z0-9_]+\.sql$/
  * The key of the session advisory lock that migrations take (`pg_advisory_lock`): "FleetgateMigr"
  * would not fit in a bigint, so it is the first 8 bytes of its SHA-256.
  */
-export const MIGRATION_LOCK_KEY = createHash('sha256').update('fleetgate.migrate').digest().readBigInt64BE(0).toString()
+const MIGRATION_LOCK_KEY = createHash('sha256').update('fleetgate.migrate').digest().readBigInt64BE(0).toString()
 
 /** One migration as shipped. */
 export interface Migration {

@@ -110,13 +110,6 @@ export class PgRegistryStore implements RegistryStore {
     this.#sweep.unref()
   }
 
-  /** Devices in the cache. */
-  get size(): number {
-    let n = 0
-    for (const entry of this.#entries.values()) if (entry.record !== undefined) n++
-    return n
-  }
-
   /** Synchronous: every device is in the cache. */
   get(id: string): DeviceRecord | undefined {
     return this.#entries.get(id)?.record
