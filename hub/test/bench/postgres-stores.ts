@@ -136,9 +136,11 @@ async function main(): Promise<void> {
   const broker = await startMosquitto()
   try {
     await cacheMemory(pg, DEVICES)
-    await hubFigures('lmdb      ', {})
+    // Both hubs bridge to the same broker (cluster mode needs it): only the store differs.
+    const mqtt = { FLEETGATE_MQTT_PORT: '0', FLEETGATE_MQTT_UPLINK: broker.url }
+    await hubFigures('lmdb      ', mqtt)
     const url = await pg.createDatabase({ name: 'hub' })
-    await hubFigures('PostgreSQL', { FLEETGATE_POSTGRES_URL: url, FLEETGATE_NODE_ID: 'bench', FLEETGATE_MQTT_PORT: '0', FLEETGATE_MQTT_UPLINK: broker.url })
+    await hubFigures('PostgreSQL', { ...mqtt, FLEETGATE_POSTGRES_URL: url, FLEETGATE_NODE_ID: 'bench' })
   } finally {
     await stopAll()
     for (const dir of dirs) dir.cleanup()
