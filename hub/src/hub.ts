@@ -200,7 +200,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
-  registerConsoleRoutes(app, log)
+  registerConsoleRoutes(guarded, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)

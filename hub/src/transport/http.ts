@@ -89,7 +89,7 @@ function writeReply(exchange: Exchange, reply: Reply, closeConnection = false): 
       : reply.text !== undefined
         ? { contentType: reply.text.contentType, text: reply.text.body }
         : { contentType: 'application/json', text: JSON.stringify(reply.body ?? {}) }
-  exchange.reply(status, body, closeConnection)
+  exchange.reply(status, body, { closeConnection })
 }
 
 /** Request text echoed in a message, cut to {@link MAX_ECHO_CHARS}. */

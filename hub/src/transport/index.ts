@@ -4,4 +4,4 @@ export { mountDeviceEndpoint, type DeviceEndpointOptions } from './device-endpoi
 export { apiError, invalid, Router, type ApiErrorCode, type Handler, type Reply, type RequestContext, type RouteOptions } from './http.js'
 export { startMqtt, type MqttHooks, type MqttListener, type MqttListenerOptions } from './mqtt.js'
 export { loadNativeUws, type UwsModule } from './uws.js'
-export { GuardedApp, type UncaughtSink } from './uws-guard.js'
+export { GuardedApp, type Exchange, type UncaughtSink } from './uws-guard.js'
