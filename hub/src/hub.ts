@@ -14,7 +14,7 @@ import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores, readAtStartAsync } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
-import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
+import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type DeviceEndpointTuning, type MqttListener, type UncaughtSink } from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -49,6 +49,8 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
+  readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
 }
 
 /** A running hub. */
@@ -186,6 +188,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
     clock,
+    ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })

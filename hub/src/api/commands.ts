@@ -34,10 +34,13 @@ function limitOf(text: string | null): number | undefined {
 export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): void {
   const { commands, batches, audit } = deps
 
-  /** 200 with the final record, or 504 when it timed out (CONTRACT §4, `wait: true`). */
+  /**
+   * 200 with the final record, or 504 when the wait ended without a result (CONTRACT §4, `wait:
+   * true`): `timeout`, or `expired` for a held command its device's connection never took.
+   */
   const waited = async (record: CommandRecord): Promise<Reply> => {
     const done = await commands.final(record)
-    return { status: done.status === 'timeout' ? 504 : 200, body: commandView(done) }
+    return { status: done.status === 'timeout' || done.status === 'expired' ? 504 : 200, body: commandView(done) }
   }
 
   router.route('post', '/api/v1/devices/:id/commands', { scope: 'operator', body: 'required' }, async ({ params, body, operator }) => {
@@ -65,6 +68,8 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
       case 'created':
         if (outcome.record.status === 'sent' && wait.value) return waited(outcome.record)
         return { status: 202, body: commandView(outcome.record) }
+      case 'held':
+        return wait.value ? waited(outcome.record) : { status: 202, body: commandView(outcome.record) }
     }
   })
 
