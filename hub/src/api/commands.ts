@@ -18,10 +18,12 @@ export interface CommandsApiDeps {
   readonly audit: AuditLog
 }
 
-const MAX_LIST = 1000
-const DEFAULT_LIST = 100
+/** Largest `limit` of a command or audit listing: 1,000. */
+export const MAX_LIST = 1000
+/** `limit` of a command or audit listing when not given: 100. */
+export const DEFAULT_LIST = 100
 /** CONTRACT §4: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
-const MAX_TARGET_IDS = 10_000
+export const MAX_TARGET_IDS = 10_000
 
 
 function limitOf(text: string | null): number | undefined {
