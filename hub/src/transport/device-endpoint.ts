@@ -1,5 +1,5 @@
 import type { Clock } from '@fleetgate/device-sdk'
-import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk/wire'
+import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS, type ErrorFrameCode } from '@fleetgate/device-sdk/wire'
 import type { HttpRequest, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/index.js'
 import type { Commands } from '../commands/index.js'
@@ -98,7 +98,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
   }
 
   // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
-  const protocolClose = (session: DeviceSession, code: number, e: string, msg: string): void => {
+  const protocolClose = (session: DeviceSession, code: number, e: ErrorFrameCode, msg: string): void => {
     session.send({ t: 'err', e, msg })
     session.close(code, msg)
   }
