@@ -54,7 +54,7 @@ describe('a device that stops reading its connection (issue 11, item 8)', () => 
     return { cmds, acks }
   }
 
-  it('writes on drain, in creation order, the commands it could not write, and the ack it could not write', async () => {
+  it('writes on drain, in creation order, the commands it could not write; the ack made meanwhile reaches the device too', async () => {
     const ws = await devices.connect(hub.wsUrl, await hub.provision('slow-1'))
     ws.pauseReading()
     const ids = await fill('slow-1')
@@ -64,7 +64,9 @@ describe('a device that stops reading its connection (issue 11, item 8)', () => 
       expect([status, body.status]).toEqual([202, 'queued'])
       ids.push(body.id)
     }
-    // The ack of this frame cannot be written now, and no later frame will come to carry a later ack.
+    // Its ack is made while the connection is full (whether uWS takes it depends on what the kernel
+    // has absorbed meanwhile; hub/test/ingest.test.ts drives a refused ack exactly). No later frame
+    // comes to carry a later ack.
     ws.send({ t: 'tm', s: 1, ts: Date.now(), m: { v: 1 } })
     await eventually(() => hubMetric(hub.base, 'fleetgate_acks_total'), (acks) => acks === 1)
     ws.resumeReading()
@@ -81,7 +83,8 @@ describe('a device that stops reading its connection (issue 11, item 8)', () => 
     const ids = await fill('slow-2')
     // Not 409 device_offline: the device is online. It waits for the connection, `queued` until written.
     const held = await hub.api('POST', '/api/v1/devices/slow-2/commands', { id: 'now-1', name: 'now', timeoutMs: 30_000, wait: false })
-    expect([held.status, held.body.status, held.body.expiresAt]).toEqual([202, 'queued', new Date(Date.parse(held.body.createdAt) + 30_000).toISOString()])
+    expect([held.status, held.body.status]).toEqual([202, 'queued'])
+    expect(Date.parse(held.body.expiresAt) - Date.parse(held.body.createdAt)).toBe(30_000)
     // With wait: true the call waits for the result, as it does for a command written at once.
     const answer = hub.api('POST', '/api/v1/devices/slow-2/commands', { id: 'now-2', name: 'now', timeoutMs: 30_000 })
     await eventually(
