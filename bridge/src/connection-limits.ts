@@ -82,6 +82,12 @@ function resolve(config: ConnectionLimitsConfig): Resolved {
 export interface AdmittedConnection {
   /** Its CONNECT was accepted: it stops counting as unauthenticated and its connect timer stops. */
   authenticated(): void
+  /**
+   * For a writer that gathers bytes before one write (the hub's outboxes): whether the connection
+   * is cut, or is cut now because more than `maxBacklogBytes` are queued counting `unwrittenBytes`
+   * gathered for it. Asked before each message, this keeps the rule of the stream's own writes.
+   */
+  backlogFull(unwrittenBytes: number): boolean
 }
 
 /**
@@ -104,10 +110,13 @@ export interface AdmittedConnection {
  *   releases many frames at once) that a client reading at full speed takes in a moment, so the
  *   bound has two parts: a client may go over `softBacklogBytes` for at most `softBacklogMs`
  *   (a slow reader), and never over `maxBacklogBytes` (checked before each write, so at most one
- *   message more is ever held). Sessions are always clean here, and for a clean session aedes
- *   keeps no copy of a QoS 1 message awaiting its PUBACK (`outgoingUpdate` is skipped), so the
- *   socket's queue is all that is held for a client. Cutting destroys the socket, so aedes drops
- *   its subscriptions and completes whatever it still had under way for it.
+ *   message more is ever held). The hub's own publishes skip aedes (HubPublisher) and gather a
+ *   client's packets of one turn for one write; they ask `backlogFull` before each message, the
+ *   gathered bytes counted, so the same holds for them. Sessions are always clean here, and for a
+ *   clean session aedes keeps no copy of a QoS 1 message awaiting its PUBACK (`outgoingUpdate` is
+ *   skipped), so the socket's queue (and, within a turn, the hub's outbox) is all that is held for
+ *   a client. Cutting destroys the socket, so aedes drops its subscriptions and completes whatever
+ *   it still had under way for it.
  */
 export class ConnectionLimits {
   readonly #options: Resolved
@@ -197,13 +206,16 @@ export class ConnectionLimits {
       return null
     }
 
+    const backlogFull = (unwrittenBytes: number): boolean => {
+      if (cut) return true
+      const queued = stream.writableLength + unwrittenBytes
+      if (queued <= options.maxBacklogBytes) return false
+      cutOff('backlog_full', queued)
+      return true
+    }
     const write = stream.write.bind(stream) as Duplex['write']
     stream.write = ((...args: Parameters<Duplex['write']>) => {
-      if (cut) return true
-      if (stream.writableLength > options.maxBacklogBytes) {
-        cutOff('backlog_full', stream.writableLength)
-        return true
-      }
+      if (backlogFull(0)) return true
       write(...args)
       // Over the soft bound from this write on, unless a later write finds it back under; the
       // check when the time is up does not depend on any more writes coming.
@@ -212,7 +224,7 @@ export class ConnectionLimits {
       return true
     }) as Duplex['write']
 
-    return { authenticated }
+    return { authenticated, backlogFull }
   }
 
   /** Destroys every admitted connection (aedes closes only those it registered, after CONNECT). */
