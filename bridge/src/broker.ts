@@ -8,7 +8,7 @@ import { CONNECTION_LIMIT_KEYS, ConnectionLimits, CUT_REASONS, type AdmittedConn
 import { asError, BridgeError } from './errors.js'
 import { HubPublisher } from './hub-publisher.js'
 import { checkKeys, optionalFn, requiredFn } from './options.js'
-import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
+import { commandResultTopic, commandTopic, statusTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink } from './uplink.js'
 
@@ -187,7 +187,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   // The hub's own publishes bypass aedes.publish (see HubPublisher); clients' command publishes
   // still go through aedes, which relays them to their subscribers itself.
   const publisher = new HubPublisher(aedes, (client) => actors.has(client), codec.encode, emitError)
-  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => publisher.publish({ topic, payload, value: undefined, retain })
+  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => publisher.publish(publisher.route(topic), payload, undefined, retain)
 
   let uplink: Uplink | undefined
   if (options.uplink !== undefined) {
@@ -241,11 +241,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     publishTelemetry(deviceId, message) {
       // The hot path of ingest: with no client and no uplink nobody could receive it, so it is not
       // even encoded; without an uplink it is encoded only when a local client subscribed to it.
-      const topic = telemetryTopic(deviceId)
+      const route = publisher.telemetryRoute(deviceId)
       if (closed || (uplink === undefined && aedes.connectedClients === 0)) return
-      const payload = uplink === undefined ? undefined : hubPublish(topic, message, false)
+      const payload = uplink === undefined ? undefined : hubPublish(route.topic, message, false)
       counts.publishedTelemetry++
-      publisher.publish({ topic, payload, value: message, retain: false })
+      publisher.publish(route, payload, message, false)
     },
     publishStatus(deviceId, message) {
       const topic = statusTopic(deviceId)

@@ -2,17 +2,7 @@ import type { Duplex } from 'node:stream'
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import { asError, BridgeError } from './errors.js'
 import { Outbox, topicBytes } from './outbox.js'
-import { matchesFilter } from './topics.js'
-
-/** One message the hub publishes. */
-export interface Outgoing {
-  readonly topic: string
-  /** The payload, or undefined when `value` is to be encoded only if someone receives it. */
-  readonly payload: Buffer | undefined
-  readonly value: unknown
-  /** Retained (a device's status): stored for later subscribers as well. */
-  readonly retain: boolean
-}
+import { matchesFilter, telemetryTopic } from './topics.js'
 
 /**
  * What the hub publisher reads of an aedes 1.2 Client beyond aedes's typings (lib/client.js):
@@ -52,17 +42,18 @@ interface Target {
   readonly qos: 0 | 1
 }
 
-/** A topic's wire bytes and the clients it goes to, as of the last change of any subscription. */
-interface Match {
-  readonly topic: Buffer
+/** A topic, its wire bytes and the clients it goes to, as of the last change of any subscription. */
+export interface Route {
+  readonly topic: string
+  readonly bytes: Buffer
   readonly targets: readonly Target[]
 }
 
 /**
- * Topics whose matches are cached at most (each holds its topic's bytes and a short array); at the
- * bound the cache starts over. 16,384 topics take about 2 MiB.
+ * Routes cached at most, of telemetry (by device id) and of other topics each (a route holds its
+ * topic, its bytes and a short array); at the bound a cache starts over. 16,384 take about 2 MiB.
  */
-const MAX_CACHED_TOPICS = 16_384
+const MAX_CACHED_ROUTES = 16_384
 /** Messages taken before every outbox is written, even within one turn: bounds what a turn holds. */
 const FLUSH_MESSAGES = 1024
 
@@ -100,7 +91,9 @@ export class HubPublisher {
   readonly #onError: (err: BridgeError) => void
   readonly #retained: RetainedStore
   readonly #clients = new Map<Client & ClientState, Outbox>()
-  readonly #matches = new Map<string, Match>()
+  readonly #routes = new Map<string, Route>()
+  /** Telemetry routes by device id: no topic is built, checked or hashed per message. */
+  readonly #telemetry = new Map<string, Route>()
   #written: Outbox[] = []
   #pending = 0
   #flushQueued = false
@@ -115,7 +108,7 @@ export class HubPublisher {
     this.#encode = encode
     this.#onError = onError
     this.#retained = retainedStore(aedes)
-    const forget = (): void => this.#matches.clear()
+    const forget = (): void => this.#forget()
     aedes.on('subscribe', forget)
     aedes.on('unsubscribe', forget)
     aedes.on('clientDisconnect', forget)
@@ -145,21 +138,34 @@ export class HubPublisher {
     this.#clients.set(client, outbox)
     stream.once('close', () => {
       this.#clients.delete(client)
-      this.#matches.clear()
+      this.#forget()
     })
     return true
   }
 
-  /** Delivers one message to every client subscribed to its topic now, in the order of the calls. */
-  publish(message: Outgoing): void {
+  /** The route of `topic`. */
+  route(topic: string): Route {
+    return this.#routes.get(topic) ?? this.#cache(this.#routes, topic, topic)
+  }
+
+  /** The route of `fleetgate/devices/{deviceId}/telemetry`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad device id. */
+  telemetryRoute(deviceId: string): Route {
+    return this.#telemetry.get(deviceId) ?? this.#cache(this.#telemetry, deviceId, telemetryTopic(deviceId))
+  }
+
+  /**
+   * Delivers one message on `route` to every client subscribed to it now, in the order of the
+   * calls: `payload`, or else `value` encoded, only when someone receives it or it is retained
+   * (stored for later subscribers as well).
+   */
+  publish(route: Route, payload: Buffer | undefined, value: unknown, retain: boolean): void {
     if (this.#closed) return
-    const match = this.#match(message.topic)
-    if (match.targets.length === 0 && !message.retain) return
-    const payload = message.payload ?? this.#encode(message.value)
-    if (message.retain) this.#storeRetained(message.topic, payload)
-    for (const { outbox, qos } of match.targets) {
+    if (route.targets.length === 0 && !retain) return
+    const bytes = payload ?? this.#encode(value)
+    if (retain) this.#storeRetained(route.topic, bytes)
+    for (const { outbox, qos } of route.targets) {
       const first = outbox.empty
-      if (outbox.add(match.topic, payload, qos) && first) this.#written.push(outbox)
+      if (outbox.add(route.bytes, bytes, qos) && first) this.#written.push(outbox)
     }
     if (++this.#pending >= FLUSH_MESSAGES) this.#flush()
     else if (!this.#flushQueued) {
@@ -185,9 +191,12 @@ export class HubPublisher {
     for (const outbox of written) outbox.flush()
   }
 
-  #match(topic: string): Match {
-    const cached = this.#matches.get(topic)
-    if (cached !== undefined) return cached
+  #forget(): void {
+    this.#routes.clear()
+    this.#telemetry.clear()
+  }
+
+  #cache(cache: Map<string, Route>, key: string, topic: string): Route {
     const targets: Target[] = []
     for (const [client, outbox] of this.#clients) {
       if (client.closed || !this.#mayReceive(client)) continue
@@ -199,10 +208,10 @@ export class HubPublisher {
       // The hub publishes at QoS 1 (CONTRACT §6); a QoS 2 subscription gets QoS 1 (MQTT 3.1.1 §3.8.4).
       if (qos >= 0) targets.push({ outbox, qos: qos === 0 ? 0 : 1 })
     }
-    if (this.#matches.size >= MAX_CACHED_TOPICS) this.#matches.clear()
-    const match: Match = { topic: topicBytes(topic), targets }
-    this.#matches.set(topic, match)
-    return match
+    if (cache.size >= MAX_CACHED_ROUTES) cache.clear()
+    const route: Route = { topic, bytes: topicBytes(topic), targets }
+    cache.set(key, route)
+    return route
   }
 
   #storeRetained(topic: string, payload: Buffer): void {
