@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes'
 import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
+import { refreshKeepalive } from './aedes-internals.js'
 import type { Broker, BrokerOptions, CommandSource, Disconnection, Refusal } from './broker-api.js'
 import { getCodec, type DecodeFailure } from './codec.js'
 import { coalesceWrites } from './coalesce-writes.js'
@@ -139,7 +140,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return done(connectError(3), false)
       }
       actors.set(client, Object.freeze({ name: actor.name, scope: actor.scope }))
-      admitted.get(client)?.authenticated()
+      admitted.get(client)?.authenticated(() => refreshKeepalive(client))
       done(null, true)
     },
     // Called for client PUBLISHes and Last Wills only; the hub's own publishes (broker.publish) skip it.

@@ -1,40 +1,9 @@
 import type { Duplex } from 'node:stream'
-import type { Aedes, Client, PublishPacket } from 'aedes'
+import type { Aedes, Client } from 'aedes'
+import { hasClientState, nextPacketId, retainedStore, type ClientState, type RetainedStore } from './aedes-internals.js'
 import { asError, BridgeError } from './errors.js'
 import { Outbox, topicBytes } from './outbox.js'
 import { matchesFilter, telemetryTopic } from './topics.js'
-
-/**
- * What the hub publisher reads of an aedes 1.2 Client beyond aedes's typings (lib/client.js):
- * its live subscriptions (filter -> the Subscription aedes made, with the QoS granted) and the
- * counter aedes takes its packet ids from (`QoSPacket`, lib/qos-packet.js: 1 to 65535, then 1).
- */
-interface ClientState {
-  readonly subscriptions: Readonly<Record<string, { readonly qos: number }>>
-  _nextId: number
-}
-
-function hasClientState(client: Client): client is Client & ClientState {
-  return (
-    'subscriptions' in client && typeof client.subscriptions === 'object' && client.subscriptions !== null &&
-    '_nextId' in client && typeof client._nextId === 'number'
-  )
-}
-
-/** Where aedes keeps retained messages (aedes-persistence: stored synchronously, a promise for the outcome). */
-interface RetainedStore {
-  storeRetained(packet: PublishPacket): Promise<void>
-}
-
-function isRetainedStore(value: unknown): value is RetainedStore {
-  return typeof value === 'object' && value !== null && 'storeRetained' in value && typeof value.storeRetained === 'function'
-}
-
-function retainedStore(aedes: Aedes): RetainedStore {
-  const store = 'persistence' in aedes ? aedes.persistence : undefined
-  if (isRetainedStore(store)) return store
-  throw new BridgeError('BRIDGE_ERR_BROKER', 'aedes has no persistence with storeRetained: an unsupported aedes version')
-}
 
 /** One client a topic is delivered to, at the QoS it gets. */
 interface Target {
@@ -107,7 +76,9 @@ export class HubPublisher {
     this.#mayReceive = mayReceive
     this.#encode = encode
     this.#onError = onError
-    this.#retained = retainedStore(aedes)
+    const retained = retainedStore(aedes)
+    if (retained === undefined) throw new BridgeError('BRIDGE_ERR_BROKER', 'aedes has no persistence with storeRetained: an unsupported aedes version')
+    this.#retained = retained
     const forget = (): void => this.#forget()
     aedes.on('subscribe', forget)
     aedes.on('unsubscribe', forget)
@@ -129,11 +100,7 @@ export class HubPublisher {
     const outbox = new Outbox({
       stream,
       backlogFull,
-      nextPacketId() {
-        const id = client._nextId
-        client._nextId = id >= 65_535 ? 1 : id + 1
-        return id
-      },
+      nextPacketId: () => nextPacketId(client),
     })
     this.#clients.set(client, outbox)
     stream.once('close', () => {

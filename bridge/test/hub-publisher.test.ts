@@ -247,3 +247,41 @@ describe("the hub's publishes, delivered without aedes.publish", () => {
     expect(late.received.map((m) => [m.topic, m.retain])).toEqual([['fleetgate/devices/d1/status', true]])
   })
 })
+
+describe('PUBACKs, taken out before aedes parses them', () => {
+  it('a client that only answers PUBACKs keeps its connection past its keepalive', async () => {
+    const local = await startLocalBroker()
+    const raw = await RawMqtt.open(local.port)
+    // Keepalive 1 s: aedes closes the connection after 1.5 s without a packet it counts.
+    raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'acks-only', keepalive: 1, username: 'raw', password: Buffer.from('reader-token') })
+    expect(await raw.next(5000)).toMatchObject({ cmd: 'connack', returnCode: 0 })
+    expect(await raw.subscribe('fleetgate/devices/+/telemetry', 1)).toEqual([1])
+    for (let seq = 1; seq <= 12; seq++) {
+      local.broker.publishTelemetry('d1', reading(seq))
+      const packet = await nextPublish(raw)
+      raw.send({ cmd: 'puback', messageId: packet.messageId as number })
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+    expect(raw.isClosed).toBe(false)
+    local.broker.publishTelemetry('d1', reading(13))
+    expect(what(await nextPublish(raw))).toBe('fleetgate/devices/d1/telemetry 13')
+  })
+
+  it('other packets in the same read are handled as before, and a PUBACK split across reads is taken by aedes', async () => {
+    const local = await startLocalBroker()
+    const raw = await RawMqtt.session(local.port, 'reader-token', 'mixed')
+    expect(await raw.subscribe('fleetgate/devices/+/telemetry', 1)).toEqual([1])
+    local.broker.publishTelemetry('d1', reading(1))
+    local.broker.publishTelemetry('d1', reading(2))
+    const [first, second] = [await nextPublish(raw), await nextPublish(raw)]
+    const ack = (packet: IPublishPacket): Buffer => Buffer.from([0x40, 0x02, (packet.messageId as number) >> 8, (packet.messageId as number) & 0xff])
+    raw.sendRaw(Buffer.concat([ack(first), Buffer.from([0xc0, 0x00]), ack(second).subarray(0, 1)]))
+    expect(await raw.next(5000)).toMatchObject({ cmd: 'pingresp' })
+    raw.sendRaw(Buffer.concat([ack(second).subarray(1), Buffer.from([0xa2, 0x05, 0x00, 0x09, 0x00, 0x01, 0x78])]))
+    expect(await raw.next(5000)).toMatchObject({ cmd: 'unsuback', messageId: 9 })
+    local.broker.publishTelemetry('d1', reading(3))
+    expect(what(await nextPublish(raw))).toBe('fleetgate/devices/d1/telemetry 3')
+    expect(raw.isClosed).toBe(false)
+    expect(local.errors).toEqual([])
+  })
+})
