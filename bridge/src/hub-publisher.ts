@@ -20,7 +20,7 @@ export interface Route {
 
 /**
  * Routes cached at most, of telemetry (by device id) and of other topics each (a route holds its
- * topic, its bytes and a short array); at the bound a cache starts over. 16,384 take about 2 MiB.
+ * topic, its bytes and a short array: a few hundred bytes); at the bound a cache starts over.
  */
 const MAX_CACHED_ROUTES = 16_384
 /** Messages taken before every outbox is written, even within one turn: bounds what a turn holds. */
@@ -42,8 +42,8 @@ const FLUSH_MESSAGES = 1024
  * - A message is encoded only when someone receives it, once, and each client's packets of one
  *   turn go out in one write (Outbox). QoS 1 packet ids come from the client's own aedes counter,
  *   so they never clash with aedes's deliveries to the same client (retained messages on
- *   SUBSCRIBE, other clients' commands). Sessions are clean, so nothing is stored per message;
- *   the client's PUBACKs go to aedes, which finds nothing stored and drops them.
+ *   SUBSCRIBE, other clients' commands). Sessions are clean, so nothing is stored per message,
+ *   and the client's PUBACKs are taken out before aedes reads them (ConnectionLimits).
  * - Every client stays under its connection limits: the bytes waiting in its outbox count
  *   towards its backlog bound, checked before each message.
  * - A retained message is stored in aedes's persistence, where aedes finds it for a later

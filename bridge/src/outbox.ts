@@ -51,6 +51,7 @@ export class Outbox {
   #bytes = 0
   #refused = false
 
+  /** An empty outbox for the client behind `target`. */
   constructor(target: OutboxTarget) {
     this.#target = target
   }
