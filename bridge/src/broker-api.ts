@@ -113,7 +113,7 @@ export interface Broker {
   /**
    * Hub publishes taken and not yet written to every subscriber's stream, now (cheap: no
    * snapshot). Delivery is synchronous and each client's packets go out in one write per turn,
-   * so this is at most one turn's publishes (and at most 1,024), and 0 between turns. No single
+   * so this is at most one turn's publishes (and fewer than 1,024), and 0 between turns. No single
    * subscriber holds it up.
    */
   readonly pendingPublishes: number
