@@ -1,4 +1,4 @@
-export { BridgeError, type BridgeErrorCode } from './errors.js'
+export { BRIDGE_ERROR_CODES, BridgeError, type BridgeErrorCode } from './errors.js'
 export {
   COMMAND_FILTER,
   MAX_COMMAND_ID_LENGTH,
