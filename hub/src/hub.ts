@@ -3,7 +3,15 @@ import { createRequire } from 'node:module'
 import { realClock, type Clock } from '@fleetgate/device-sdk'
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import {
+  influxProbe,
+  registerCommandRoutes,
+  registerConsoleRoutes,
+  registerDeviceRoutes,
+  registerHealthRoutes,
+  registerOpenApiRoute,
+  registerTelemetryRoutes,
+} from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
@@ -14,7 +22,17 @@ import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbSpool, openLmdbStores, openPostgresStores, readAtStartAsync, type HubStores } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
-import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
+import {
+  GuardedApp,
+  loadNativeUws,
+  mountDeviceEndpoint,
+  Router,
+  startMqtt,
+  type DeviceEndpointTuning,
+  type MqttListener,
+  type RouteInfo,
+  type UncaughtSink,
+} from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -49,6 +67,8 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
+  readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
 }
 
 /** A running hub. */
@@ -57,6 +77,8 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /** The REST routes served, as registered (the OpenAPI document must hold exactly these). */
+  readonly routes: readonly RouteInfo[]
   /**
    * Logs (with its stack) and counts an error that reached the process's last resort
    * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
@@ -187,6 +209,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
     clock,
+    ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
   // REST writes are refused (503 `not_ready`) while a storage engine does not answer (PostgreSQL restarting).
   const storesAnswer = (): boolean => stores.engines.every((engine) => engine.healthy())
@@ -203,7 +226,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
-  registerConsoleRoutes(app, log)
+  registerOpenApiRoute(router)
+  registerConsoleRoutes(guarded, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)
@@ -218,6 +242,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    routes: router.routes(),
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
