@@ -9,14 +9,16 @@ import {
   registerConsoleRoutes,
   registerDeviceRoutes,
   registerHealthRoutes,
+  registerNodeRoutes,
   registerOpenApiRoute,
   registerTelemetryRoutes,
 } from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
+import { startCluster, type Cluster } from './cluster/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
-import { Registry, Sessions, type Peer } from './devices/index.js'
+import { localPresence, Registry, Sessions } from './devices/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
@@ -111,26 +113,54 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
+  const startedAt = Date.now()
   const stores = await openStores(config, log)
   const audit = new AuditLog(stores.audit, clock, log)
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  const status = (peer: Peer, online: boolean): void =>
-    mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
-  // Sessions and commands call each other back (a device coming online gets its queued commands,
-  // a command goes to the device's session); each callback runs only after both exist.
+  const status = (deviceId: string, online: boolean): void =>
+    mqtt?.broker.publishStatus(deviceId, { device: deviceId, online, at: new Date(clock.now()).toISOString() })
+  // Sessions, the cluster and commands call each other back (a device coming online is claimed and
+  // gets its queued commands, a command goes to the device's session); each callback runs only
+  // after all exist.
   const sessions = new Sessions({
     online: (peer) => {
-      status(peer, true)
-      commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
+      status(peer.deviceId, true)
+      cluster?.opened(peer)
+      commands.online(peer)
     },
     offline: (peer) => {
-      status(peer, false)
+      status(peer.deviceId, false)
       registry.touch(peer.deviceId, clock.now())
+      cluster?.closed(peer)
     },
+    // Replaced by a newer session on another node: still online, there.
+    replaced: (peer) => cluster?.closed(peer),
+    current: (id) => registry.get(id),
   })
+  // CONTRACT §3, §8: a session ends once its device's record no longer admits it, whichever node changed the record.
+  registry.watch((id, record) => sessions.recordChanged(id, record))
   const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  const cluster: Cluster | undefined =
+    stores.cluster === undefined || config.mqttUplink === undefined
+      ? undefined
+      : await startCluster({
+          store: stores.cluster,
+          nodeId: config.nodeId,
+          version: HUB_VERSION,
+          brokerUrl: config.mqttUplink,
+          sessions,
+          log,
+          counters: metrics,
+          deliver: (peer) => void commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')),
+          commandChanged: (record) => commands.changedElsewhere(record),
+          sweep: (here) => commands.sweep(here),
+          // CONTRACT §8: a dead node's devices read offline; the retained status says so too.
+          released: (devices) => {
+            for (const device of devices) status(device, false)
+          },
+        })
   const { commands, batches } = createCommands({
     store: stores.commands,
     batchStore: stores.batches,
@@ -141,6 +171,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     clock,
     counters: metrics,
     sharedStore: stores.shared,
+    ...(cluster === undefined ? {} : { routing: cluster.routing }),
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
@@ -173,6 +204,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       port: config.mqttPort,
       format: config.mqttFormat,
       uplink: config.mqttUplink,
+      shareCommands: cluster !== undefined,
       limits: {
         maxConnectPacketBytes: limits.maxConnectPacketBytes,
         maxPacketBytes: limits.maxPacketBytes,
@@ -214,18 +246,25 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // REST writes are refused (503 `not_ready`) while a storage engine does not answer (PostgreSQL restarting).
   const storesAnswer = (): boolean => stores.engines.every((engine) => engine.healthy())
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock), storesAnswer)
-  registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
+  registerDeviceRoutes(router, { registry, presence: cluster?.presence ?? localPresence(sessions), audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,
     [
       ...stores.engines.map((engine) => ({ name: engine.name, check: () => (engine.healthy() ? 'ok' as const : 'unreachable' as const) })),
-      { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
+      // CONTRACT §8: in cluster mode, the shared broker the nodes talk through.
+      { name: 'broker', check: () => (cluster !== undefined ? (cluster.busConnected ? 'ok' : 'unreachable') : mqtt === undefined ? 'off' : 'ok') },
       influxProbe(writer, log, clock),
     ],
     metrics,
   )
+  registerNodeRoutes(router, {
+    nodes: async () =>
+      cluster === undefined
+        ? [{ id: config.nodeId, startedAt, lastSeenAt: clock.now(), sessions: sessions.size, version: HUB_VERSION, alive: true }]
+        : cluster.nodes(),
+  })
   registerOpenApiRoute(router)
   registerConsoleRoutes(guarded, log)
   router.fallback()
@@ -254,6 +293,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
         const flushed = telemetry.stop()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
         await flushed
+        await cluster?.stop()
         await mqtt?.close()
         await stores.close()
         log.info('stopped')

@@ -56,8 +56,15 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     const wait = checkBoolean(object['wait'], 'wait', true)
     if (!wait.ok) return invalid(wait.message)
 
-    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false })
+    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false, awaited: true })
     switch (outcome.kind) {
+      case 'unreachable':
+        // CONTRACT §8: a call that needs another node fails fast while the broker between them is away.
+        return apiError(
+          503,
+          'not_ready',
+          `device "${device}" is connected to node "${outcome.node}", which cannot be reached now: the cluster's MQTT broker (FLEETGATE_MQTT_UPLINK) is unreachable; retry shortly`,
+        )
       case 'not_found':
         return apiError(404, 'not_found', `no device "${device}"`)
       case 'device_offline':

@@ -1,5 +1,6 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { BusCounters } from '../cluster/index.js'
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, IngestCounters, ShipperCounters } from '../telemetry/index.js'
 
@@ -59,7 +60,7 @@ export interface MetricsSources {
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, BusCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -80,6 +81,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly commandsEnded: Counter<'status'>
   readonly ignoredResults: Counter
   readonly uncaughtErrors: Counter<'where'>
+  readonly busMessages: Counter<'direction' | 'type'>
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -177,6 +179,16 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
       help: 'Command results (res frames) dropped over their session\'s rate',
       registers,
     })
+    this.busMessages = new Counter({
+      name: 'fleetgate_cluster_bus_messages_total',
+      help: 'Cluster mode: node-to-node messages over the shared broker, by direction (sent, received, refused) and type',
+      labelNames: ['direction', 'type'],
+      registers,
+    })
+  }
+
+  busMessage(direction: 'sent' | 'received' | 'refused', type: string): void {
+    this.busMessages.inc({ direction, type })
   }
 
   /** A device session ended with `code`. */

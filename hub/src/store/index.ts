@@ -1,7 +1,22 @@
 // The hub's persistence: the records it keeps, one small interface per concern, and their two
 // implementations: lmdb (one node, everything in one environment) and PostgreSQL (cluster mode,
 // beside the node's lmdb spool).
-export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore, StorageEngine } from './interfaces.js'
+export type {
+  AuditStore,
+  BatchStore,
+  Claim,
+  ClusterStore,
+  CommandStore,
+  DevicePage,
+  DeviceQuery,
+  HubStores,
+  InsertOutcome,
+  NodeRecord,
+  RegistryStore,
+  SessionOwner,
+  SpoolStore,
+  StorageEngine,
+} from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
   migrate,

@@ -14,6 +14,9 @@ import type { Operator, OperatorAuthenticator } from '../auth/index.js'
 import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
 
+/** The share name under which the nodes of a cluster take commands from the shared broker. */
+export const SHARED_COMMAND_GROUP = 'fleetgate-nodes'
+
 /** Where the embedded broker listens, how it speaks, and the bounds of its connections (CONTRACT §1, §6). */
 export interface MqttListenerOptions {
   /** `FLEETGATE_MQTT_HOST`. */
@@ -24,6 +27,11 @@ export interface MqttListenerOptions {
   readonly format: MqttFormat
   /** `FLEETGATE_MQTT_UPLINK`, already validated, or undefined. */
   readonly uplink: string | undefined
+  /**
+   * Cluster mode: the nodes share the uplink's command subscription (`$share/fleetgate-nodes/...`),
+   * so that each command published on the shared broker is created once, by one node.
+   */
+  readonly shareCommands: boolean
   /** The bounds of every connection (`FLEETGATE_MQTT_MAX_PACKET` and friends). */
   readonly limits: ConnectionLimitsConfig
 }
@@ -79,7 +87,7 @@ export async function startMqtt(
     onUplinkConnectionChange: (connected) => log.info({ connected }, connected ? 'mqtt uplink connected' : 'mqtt uplink lost'),
     format: options.format,
     ...options.limits,
-    ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink } }),
+    ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink, ...(options.shareCommands ? { commandGroup: SHARED_COMMAND_GROUP } : {}) } }),
   })
   const server: Server = createServer((socket) => broker.handle(socket))
   try {

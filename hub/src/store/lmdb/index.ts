@@ -45,6 +45,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     shared: false,
+    cluster: undefined,
     engines: [{ name: 'store', healthy: () => answers(root) }],
     close: () => root.close(),
   }
