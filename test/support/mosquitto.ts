@@ -15,6 +15,12 @@ export interface MosquittoOptions {
    * SIGTERM and loads it on start). Default false.
    */
   readonly persistence?: boolean
+  /**
+   * The text of an `acl_file` (mosquitto.conf(5): `user NAME`, then `topic read|write|readwrite
+   * FILTER` lines); with it, what a user may publish and subscribe to is only what the file grants.
+   * Default: no ACL.
+   */
+  readonly acl?: string
 }
 
 /** A mosquitto started for a test, on 127.0.0.1 and a port of its own. */
@@ -87,6 +93,11 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       first = false
     }
     lines.push(`password_file ${file}`)
+  }
+  if (options.acl !== undefined) {
+    const file = join(dir, 'acl')
+    await writeFile(file, options.acl)
+    lines.push(`acl_file ${file}`)
   }
   const config = join(dir, 'mosquitto.conf')
   await writeFile(config, lines.join('\n') + '\n')
