@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process'
-import { access, constants, rm, writeFile } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from './ports.js'
-import { makeTempDir, startService, track, untrack, type Service } from './service.js'
+import { findExecutable, makeTempDir, startService, track, untrack, type Service } from './service.js'
 
 /** Options of `startMosquitto`. */
 export interface MosquittoOptions {
@@ -43,22 +43,6 @@ export interface Mosquitto {
 }
 
 const INSTALL_HINT = 'apt-get install mosquitto'
-const SEARCH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/opt/homebrew/sbin', '/opt/homebrew/bin']
-
-async function findExecutable(name: string): Promise<string> {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== ''), ...SEARCH]
-  for (const dir of dirs) {
-    const candidate = join(dir, name)
-    try {
-      await access(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  throw new Error(`${name} is not installed (looked in PATH and ${SEARCH.join(', ')}): install it with \`${INSTALL_HINT}\``)
-}
-
 /**
  * Starts a real mosquitto in a temp dir: a listener on 127.0.0.1 and a free port, anonymous
  * access unless `users` are given (then a password file made with `mosquitto_passwd -b`). A
@@ -66,7 +50,7 @@ async function findExecutable(name: string): Promise<string> {
  * file at the latest, also when a test failed.
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
-  const binary = await findExecutable('mosquitto')
+  const binary = await findExecutable('mosquitto', INSTALL_HINT)
   const dir = await makeTempDir('mosquitto')
   const port = await freePort()
   const users = Object.entries(options.users ?? {})
@@ -85,7 +69,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   ]
   if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')
   if (users.length > 0) {
-    const passwd = await findExecutable('mosquitto_passwd')
+    const passwd = await findExecutable('mosquitto_passwd', INSTALL_HINT)
     const file = join(dir, 'passwd')
     let first = true
     for (const [user, password] of users) {
