@@ -33,9 +33,13 @@ describe('a cluster of three nodes', () => {
   }
   /** A new device, created on node `on`, with a name of its own for each test. */
   const provision = async (on = 0, tags: Record<string, string> = {}): Promise<Credentials> => node(on).provision(`dev-${++counter}`, { tags })
-  /** Connects once every node's cache has the device (within a second of its creation). */
+  /** Resolves once every node's cache has the device (within a second of its creation). */
+  const known = async (device: Credentials): Promise<void> => {
+    for (const i of [0, 1, 2]) await eventually(() => node(i).api('GET', `/api/v1/devices/${device.deviceId}`), (reply) => reply.status === 200, 1000)
+  }
+  /** Connects to node `on` once every node knows the device. */
   const connect = async (on: number, device: Credentials): Promise<RawDevice> => {
-    await eventually(() => node(on).api('GET', `/api/v1/devices/${device.deviceId}`), (reply) => reply.status === 200, 1000)
+    await known(device)
     return devices.connect(node(on).wsUrl, device)
   }
   /** Waits until `node(on)` reads the device online on `expected` (a node id, or null: offline). */
@@ -156,7 +160,7 @@ describe('a cluster of three nodes', () => {
     expect(ws.frames).toEqual([])
     // A device offline everywhere, no TTL: 409 on any node.
     const idle = await provision()
-    await eventually(() => node(1).api('GET', `/api/v1/devices/${idle.deviceId}`), (reply) => reply.status === 200, 1000)
+    await known(idle)
     expect((await node(1).api('POST', `/api/v1/devices/${idle.deviceId}/commands`, { name: 'x' })).status).toBe(409)
   })
 
@@ -171,6 +175,7 @@ describe('a cluster of three nodes', () => {
 
   it('delivers queued commands, in creation order, from whichever node the device next connects to', async () => {
     const device = await provision()
+    await known(device)
     const created: string[] = []
     for (const [i, on] of [0, 1, 2, 0].entries()) {
       const reply = await node(on).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: `q${i}`, ttlMs: 60_000 })
@@ -200,6 +205,7 @@ describe('a cluster of three nodes', () => {
 
   it('holds at most 100 queued commands per device across nodes', async () => {
     const device = await provision()
+    await known(device)
     const replies = await Promise.all(
       Array.from({ length: 110 }, (_, i) => node(i % 3).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'fill', ttlMs: 60_000 })),
     )
@@ -254,13 +260,17 @@ describe('a cluster of three nodes', () => {
     await outsider.stop()
   })
 
-  it('answers 503 for a command to a device on another node while the broker is away, and recovers', async () => {
+  it('rides out a 10 s broker outage: sessions keep ingesting, calls to another node fail fast with 503, a takeover still ends the older session, all recovers', async () => {
     const device = await provision()
     const ws = await connect(2, device)
     await placed(0, device, 'n3')
     const local = await provision()
     const here = await connect(0, local)
+    const roamer = await provision()
+    const first = await connect(0, roamer)
+    await placed(1, roamer, 'n1')
     await services.broker.pause()
+    const outageStarted = Date.now()
     try {
       const refused = await eventually(
         () => node(0).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'far' }),
@@ -271,13 +281,27 @@ describe('a cluster of three nodes', () => {
         error: 'not_ready',
         message: `device "${device.deviceId}" is connected to node "n3", which cannot be reached now: the cluster's MQTT broker (FLEETGATE_MQTT_UPLINK) is unreachable; retry shortly`,
       })
+      // Fast: refused before anything is stored or sent.
+      const timed = Date.now()
+      expect((await node(1).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'far', ttlMs: 60_000 })).status).toBe(503)
+      expect(Date.now() - timed).toBeLessThan(1000)
       expect((await node(0).api('GET', '/readyz')).body.checks).toMatchObject({ broker: 'unreachable', postgres: 'ok' })
-      // A device on this node is served as ever, and ingest goes on everywhere.
+      // A newer session elsewhere: the takeover message cannot go, and the older session's node finds it in PostgreSQL.
+      const second = await connect(1, roamer)
+      expect(await first.closed).toMatchObject({ code: CloseCode.replaced })
+      second.send({ t: 'tm', s: 1, m: { v: 1 } })
+      await second.untilAck(1)
+      // A device on this node is served as ever, and ingest goes on everywhere, for the whole outage.
       const near = node(0).api('POST', `/api/v1/devices/${local.deviceId}/commands`, { name: 'near' })
       await answer(here, 'ok')
       expect((await near).body.status).toBe('succeeded')
-      ws.send({ t: 'tm', s: 1, m: { v: 1 } })
-      await ws.untilAck(1)
+      let s = 0
+      while (Date.now() - outageStarted < 10_000) {
+        ws.send({ t: 'tm', s: ++s, m: { v: s } })
+        await ws.untilAck(s)
+        await new Promise((resolve) => setTimeout(resolve, 250))
+      }
+      expect(s).toBeGreaterThan(20)
     } finally {
       await services.broker.start()
     }
@@ -286,7 +310,32 @@ describe('a cluster of three nodes', () => {
     const far = node(0).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'far' })
     await answer(ws, 'ok')
     expect((await far).body.status).toBe('succeeded')
-  })
+  }, 30_000)
+
+  it('rides out a PostgreSQL restart: writes answer 503 on every node, sessions keep ingesting, all recovers without a restart', async () => {
+    const device = await provision()
+    const ws = await connect(1, device)
+    await placed(0, device, 'n2')
+    await services.pg.halt()
+    try {
+      for (const i of [0, 1, 2]) {
+        const refused = await eventually(() => node(i).api('POST', '/api/v1/devices', { id: `during-${i}` }), (reply) => reply.status === 503, 3000)
+        expect(refused.body.error).toBe('not_ready')
+      }
+      expect((await node(0).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'x' })).status).toBe(503)
+      for (let s = 1; s <= 10; s++) ws.send({ t: 'tm', s, m: { v: s } })
+      await ws.untilAck(10)
+    } finally {
+      await services.pg.start()
+    }
+    for (const i of [0, 1, 2]) await eventually(() => node(i).api('GET', '/readyz'), (reply) => reply.status === 200, 15_000)
+    expect((await node(2).api('POST', '/api/v1/devices', { id: `after-${counter}` })).status).toBe(201)
+    const waited = node(0).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'after' })
+    await answer(ws, 'ok')
+    expect((await waited).body.status).toBe('succeeded')
+    const listed = await eventually(() => node(2).api('GET', '/api/v1/nodes'), (reply) => reply.body.items.every((n: { alive: boolean }) => n.alive), 5000)
+    expect(listed.body.items.map((n: { id: string }) => n.id)).toEqual(['n1', 'n2', 'n3'])
+  }, 40_000)
 })
 
 describe('a node that is not in a cluster', () => {
