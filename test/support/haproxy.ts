@@ -19,6 +19,8 @@ export interface Haproxy {
   readonly url: string
   readonly wsUrl: string
   readonly port: number
+  /** Each backend server's state as its health checks see it (`UP`, `DOWN`, ...), by name. */
+  servers(): Promise<Record<string, string>>
   /** The last 64 KiB of its log. */
   output(): string
   /** Stops it and removes its dir. Idempotent. */
@@ -31,10 +33,11 @@ export interface Haproxy {
  * a server marked down cut at once so their devices reconnect elsewhere, and long tunnel timeouts
  * for device sessions. `leastconn` spreads long-lived sessions evenly.
  */
-export function haproxyConfig(port: number, backends: readonly Backend[]): string {
+export function haproxyConfig(port: number, backends: readonly Backend[], statsPort?: number): string {
   return [
     'global',
-    '  maxconn 50000',
+    // Two descriptors a connection: 9,000 fits a soft limit of 20,000 open files.
+    '  maxconn 9000',
     '  log stderr format raw local0 notice',
     'defaults',
     '  mode http',
@@ -51,10 +54,13 @@ export function haproxyConfig(port: number, backends: readonly Backend[]): strin
     '  default_backend hubs',
     'backend hubs',
     '  balance leastconn',
-    '  option httpchk GET /healthz',
+    // HTTP/1.1 with a Host: uWS answers no HTTP/1.0 request.
+    '  option httpchk',
+    '  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host fleetgate',
     '  http-check expect status 200',
     '  default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions',
     ...backends.map((backend) => `  server ${backend.name} 127.0.0.1:${backend.port} check`),
+    ...(statsPort === undefined ? [] : ['frontend stats', `  bind 127.0.0.1:${statsPort}`, '  stats enable', '  stats uri /stats']),
     '',
   ].join('\n')
 }
@@ -68,14 +74,29 @@ export async function startHaproxy(backends: readonly Backend[]): Promise<Haprox
   const binary = await findExecutable('haproxy', INSTALL_HINT)
   const dir = await makeTempDir('haproxy')
   const port = await freePort()
+  const statsPort = await freePort()
   const config = join(dir, 'haproxy.cfg')
-  await writeFile(config, haproxyConfig(port, backends))
+  await writeFile(config, haproxyConfig(port, backends, statsPort))
+  const servers = async (): Promise<Record<string, string>> => {
+    // The stats page as CSV: one line per proxy and server, `pxname,svname,...,status,...`.
+    const lines = (await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text()).split('\n')
+    const columns = (lines[0] ?? '').replace(/^# /, '').split(',')
+    const status = columns.indexOf('status')
+    return Object.fromEntries(
+      lines
+        .slice(1)
+        .map((line) => line.split(','))
+        .filter((fields) => fields[0] === 'hubs' && fields[1] !== 'BACKEND' && fields[1] !== undefined)
+        .map((fields) => [fields[1] as string, fields[status] ?? '']),
+    )
+  }
   let service: Service | undefined
   let stopped = false
   const balancer: Haproxy = {
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/v1/connect`,
     port,
+    servers,
     output: () => service?.output() ?? '',
     async stop() {
       if (stopped) return
@@ -88,7 +109,16 @@ export async function startHaproxy(backends: readonly Backend[]): Promise<Haprox
   track(balancer)
   try {
     // -db: stay in the foreground, -W: master-worker, so that SIGTERM stops both.
-    service = await startService({ name: 'haproxy', command: binary, args: ['-W', '-db', '-f', config], dir, ready: { port }, installHint: INSTALL_HINT })
+    // Ready once every backend passed its health checks: until then HAProxy answers 503.
+    const ready = async (): Promise<boolean> => {
+      try {
+        const states = Object.values(await servers())
+        return states.length === backends.length && states.every((state) => state === 'UP')
+      } catch {
+        return false
+      }
+    }
+    service = await startService({ name: 'haproxy', command: binary, args: ['-W', '-db', '-f', config], dir, ready, installHint: INSTALL_HINT })
   } catch (err) {
     await balancer.stop()
     throw err
