@@ -91,6 +91,8 @@ export interface BrokerStats {
   readonly publishedTelemetry: number
   readonly publishedStatus: number
   readonly publishedResults: number
+  /** Twin publishes, clearings included. */
+  readonly publishedTwins: number
   /** Telemetry not published locally because `maxPendingPublishes` were still being delivered. */
   readonly droppedTelemetry: number
   /** Publishes handed to aedes and not yet in every subscriber's queue, now. */
@@ -116,6 +118,12 @@ export interface Broker {
   publishTelemetry(deviceId: string, message: TelemetryMessage): void
   /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
   publishStatus(deviceId: string, message: StatusMessage): void
+  /**
+   * Publishes a device's twin on `fleetgate/devices/{id}/twin`, QoS 1, retained (CONTRACT §7); with
+   * `twin` undefined, an empty retained payload, which clears the topic (a deleted device). Never
+   * waits, never drops.
+   */
+  publishTwin(deviceId: string, twin: object | undefined): void
   /** Publishes a finished command's record on `fleetgate/devices/{id}/commands/{cmdId}`, QoS 1. Never waits, never drops. */
   publishCommandResult(deviceId: string, cmdId: string, record: object): void
   /** Connected MQTT clients now. */

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { realClock, type Clock } from '@fleetgate/device-sdk'
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes, registerTwinRoutes } from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
@@ -15,6 +15,7 @@ import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores, readAtStartAsync } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
+import { Twins, type TwinsTuning, type TwinView } from './twins/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -49,6 +50,8 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The twin module's tuning knobs; defaults in TWINS_DEFAULTS. */
+  readonly twins?: Partial<TwinsTuning>
 }
 
 /** A running hub. */
@@ -96,12 +99,21 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   let mqtt: MqttListener | undefined
   const status = (peer: Peer, online: boolean): void =>
     mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
-  // Sessions and commands call each other back (a device coming online gets its queued commands,
-  // a command goes to the device's session); each callback runs only after both exist.
+  // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
+  // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
+  const publishTwin = (twin: TwinView): void => mqtt?.broker.publishTwin(twin.device, twin)
+  const clearTwin = (device: string): void => mqtt?.broker.publishTwin(device, undefined)
+  // Sessions, twins and commands call each other back (a device coming online gets its desired
+  // twin, then its queued commands; a command or a twin change goes to the device's session);
+  // each callback runs only after all exist.
   const sessions = new Sessions({
     online: (peer) => {
       status(peer, true)
-      commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
+      // CONTRACT §7: the desired twin comes right after hello, before any queued command
+      twins
+        .opened(peer)
+        .catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent'))
+        .finally(() => commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')))
     },
     offline: (peer) => {
       status(peer, false)
@@ -121,6 +133,18 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
+  })
+  const twins = new Twins({
+    store: stores.twins,
+    registry,
+    sessions,
+    audit,
+    log,
+    clock,
+    counters: metrics,
+    changed: publishTwin,
+    removed: clearTwin,
+    ...(options.twins === undefined ? {} : { tuning: options.twins }),
   })
   // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
   await readAtStartAsync(config.dataDir, 'the command queue', () => commands.start())
@@ -179,6 +203,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     sessions,
     ingest: telemetry.ingest,
     commands,
+    twins,
     metrics,
     log,
     version: HUB_VERSION,
@@ -188,8 +213,16 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     clock,
   })
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
-  registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
+  registerDeviceRoutes(router, {
+    registry,
+    sessions,
+    audit,
+    deleted: async (id) => {
+      await Promise.all([commands.deviceDeleted(id), twins.deviceDeleted(id)])
+    },
+  })
   registerCommandRoutes(router, { commands, batches, audit })
+  registerTwinRoutes(router, { twins })
   registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,
@@ -220,6 +253,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       stopping ??= (async () => {
         stopHubStats()
         commands.stop()
+        twins.stop()
         uws.us_listen_socket_close(listenSocket)
         // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
         // close, since a closing session drops its frames that wait for a commit.

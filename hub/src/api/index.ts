@@ -1,6 +1,7 @@
-// The REST API of CONTRACT §4: devices, commands and fan-out, audit, telemetry queries, health.
+// The REST API of CONTRACT §4 and §7: devices, commands and fan-out, audit, telemetry queries, twins, health.
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'
 export { MAX_BULK_DEVICES, registerDeviceRoutes, type DevicesApiDeps } from './devices.js'
 export { influxProbe, registerHealthRoutes, type Readiness, type ReadinessProbe } from './health.js'
 export { registerTelemetryRoutes, type TelemetryApiDeps } from './telemetry.js'
+export { registerTwinRoutes, type TwinsApiDeps } from './twins.js'

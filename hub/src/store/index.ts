@@ -1,6 +1,6 @@
 // The hub's persistence: the records it keeps, one small interface per concern, and the lmdb
 // implementation that opens them all from one environment.
-export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore } from './interfaces.js'
+export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore, TwinStore } from './interfaces.js'
 export { openLmdbStores } from './lmdb/index.js'
 export { ENVIRONMENT_OPTIONS, storeDir } from './lmdb/environment.js'
 export { checkStore, readAtStartAsync, type StoreCheck } from './lmdb/store-check.js'
@@ -15,4 +15,6 @@ export {
   type SpooledEntry,
   type SpoolEntry,
   type SpoolSlot,
+  type TwinChange,
+  type TwinRecord,
 } from './records.js'

@@ -7,6 +7,7 @@ import type { Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { HubMetrics } from '../observability/index.js'
 import type { Ingest } from '../telemetry/index.js'
+import type { Twins } from '../twins/index.js'
 import { DeviceSession, type SocketData } from './device-session.js'
 import { bearerToken } from './http.js'
 import type { Exchange, GuardedApp } from './uws-guard.js'
@@ -16,8 +17,9 @@ export interface DeviceEndpointOptions {
   readonly authenticator: Pick<DeviceAuthenticator, 'verify'>
   readonly failures: FailureLimiter
   readonly sessions: Sessions
-  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'closed'>
+  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'admitTwinReport' | 'closed'>
   readonly commands: Pick<Commands, 'result' | 'invalidResult'>
+  readonly twins: Pick<Twins, 'report' | 'refuse'>
   readonly metrics: HubMetrics
   readonly log: Logger
   /** The hub's version, sent in `hello`. */
@@ -45,7 +47,7 @@ interface Handshake {
 
 /** Mounts `/v1/connect` (CONTRACT §3) on a guarded uWS app: a throw in any callback ends one session (1011), never the hub. */
 export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOptions): void {
-  const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
+  const { authenticator, failures, sessions, ingest, commands, twins, metrics, log } = options
   const now = (): number => options.clock.now()
   const limits = {
     frame: options.maxFrameBytes,
@@ -121,7 +123,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
       const session = socket.getUserData().session
       session.socket = socket
       accepted.inc()
-      // CONTRACT §3: hello is the first frame; going online then delivers queued commands.
+      // CONTRACT §3: hello is the first frame; going online then sends the desired twin (§7) and delivers queued commands.
       session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
       sessions.opened(session)
     },
@@ -147,6 +149,12 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
           ingest.refuseInvalid(session, decoded.s)
           return
         }
+        if (decoded.code === 'invalid' && decoded.id !== undefined && decoded.t === 'twr') {
+          // CONTRACT §7: a report that names its id is answered, and draws from the rate all the same.
+          ingest.admitTwinReport(session)
+          twins.refuse(session, decoded.id, 'invalid')
+          return
+        }
         if (decoded.code === 'invalid' && decoded.id !== undefined) {
           // A result that names its command but does not validate ends that command as failed.
           if (ingest.admitResult(session)) commands.invalidResult(session, decoded.id, decoded.reason)
@@ -165,6 +173,10 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
           return
         case 'res':
           if (ingest.admitResult(session)) commands.result(session, frame)
+          return
+        case 'twr':
+          if (ingest.admitTwinReport(session)) twins.report(session, frame.id, frame.p)
+          else twins.refuse(session, frame.id, 'rate')
           return
       }
     },

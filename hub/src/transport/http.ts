@@ -24,6 +24,10 @@ export type ApiErrorCode =
   | 'exists'
   | 'device_offline'
   | 'queue_full'
+  /** CONTRACT §7: `ifVersion` is not the current desired version. */
+  | 'version_conflict'
+  /** CONTRACT §7: a twin document would pass 32 KiB (a body over 1 MiB is `payload_too_large`). */
+  | 'too_large'
   | 'too_many_requests'
   | 'not_ready'
   /** Written by the guard alone (uws-guard.ts), never by a handler. */

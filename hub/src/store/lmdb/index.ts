@@ -5,6 +5,7 @@ import { LmdbCommandStore } from './command-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
+import { LmdbTwinStore } from './twin-store.js'
 import { readAtStart } from './store-check.js'
 
 /**
@@ -21,6 +22,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     commands: new LmdbCommandStore(root),
     batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
+    twins: new LmdbTwinStore(root),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     healthy: () => answers(root),
     close: () => root.close(),
