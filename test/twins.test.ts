@@ -6,7 +6,7 @@ import { hubMetrics } from './support/hostile.js'
 import { startTestHub, tempDir, writeTokensFile, type TestHub } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
-import { OpenDevices, type RawDevice } from './support/ws.js'
+import { connectDevice, OpenDevices, type RawDevice } from './support/ws.js'
 
 const READER = 'twin-reader-token-0123456789'
 const OPERATOR = 'twin-operator-token-0123456789'
@@ -37,8 +37,9 @@ const getTwin = async (id: string, token = READER): Promise<Record<string, unkno
 
 /** Connects a device and takes its hello and the twd after it. */
 async function online(id: string): Promise<{ ws: RawDevice; twd: HubFrame }> {
-  const ws = await devices.connect(hub.wsUrl, (await hub.api('GET', `/api/v1/devices/${id}`)).status === 200 ? credentials(id) : await provisioned(id))
-  return { ws, twd: await ws.next() }
+  const ws = devices.track(await connectDevice(hub.wsUrl, credentials(id)))
+  const { twd } = await ws.opening()
+  return { ws, twd }
 }
 const keys = new Map<string, string>()
 async function provisioned(id: string): Promise<{ deviceId: string; keyType: 'hmac'; key: string }> {
@@ -250,7 +251,6 @@ describe('twins on the wire (CONTRACT §7)', () => {
     try {
       const creds = await slow.provision('tw-rate')
       const ws = await devices.connect(slow.wsUrl, creds)
-      expect(await ws.next()).toMatchObject({ t: 'twd', v: 0 })
       // the bucket holds 2 (burst 2x): two readings take it all
       ws.send({ t: 'tm', s: 1, m: { a: 1 } })
       ws.send({ t: 'tm', s: 2, m: { a: 2 } })
