@@ -3,7 +3,7 @@
 // Windows (status line, --jsonl snapshots) get their own histograms and counts, reset each time
 // they are read, beside the run's cumulative ones.
 import { build, type Histogram } from 'hdr-histogram-js'
-import type { NakReason } from '@fleetgate/device-sdk'
+import type { SdkError } from '@fleetgate/device-sdk'
 import { MODEL_NAMES, type ModelName } from './models.js'
 
 /** Latency percentiles in ms (3 decimals); all 0 when count is 0. */
@@ -222,7 +222,7 @@ export class Stats {
   }
 
   /** Readings the hub refused that were meant to be stored. */
-  nakedUnexpected(model: ModelName, count: number, reason: NakReason | undefined): void {
+  nakedUnexpected(model: ModelName, count: number, reason: SdkError['reason']): void {
     this.readings.nakedUnexpected += count
     this.perModel[model].naked += count
     this.naks.unexpected++
