@@ -114,8 +114,8 @@ describe('twins over REST (CONTRACT §7)', () => {
     expect((await patch('tw-limits', { desired: { [`${'é'.repeat(64)}`]: 1 } })).status).toBe(200)
     const refused: ReadonlyArray<readonly [unknown, string]> = [
       [{ desired: nested(9) }, 'desired.n.n.n.n.n.n.n.n: nests deeper than 8 levels'],
-      [{ desired: { [`${'é'.repeat(64)}x`]: 1 } }, `desired: key "${'é'.repeat(64)}" is 129 bytes, expected 1 to 128`],
-      [{ desired: { '': 1 } }, 'desired: key "" is 0 bytes, expected 1 to 128'],
+      [{ desired: { [`${'é'.repeat(64)}x`]: 1 } }, `desired: key "${'é'.repeat(64)}" is 129 bytes, expected 1 to 128 bytes`],
+      [{ desired: { '': 1 } }, 'desired: key "" is 0 bytes, expected 1 to 128 bytes'],
       [{ desired: { a: { $set: 1 } } }, 'desired.a: key "$set" starts with $ (reserved)'],
       [{ desired: [1] }, 'desired: expected a JSON object, got an array'],
       [{ desired: null }, 'desired: expected a JSON object, got null'],

@@ -78,7 +78,7 @@ function problemIn(value: unknown, depth: number, path: string): string | undefi
       if (prototype !== Object.prototype && prototype !== null) return `${path}: ${kind(value)} is not JSON`
       for (const key of Object.keys(value)) {
         const bytes = utf8ByteLength(key)
-        if (bytes === 0 || bytes > MAX_TWIN_KEY_BYTES) return `${path}: key ${JSON.stringify(key.slice(0, 64))} is ${bytes} bytes, expected 1 to ${MAX_TWIN_KEY_BYTES}`
+        if (bytes === 0 || bytes > MAX_TWIN_KEY_BYTES) return `${path}: key ${JSON.stringify(key.slice(0, 64))} is ${bytes} bytes, expected 1 to ${MAX_TWIN_KEY_BYTES} bytes`
         if (key.charCodeAt(0) === 0x24) return `${path}: key ${JSON.stringify(key.slice(0, 64))} starts with $ (reserved)`
         const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, `${path}.${key}`)
         if (problem !== undefined) return problem
