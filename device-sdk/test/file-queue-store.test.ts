@@ -122,7 +122,7 @@ describe('FileQueueStore', () => {
     }
     expect(restarted.compactions).toBeGreaterThan(2)
     const third = new FileQueueStore(path)
-    expect(third.load().reports.map((r) => r.id)).toStrictEqual([2, 3, 20, 40, 60, 80, 100])
+    expect((third.load().reports ?? []).map((r) => r.id)).toStrictEqual([2, 3, 20, 40, 60, 80, 100])
     third.close()
     restarted.close()
   })
@@ -158,7 +158,7 @@ describe('FileQueueStore', () => {
     const wire: Array<TelemetryFrame | BatchFrame> = []
     const transmit = (bytes: Uint8Array): boolean => {
       const decoded = decodeDeviceFrame(bytes)
-      if (decoded.ok && decoded.frame.t !== 'res') wire.push(decoded.frame)
+      if (decoded.ok && (decoded.frame.t === 'tm' || decoded.frame.t === 'tb')) wire.push(decoded.frame)
       return true
     }
     const options = { batchMaxReadings: 10, lingerMs: 0, maxQueuedReadings: 10_000, overflow: 'drop-oldest' as const, pacing: false, transmit, onError: () => {} }

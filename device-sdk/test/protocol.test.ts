@@ -2,7 +2,7 @@
 // round-trips; every bad one yields its exact failure.
 import { Decoder, Encoder } from 'cbor-x'
 import { describe, expect, it } from 'vitest'
-import { type Metrics, type Reading, type Tags } from '../src/index.js'
+import { type Metrics, type Reading, type Tags, type TwinDocument } from '../src/index.js'
 import {
   decodeDeviceFrame,
   decodeHubFrame,
@@ -32,10 +32,10 @@ const concat = (...parts: Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.co
 const metrics = (count: number): Metrics => Object.fromEntries(Array.from({ length: count }, (_, i) => [`m${i}`, i]))
 const tags = (count: number): Tags => Object.fromEntries(Array.from({ length: count }, (_, i) => [`g${i}`, `v${i}`]))
 /** `{key: {key: ... 1}}` with `levels` objects. */
-const nested = (levels: number, key = 'a'): Record<string, unknown> => {
-  let value: unknown = 1
-  for (let i = 0; i < levels; i++) value = { [key]: value }
-  return value as Record<string, unknown>
+const nested = (levels: number, key = 'a'): TwinDocument => {
+  let value: TwinDocument = { [key]: 1 }
+  for (let i = 1; i < levels; i++) value = { [key]: value }
+  return value
 }
 const readings = (count: number): Reading[] => Array.from({ length: count }, (_, i) => ({ ts: 1_700_000_000_000 + i, m: { temp: 20 + i / 10 } }))
 

@@ -41,7 +41,7 @@ function harness(options: Partial<TelemetryQueueOptions> = {}) {
     transmit: (bytes) => {
       if (!link.online) return false
       const decoded = decodeDeviceFrame(bytes)
-      if (!decoded.ok || decoded.frame.t === 'res') throw new Error(`not telemetry: ${JSON.stringify(decoded)}`)
+      if (!decoded.ok || (decoded.frame.t !== 'tm' && decoded.frame.t !== 'tb')) throw new Error(`not telemetry: ${JSON.stringify(decoded)}`)
       wire.push(decoded.frame)
       bytesOnWire.push(bytes)
       return true

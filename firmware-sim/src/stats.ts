@@ -19,6 +19,9 @@ export interface Percentiles {
 /** Why a session ended, as the simulator saw it. */
 export type DisconnectCause = 'churn' | 'storm' | 'reboot' | 'hub' | 'network'
 
+/** How a desired change sent through REST ended: answered 200, or not. */
+export type TwinChangeOutcome = 'changed' | 'error'
+
 /** How a command sent through REST ended. */
 export type CommandOutcome = 'succeeded' | 'expected_failure' | 'unexpected' | 'timeout' | 'offline' | 'error'
 
@@ -152,6 +155,8 @@ export class Stats {
     /** The latest detail of each outcome that has one (wrong answers, timeouts, errors). */
     lastByOutcome: {} as Partial<Record<CommandOutcome, string>>,
   }
+  /** Desired twin changes through REST (--twin-rate): answered 200, failed, skipped (too many in flight), converged. */
+  readonly twins = { changed: 0, errors: 0, skipped: 0, converged: 0, last: [] as string[] }
   /** Commands the simulated devices ran, by name (unknown names included). */
   readonly handled: Record<string, number> = {}
   readonly perModel: Record<ModelName, ModelCounts>
@@ -164,6 +169,7 @@ export class Stats {
   readonly #lag = histogram()
   readonly #ack = histogram()
   readonly #rtt = histogram()
+  readonly #convergence = histogram()
   readonly #windows = new Set<StatsWindow>()
 
   constructor() {
@@ -196,6 +202,24 @@ export class Stats {
 
   commandRtt(): Percentiles {
     return percentiles(this.#rtt)
+  }
+
+  /** From each desired change's REST call to its device's report of settings applying it. */
+  twinConvergence(): Percentiles {
+    return percentiles(this.#convergence)
+  }
+
+  /** A desired change through REST ended; `detail` says what went wrong. */
+  twinChange(outcome: TwinChangeOutcome, detail?: string): void {
+    if (outcome === 'changed') this.twins.changed++
+    else this.twins.errors++
+    if (detail !== undefined) remember(this.twins.last, detail)
+  }
+
+  /** A desired change converged `ms` after its REST call. */
+  twinConverged(ms: number): void {
+    this.twins.converged++
+    record(this.#convergence, ms)
   }
 
   scheduleLag(): Percentiles {
