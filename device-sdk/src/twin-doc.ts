@@ -18,6 +18,14 @@ export const MAX_TWIN_KEY_BYTES = 128
 /** Longest twin report id (`twr` `id`), in characters (Unicode code points): 64 (CONTRACT §7). */
 export const MAX_TWIN_REPORT_ID_CHARS = 64
 
+// With the `u` flag a proper surrogate pair is one code point, not Cs.
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** Whether `text` holds a lone UTF-16 surrogate, which UTF-8 (CBOR frames, MQTT, the store) cannot carry. */
+export function hasLoneSurrogate(text: string): boolean {
+  return LONE_SURROGATE.test(text)
+}
+
 /** Whether `value` is a JSON object: not null, not an array. */
 export function isJsonObject(value: unknown): value is TwinDocument {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -46,7 +54,8 @@ export function isTwinReportId(value: unknown): value is string {
 /**
  * Why `value` is not a valid merge patch for a twin document, or undefined when it is one: a JSON
  * object (finite numbers, text, bools, null, arrays, objects; nothing else), nesting at most
- * MAX_TWIN_DEPTH levels, keys of 1 to MAX_TWIN_KEY_BYTES bytes that do not start with `$`. A
+ * MAX_TWIN_DEPTH levels, keys of 1 to MAX_TWIN_KEY_BYTES bytes that do not start with `$`, text
+ * and keys in valid Unicode (a lone surrogate would reach a device as U+FFFD). A
  * stored document is a patch applied to `{}`, so the same rules hold for it. The walk descends at
  * most MAX_TWIN_DEPTH + 1 levels, whatever the input. The text starts with the path below the
  * patch (`.a.b[2]: ...`, or `: ...` for the patch itself), as the codec's reasons do.
@@ -59,6 +68,7 @@ export function twinPatchProblem(value: unknown): string | undefined {
 function problemIn(value: unknown, depth: number, path: string): string | undefined {
   switch (typeof value) {
     case 'string':
+      return hasLoneSurrogate(value) ? `${path}: text must be valid Unicode (a lone surrogate)` : undefined
     case 'boolean':
       return undefined
     case 'number':
@@ -80,6 +90,7 @@ function problemIn(value: unknown, depth: number, path: string): string | undefi
         const bytes = utf8ByteLength(key)
         if (bytes === 0 || bytes > MAX_TWIN_KEY_BYTES) return `${path}: key ${JSON.stringify(key.slice(0, 64))} is ${bytes} bytes, expected 1 to ${MAX_TWIN_KEY_BYTES} bytes`
         if (key.charCodeAt(0) === 0x24) return `${path}: key ${JSON.stringify(key.slice(0, 64))} starts with $ (reserved)`
+        if (hasLoneSurrogate(key)) return `${path}: keys must be valid Unicode (a lone surrogate)`
         const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, `${path}.${key}`)
         if (problem !== undefined) return problem
       }

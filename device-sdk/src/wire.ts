@@ -53,6 +53,7 @@ export {
   MAX_TWIN_REPORT_ID_CHARS,
   applyMergePatch,
   composeMergePatches,
+  hasLoneSurrogate,
   isJsonObject,
   isTwinReportId,
   jsonEqual,

@@ -150,7 +150,7 @@ describe('twinPatchProblem: the document rules (CONTRACT §7)', () => {
   }
   it('takes 8 levels, 128-byte keys and nulls anywhere', () => {
     expect(twinPatchProblem(nested(8))).toBeUndefined()
-    expect(twinPatchProblem({ [`${'é'.repeat(64)}`]: [null, { x: null }] })).toBeUndefined()
+    expect(twinPatchProblem({ [`${'é'.repeat(64)}`]: [null, { x: null }], emoji: '😀' })).toBeUndefined()
     expect(twinPatchProblem(Object.create(null) as unknown)).toBeUndefined()
   })
   const bad: ReadonlyArray<readonly [string, unknown, string]> = [
@@ -168,6 +168,8 @@ describe('twinPatchProblem: the document rules (CONTRACT §7)', () => {
     ['a Map', { a: new Map() }, '.a: a Map is not JSON'],
     ['a function', { a: () => 1 }, '.a: a function is not JSON'],
     ['a bigint', { a: 1n }, '.a: a bigint is not JSON'],
+    ['a lone surrogate in text', { a: ['ok', 'x\ud800'] }, '.a[1]: text must be valid Unicode (a lone surrogate)'],
+    ['a lone surrogate in a key', { ['\udc00k']: 1 }, ': keys must be valid Unicode (a lone surrogate)'],
   ]
   it.each(bad)('refuses %s', (_name, value, problem) => {
     expect(twinPatchProblem(value)).toBe(problem)
