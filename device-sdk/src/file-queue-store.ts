@@ -117,49 +117,19 @@ export class FileQueueStore implements QueueStore {
   }
 
   append(readings: readonly StoredReading[]): void {
-    if (readings.length === 0) return
-    const texts = readings.map(readingText)
-    this.#write(`{"a":[${texts.join(',')}]}\n`)
-    readings.forEach((reading, i) => {
-      const text = texts[i] as string
-      this.#live.set(reading.id, text)
-      this.#liveBytes += byteLength(text) + 1
-    })
-    this.#maybeCompact()
+    this.#add('a', this.#live, readings, readingText)
   }
 
   remove(ids: readonly number[]): void {
-    const known = ids.filter((id) => this.#live.has(id)).sort((a, b) => a - b)
-    if (known.length === 0) return
-    this.#write(`{"d":${JSON.stringify(idRanges(known))}}\n`)
-    for (const id of known) {
-      this.#liveBytes -= byteLength(this.#live.get(id) as string) + 1
-      this.#live.delete(id)
-    }
-    this.#maybeCompact()
+    this.#drop('d', this.#live, ids)
   }
 
   appendReports(reports: readonly StoredReport[]): void {
-    if (reports.length === 0) return
-    const texts = reports.map(reportText)
-    this.#write(`{"r":[${texts.join(',')}]}\n`)
-    reports.forEach((report, i) => {
-      const text = texts[i] as string
-      this.#reports.set(report.id, text)
-      this.#liveBytes += byteLength(text) + 1
-    })
-    this.#maybeCompact()
+    this.#add('r', this.#reports, reports, reportText)
   }
 
   removeReports(ids: readonly number[]): void {
-    const known = ids.filter((id) => this.#reports.has(id)).sort((a, b) => a - b)
-    if (known.length === 0) return
-    this.#write(`{"x":${JSON.stringify(idRanges(known))}}\n`)
-    for (const id of known) {
-      this.#liveBytes -= byteLength(this.#reports.get(id) as string) + 1
-      this.#reports.delete(id)
-    }
-    this.#maybeCompact()
+    this.#drop('x', this.#reports, ids)
   }
 
   saveNextSeq(seq: number): void {
@@ -226,6 +196,31 @@ export class FileQueueStore implements QueueStore {
     } else {
       throw bad('expected s, a, d, r or x')
     }
+  }
+
+  /** Journals `items` under `key` (`a` readings, `r` reports) and keeps their text in `live`. */
+  #add<T extends { readonly id: number }>(key: 'a' | 'r', live: Map<number, string>, items: readonly T[], text: (item: T) => string): void {
+    if (items.length === 0) return
+    const texts = items.map(text)
+    this.#write(`{"${key}":[${texts.join(',')}]}\n`)
+    items.forEach((item, i) => {
+      const written = texts[i] as string
+      live.set(item.id, written)
+      this.#liveBytes += byteLength(written) + 1
+    })
+    this.#maybeCompact()
+  }
+
+  /** Journals the removal of the `ids` that `live` holds, under `key` (`d` readings, `x` reports). */
+  #drop(key: 'd' | 'x', live: Map<number, string>, ids: readonly number[]): void {
+    const known = ids.filter((id) => live.has(id)).sort((a, b) => a - b)
+    if (known.length === 0) return
+    this.#write(`{"${key}":${JSON.stringify(idRanges(known))}}\n`)
+    for (const id of known) {
+      this.#liveBytes -= byteLength(live.get(id) as string) + 1
+      live.delete(id)
+    }
+    this.#maybeCompact()
   }
 
   #maybeCompact(): void {

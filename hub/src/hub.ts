@@ -121,27 +121,19 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     },
   })
   const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  // What commands and twins both work with: which devices exist, where they are connected, the audit.
+  const concern = { registry, sessions, audit, log, clock, counters: metrics }
   const { commands, batches } = createCommands({
+    ...concern,
     store: stores.commands,
     batchStore: stores.batches,
-    registry,
-    sessions,
-    audit,
-    log,
-    clock,
-    counters: metrics,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
   const twins = new Twins({
+    ...concern,
     store: stores.twins,
-    registry,
-    sessions,
-    audit,
-    log,
-    clock,
-    counters: metrics,
     changed: publishTwin,
     removed: clearTwin,
     ...(options.twins === undefined ? {} : { tuning: options.twins }),

@@ -2,11 +2,12 @@
 // codec, the contract's flow control), the fixed-rate pacer, the readings every generator sends,
 // and bulk provisioning. Devices run in worker processes (fleet.ts); provisioning in the orchestrator.
 import { generateKeyPairSync } from 'node:crypto'
+import { request, type Agent } from 'node:http'
 import { build, type Histogram } from 'hdr-histogram-js'
 import WebSocket from 'ws'
 import { type KeyType, type Metrics, type Reading } from '@fleetgate/device-sdk'
 import { decodeHubFrame, encodeFrame, isJsonObject, type TwinAckFrame, type TwinDesiredFrame } from '@fleetgate/device-sdk/wire'
-import { api } from '../support/hub.js'
+import { ADMIN_TOKEN, api } from '../support/hub.js'
 
 /** A provisioned device's credentials, as the hub issued them. */
 export interface DeviceCreds {
@@ -362,4 +363,30 @@ export async function provisionBulk(
     for (const d of created) devices.push({ id: d.id, keyType, key: (d.key ?? d.privateKey ?? pairs.get(d.id)) as string })
   }
   return devices
+}
+
+/** One JSON call with the admin token over `agent` (keep-alive: the scenarios time the hub, not connects); resolves status and parsed body. */
+export function call(agent: Agent, base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${base}${path}`,
+      {
+        method,
+        agent,
+        headers: {
+          authorization: `Bearer ${ADMIN_TOKEN}`,
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+        },
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : (JSON.parse(text) as unknown) }))
+      },
+    )
+    req.on('error', reject)
+    req.end(payload)
+  })
 }

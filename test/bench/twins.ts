@@ -7,13 +7,12 @@
 //   device, 8 in parallel, timed from the first call until every device's report of the change
 //   was confirmed by the hub (`twa`), i.e. reported equals desired; then a sample of twins is read
 //   back through REST and must show `delta` `{}`.
-import { Agent, request } from 'node:http'
-import { ADMIN_TOKEN } from '../support/hub.js'
+import { Agent } from 'node:http'
 import { dropDatabase, hubMetrics, startBenchHub, type BenchContext } from './context.js'
 import type { FleetSample, FleetTwins } from './fleet.js'
-import { latencyHistogram, provisionBulk, sourceAddresses, summarise, wallMs, type LatencySummary } from './load.js'
+import { call, latencyHistogram, provisionBulk, summarise, wallMs, type LatencySummary } from './load.js'
 import { coresSince, cpuMark, sleep } from './measure.js'
-import { Worker } from './procs.js'
+import { connectFleets, Worker } from './procs.js'
 import { atMost } from './report.js'
 
 const SCENARIO = 'twins'
@@ -21,36 +20,8 @@ const LATENCY_DEVICES = 1000
 const TELEMETRY_PER_SEC = 10_000
 /** REST calls in flight during the convergence run (the issue's 8). */
 const PARALLEL = 8
-/** Devices one worker holds in the convergence run. */
-const PER_WORKER = 10_000
 /** Twins read back after the convergence run. */
 const SAMPLE = 200
-
-/** One JSON call over a keep-alive agent; resolves status and parsed body. */
-function call(agent: Agent, base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body)
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${base}${path}`,
-      {
-        method,
-        agent,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-        },
-      },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : (JSON.parse(text) as unknown) }))
-      },
-    )
-    req.on('error', reject)
-    req.end(payload)
-  })
-}
 
 export async function twins(ctx: BenchContext): Promise<void> {
   const changes = ctx.full ? 2000 : 500
@@ -119,26 +90,7 @@ export async function twins(ctx: BenchContext): Promise<void> {
 
     // Convergence of a fleet.
     const targets = await provisionBulk(hub.base, 'twin-fan', fleetSize)
-    const shares = Math.ceil(fleetSize / PER_WORKER)
-    const addresses = sourceAddresses(shares)
-    const fanWorkers = [fleet]
-    while (fanWorkers.length < shares) {
-      const w = await Worker.start(`fleet-${fanWorkers.length}`)
-      workers.push(w)
-      fanWorkers.push(w)
-    }
-    await Promise.all(
-      fanWorkers.map((w, i) =>
-        w.call('fleet.connect', {
-          url: hub.wsUrl,
-          devices: targets.slice(i * PER_WORKER, (i + 1) * PER_WORKER),
-          readingsPerFrame: 1,
-          t0: Date.now(),
-          localAddresses: [addresses[i] as string],
-          concurrency: 500,
-        }),
-      ),
-    )
+    const fanWorkers = await connectFleets(hub.wsUrl, targets, fleet, workers)
     await sleep(1000)
     const converged = async (): Promise<number> => (await Promise.all(fanWorkers.map((w) => w.call<FleetTwins>('fleet.twins')))).reduce((n, t) => n + t.converged, 0)
     const started = performance.now()
