@@ -29,24 +29,28 @@ import type { NakReason, TwinRefusal } from './frames.js'
  * - `SDK_ERR_REPORT_REFUSED`: the hub refused a twin report (`twa` with `e`); `reason` holds its code
  *   (`invalid`, `too_large`, `rate`). Nothing changed on the hub.
  */
-export type SdkErrorCode =
-  | 'SDK_ERR_NAK'
-  | 'SDK_ERR_CLOSED'
-  | 'SDK_ERR_QUEUE_FULL'
-  | 'SDK_ERR_DROPPED'
-  | 'SDK_ERR_INVALID_READING'
-  | 'SDK_ERR_STORE'
-  | 'SDK_ERR_INVALID_OPTION'
-  | 'SDK_ERR_HANDSHAKE'
-  | 'SDK_ERR_UNAUTHORIZED'
-  | 'SDK_ERR_REPLACED'
-  | 'SDK_ERR_PROTOCOL'
-  | 'SDK_ERR_HUB'
-  | 'SDK_ERR_TOKEN'
-  | 'SDK_ERR_COMMAND'
-  | 'SDK_ERR_ABORTED'
-  | 'SDK_ERR_INVALID_REPORT'
-  | 'SDK_ERR_REPORT_REFUSED'
+export const SDK_ERROR_CODES = [
+  'SDK_ERR_NAK',
+  'SDK_ERR_CLOSED',
+  'SDK_ERR_QUEUE_FULL',
+  'SDK_ERR_DROPPED',
+  'SDK_ERR_INVALID_READING',
+  'SDK_ERR_STORE',
+  'SDK_ERR_INVALID_OPTION',
+  'SDK_ERR_HANDSHAKE',
+  'SDK_ERR_UNAUTHORIZED',
+  'SDK_ERR_REPLACED',
+  'SDK_ERR_PROTOCOL',
+  'SDK_ERR_HUB',
+  'SDK_ERR_TOKEN',
+  'SDK_ERR_COMMAND',
+  'SDK_ERR_ABORTED',
+  'SDK_ERR_INVALID_REPORT',
+  'SDK_ERR_REPORT_REFUSED',
+] as const
+
+/** One of SDK_ERROR_CODES (each explained above and in docs/errors.md). */
+export type SdkErrorCode = (typeof SDK_ERROR_CODES)[number]
 
 /** Options of an SdkError: the `cause`, and for SDK_ERR_NAK and SDK_ERR_REPORT_REFUSED the hub's reason code. */
 export interface SdkErrorOptions extends ErrorOptions {

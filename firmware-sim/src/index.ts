@@ -8,7 +8,7 @@ export { SimDevice, type DeviceHost, type DeviceIdentity } from './device.js'
 export { BUILTIN_COMMANDS, FIRMWARE, INTERVAL_RANGE, deviceCommands, registerCommands, type CommandTarget } from './device-commands.js'
 export { DESIRED_SETTINGS, applyDesired, type DesiredSetting } from './device-twin.js'
 export { MAX_TWIN_CHANGES_IN_FLIGHT, TwinDriver, nextDesired, verifyTwins, type TwinDriverOptions, type TwinVerifyResult } from './twin-driver.js'
-export { SimError, type SimErrorCode, type SimErrorOptions } from './errors.js'
+export { SIM_ERROR_CODES, SimError, type SimErrorCode, type SimErrorOptions } from './errors.js'
 export { Fleet, type FleetTiming } from './fleet.js'
 export {
   MODEL_CHOICES,

@@ -3,7 +3,16 @@ import { createRequire } from 'node:module'
 import { realClock, type Clock } from '@fleetgate/device-sdk'
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes, registerTwinRoutes } from './api/index.js'
+import {
+  influxProbe,
+  registerCommandRoutes,
+  registerConsoleRoutes,
+  registerDeviceRoutes,
+  registerHealthRoutes,
+  registerOpenApiRoute,
+  registerTelemetryRoutes,
+  registerTwinRoutes,
+} from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
@@ -14,7 +23,17 @@ import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores, readAtStartAsync } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
-import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
+import {
+  GuardedApp,
+  loadNativeUws,
+  mountDeviceEndpoint,
+  Router,
+  startMqtt,
+  type DeviceEndpointTuning,
+  type MqttListener,
+  type RouteInfo,
+  type UncaughtSink,
+} from './transport/index.js'
 import { Twins, type TwinsTuning, type TwinView } from './twins/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
@@ -52,6 +71,8 @@ export interface HubOptions {
   readonly batches?: Partial<BatchesTuning>
   /** The twin module's tuning knobs; defaults in TWINS_DEFAULTS. */
   readonly twins?: Partial<TwinsTuning>
+  /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
+  readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
 }
 
 /** A running hub. */
@@ -60,6 +81,8 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /** The REST routes served, as registered (the OpenAPI document must hold exactly these). */
+  readonly routes: readonly RouteInfo[]
   /**
    * Logs (with its stack) and counts an error that reached the process's last resort
    * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
@@ -203,6 +226,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
     clock,
+    ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, {
@@ -225,7 +249,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
-  registerConsoleRoutes(app, log)
+  registerOpenApiRoute(router)
+  registerConsoleRoutes(guarded, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)
@@ -240,12 +265,12 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    routes: router.routes(),
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
         stopHubStats()
         commands.stop()
-        twins.stop()
         uws.us_listen_socket_close(listenSocket)
         // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
         // close, since a closing session drops its frames that wait for a commit.

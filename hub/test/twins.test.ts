@@ -43,7 +43,7 @@ describe('Twins', () => {
   let published: TwinView[]
   let removed: string[]
   let reports: ReportOutcome[]
-  let sentCount: Record<'sent' | 'dropped', number>
+  let sentCount: Record<'sent' | 'held', number>
 
   const build = (store: TwinStore = stores.twins): Twins =>
     new Twins({
@@ -71,7 +71,7 @@ describe('Twins', () => {
     published = []
     removed = []
     reports = []
-    sentCount = { sent: 0, dropped: 0 }
+    sentCount = { sent: 0, held: 0 }
     await registry.create({ id: 'd1', keyType: 'hmac', tags: {} })
   })
   afterEach(async () => {
@@ -111,25 +111,41 @@ describe('Twins', () => {
     expect(await twins.changeDesired('d1', { b: 2 }, 1, 'ops')).toMatchObject({ kind: 'changed', twin: { desiredVersion: 2 } })
     expect(peer.sent.at(-1)).toStrictEqual({ t: 'twd', v: 2, d: { a: 1, b: 2 } })
     expect(published.map((t) => t.desiredVersion)).toStrictEqual([1, 2])
-    expect(sentCount).toStrictEqual({ sent: 2, dropped: 0 })
+    expect(sentCount).toStrictEqual({ sent: 2, held: 0 })
   })
 
-  it('sends a twd dropped for backpressure again after resendMs, the latest version', async () => {
+  it('holds what a socket refuses for its drain: the answers in order, then the latest desired document', async () => {
     const twins = build()
     const peer = new TestPeer('d1')
     sessions.opened(peer)
     peer.full = true
     await twins.changeDesired('d1', { a: 1 }, undefined, 'ops')
+    twins.report(peer, 'r1', { x: 1 })
+    twins.refuse(peer, 'r2', 'invalid')
     await twins.changeDesired('d1', { a: 2 }, undefined, 'ops')
-    expect(peer.sent).toStrictEqual([])
-    expect(sentCount.dropped).toBe(2)
-    peer.full = false
-    await clock.advance(999)
-    expect(peer.sent).toStrictEqual([])
-    await clock.advance(1)
+    twins.report(peer, 'r3', { x: 2 })
+    await until(() => reports.length === 3, 'the reports')
     await settle()
-    expect(peer.sent).toStrictEqual([{ t: 'twd', v: 2, d: { a: 2 } }])
-    twins.stop()
+    expect(peer.sent).toStrictEqual([])
+    expect(sentCount).toStrictEqual({ sent: 0, held: 2 })
+    peer.full = false
+    twins.drained(peer)
+    await until(() => peer.sent.length === 4, 'the drain')
+    expect(peer.sent).toStrictEqual([
+      { t: 'twa', id: 'r1', v: 1 },
+      { t: 'twa', id: 'r2', e: 'invalid' },
+      { t: 'twa', id: 'r3', v: 2 },
+      { t: 'twd', v: 2, d: { a: 2 } },
+    ])
+  })
+
+  it('closes a session (1008) that reports on and on without reading the answers', async () => {
+    const twins = build()
+    const peer = new TestPeer('d1')
+    peer.full = true
+    for (let i = 0; i < 65; i++) twins.refuse(peer, `r${i}`, 'rate')
+    await until(() => peer.closes.length === 1, 'the close')
+    expect(peer.closes).toStrictEqual([1008])
   })
 
   it('applies reports in order, answers each once stored, and refuses one that would pass 32 KiB', async () => {
@@ -140,12 +156,12 @@ describe('Twins', () => {
     twins.refuse(peer, 'r5', 'rate')
     await until(() => peer.sent.length === 6, 'every answer')
     expect(peer.sent).toStrictEqual([
-      { t: 'twa', id: 'r5', e: 'rate' },
       { t: 'twa', id: 'r0', v: 1 },
       { t: 'twa', id: 'r1', v: 1 },
       { t: 'twa', id: 'r2', v: 2 },
       { t: 'twa', id: 'r3', e: 'too_large' },
       { t: 'twa', id: 'r4', v: 3 },
+      { t: 'twa', id: 'r5', e: 'rate' },
     ])
     expect(reports).toStrictEqual(['rate', 'changed', 'unchanged', 'changed', 'too_large', 'changed'])
     expect(await twins.view('d1')).toMatchObject({ reported: { b: { c: 1 } }, reportedVersion: 3 })

@@ -169,6 +169,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
         admitResult: (peer) => ingest.admitResult(peer),
         admitTwinReport: (peer) => ingest.admitTwinReport(peer),
         closed: (peer) => ingest.closed(peer),
+        drained: (peer) => ingest.drained(peer),
         accept(peer, frame, raw) {
           if (frame.t === 'tm' && 'boom' in frame.m) throw new Error('ingest failed on a frame')
           ingest.accept(peer, frame, raw)
@@ -179,12 +180,14 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
           throw new Error('a command result failed')
         },
         invalidResult: () => undefined,
+        drained: () => undefined,
       },
       twins: {
         report() {
           throw new Error('a twin report failed')
         },
         refuse: () => undefined,
+        drained: () => undefined,
       },
       metrics: server.metrics,
       log,

@@ -193,8 +193,8 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     )
     this.twinDesiredFrames = twinCounter(
       'fleetgate_twin_desired_frames_total',
-      'Desired documents (twd) sent to sessions, or dropped for backpressure and sent again later',
-      ['sent', 'dropped'],
+      'Desired documents (twd) sent to sessions, or held for a socket that does not take them (its drain sends the latest)',
+      ['sent', 'held'],
     )
     this.droppedResults = new Counter({
       name: 'fleetgate_command_results_dropped_total',
@@ -258,7 +258,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     this.twinReports.inc(outcome)
   }
 
-  desiredSent(outcome: 'sent' | 'dropped'): void {
+  desiredSent(outcome: 'sent' | 'held'): void {
     this.twinDesiredFrames.inc(outcome)
   }
 

@@ -13,25 +13,32 @@ const MAX_BODY_DEPTH = 64
 /** Longest piece of a request (its path) echoed back in an error message: 256 characters. */
 const MAX_ECHO_CHARS = 256
 
-/** Stable error codes of REST answers (`{"error": code, "message": text}`). */
-export type ApiErrorCode =
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'invalid'
-  | 'malformed_json'
-  | 'payload_too_large'
-  | 'exists'
-  | 'device_offline'
-  | 'queue_full'
+/**
+ * Every error code of a REST answer (`{"error": code, "message": text}`); `internal` is written by
+ * the guard alone (uws-guard.ts), never by a handler. The OpenAPI document and docs/errors.md list
+ * the same codes (tests hold them to it).
+ */
+export const API_ERROR_CODES = [
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'invalid',
+  'malformed_json',
+  'payload_too_large',
+  'exists',
+  'device_offline',
+  'queue_full',
   /** CONTRACT §7: `ifVersion` is not the current desired version. */
-  | 'version_conflict'
+  'version_conflict',
   /** CONTRACT §7: a twin document would pass 32 KiB (a body over 1 MiB is `payload_too_large`). */
-  | 'too_large'
-  | 'too_many_requests'
-  | 'not_ready'
-  /** Written by the guard alone (uws-guard.ts), never by a handler. */
-  | 'internal'
+  'too_large',
+  'too_many_requests',
+  'not_ready',
+  'internal',
+] as const
+
+/** One of API_ERROR_CODES. */
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number]
 
 /** A REST answer: status, JSON body (or text with its content type), extra headers. */
 export interface Reply {
@@ -46,6 +53,16 @@ export interface RequestContext {
   readonly query: URLSearchParams
   readonly operator: Operator | undefined
   readonly body: unknown
+}
+
+/** A registered route, as `Router.routes` lists it. */
+export interface RouteInfo {
+  /** The HTTP method, upper case (`GET`, `POST`, `PATCH`, `DELETE`). */
+  readonly method: string
+  /** The uWS pattern (`/api/v1/devices/:id`). */
+  readonly pattern: string
+  /** The scope its token needs, or undefined when it takes none. */
+  readonly scope: Scope | undefined
 }
 
 /** A route's needs: a token scope (none for health probes) and whether it reads a JSON body. */
@@ -93,7 +110,7 @@ function writeReply(exchange: Exchange, reply: Reply, closeConnection = false): 
       : reply.text !== undefined
         ? { contentType: reply.text.contentType, text: reply.text.body }
         : { contentType: 'application/json', text: JSON.stringify(reply.body ?? {}) }
-  exchange.reply(status, body, closeConnection)
+  exchange.reply(status, body, { closeConnection })
 }
 
 /** Request text echoed in a message, cut to {@link MAX_ECHO_CHARS}. */
@@ -143,6 +160,7 @@ export class Router {
   readonly #failures: FailureLimiter
   /** Methods registered per pattern, to answer a wrong method with a specific 404. */
   readonly #methods = new Map<string, string[]>()
+  readonly #routes: RouteInfo[] = []
 
   /** `failures` counts failed operator tokens per address (its own instance: device failures are apart). */
   constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter) {
@@ -155,8 +173,14 @@ export class Router {
   route(method: 'get' | 'post' | 'patch' | 'del', pattern: string, options: RouteOptions, handler: Handler): void {
     const name = method === 'del' ? 'DELETE' : method.toUpperCase()
     this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
+    this.#routes.push({ method: name, pattern, scope: options.scope })
     const paramCount = (pattern.match(/\/:/g) ?? []).length
     this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, handler))
+  }
+
+  /** Every route registered, in registration order (the OpenAPI document is held to this list). */
+  routes(): readonly RouteInfo[] {
+    return [...this.#routes]
   }
 
   /** Answers every other request 404; call after the last `route`. */

@@ -1,5 +1,5 @@
 import type { Clock } from '@fleetgate/device-sdk'
-import { applyMergePatch, CloseCode, MAX_TWIN_BYTES, twinBytes, type TwinDocument, type TwinRefusal } from '@fleetgate/device-sdk/wire'
+import { applyMergePatch, CloseCode, MAX_TWIN_BYTES, twinBytes, type TwinAckFrame, type TwinDocument, type TwinRefusal } from '@fleetgate/device-sdk/wire'
 import type { AuditLog } from '../audit/index.js'
 import type { Peer, Registry, Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
@@ -10,14 +10,14 @@ import { emptyTwin, twinView, type TwinView } from './twin-view.js'
 /** The twin module's tuning knobs; defaults in TWINS_DEFAULTS. */
 export interface TwinsTuning {
   /**
-   * How long the hub waits before it sends the desired document again to a session that could
-   * not take it (its socket over the backpressure limit), in ms; default 1,000.
+   * Answers (`twa`) the hub keeps for a session whose socket refuses them (its device does not
+   * read), to write in its `drain`; one more closes the session (1008); default 64, the window.
    */
-  readonly resendMs: number
+  readonly maxOwedAnswers: number
 }
 
 /** The defaults of TwinsTuning. */
-export const TWINS_DEFAULTS: TwinsTuning = Object.freeze({ resendMs: 1000 })
+export const TWINS_DEFAULTS: TwinsTuning = Object.freeze({ maxOwedAnswers: 64 })
 
 /** How an operator's change of `desired` ended. */
 export type DesiredOutcome =
@@ -33,8 +33,8 @@ export type ReportOutcome = 'changed' | 'unchanged' | TwinRefusal
 export interface TwinCounters {
   desiredChanged(outcome: DesiredOutcome['kind']): void
   reported(outcome: ReportOutcome): void
-  /** A `twd` frame went out (`sent`) or could not be written (`dropped`: retried later). */
-  desiredSent(outcome: 'sent' | 'dropped'): void
+  /** A `twd` frame went out (`sent`), or waits for the socket to drain (`held`: the latest goes then). */
+  desiredSent(outcome: 'sent' | 'held'): void
 }
 
 /** What the twin module is built from. */
@@ -54,7 +54,7 @@ export interface TwinsOptions {
   readonly changed: (twin: TwinView) => void
   /** Called once a deleted device's twin is gone (its retained topic is cleared). */
   readonly removed: (device: string) => void
-  /** Time (the changes' times) and timers (the resend). */
+  /** Time: when each change was made. */
   readonly clock: Clock
   /** Tuning knobs; defaults in TWINS_DEFAULTS. */
   readonly tuning?: Partial<TwinsTuning>
@@ -62,6 +62,14 @@ export interface TwinsOptions {
 
 /** A desired change as the store decided it: `stored` is a change written, to be sent and published. */
 type DesiredResult = { readonly kind: 'stored'; readonly record: TwinRecord } | Exclude<DesiredOutcome, { kind: 'changed' | 'not_found' }>
+
+/** What a session's socket refused (its device does not read), to write in its `drain`. */
+interface Owed {
+  /** Answers, in the order made. */
+  readonly answers: TwinAckFrame[]
+  /** Whether the latest desired document is owed (read again from the store at the drain). */
+  desired: boolean
+}
 
 type ReportResult = { readonly kind: 'changed' | 'unchanged'; readonly twin: TwinRecord } | { readonly kind: 'too_large' } | { readonly kind: 'gone' }
 
@@ -71,7 +79,8 @@ type ReportResult = { readonly kind: 'changed' | 'unchanged'; readonly twin: Twi
  * device runs after the one before it has settled (a chain per device), so reports apply in the
  * order received and a deletion comes after the changes asked for before it. After `hello` and
  * after each change of `desired`, the live session gets the whole desired document (`twd`), never
- * a version older than one it already got.
+ * a version older than one it already got. What a session's socket refuses (a device that does not
+ * read) is written in its drain: its answers in order, then the latest desired document.
  */
 export class Twins {
   readonly #options: TwinsOptions
@@ -80,9 +89,8 @@ export class Twins {
   readonly #tails = new Map<string, Promise<unknown>>()
   /** The highest desired version each session got. */
   readonly #sentVersion = new WeakMap<Peer, number>()
-  /** Sessions whose twd could not be written, to try again after `resendMs`. */
-  readonly #owed = new Set<Peer>()
-  #resendTimer: unknown
+  /** What each session's socket refused, until its drain. */
+  readonly #owed = new WeakMap<Peer, Owed>()
 
   constructor(options: TwinsOptions) {
     this.#options = options
@@ -149,10 +157,10 @@ export class Twins {
         if (result.kind === 'gone') return
         this.#options.counters.reported(result.kind)
         if (result.kind === 'too_large') {
-          peer.send({ t: 'twa', id, e: 'too_large' })
+          this.#answer(peer, { t: 'twa', id, e: 'too_large' })
           return
         }
-        peer.send({ t: 'twa', id, v: result.twin.reportedVersion })
+        this.#answer(peer, { t: 'twa', id, v: result.twin.reportedVersion })
         if (result.kind === 'changed') this.#changed(result.twin)
       },
       (err: unknown) => {
@@ -162,10 +170,33 @@ export class Twins {
     )
   }
 
-  /** Answers a report refused before it reached the twin (`invalid`, `rate`): nothing changed. */
+  /**
+   * Answers a report refused before it reached the twin (`invalid`, `rate`): nothing changed. The
+   * answer follows those of the device's reports received before it (CONTRACT §7: in order).
+   */
   refuse(peer: Peer, id: string, reason: TwinRefusal): void {
     this.#options.counters.reported(reason)
-    peer.send({ t: 'twa', id, e: reason })
+    void this.#serial(peer.deviceId, () => {
+      this.#answer(peer, { t: 'twa', id, e: reason })
+      return Promise.resolve()
+    })
+  }
+
+  /**
+   * The session's socket takes frames again (uWS `drain`): the answers it refused go out in order,
+   * then the latest desired document when one was refused, until the socket refuses one again.
+   */
+  drained(peer: Peer): void {
+    const owed = this.#owed.get(peer)
+    if (owed === undefined) return
+    while (owed.answers.length > 0) {
+      if (!peer.send(owed.answers[0] as TwinAckFrame)) return
+      owed.answers.shift()
+    }
+    if (owed.desired) {
+      owed.desired = false
+      this.opened(peer).catch((err: unknown) => this.#options.log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent'))
+    }
   }
 
   /**
@@ -181,13 +212,6 @@ export class Twins {
   async deviceDeleted(device: string): Promise<void> {
     const removed = await this.#serial(device, () => this.#options.store.remove(device))
     if (removed) this.#options.removed(device)
-  }
-
-  /** Stops the resend timer. */
-  stop(): void {
-    if (this.#resendTimer !== undefined) this.#options.clock.clearTimeout(this.#resendTimer)
-    this.#resendTimer = undefined
-    this.#owed.clear()
   }
 
   /** Runs `job` once every job of `device` asked for before it has settled. */
@@ -213,26 +237,48 @@ export class Twins {
     }
   }
 
-  /** Sends `twd` unless the session already got this version or a newer one; a dropped frame is owed. */
+  /**
+   * Sends `twd` unless the session already got this version or a newer one. While the socket
+   * refuses frames, or owes answers, the document is owed instead: its drain sends the latest.
+   */
   #sendDesired(peer: Peer, twin: TwinRecord): void {
     if (!peer.isOpen()) return
     if (twin.desiredVersion <= (this.#sentVersion.get(peer) ?? -1)) return
-    if (peer.send({ t: 'twd', v: twin.desiredVersion, d: twin.desired })) {
+    const owed = this.#owed.get(peer)
+    if ((owed === undefined || (owed.answers.length === 0 && !owed.desired)) && peer.send({ t: 'twd', v: twin.desiredVersion, d: twin.desired })) {
       this.#sentVersion.set(peer, twin.desiredVersion)
       this.#options.counters.desiredSent('sent')
       return
     }
     if (!peer.isOpen()) return
-    this.#options.counters.desiredSent('dropped')
-    this.#owed.add(peer)
-    this.#resendTimer ??= this.#options.clock.setTimeout(() => {
-      this.#resendTimer = undefined
-      const owed = [...this.#owed]
-      this.#owed.clear()
-      for (const session of owed) {
-        if (session.isOpen()) this.opened(session).catch((err: unknown) => this.#options.log.error({ err, deviceId: session.deviceId }, 'desired twin not resent'))
-      }
-    }, this.#tuning.resendMs)
+    this.#options.counters.desiredSent('held')
+    this.#owedOf(peer).desired = true
+  }
+
+  /**
+   * Writes a `twa`, or keeps it for the drain when the socket refuses it or answers wait already
+   * (they go out in the order made). A device that keeps reporting and never reads is closed (1008)
+   * past `maxOwedAnswers` rather than kept without bound.
+   */
+  #answer(peer: Peer, frame: TwinAckFrame): void {
+    const owed = this.#owed.get(peer)
+    if ((owed === undefined || owed.answers.length === 0) && peer.send(frame)) return
+    if (!peer.isOpen()) return
+    const answers = this.#owedOf(peer).answers
+    if (answers.length >= this.#tuning.maxOwedAnswers) {
+      peer.close(CloseCode.rateAbuse, 'reports beyond its answers and does not read them')
+      return
+    }
+    answers.push(frame)
+  }
+
+  #owedOf(peer: Peer): Owed {
+    let owed = this.#owed.get(peer)
+    if (owed === undefined) {
+      owed = { answers: [], desired: false }
+      this.#owed.set(peer, owed)
+    }
+    return owed
   }
 }
 
