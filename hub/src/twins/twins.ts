@@ -122,10 +122,12 @@ export class Twins {
         return { write: after, outcome: { kind: 'stored', record: after } }
       })
       if (result.kind !== 'stored') return result
-      this.#changed(result.record)
+      // the device first: the retained topic and the event stream are not on its path
       const peer = this.#options.sessions.get(device)
       if (peer !== undefined) this.#sendDesired(peer, result.record)
-      return { kind: 'changed', twin: twinView(result.record) }
+      const view = twinView(result.record)
+      this.#changed(view)
+      return { kind: 'changed', twin: view }
     })
     this.#options.counters.desiredChanged(outcome.kind)
     if (outcome.kind !== 'not_found') this.#options.audit.record(actor, 'twin.desired', device, auditOutcome(outcome))
@@ -161,7 +163,7 @@ export class Twins {
           return
         }
         this.#answer(peer, { t: 'twa', id, v: result.twin.reportedVersion })
-        if (result.kind === 'changed') this.#changed(result.twin)
+        if (result.kind === 'changed') this.#changed(twinView(result.twin))
       },
       (err: unknown) => {
         this.#options.log.error({ err, deviceId: device }, 'twin report not stored; closing the session')
@@ -229,9 +231,9 @@ export class Twins {
     return run
   }
 
-  #changed(twin: TwinRecord): void {
+  #changed(twin: TwinView): void {
     try {
-      this.#options.changed(twinView(twin))
+      this.#options.changed(twin)
     } catch (err) {
       this.#options.log.error({ err, deviceId: twin.device }, 'twin change not published')
     }
