@@ -5,7 +5,8 @@ import type { NakReason, TwinRefusal } from './frames.js'
  * - `SDK_ERR_NAK`: the hub refused a frame (`nak`); it will not be stored and must not be resent.
  *   `reason` holds the hub's reason code.
  * - `SDK_ERR_CLOSED`: the client was closed (by `close()`) before the operation could finish.
- * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading (overflow `'reject'`).
+ * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading (overflow `'reject'`),
+ *   or 10,000 twin reports wait for the hub's answer already.
  * - `SDK_ERR_DROPPED`: a queued reading was dropped to make room for a newer one (overflow `'drop-oldest'`).
  * - `SDK_ERR_INVALID_READING`: a reading breaks the wire rules (CONTRACT §3) or does not fit in the
  *   hub's frame limit; it was never sent.

@@ -26,3 +26,4 @@ export type { CommandFrame, HelloFrame, HubLimits, JsonValue, Metrics, NakReason
 export type { KeyType } from './token.js'
 export type { AuthMode, WebSocketConstructor, WebSocketHandler, WebSocketLike } from './transport.js'
 export type { DesiredTwin, DeviceTwin, DeviceTwinEvents } from './twin.js'
+export { MAX_PENDING_REPORTS } from './twin-reports.js'

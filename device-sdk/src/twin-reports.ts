@@ -18,6 +18,13 @@ import { storeError, type QueueStore, type StoredReport } from './queue-store.js
 import type { TokenBucket } from './token-bucket.js'
 import { composeMergePatches, MAX_TWIN_BYTES, twinBytes, twinPatchProblem } from './twin-doc.js'
 
+/**
+ * Most twin reports a client keeps unanswered (waiting offline, or behind the one on the wire):
+ * 10,000. Beyond, report() rejects with SDK_ERR_QUEUE_FULL: a device that reports faster than the
+ * hub answers, or for days offline, is told so instead of growing without bound.
+ */
+export const MAX_PENDING_REPORTS = 10_000
+
 /** How TwinReports is built; DeviceClient passes its resolved options. */
 export interface TwinReportsOptions {
   readonly clock: Clock
@@ -88,13 +95,14 @@ export class TwinReports {
 
   /**
    * Checks, copies and keeps a merge patch for `reported`; resolves with the reported version once
-   * the hub has durably applied it. Rejects with SDK_ERR_INVALID_REPORT (nothing kept) or
-   * SDK_ERR_STORE at once, later with SDK_ERR_REPORT_REFUSED (`reason` the hub's code),
+   * the hub has durably applied it. Rejects with SDK_ERR_INVALID_REPORT (nothing kept),
+   * SDK_ERR_QUEUE_FULL (MAX_PENDING_REPORTS wait already) or SDK_ERR_STORE at once, later with SDK_ERR_REPORT_REFUSED (`reason` the hub's code),
    * SDK_ERR_INVALID_REPORT (larger than the hub's frame limit) or SDK_ERR_CLOSED.
    */
   add(patch: unknown, signal: AbortSignal | undefined): Promise<number> {
     return abortable(signal, 'twin.report()', () => {
       if (this.#closed) return Promise.reject(new SdkError('SDK_ERR_CLOSED', 'the client is closed'))
+      if (this.pending >= MAX_PENDING_REPORTS) return Promise.reject(new SdkError('SDK_ERR_QUEUE_FULL', `${MAX_PENDING_REPORTS} twin reports wait for the hub's answer already`))
       const problem = twinPatchProblem(patch)
       if (problem !== undefined) return Promise.reject(new SdkError('SDK_ERR_INVALID_REPORT', `patch${problem}`))
       // a deep copy, so that the caller may change its object afterwards (the checks made it JSON)

@@ -63,7 +63,7 @@ export class DeviceTwin extends TypedEmitter<DeviceTwinEvents> {
    * durably applied it (`twa`). Without a session the report waits, in the queue store, for the
    * next `hello`; reports waiting together are merged into as few patches as RFC 7386 allows and
    * are answered together. Rejects with SDK_ERR_INVALID_REPORT at once (the patch breaks the twin
-   * rules; nothing is kept), SDK_ERR_REPORT_REFUSED when the hub refuses it (`reason`: `invalid`,
+   * rules; nothing is kept), SDK_ERR_QUEUE_FULL at once (10,000 reports wait already), SDK_ERR_REPORT_REFUSED when the hub refuses it (`reason`: `invalid`,
    * `too_large`, `rate`; nothing changed), SDK_ERR_CLOSED on close() (the store keeps it for the
    * next run), SDK_ERR_ABORTED when `options.signal` aborts first (the report still goes).
    */

@@ -6,7 +6,7 @@ import { track } from '../../test/support/outcome.js'
 import { MemoryQueueStore, SdkError, type TwinDocument } from '../src/index.js'
 import { loadQueueStore, type QueueStore } from '../src/queue-store.js'
 import { hubPacer } from '../src/token-bucket.js'
-import { TwinReports } from '../src/twin-reports.js'
+import { MAX_PENDING_REPORTS, TwinReports } from '../src/twin-reports.js'
 import { decodeDeviceFrame, type HubLimits, type TwinReportFrame } from '../src/wire.js'
 
 const LIMITS: HubLimits = Object.freeze({ frame: 65_536, batch: 500, rate: 100, window: 64 })
@@ -223,6 +223,20 @@ describe('TwinReports', () => {
     expect(h.wire).toHaveLength(1)
     expect(h.reports.waitingForPace).toBe(false)
     expect(pace.tokens(h.clock.now())).toBeLessThan(1)
+  })
+
+  it('keeps at most MAX_PENDING_REPORTS unanswered; one more is refused at once', async () => {
+    const h = harness()
+    for (let i = 0; i < MAX_PENDING_REPORTS; i++) h.report({ n: i })
+    const over = h.report({ n: -1 })
+    await settled()
+    expect(over.error?.code).toBe('SDK_ERR_QUEUE_FULL')
+    expect(h.reports.pending).toBe(MAX_PENDING_REPORTS)
+    // merged into one patch, sent once, answered once
+    h.reports.open(LIMITS, undefined)
+    expect(h.wire.map((f) => f.p)).toStrictEqual([{ n: MAX_PENDING_REPORTS - 1 }])
+    h.answer({ v: 1 })
+    expect(h.reports.pending).toBe(0)
   })
 
   it('rejects what waits with the close error; the store keeps it', async () => {
