@@ -21,7 +21,7 @@ import { Registry, Sessions, type Peer } from './devices/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
-import { openLmdbStores, readAtStartAsync } from './store/index.js'
+import { openLmdbSpool, openLmdbStores, openPostgresStores, readAtStartAsync, type HubStores } from './store/index.js'
 import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import {
   GuardedApp,
@@ -115,7 +115,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
-  const stores = openLmdbStores(config.dataDir)
+  const stores = await openStores(config, log)
   const audit = new AuditLog(stores.audit, clock, log)
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
@@ -150,6 +150,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...concern,
     store: stores.commands,
     batchStore: stores.batches,
+    sharedStore: stores.shared,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
@@ -228,7 +229,9 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     clock,
     ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
-  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
+  // REST writes are refused (503 `not_ready`) while a storage engine does not answer (PostgreSQL restarting).
+  const storesAnswer = (): boolean => stores.engines.every((engine) => engine.healthy())
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock), storesAnswer)
   registerDeviceRoutes(router, {
     registry,
     sessions,
@@ -243,7 +246,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'unreachable') },
+      ...stores.engines.map((engine) => ({ name: engine.name, check: () => (engine.healthy() ? 'ok' as const : 'unreachable' as const) })),
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
       influxProbe(writer, log, clock),
     ],
@@ -284,6 +287,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       return stopping
     },
   }
+}
+
+/**
+ * The stores: with `FLEETGATE_POSTGRES_URL`, the shared ones in PostgreSQL (cluster mode,
+ * CONTRACT §8) beside this node's lmdb spool; else everything in the data dir's lmdb.
+ */
+async function openStores(config: HubConfig, log: Logger): Promise<HubStores> {
+  if (config.postgresUrl === undefined) return openLmdbStores(config.dataDir)
+  const stores = await openPostgresStores({ url: config.postgresUrl, nodeId: config.nodeId, log }, () => openLmdbSpool(config.dataDir))
+  log.info({ nodeId: config.nodeId }, 'cluster mode: shared stores in PostgreSQL')
+  return stores
 }
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {

@@ -34,6 +34,8 @@ export interface CommandsConcernOptions {
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
   readonly publishResult: (record: CommandRecord) => void
+  /** Whether other nodes share the stores (PostgreSQL): fan-out counts are then read from the store. Default false. */
+  readonly sharedStore?: boolean
   /** Tuning knobs of Commands; defaults in COMMANDS_DEFAULTS. */
   readonly commands?: Partial<CommandsTuning>
   /** Tuning knobs of fan-out; defaults in BATCHES_DEFAULTS. */
@@ -70,6 +72,7 @@ export function createCommands(options: CommandsConcernOptions): CommandsConcern
     registry,
     log,
     clock,
+    sharedStore: options.sharedStore ?? false,
     ...(options.batches === undefined ? {} : { tuning: options.batches }),
   })
   return { commands, batches }
