@@ -29,7 +29,7 @@ export interface DevicesApiDeps {
   /** Where sessions are: this node's, or in cluster mode any node's. */
   readonly presence: Presence
   readonly audit: AuditLog
-  /** Called once a device is deleted (its queued commands end `expired`). */
+  /** Called once a device is deleted (its queued commands end `expired`, its twin is deleted). */
   readonly deleted: (id: string) => Promise<void>
 }
 

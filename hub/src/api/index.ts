@@ -1,5 +1,5 @@
-// The REST API of CONTRACT §4: devices, commands and fan-out, audit, telemetry queries, health,
-// the cluster's nodes (§8), and its OpenAPI document.
+// The REST API of CONTRACT §4, §7 and §8: devices, commands and fan-out, audit, telemetry queries,
+// twins, the cluster's nodes, health, and its OpenAPI document.
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'
 export { MAX_BULK_DEVICES, registerDeviceRoutes, type DevicesApiDeps } from './devices.js'
@@ -7,3 +7,4 @@ export { influxProbe, registerHealthRoutes, type Readiness, type ReadinessProbe 
 export { registerNodeRoutes, type NodesApiDeps } from './nodes.js'
 export { OPENAPI_DOCUMENT, OPENAPI_PATH, registerOpenApiRoute } from './openapi/document.js'
 export { registerTelemetryRoutes, type TelemetryApiDeps } from './telemetry.js'
+export { registerTwinRoutes, type TwinsApiDeps } from './twins.js'

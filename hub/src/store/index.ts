@@ -16,6 +16,7 @@ export type {
   SessionOwner,
   SpoolStore,
   StorageEngine,
+  TwinStore,
 } from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
@@ -41,4 +42,6 @@ export {
   type SpooledEntry,
   type SpoolEntry,
   type SpoolSlot,
+  type TwinChange,
+  type TwinRecord,
 } from './records.js'
