@@ -14,7 +14,7 @@ const DB = 'cluster_failures'
 /**
  * CONTRACT §8 when a node dies: three hub processes behind a real HAProxy on one PostgreSQL, one
  * Mosquitto and one influxd; one is killed with SIGKILL while a simulated fleet runs through the
- * balancer with churn and commands, and started again on its data dir.
+ * balancer with churn, commands and desired twin changes, and started again on its data dir.
  */
 describe('a cluster that loses a node', () => {
   let services: ClusterServices
@@ -68,7 +68,7 @@ describe('a cluster that loses a node', () => {
     return credentials
   }
 
-  it('kill -9 of a node under a fleet: its devices reconnect to the others, read offline meanwhile, its sent commands end timeout, queued ones stay, and every acked reading is stored once', async () => {
+  it('kill -9 of a node under a fleet with churn, commands and twin changes: its devices reconnect to the others, read offline meanwhile, its sent commands end timeout, queued ones stay, and every acked reading is stored once', async () => {
     // A device held by n2 alone (not through the balancer), with a command n2 sent and that nobody answers.
     const victim = await provision('victim')
     const held = await devices.connect(hubOf('n2').wsUrl, victim)
@@ -97,6 +97,7 @@ describe('a cluster that loses a node', () => {
       churnPercentPerMin: 30,
       commandRate: 3,
       commandTimeoutMs: 3000,
+      twinRate: 3,
       verify: true,
       verifyTimeoutMs: 60_000,
       drainTimeoutMs: 30_000,
@@ -141,9 +142,13 @@ describe('a cluster that loses a node', () => {
     expect(summary.verify?.stored).toBe(summary.readings.acked)
     expect(summary.devices).toMatchObject({ target: 60, neverConnected: 0, connectedAtEnd: 60 })
     // REST calls in flight to n2 when it died are the only failures the fleet may see (HAProxy answers them 502).
-    expect(summary.reasons.filter((reason) => !reason.includes('command calls failed'))).toEqual([])
-    expect(summary.commands.errors).toBeLessThanOrEqual(20)
+    expect(summary.reasons.filter((reason) => !reason.includes('command calls failed') && !reason.includes('desired changes failed'))).toEqual([])
+    expect(summary.commands.errors + summary.twins.errors).toBeLessThanOrEqual(20)
     expect(summary.commands.succeeded).toBeGreaterThan(0)
+    // Every desired change that was answered 200 reached its device, wherever it went, and was reported applied.
+    expect(summary.twins.changed).toBeGreaterThan(20)
+    expect(summary.twins.unconverged).toBe(0)
+    expect(summary.twins.verify).toMatchObject({ outOfSyncCount: 0 })
     // No command stays sent: each ended, on its node or by a survivor's sweep.
     expect(await eventually(() => sql<{ n: string }>("SELECT count(*) AS n FROM fleetgate.commands WHERE status = 'sent'"), (rows) => rows[0]?.n === '0', 15_000)).toEqual([{ n: '0' }])
     expect((await api(hubOf('n2').base, 'GET', `/api/v1/devices/sleeper/commands/${queued.body.id}`)).body.status).toBe('queued')

@@ -4,7 +4,7 @@ import { startClusterServices, startNodes, type ClusterServices } from './suppor
 import { startTestHub, type TestHub } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
-import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
+import { connectDevice, OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
 /**
  * CONTRACT §8 with three nodes in this process on one PostgreSQL and one Mosquitto (password file
@@ -203,6 +203,34 @@ describe('a cluster of three nodes', () => {
     expect(await ws.next()).toMatchObject({ t: 'cmd', n: 'late' })
   })
 
+  it('sends a desired change made on any node to the device wherever it is, and serves its reports from every node', async () => {
+    const device = await provision()
+    const ws = await connect(1, device)
+    await placed(0, device, 'n2')
+    const started = Date.now()
+    const changed = await node(0).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { interval: 5 } })
+    expect(changed).toMatchObject({ status: 200, body: { desiredVersion: 1, desired: { interval: 5 } } })
+    expect(await ws.next()).toEqual({ t: 'twd', v: 1, d: { interval: 5 } })
+    expect(Date.now() - started).toBeLessThan(1000)
+    // Versions are one sequence across nodes: a stale ifVersion conflicts on any node.
+    expect(await node(2).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { interval: 6 }, ifVersion: 0 })).toMatchObject({
+      status: 409,
+      body: { error: 'version_conflict' },
+    })
+    expect((await node(2).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { interval: 6 }, ifVersion: 1 })).status).toBe(200)
+    expect(await ws.next()).toEqual({ t: 'twd', v: 2, d: { interval: 6 } })
+    ws.send({ t: 'twr', id: 'r1', p: { interval: 6 } })
+    expect(await ws.next()).toEqual({ t: 'twa', id: 'r1', v: 1 })
+    expect((await node(0).api('GET', `/api/v1/devices/${device.deviceId}/twin`)).body).toMatchObject({ desiredVersion: 2, reportedVersion: 1, reported: { interval: 6 }, delta: {} })
+    // The device moves to another node: its new session starts from the latest desired document.
+    const moved = devices.track(await connectDevice(node(2).wsUrl, device))
+    expect((await moved.opening()).twd).toEqual({ t: 'twd', v: 2, d: { interval: 6 } })
+    expect(await ws.closed).toMatchObject({ code: CloseCode.replaced })
+    await placed(0, device, 'n3')
+    expect((await node(0).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { mode: 'eco' } })).status).toBe(200)
+    expect(await moved.next()).toEqual({ t: 'twd', v: 3, d: { interval: 6, mode: 'eco' } })
+  })
+
   it('holds at most 100 queued commands per device across nodes', async () => {
     const device = await provision()
     await known(device)
@@ -291,6 +319,9 @@ describe('a cluster of three nodes', () => {
       expect(await first.closed).toMatchObject({ code: CloseCode.replaced })
       second.send({ t: 'tm', s: 1, m: { v: 1 } })
       await second.untilAck(1)
+      // A desired twin change is stored; the node that holds the device finds it in PostgreSQL and sends it.
+      expect((await node(0).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { during: 'outage' } })).status).toBe(200)
+      expect(await ws.next()).toMatchObject({ t: 'twd', d: { during: 'outage' } })
       // A device on this node is served as ever, and ingest goes on everywhere, for the whole outage.
       const near = node(0).api('POST', `/api/v1/devices/${local.deviceId}/commands`, { name: 'near' })
       await answer(here, 'ok')

@@ -167,7 +167,11 @@ export async function startHub(options: HubOptions): Promise<Hub> {
           counters: metrics,
           deliver: (peer) => void commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')),
           commandChanged: (record) => commands.changedElsewhere(record),
-          sweep: (here) => commands.sweep(here),
+          twinChanged: (peer) => void twins.opened(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent')),
+          sweep: async (here) => {
+            await commands.sweep(here)
+            await twins.sweep(here)
+          },
           // CONTRACT §8: a dead node's devices read offline; the retained status says so too.
           released: (devices) => {
             for (const device of devices) status(device, false)
@@ -190,6 +194,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     store: stores.twins,
     changed: publishTwin,
     removed: clearTwin,
+    ...(cluster === undefined ? {} : { elsewhere: (device: string) => cluster.twinChanged(device) }),
     ...(options.twins === undefined ? {} : { tuning: options.twins }),
   })
   // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).

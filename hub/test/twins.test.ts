@@ -92,6 +92,11 @@ describe('Twins', () => {
         await new Promise<void>((resolve) => stale.push(resolve))
         return seen
       },
+      desiredVersions: async (devices) => {
+        const seen = await stores.twins.desiredVersions(devices)
+        await new Promise<void>((resolve) => stale.push(resolve))
+        return seen
+      },
     }
     const twins = build(slow)
     const peer = new TestPeer('d1')
@@ -170,7 +175,12 @@ describe('Twins', () => {
   })
 
   it('closes the session (1011) when the store fails a report, and answers nothing', async () => {
-    const failing: TwinStore = { get: (d) => stores.twins.get(d), remove: (d) => stores.twins.remove(d), update: () => Promise.reject(new Error('disk full')) }
+    const failing: TwinStore = {
+      get: (d) => stores.twins.get(d),
+      desiredVersions: (devices) => stores.twins.desiredVersions(devices),
+      remove: (d) => stores.twins.remove(d),
+      update: () => Promise.reject(new Error('disk full')),
+    }
     const twins = build(failing)
     const peer = new TestPeer('d1')
     twins.report(peer, 'r1', { a: 1 })

@@ -22,6 +22,8 @@ export type BusMessage =
   | { readonly t: 'deliver'; readonly device: string }
   /** A command that a REST call on your node waits for changed: here is its record as stored. */
   | { readonly t: 'command'; readonly record: CommandRecord }
+  /** The desired twin of `device`, whose session you hold, changed: send it the latest. */
+  | { readonly t: 'twin'; readonly device: string }
 
 /** What the bus hands each message to. */
 export type BusHandlers = { readonly [K in BusMessage['t']]: (message: Extract<BusMessage, { t: K }>) => void }
@@ -65,7 +67,8 @@ export function decodeBusMessage(payload: Buffer): BusMessage | undefined {
     case 'takeover':
       return isDevice(value['device']) && Number.isSafeInteger(value['epoch']) ? { t: 'takeover', device: value['device'], epoch: value['epoch'] as number } : undefined
     case 'deliver':
-      return isDevice(value['device']) ? { t: 'deliver', device: value['device'] } : undefined
+    case 'twin':
+      return isDevice(value['device']) ? { t: value['t'], device: value['device'] } : undefined
     case 'command': {
       const record = value['record']
       if (!isObject(record) || !isDevice(record['device']) || typeof record['id'] !== 'string' || !STATUSES.has(record['status'])) return undefined

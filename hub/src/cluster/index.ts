@@ -44,7 +44,9 @@ export interface ClusterOptions {
   readonly deliver: (peer: Peer) => void
   /** Another node changed a command a call here waits for. */
   readonly commandChanged: (record: CommandRecord) => void
-  /** Each sweep, after the session checks: commands read from the store what the bus may have lost. */
+  /** Another node changed the desired twin of a device whose session is here. */
+  readonly twinChanged: (peer: Peer) => void
+  /** Each sweep, after the session checks: commands and twins read from the store what the bus may have lost. */
   readonly sweep: (here: readonly string[]) => Promise<void>
   /** Devices whose sessions a dead node held, now cleared by this node (and by no other): they read offline. */
   readonly released: (devices: readonly string[]) => void
@@ -61,6 +63,8 @@ export interface Cluster {
   readonly routing: CommandRouting
   /** Whether the bus is connected now (`/readyz`: broker). */
   readonly busConnected: boolean
+  /** Tells the node that holds `device`'s session, if another, that its desired twin changed. */
+  twinChanged(device: string): void
   /** A session opened here (claims it), and one that left this node's table. */
   opened(peer: Peer): void
   closed(peer: Peer): void
@@ -95,6 +99,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         if (peer !== undefined) options.deliver(peer)
       },
       command: (message) => options.commandChanged(message.record),
+      twin: (message) => {
+        const peer = sessions.get(message.device)
+        if (peer !== undefined) options.twinChanged(peer)
+      },
     },
   })
   const ownership = new Ownership({
@@ -171,6 +179,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     routing,
     get busConnected() {
       return bus.connected
+    },
+    twinChanged(device) {
+      routing.locate(device).then(
+        (node) => node !== undefined && bus.send(node, { t: 'twin', device }),
+        (err: unknown) => log.debug({ err, deviceId: device }, 'cluster: the node of a changed twin not found; its sweep sends it'),
+      )
     },
     opened: (peer) => ownership.opened(peer),
     closed: (peer) => ownership.closed(peer),

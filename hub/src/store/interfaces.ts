@@ -164,6 +164,11 @@ export interface AuditStore {
 export interface TwinStore {
   /** The stored twin, or undefined when the device never had a change. */
   get(device: string): Promise<TwinRecord | undefined>
+  /**
+   * The desired version of each of `devices` that has a twin (absent: none, version 0): what a
+   * session must have got, read for many sessions at once (a connect storm, the cluster's sweep).
+   */
+  desiredVersions(devices: readonly string[]): Promise<Map<string, number>>
   /** See the guarantees above. */
   update<T>(device: string, change: (before: TwinRecord | undefined) => TwinChange<T>): Promise<T>
   /** Deletes a device's twin; false when there was none. */
