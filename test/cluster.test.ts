@@ -1,6 +1,6 @@
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { startClusterServices, startNodes, type ClusterServices } from './support/cluster.js'
+import { clusterEnv, startClusterServices, startNodes, type ClusterServices } from './support/cluster.js'
 import { startTestHub, type TestHub } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
@@ -13,12 +13,14 @@ import { connectDevice, OpenDevices, type Credentials, type RawDevice } from './
 describe('a cluster of three nodes', () => {
   let services: ClusterServices
   let nodes: TestHub[]
+  let database: string
   const devices = new OpenDevices()
   let counter = 0
 
   beforeAll(async () => {
     services = await startClusterServices()
-    nodes = await startNodes(services, ['n1', 'n2', 'n3'])
+    database = await services.pg.createDatabase()
+    nodes = await startNodes(services, database, ['n1', 'n2', 'n3'])
   }, 60_000)
   afterEach(() => devices.closeAll())
   afterAll(async () => {
@@ -229,6 +231,29 @@ describe('a cluster of three nodes', () => {
     await placed(0, device, 'n3')
     expect((await node(0).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { mode: 'eco' } })).status).toBe(200)
     expect(await moved.next()).toEqual({ t: 'twd', v: 3, d: { interval: 6, mode: 'eco' } })
+  })
+
+  it('publishes through the shared broker and takes its commands with no MQTT listener of its own (FLEETGATE_MQTT_PORT=off)', async () => {
+    const quiet = await startTestHub(clusterEnv(services, database, 'n4', { FLEETGATE_MQTT_PORT: 'off' }))
+    try {
+      expect(quiet.hub.ports).toEqual({ http: expect.any(Number) })
+      const device = await provision()
+      const subscriber = await connectMqtt(services.outsiderUrl)
+      await subscriber.subscribe(`fleetgate/devices/${device.deviceId}/#`)
+      await known(device)
+      const ws = await devices.connect(quiet.wsUrl, device)
+      ws.send({ t: 'tm', s: 1, ts: 1_700_000_000_000, m: { v: 1 } })
+      await ws.untilAck(1)
+      const seen = await eventually(() => subscriber.received.map((m) => m.topic.split('/').slice(3).join('/')), (topics) => topics.includes('telemetry') && topics.includes('status'), 3000)
+      expect(seen).toEqual(expect.arrayContaining(['status', 'telemetry']))
+      await placed(0, device, 'n4')
+      subscriber.client.publish(`fleetgate/devices/${device.deviceId}/commands`, JSON.stringify({ name: 'over-mqtt', ttlMs: 60_000 }), { qos: 1 })
+      expect(await ws.next()).toMatchObject({ t: 'cmd', n: 'over-mqtt' })
+      await subscriber.stop()
+    } finally {
+      devices.closeAll()
+      await quiet.stop()
+    }
   })
 
   it('holds at most 100 queued commands per device across nodes', async () => {

@@ -302,7 +302,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const listenSocket = await listen(app, config.host, config.port)
   // A listen socket is a socket to uSockets; the typings only name the wider type.
   const http = uws.us_socket_local_port(listenSocket as unknown as us_socket)
-  const ports = mqtt === undefined ? { http } : { http, mqtt: mqtt.port }
+  const ports = mqtt?.port === undefined ? { http } : { http, mqtt: mqtt.port }
   // CONTRACT §1: tools read the bound ports from this line, so a quieter log level keeps it.
   const lifecycle = log.isLevelEnabled('info') || log.level === 'silent' ? log : log.child({}, { level: 'info' })
   lifecycle.info({ ...ports, host: config.host, tls: tlsOptions !== undefined, version: HUB_VERSION }, 'listening')

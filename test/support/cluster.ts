@@ -58,9 +58,8 @@ export function clusterEnv(services: ClusterServices, database: string, nodeId: 
   }
 }
 
-/** Starts `ids.length` in-process nodes on a fresh database, one after the other (the first migrates). */
-export async function startNodes(services: ClusterServices, ids: readonly string[], extra: Record<string, string> = {}): Promise<TestHub[]> {
-  const database = await services.pg.createDatabase()
+/** Starts `ids.length` in-process nodes on `database` (a URL of `services.pg`), one after the other (the first migrates). */
+export async function startNodes(services: ClusterServices, database: string, ids: readonly string[], extra: Record<string, string> = {}): Promise<TestHub[]> {
   const hubs: TestHub[] = []
   for (const id of ids) hubs.push(await startTestHub(clusterEnv(services, database, id, extra)))
   return hubs

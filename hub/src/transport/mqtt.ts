@@ -39,7 +39,8 @@ export interface MqttListenerOptions {
 /** The embedded MQTT broker and the TCP listener the hub owns for it. */
 export interface MqttListener {
   readonly broker: Broker
-  readonly port: number
+  /** The listener's port; undefined when the port is `off` and the broker serves only the uplink. */
+  readonly port: number | undefined
   close(): Promise<void>
 }
 
@@ -51,8 +52,10 @@ export interface MqttHooks {
 
 /**
  * Starts the aedes broker (authenticated by operator tokens, CONTRACT §6) and listens for it on
- * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off`. Its figures go to
- * `registry` (`fleetgate_mqtt_*`).
+ * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off` and there is no uplink.
+ * With the port `off` and an uplink, the broker runs without a listener: what the hub publishes
+ * still reaches the external broker, and commands come from it (a cluster's nodes need that, CONTRACT §8).
+ * Its figures go to `registry` (`fleetgate_mqtt_*`).
  */
 export async function startMqtt(
   options: MqttListenerOptions,
@@ -62,7 +65,7 @@ export async function startMqtt(
   registry: Registry,
 ): Promise<MqttListener | undefined> {
   const { host, port: wanted } = options
-  if (wanted === undefined) return undefined
+  if (wanted === undefined && options.uplink === undefined) return undefined
   const disconnects = new Counter({
     name: 'fleetgate_mqtt_disconnects_total',
     help: 'MQTT connections the broker cut by a limit, by reason (docs/security.md)',
@@ -89,6 +92,8 @@ export async function startMqtt(
     ...options.limits,
     ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink, ...(options.shareCommands ? { commandGroup: SHARED_COMMAND_GROUP } : {}) } }),
   })
+  registerBrokerGauges(registry, broker)
+  if (wanted === undefined) return { broker, port: undefined, close: () => broker.close() }
   const server: Server = createServer((socket) => broker.handle(socket))
   try {
     await new Promise<void>((resolve, reject) => {
@@ -106,7 +111,6 @@ export async function startMqtt(
       { cause },
     )
   }
-  registerBrokerGauges(registry, broker)
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : wanted
   return {
