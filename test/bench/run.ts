@@ -1,5 +1,6 @@
 // Fleetgate's benchmark suite: `npm run bench` (quick, under 5 minutes) or `npm run bench -- --full`
-// (the issue's sizes), `--only ingest-single,connections`, `--out FILE` (default
+// (the issue's sizes), `--only ingest-single,connections` (the cluster scenarios run only when named:
+// `--only cluster-commands,cluster-connect,cluster-ingest`), `--out FILE` (default
 // bench-results/latest.json), `--profile` (each hub runs with --cpu-prof; hot spots are printed).
 //
 // How to read the results: every scenario runs Fleetgate and then its peer back to back, on this
@@ -17,6 +18,7 @@ import { loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { stopAll } from '../support/service.js'
+import { clusterCommands, clusterConnect, clusterIngest } from './cluster.js'
 import { commands } from './commands.js'
 import { connections } from './connections.js'
 import type { BenchContext } from './context.js'
@@ -28,13 +30,17 @@ import { twins } from './twins.js'
 import { killAllChildren, REPO_ROOT } from './procs.js'
 import { machine, markdownTable, textTable, versions, type Figure } from './report.js'
 
-const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: BenchContext) => Promise<void> }> = [
+/** The scenarios; those `optIn` run only when `--only` names them (cluster mode needs PostgreSQL, Mosquitto and HAProxy, and minutes more). */
+const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: BenchContext) => Promise<void>; readonly optIn?: true }> = [
   { name: 'ingest-single', run: ingestSingle },
   { name: 'ingest-batch', run: ingestBatch },
   { name: 'connections', run: connections },
   { name: 'commands', run: commands },
   { name: 'twins', run: twins },
   { name: 'overload', run: overload },
+  { name: 'cluster-commands', run: clusterCommands, optIn: true },
+  { name: 'cluster-connect', run: clusterConnect, optIn: true },
+  { name: 'cluster-ingest', run: clusterIngest, optIn: true },
 ]
 
 interface Args {
@@ -47,7 +53,7 @@ interface Args {
 function parseArgs(argv: readonly string[]): Args {
   let full = false
   let profile = false
-  let only = SCENARIOS.map((s) => s.name)
+  let only = SCENARIOS.filter((s) => s.optIn !== true).map((s) => s.name)
   let out = join(REPO_ROOT, 'bench-results', 'latest.json')
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
