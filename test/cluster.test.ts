@@ -166,6 +166,26 @@ describe('a cluster of three nodes', () => {
     expect((await node(1).api('POST', `/api/v1/devices/${idle.deviceId}/commands`, { name: 'x' })).status).toBe(409)
   })
 
+  it("sends a command handed to another node whose news the bus lost: that node's sweep finds it in PostgreSQL", async () => {
+    const device = await provision()
+    const ws = await connect(2, device)
+    await placed(0, device, 'n3')
+    // What a create on n1 stores for n3 before the bus message that n3 never gets.
+    const now = Date.now()
+    const record = { id: 'lost-1', device: device.deviceId, name: 'found', status: 'sent', createdAt: now, sentAt: now, expiresAt: now + 10_000, timeoutMs: 10_000, actor: 'admin' }
+    await services.pg.query(
+      "INSERT INTO fleetgate.commands (device, id, created_at, status, expires_at, node, record) VALUES ($1, 'lost-1', $2, 'sent', $3, 'n3', $4)",
+      [device.deviceId, now, now + 10_000, JSON.stringify(record)],
+      database.slice(database.lastIndexOf('/') + 1),
+    )
+    expect(await ws.next(3000)).toMatchObject({ t: 'cmd', id: 'lost-1', n: 'found' })
+    ws.send({ t: 'res', id: 'lost-1', ok: true, r: 'late but once' })
+    const done = await eventually(() => node(0).api('GET', `/api/v1/devices/${device.deviceId}/commands/lost-1`), (reply) => reply.body.status === 'succeeded', 3000)
+    expect(done.body.result).toBe('late but once')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(ws.frames).toEqual([])
+  })
+
   it('ends a command `timeout` when the device on another node does not answer, and 504s the waiting call', async () => {
     const device = await provision()
     const ws = await connect(2, device)

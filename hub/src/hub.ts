@@ -167,6 +167,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
           counters: metrics,
           deliver: (peer) => void commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')),
           commandChanged: (record) => commands.changedElsewhere(record),
+          sendFor: (record) => commands.sendFor(record),
           twinChanged: (peer) => void twins.opened(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent')),
           sweep: async (here) => {
             await commands.sweep(here)

@@ -65,6 +65,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'log_type notice',
     'log_type information',
     'max_queued_messages 100000',
+    // Small messages that a hub waits for (a cluster's node-to-node messages) go out at once.
+    'set_tcp_nodelay true',
     'max_inflight_messages 1000',
   ]
   if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')

@@ -75,7 +75,8 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
         if (wait.value && outcome.record.status === 'sent') return waited(outcome.record)
         return { status: 200, body: commandView(outcome.record) }
       case 'created':
-        if (outcome.record.status === 'sent' && wait.value) return waited(outcome.record)
+        // In cluster mode a command another node delivered may have ended already when this one hears it was sent.
+        if (wait.value && outcome.record.status !== 'queued') return waited(outcome.record)
         return { status: 202, body: commandView(outcome.record) }
       case 'held':
         return wait.value ? waited(outcome.record) : { status: 202, body: commandView(outcome.record) }

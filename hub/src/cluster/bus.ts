@@ -1,5 +1,6 @@
 import { parseUplinkUrl } from '@fleetgate/bridge'
 import { DEVICE_ID_PATTERN } from '@fleetgate/device-sdk/wire'
+import { Socket } from 'node:net'
 import { connect, type IClientOptions, type MqttClient } from 'mqtt'
 import type { Logger } from '../logger.js'
 import type { CommandRecord } from '../store/index.js'
@@ -20,6 +21,8 @@ export type BusMessage =
   | { readonly t: 'takeover'; readonly device: string; readonly epoch: number }
   /** `device`, whose session you hold, has queued commands: deliver them. */
   | { readonly t: 'deliver'; readonly device: string }
+  /** A command stored as sent by you, for a device whose session you hold: write its frame. */
+  | { readonly t: 'send'; readonly record: CommandRecord }
   /** A command that a REST call on your node waits for changed: here is its record as stored. */
   | { readonly t: 'command'; readonly record: CommandRecord }
   /** The desired twin of `device`, whose session you hold, changed: send it the latest. */
@@ -69,10 +72,12 @@ export function decodeBusMessage(payload: Buffer): BusMessage | undefined {
     case 'deliver':
     case 'twin':
       return isDevice(value['device']) ? { t: value['t'], device: value['device'] } : undefined
+    case 'send':
     case 'command': {
       const record = value['record']
       if (!isObject(record) || !isDevice(record['device']) || typeof record['id'] !== 'string' || !STATUSES.has(record['status'])) return undefined
-      return { t: 'command', record: record as unknown as CommandRecord }
+      if (typeof record['name'] !== 'string' || !Number.isSafeInteger(record['timeoutMs'])) return undefined
+      return { t: value['t'], record: record as unknown as CommandRecord }
     }
     default:
       return undefined
@@ -115,6 +120,10 @@ export class ClusterBus {
     const client = connect(clientOptions)
     this.#client = client
     client.on('connect', (connack) => {
+      // Node-to-node messages are small and each waits for the next hop: Nagle's algorithm would
+      // hold one back until the previous write is acknowledged (up to 40 ms of delayed ACK).
+      const stream: unknown = client.stream
+      if (stream instanceof Socket) stream.setNoDelay(true)
       // A session the broker kept holds the subscription; a new one needs it.
       if (!connack.sessionPresent) {
         client.subscribe(this.#topic, { qos: 1 }, (err) => {

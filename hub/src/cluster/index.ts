@@ -44,6 +44,8 @@ export interface ClusterOptions {
   readonly deliver: (peer: Peer) => void
   /** Another node changed a command a call here waits for. */
   readonly commandChanged: (record: CommandRecord) => void
+  /** Another node stored a command as sent by this one: write it to the session here. */
+  readonly sendFor: (record: CommandRecord) => void
   /** Another node changed the desired twin of a device whose session is here. */
   readonly twinChanged: (peer: Peer) => void
   /** Each sweep, after the session checks: commands and twins read from the store what the bus may have lost. */
@@ -99,6 +101,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         if (peer !== undefined) options.deliver(peer)
       },
       command: (message) => options.commandChanged(message.record),
+      send: (message) => options.sendFor(message.record),
       twin: (message) => {
         const peer = sessions.get(message.device)
         if (peer !== undefined) options.twinChanged(peer)
@@ -147,6 +150,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       return owner?.node !== undefined && owner.node !== nodeId && owner.alive ? owner.node : undefined
     },
     deliver: (node, device) => bus.send(node, { t: 'deliver', device }),
+    send: (node, record) => bus.send(node, { t: 'send', record }),
     notify: (node, record) => void bus.send(node, { t: 'command', record }),
   }
 

@@ -78,6 +78,8 @@ export interface CommandRouting {
   locate(device: string): Promise<string | undefined>
   /** Tells `node` that `device` has queued commands to deliver; false when the bus cannot send now. */
   deliver(node: string, device: string): boolean
+  /** Hands `node` a command stored as sent by it, to write to its session; false when the bus cannot send now. */
+  send(node: string, record: CommandRecord): boolean
   /** Tells `node`, where a call waits for it, that `record` changed. */
   notify(node: string, record: CommandRecord): void
 }
@@ -229,6 +231,7 @@ export class Commands {
     if (!online && request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
     // Held for an online device's connection, a command without a TTL waits at most its timeout.
     const record: CommandRecord = { ...base, expiresAt: now + (request.ttlMs > 0 ? request.ttlMs : request.timeoutMs) }
+    if (elsewhere !== undefined && request.ttlMs === 0) return this.#sendElsewhere(actor, record, elsewhere)
     const outcome = await this.#storeQueued(actor, record)
     if (outcome.kind === 'exists') return { kind: 'existing', record: this.current(outcome.record) }
     if (outcome.kind === 'queue_full') return this.#refuse(actor, base, options, 'queue_full', `device queue full (${MAX_QUEUED_PER_DEVICE} commands)`)
@@ -240,6 +243,50 @@ export class Commands {
     else if (elsewhere !== undefined) routing?.deliver(elsewhere, device)
     const current = (await sent) ?? record
     return { kind: current.status === 'queued' && request.ttlMs === 0 ? 'held' : 'created', record: current }
+  }
+
+  /**
+   * Cluster mode, a command without a TTL for a device whose session `node` holds: stored as sent
+   * by that node (deliver now, or never), then handed to it over the bus, which writes the frame
+   * (`sendFor`). A hand-over the bus loses is found by that node's sweep; a session gone by then puts
+   * it back in the queue until its `expiresAt`, as for a connection that does not take it (`held`).
+   * Two store writes and two bus hops: a device on another node answers nearly as fast as one here.
+   */
+  async #sendElsewhere(actor: string, queued: CommandRecord, node: string): Promise<CreateOutcome> {
+    const record: CommandRecord = { ...queued, status: 'sent', sentAt: this.#clock.now() }
+    let existing: CommandRecord | undefined
+    try {
+      await this.#settle(undefined, record, async () => {
+        const outcome = await this.#options.store.insertIfAbsent(record, { node })
+        if (outcome.kind === 'exists') existing = outcome.record
+        return outcome.kind === 'stored'
+      })
+    } catch (cause) {
+      throw this.#failed(actor, record, cause)
+    }
+    if (existing !== undefined) return { kind: 'existing', record: this.current(existing) }
+    this.#audit(actor, record, record.status)
+    this.#options.routing?.send(node, record)
+    return { kind: 'created', record }
+  }
+
+  /**
+   * Cluster mode: a command another node stored as sent by this one (`#sendElsewhere`), from the
+   * bus or the sweep: its frame goes to the session here, once; with no session, or one that does
+   * not take it, it goes back to the queue.
+   */
+  sendFor(record: CommandRecord): void {
+    const key = keyOf(record.device, record.id)
+    if (this.#changing(key) !== undefined || record.status !== 'sent') return
+    const peer = this.#options.sessions.get(record.device)
+    const sentAt = record.sentAt ?? this.#clock.now()
+    if (peer !== undefined && peer.isOpen() && peer.send(this.#frame(record, sentAt))) {
+      this.#arm(record, sentAt + record.timeoutMs - this.#clock.now())
+      return
+    }
+    const { sentAt: _unsent, ...rest } = record
+    this.#queuedCount.set(record.device, (this.#queuedCount.get(record.device) ?? 0) + 1)
+    void this.#update(record, { ...rest, status: 'queued' })
   }
 
   /** A command the device cannot take: answered (`kind`), or recorded as `expired` when nobody is there to answer. */
@@ -389,15 +436,17 @@ export class Commands {
   }
 
   /**
-   * Cluster mode, each heartbeat of the node: what the bus may have lost is read from the store.
-   * Sent commands of dead nodes whose deadline passed end `timeout` (CONTRACT §8); queued commands
-   * of the devices whose sessions are here (`here`) are delivered; calls waiting here read their
-   * commands again.
+   * Cluster mode, each sweep of the node: what the bus may have lost is read from the store.
+   * Commands other nodes handed to this one are sent; sent commands of dead nodes whose deadline
+   * passed end `timeout` (CONTRACT §8); queued commands of the devices whose sessions are here
+   * (`here`) are delivered; calls waiting here read their commands again.
    */
   async sweep(here: readonly string[]): Promise<void> {
     const { store, sessions } = this.#options
     if (this.#options.routing === undefined) return
     const now = this.#clock.now()
+    // Handed over by another node, and the bus lost the news.
+    for (const record of await store.sent()) this.sendFor(record)
     for (const record of await store.orphaned(now, this.#tuning.orphanBatch)) {
       if (this.#changing(keyOf(record.device, record.id)) !== undefined) continue
       void this.#finish(record, { ...record, status: 'timeout', completedAt: now, error: `no result within ${record.timeoutMs} ms` })
@@ -608,7 +657,7 @@ export class Commands {
     this.#queuedCount.set(record.device, (this.#queuedCount.get(record.device) ?? 0) + 1)
     try {
       await this.#settle(undefined, record, async () => {
-        outcome = await this.#options.store.insertIfAbsent(record, MAX_QUEUED_PER_DEVICE)
+        outcome = await this.#options.store.insertIfAbsent(record, { maxQueued: MAX_QUEUED_PER_DEVICE })
         return outcome.kind === 'stored'
       })
     } catch (cause) {

@@ -84,7 +84,7 @@ export interface CommandStore {
    * Stores a new record unless its device already has a command with its id (an idempotent create,
    * across nodes), or, given `maxQueued` for a `queued` record, its device has that many queued.
    */
-  insertIfAbsent(record: CommandRecord, maxQueued?: number): Promise<InsertOutcome>
+  insertIfAbsent(record: CommandRecord, options?: InsertOptions): Promise<InsertOutcome>
   /**
    * Writes `after` only if the stored record's status is `expected`: true when written, false when
    * the status was another or there is no such record. A compare-and-set: of several nodes that
@@ -115,6 +115,18 @@ export interface CommandStore {
   list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]>
   /** The commands of a fan-out counted by status, as stored (on PostgreSQL: every node's changes). */
   batchCounts(batch: string): Promise<Record<CommandStatus, number>>
+}
+
+/** How `insertIfAbsent` stores a record. */
+export interface InsertOptions {
+  /** For a `queued` record: refused when its device has this many queued already; default no bound. */
+  readonly maxQueued?: number
+  /**
+   * The node the record is written for (PostgreSQL's `node` column; `sent()` and `orphaned` go by
+   * it): a node that creates a sent command for a device another node holds writes it as that
+   * node's. Default this node; one node's lmdb has no other.
+   */
+  readonly node?: string
 }
 
 /** What `insertIfAbsent` did: stored, found the id taken (the record stored under it), or found the device's queue full. */

@@ -119,14 +119,14 @@ describe.each(BACKENDS)('CommandStore on $name', (backend) => {
     await opened.stores.commands.write(command('full', 'before', 900))
     await opened.stores.commands.write({ ...command('full', 'done', 901), status: 'expired', completedAt: 902 })
     const outcomes = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? opened.stores : peer).commands.insertIfAbsent(command('full', `n${i}`, 1000 + i), 5)),
+      Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? opened.stores : peer).commands.insertIfAbsent(command('full', `n${i}`, 1000 + i), { maxQueued: 5 })),
     )
     expect(outcomes.filter((outcome) => outcome.kind === 'stored')).toHaveLength(4)
     expect(outcomes.filter((outcome) => outcome.kind === 'queue_full')).toHaveLength(8)
     expect(await opened.stores.commands.queued('full')).toHaveLength(5)
     // A taken id is found whatever the queue holds; a record that is not queued takes no slot.
-    expect(await peer.commands.insertIfAbsent(command('full', 'before', 1), 5)).toMatchObject({ kind: 'exists', record: { id: 'before' } })
-    expect(await peer.commands.insertIfAbsent({ ...command('full', 'refused', 2000), status: 'expired', completedAt: 2000 }, 5)).toEqual({ kind: 'stored' })
+    expect(await peer.commands.insertIfAbsent(command('full', 'before', 1), { maxQueued: 5 })).toMatchObject({ kind: 'exists', record: { id: 'before' } })
+    expect(await peer.commands.insertIfAbsent({ ...command('full', 'refused', 2000), status: 'expired', completedAt: 2000 }, { maxQueued: 5 })).toEqual({ kind: 'stored' })
     expect(await peer.commands.queuedAmong(['full', 'nobody', 'd1'])).toEqual(new Set(['full']))
   })
 
@@ -184,6 +184,11 @@ describe.each(BACKENDS)('CommandStore on $name', (backend) => {
       expect(ids(await opened.stores.commands.orphaned(2000 + 5000, 10))).toEqual(['gone'])
       expect(ids(await opened.stores.commands.orphaned(9000 + 5000, 10))).toEqual(['gone', 'late'])
       expect(ids(await opened.stores.commands.orphaned(9000 + 5000, 1))).toEqual(['gone'])
+      // Written for another node: it is that node's to send (not in this node's sent()), and orphaned once that node is gone.
+      const delegated = sentOf(command('d4', 'delegated', 1000), 2000)
+      expect(await opened.stores.commands.insertIfAbsent(delegated, { node: 'elsewhere' })).toEqual({ kind: 'stored' })
+      expect(ids(await opened.stores.commands.sent())).toEqual(['live'])
+      expect(ids(await opened.stores.commands.orphaned(2000 + 5000, 10))).toEqual(['gone', 'delegated'])
     } else {
       // One node: its own timers end what it sent.
       await opened.stores.commands.write(gone)

@@ -1,5 +1,5 @@
 import type { Database, RootDatabase } from 'lmdb'
-import type { CommandStore, InsertOutcome } from '../interfaces.js'
+import type { CommandStore, InsertOptions, InsertOutcome } from '../interfaces.js'
 import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { database } from './environment.js'
 
@@ -51,7 +51,8 @@ export class LmdbCommandStore implements CommandStore {
   }
 
   /** One process writes this store, and the checks run inside the write transaction. */
-  insertIfAbsent(record: CommandRecord, maxQueued?: number): Promise<InsertOutcome> {
+  insertIfAbsent(record: CommandRecord, options: InsertOptions = {}): Promise<InsertOutcome> {
+    const { maxQueued } = options
     return this.#root.childTransaction((): InsertOutcome => {
       const before = this.#get(record.device, record.id)
       if (before !== undefined) return { kind: 'exists', record: before }

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { HubError } from '../../errors.js'
-import type { CommandStore, InsertOutcome } from '../interfaces.js'
+import type { CommandStore, InsertOptions, InsertOutcome } from '../interfaces.js'
 import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { GroupCommit } from './group-commit.js'
 import { query, type Db } from './pool.js'
@@ -9,7 +9,7 @@ import { query, type Db } from './pool.js'
 type CommandWrite =
   | { readonly kind: 'write'; readonly record: CommandRecord }
   | { readonly kind: 'writeIf'; readonly record: CommandRecord; readonly expected: CommandStatus }
-  | { readonly kind: 'insert'; readonly record: CommandRecord; readonly maxQueued: number | undefined }
+  | { readonly kind: 'insert'; readonly record: CommandRecord; readonly maxQueued: number | undefined; readonly node: string | undefined }
 
 /** What a write did: written or not; for an insert that found its id taken, the record stored; or its device's queue full. */
 interface WriteOutcome {
@@ -48,9 +48,11 @@ const UPSERT = `INSERT INTO commands AS c (device, id, created_at, status, expir
   ON CONFLICT (device, id) DO UPDATE SET created_at = EXCLUDED.created_at, status = EXCLUDED.status,
     expires_at = EXCLUDED.expires_at, batch = EXCLUDED.batch, node = EXCLUDED.node, record = EXCLUDED.record`
 
-/** Inserts each record whose key is free; a key another transaction is inserting waits for it to end. */
+/** Inserts each record whose key is free, for the node given with it (`$8`); a key another transaction is inserting waits for it to end. */
 const INSERT_IF_ABSENT = `INSERT INTO commands (device, id, created_at, status, expires_at, batch, node, record)
-  SELECT u.device, u.id, u.created_at, u.status, u.expires_at, u.batch, $8, u.record FROM ${UNNEST}
+  SELECT u.device, u.id, u.created_at, u.status, u.expires_at, u.batch, u.node, u.record
+  FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], $7::json[], $8::text[])
+    AS u(device, id, created_at, status, expires_at, batch, record, node)
   ON CONFLICT (device, id) DO NOTHING RETURNING device, id`
 
 /** Compare-and-set: the row is locked by the UPDATE and its status checked after the lock. */
@@ -92,8 +94,8 @@ export class PgCommandStore implements CommandStore {
     await this.#writes.submit({ kind: 'write', record: after })
   }
 
-  async insertIfAbsent(record: CommandRecord, maxQueued?: number): Promise<InsertOutcome> {
-    const outcome = await this.#writes.submit({ kind: 'insert', record, maxQueued })
+  async insertIfAbsent(record: CommandRecord, options: InsertOptions = {}): Promise<InsertOutcome> {
+    const outcome = await this.#writes.submit({ kind: 'insert', record, maxQueued: options.maxQueued, node: options.node })
     if (outcome.written) return { kind: 'stored' }
     if (outcome.queueFull === true) return { kind: 'queue_full' }
     // Commands are never deleted, so a taken id has its record.
@@ -234,7 +236,11 @@ export class PgCommandStore implements CommandStore {
 
   async #insert(client: pg.PoolClient, inserts: ReadonlyArray<Extract<CommandWrite, { kind: 'insert' }>>, outcomes: Map<CommandWrite, WriteOutcome>): Promise<void> {
     if (inserts.length === 0) return
-    const stored = await client.query<{ device: string; id: string }>(INSERT_IF_ABSENT, [...columns(inserts.map((write) => write.record)), this.#node])
+    const params = columns(inserts.map((write) => write.record))
+    // columns() sorts by key: the nodes follow the same order.
+    const nodeOf = new Map(inserts.map((write) => [keyOf(write.record), write.node ?? this.#node]))
+    const nodes = (params[0] as string[]).map((device, i) => nodeOf.get(`${device}\0${(params[1] as string[])[i]}`) ?? this.#node)
+    const stored = await client.query<{ device: string; id: string }>(INSERT_IF_ABSENT, [...params, nodes])
     const inserted = new Set(stored.rows.map((row) => `${row.device}\0${row.id}`))
     const taken = inserts.filter((write) => !inserted.has(keyOf(write.record)))
     const existing = new Map<string, CommandRecord>()
