@@ -1,5 +1,6 @@
 import { BridgeError, DEFAULT_MAX_PACKET_BYTES, parseUplinkUrl } from '@fleetgate/bridge'
 import { HubError } from './errors.js'
+import { parseDurationMs } from './validate.js'
 
 /**
  * Bounds of the embedded broker's connections (additions to CONTRACT §1's table; docs/security.md
@@ -22,6 +23,14 @@ export interface MqttLimits {
   readonly softBacklogSec: number
 }
 
+/** The embedded telemetry history's bounds (CONTRACT §1, §5). */
+export interface HistoryConfig {
+  /** `FLEETGATE_HISTORY_RETENTION`: how long readings are kept, by their `ts`, in ms; default 7 days. */
+  readonly retentionMs: number
+  /** `FLEETGATE_HISTORY_MAX_BYTES`: the history's size bound, oldest readings first out; default 1 GiB. */
+  readonly maxBytes: number
+}
+
 /** The validated, frozen hub configuration (CONTRACT §1). */
 export interface HubConfig {
   /** Address of the device + REST listener; default `0.0.0.0`. */
@@ -36,7 +45,7 @@ export interface HubConfig {
   readonly adminToken: string | undefined
   /** JSON file of extra operator tokens, or undefined. */
   readonly tokensFile: string | undefined
-  /** InfluxDB 1.x base URL, or undefined when shipping is `off`; default `http://127.0.0.1:8086`. */
+  /** InfluxDB 1.x base URL, or undefined when unset or `off` (CONTRACT §1 v2: no InfluxDB by default). */
   readonly influxUrl: string | undefined
   /** InfluxDB database; default `fleetgate`. */
   readonly influxDb: string
@@ -58,6 +67,8 @@ export interface HubConfig {
   readonly idleTimeoutSec: number
   /** Spool quota in bytes; default 1 GiB. */
   readonly spoolMaxBytes: number
+  /** The embedded telemetry history (CONTRACT §5); undefined when `FLEETGATE_HISTORY=off`. */
+  readonly history: HistoryConfig | undefined
   /** Log level (an addition to the contract's table); default `info`. */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
@@ -103,9 +114,9 @@ function host(env: Env, name: string, fallback: string): string {
   return value
 }
 
-function httpUrl(env: Env, name: string, fallback: string): string | undefined {
-  const value = text(env, name, fallback)
-  if (value === 'off') return undefined
+function httpUrl(env: Env, name: string): string | undefined {
+  const value = optional(env, name)
+  if (value === undefined || value === 'off') return undefined
   let url: URL | undefined
   try {
     url = new URL(value)
@@ -116,6 +127,17 @@ function httpUrl(env: Env, name: string, fallback: string): string | undefined {
     fail(name, 'an http:// or https:// URL, or "off"', value)
   }
   return value.replace(/\/+$/, '')
+}
+
+/** Shortest and longest `FLEETGATE_HISTORY_RETENTION`: 1 s (tests of retention) to 3,650 days. */
+const MIN_RETENTION_MS = 1000
+const MAX_RETENTION_MS = 3650 * 86_400_000
+
+function duration(env: Env, name: string, fallback: string, minMs: number, maxMs: number): number {
+  const raw = text(env, name, fallback)
+  const ms = parseDurationMs(raw)
+  if (ms === undefined || ms < minMs || ms > maxMs) fail(name, 'a duration from 1s to 3650d: a whole number and one of s, m, h, d (e.g. 7d)', raw)
+  return ms
 }
 
 /**
@@ -152,6 +174,19 @@ export function loadConfig(env: Env = process.env): HubConfig {
     }
   }
 
+  // CONTRACT §1 v2: the history is on by default exactly when nothing else keeps telemetry.
+  const influxUrl = httpUrl(env, 'FLEETGATE_INFLUX_URL')
+  const historyDefault = influxUrl === undefined && optional(env, 'FLEETGATE_POSTGRES_URL') === undefined ? 'on' : 'off'
+  const historySwitch = text(env, 'FLEETGATE_HISTORY', historyDefault)
+  if (historySwitch !== 'on' && historySwitch !== 'off') fail('FLEETGATE_HISTORY', '"on" or "off"', historySwitch)
+  const history: HistoryConfig | undefined =
+    historySwitch === 'off'
+      ? undefined
+      : Object.freeze({
+          retentionMs: duration(env, 'FLEETGATE_HISTORY_RETENTION', '7d', MIN_RETENTION_MS, MAX_RETENTION_MS),
+          maxBytes: integer(env, 'FLEETGATE_HISTORY_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
+        })
+
   const maxBacklogBytes = integer(env, 'FLEETGATE_MQTT_MAX_BACKLOG', 67_108_864, 16_384, 1_073_741_824)
 
   const logLevel = text(env, 'FLEETGATE_LOG_LEVEL', 'info')
@@ -165,7 +200,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
     dataDir: text(env, 'FLEETGATE_DATA_DIR', './.fleetgate'),
     adminToken,
     tokensFile: optional(env, 'FLEETGATE_TOKENS_FILE'),
-    influxUrl: httpUrl(env, 'FLEETGATE_INFLUX_URL', 'http://127.0.0.1:8086'),
+    influxUrl,
     influxDb: text(env, 'FLEETGATE_INFLUX_DB', 'fleetgate'),
     mqttHost: host(env, 'FLEETGATE_MQTT_HOST', '127.0.0.1'),
     mqttPort,
@@ -184,6 +219,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
     maxFrameBytes: integer(env, 'FLEETGATE_MAX_FRAME', 65_536, 256, 16 * 1024 * 1024),
     idleTimeoutSec: integer(env, 'FLEETGATE_IDLE_SEC', 60, 8, MAX_IDLE_SEC),
     spoolMaxBytes: integer(env, 'FLEETGATE_SPOOL_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
+    history,
     logLevel: level,
   }
   if (!INFLUX_DB_PATTERN.test(config.influxDb)) {

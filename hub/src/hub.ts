@@ -3,17 +3,26 @@ import { createRequire } from 'node:module'
 import { realClock, type Clock } from '@fleetgate/device-sdk'
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { TemplatedApp, us_listen_socket, us_socket } from 'uWebSockets.js'
-import { influxProbe, registerCommandRoutes, registerConsoleRoutes, registerDeviceRoutes, registerHealthRoutes, registerTelemetryRoutes } from './api/index.js'
+import {
+  influxProbe,
+  registerCommandRoutes,
+  registerConsoleRoutes,
+  registerDeviceRoutes,
+  registerEventRoutes,
+  registerHealthRoutes,
+  registerTelemetryRoutes,
+} from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
 import { Registry, Sessions, type Peer } from './devices/index.js'
+import { EventBus, EventStreams, type EventStreamsTuning } from './events/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores, readAtStartAsync } from './store/index.js'
-import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
+import { createTelemetry, type HistoryTuning, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
@@ -49,6 +58,10 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
+  readonly history?: Partial<HistoryTuning>
+  /** The live event streams' tuning knobs; defaults in EVENT_STREAMS_DEFAULTS. */
+  readonly eventStreams?: Partial<EventStreamsTuning>
 }
 
 /** A running hub. */
@@ -94,8 +107,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  const status = (peer: Peer, online: boolean): void =>
-    mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
+  // CONTRACT §4: the live events carry what MQTT carries, published beside it.
+  const events = new EventBus()
+  const status = (peer: Peer, online: boolean): void => {
+    const message = { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() }
+    mqtt?.broker.publishStatus(peer.deviceId, message)
+    events.publish('status', peer.deviceId, message)
+  }
   // Sessions and commands call each other back (a device coming online gets its queued commands,
   // a command goes to the device's session); each callback runs only after both exist.
   const sessions = new Sessions({
@@ -108,7 +126,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       registry.touch(peer.deviceId, clock.now())
     },
   })
-  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  const metrics = new HubMetrics({
+    sessions: () => sessions.size,
+    spoolBytes: () => stores.spool.bytes,
+    pendingFrames: (): number => telemetry.ingest.pendingFrames,
+    historyBytes: (): number | undefined => telemetry.history?.bytes,
+    eventStreams: (): number => streams.size,
+  })
+  const streams: EventStreams = new EventStreams({ bus: events, clock, log, counters: metrics, ...(options.eventStreams === undefined ? {} : { tuning: options.eventStreams }) })
   const { commands, batches } = createCommands({
     store: stores.commands,
     batchStore: stores.batches,
@@ -119,6 +144,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     clock,
     counters: metrics,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
+    stored: (record) => events.publish('command', record.device, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
@@ -127,6 +154,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
   const telemetry = createTelemetry({
     spool: stores.spool,
+    history:
+      config.history === undefined
+        ? undefined
+        : { store: stores.history, ...config.history, ...(options.history === undefined ? {} : { tuning: options.history }) },
     registry,
     influx: config.influxUrl === undefined ? undefined : { url: config.influxUrl, database: config.influxDb },
     dataDir: config.dataDir,
@@ -135,7 +166,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     counters: metrics,
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
+    publish: (message) => {
+      mqtt?.broker.publishTelemetry(message.device, message)
+      events.publish('telemetry', message.device, message)
+    },
     egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     ...(options.ingest === undefined ? {} : { ingest: options.ingest }),
     shipper: shipperTuning,
@@ -190,7 +224,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
-  registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
+  registerTelemetryRoutes(router, {
+    registry,
+    query: telemetry.query,
+    unavailable: 'this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off',
+    log,
+    clock,
+  })
+  registerEventRoutes(router, streams)
   registerHealthRoutes(
     router,
     [
@@ -218,6 +259,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
+        // CONTRACT §4: event streams end cleanly, before the listener closes.
+        streams.closeAll()
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)

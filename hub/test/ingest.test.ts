@@ -4,6 +4,7 @@ import { encodeFrame, type BatchFrame, type HubFrame, type TelemetryFrame } from
 import { tempDir } from '../../test/support/hub.js'
 import { createLogger } from '../src/logger.js'
 import { openLmdbStores, type HubStores, type SpoolStore } from '../src/store/index.js'
+import { commitTarget } from '../src/telemetry/commit-target.js'
 import { Ingest, type CommittedFrame, type IngestOptions, type IngestPeer } from '../src/telemetry/ingest.js'
 
 const START_MS = 1_700_000_000_000
@@ -42,7 +43,7 @@ describe('Ingest', () => {
 
   const build = (options: Partial<IngestOptions> = {}): Ingest =>
     new Ingest({
-      spool,
+      target: commitTarget({ spool: { store: spool, maxBytes: 1 << 30 } }),
       log: createLogger('silent'),
       counters: {
         accepted: () => undefined,
@@ -53,7 +54,6 @@ describe('Ingest', () => {
       publish: () => undefined,
       committed: (frames) => committed.push(...frames),
       ratePerSec: 100,
-      spoolMaxBytes: 1 << 30,
       shippingLags: () => holding,
       // Real timers (the egress retry), the test's time for budgets and stamps.
       clock: { ...realClock, now: () => nowMs },

@@ -1,6 +1,7 @@
-// The REST API of CONTRACT §4: devices, commands and fan-out, audit, telemetry queries, health.
+// The REST API of CONTRACT §4: devices, commands and fan-out, audit, telemetry queries, live events, health.
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'
 export { MAX_BULK_DEVICES, registerDeviceRoutes, type DevicesApiDeps } from './devices.js'
+export { MAX_STREAM_DEVICES, registerEventRoutes } from './events.js'
 export { influxProbe, registerHealthRoutes, type Readiness, type ReadinessProbe } from './health.js'
 export { registerTelemetryRoutes, type TelemetryApiDeps } from './telemetry.js'

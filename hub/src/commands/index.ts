@@ -25,6 +25,8 @@ export interface CommandsConcernOptions {
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
   readonly publishResult: (record: CommandRecord) => void
+  /** Told of every record once it is stored, new or changed (the live event stream); default none. */
+  readonly stored?: (record: CommandRecord) => void
   /** Tuning knobs of Commands; defaults in COMMANDS_DEFAULTS. */
   readonly commands?: Partial<CommandsTuning>
   /** Tuning knobs of fan-out; defaults in BATCHES_DEFAULTS. */
@@ -50,6 +52,7 @@ export function createCommands(options: CommandsConcernOptions): CommandsConcern
     log,
     counters: options.counters,
     publishResult: options.publishResult,
+    ...(options.stored === undefined ? {} : { stored: options.stored }),
     changed: (before, after) => batches.changed(before, after),
     clock,
     ...(options.commands === undefined ? {} : { tuning: options.commands }),

@@ -1,6 +1,6 @@
 import type { HttpRequest } from 'uWebSockets.js'
 import { scopeAllows, type FailureLimiter, type Operator, type OperatorAuthenticator, type Scope } from '../auth/index.js'
-import type { Exchange, GuardedApp } from './uws-guard.js'
+import type { Exchange, GuardedApp, ResponseStream } from './uws-guard.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -52,6 +52,12 @@ export interface RouteOptions {
 
 /** A route handler; a thrown error or a rejection is logged, counted and answered 500 (uws-guard.ts). */
 export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>
+
+/** Opens a streamed `200 OK` with `headers`, `first` its first chunk; undefined when the client has gone. */
+export type OpenStream = (headers: Readonly<Record<string, string>>, first: string) => ResponseStream | undefined
+
+/** A streaming route's handler: it answers a Reply (an error, say), or opens the stream and answers undefined. */
+export type StreamHandler = (ctx: RequestContext, open: OpenStream) => Reply | undefined
 
 /** An error answer in the contract's shape. */
 export function apiError(status: number, error: ApiErrorCode, message: string): Reply {
@@ -155,6 +161,15 @@ export class Router {
     this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, handler))
   }
 
+  /** Adds a GET route whose answer is a stream (Server-Sent Events), with the same auth and throttle as `route`. */
+  stream(pattern: string, options: Omit<RouteOptions, 'body'>, handler: StreamHandler): void {
+    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), 'GET'])
+    const paramCount = (pattern.match(/\/:/g) ?? []).length
+    this.#app.http('get', pattern, (exchange, req) =>
+      this.#serve(exchange, req, paramCount, { ...options, body: 'none' }, (ctx) => handler(ctx, (headers, first) => exchange.stream(headers, first))),
+    )
+  }
+
   /** Answers every other request 404; call after the last `route`. */
   fallback(): void {
     for (const [pattern, methods] of this.#methods) {
@@ -168,7 +183,7 @@ export class Router {
     })
   }
 
-  #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: Handler): void {
+  #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: (ctx: RequestContext) => Reply | undefined | Promise<Reply>): void {
     // uWS: `req` dies with this callback, so everything needed later is copied now.
     const rawParams: string[] = []
     for (let i = 0; i < paramCount; i++) rawParams.push(req.getParameter(i))
@@ -202,7 +217,11 @@ export class Router {
       return
     }
 
-    const run = (body: unknown): void => exchange.finish(handler({ params, query, operator, body }), (reply) => writeReply(exchange, reply))
+    // A streaming handler that opened its stream answers undefined: the stream is the answer.
+    const run = (body: unknown): void =>
+      exchange.finish(handler({ params, query, operator, body }), (reply) => {
+        if (reply !== undefined) writeReply(exchange, reply)
+      })
     if (options.body === 'none') {
       run(undefined)
       return

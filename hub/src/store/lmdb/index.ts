@@ -2,6 +2,7 @@ import type { HubStores } from '../interfaces.js'
 import { LmdbAuditStore } from './audit-store.js'
 import { LmdbBatchStore } from './batch-store.js'
 import { LmdbCommandStore } from './command-store.js'
+import { LmdbHistoryStore } from './history-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
@@ -22,6 +23,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
+    history: loaded('the telemetry history', () => new LmdbHistoryStore(root)),
     healthy: () => answers(root),
     close: () => root.close(),
   }

@@ -1,0 +1,246 @@
+// The history's upkeep, in bounded slices on the main thread: retention (by age, then by size,
+// oldest device-hours first) and compaction (a closed device-hour's many small blocks merged into
+// a few large ones, so that a long range reads a few blocks per hour instead of one per frame).
+import type { Clock } from '@fleetgate/device-sdk'
+import type { Logger } from '../../logger.js'
+import type { HistoryBlock, HistoryHour, HistoryStore, StoredHistoryBlock } from '../../store/index.js'
+import { blockHeader, decodeBlock, encodeBlock } from './block-codec.js'
+import { mergeRuns, type Columns } from './columns.js'
+import { HISTORY_HOUR_MS, rankOf } from './history-query.js'
+import { MergeWindow } from './merge-window.js'
+
+/** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
+export interface HistoryTuning {
+  /** How often upkeep looks for work while there is none, in ms; default 1,000. */
+  readonly upkeepIntervalMs: number
+  /** Blocks one slice of upkeep removes or reads at most before it yields the event loop; default 256. */
+  readonly sliceBlocks: number
+  /** A query works this long at most before it yields the event loop, in ms; default 8. */
+  readonly querySliceMs: number
+  /** A device-hour is compacted once it ended this long ago, in ms (late frames after that make new blocks); default 60,000. */
+  readonly compactAfterMs: number
+  /** Rows per compacted block, about (a block is closed at the first merge step past it); default 16,384. */
+  readonly compactBlockRows: number
+  /** Device-hours holding more readings than this are left as written (their frames are large already, or the device very chatty); default 262,144. */
+  readonly compactMaxReadings: number
+}
+
+/** The defaults of HistoryTuning. */
+export const HISTORY_DEFAULTS: HistoryTuning = Object.freeze({
+  upkeepIntervalMs: 1000,
+  sliceBlocks: 256,
+  querySliceMs: 8,
+  compactAfterMs: 60_000,
+  compactBlockRows: 16_384,
+  compactMaxReadings: 262_144,
+})
+
+/** Why readings left the history. */
+export type TrimReason = 'age' | 'size'
+
+/** Figures upkeep reports. */
+export interface HistoryCounters {
+  /** Readings removed by retention (CONTRACT §5: the oldest go first). */
+  historyTrimmed(reason: TrimReason, readings: number): void
+  /** A device-hour whose blocks were merged into a few large ones. */
+  historyCompacted(): void
+}
+
+/** What upkeep needs. */
+export interface MaintenanceOptions {
+  readonly store: HistoryStore
+  readonly clock: Clock
+  readonly log: Logger
+  readonly counters: HistoryCounters
+  readonly retentionMs: number
+  readonly maxBytes: number
+  readonly tuning: HistoryTuning
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/** Retention and compaction of the history, one bounded slice at a time. */
+export class HistoryMaintenance {
+  readonly #options: MaintenanceOptions
+  /** Device-hours written since start (or found by the index scan) that may need compacting, by hour. */
+  readonly #touched = new Map<number, Set<string>>()
+  /** Where the scan of the index left off (device-hours written before this start); null once done. */
+  #scanAfter: Pick<HistoryHour, 'hourMs' | 'deviceId'> | undefined | null = undefined
+  #running: Promise<void> | undefined
+  #stopped = false
+  #wake: (() => void) | undefined
+
+  constructor(options: MaintenanceOptions) {
+    this.#options = options
+  }
+
+  /** Notes device-hours that blocks were just written to, for compaction once they close. */
+  touched(hours: Iterable<Pick<HistoryHour, 'hourMs' | 'deviceId'>>): void {
+    for (const { hourMs, deviceId } of hours) {
+      let devices = this.#touched.get(hourMs)
+      if (devices === undefined) {
+        devices = new Set()
+        this.#touched.set(hourMs, devices)
+      }
+      devices.add(deviceId)
+    }
+  }
+
+  start(): void {
+    this.#running ??= this.#loop().catch((err: unknown) => this.#options.log.error({ err }, 'history upkeep stopped'))
+  }
+
+  /** Stops after the slice under way; a compaction cut short leaves blocks that reads merge and the next start compacts. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#wake?.()
+    await this.#running
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopped) {
+      let worked = false
+      try {
+        worked = (await this.#trim()) || (await this.#compactOne()) || this.#scan()
+      } catch (err) {
+        this.#options.log.error({ err }, 'history upkeep failed; retrying')
+      }
+      if (worked) await nextTurn()
+      else await this.#sleep()
+    }
+  }
+
+  #sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.#options.clock.setTimeout(() => {
+        this.#wake = undefined
+        resolve()
+      }, this.#options.tuning.upkeepIntervalMs)
+      this.#wake = () => {
+        this.#options.clock.clearTimeout(timer)
+        this.#wake = undefined
+        resolve()
+      }
+    })
+  }
+
+  /**
+   * One slice of retention (CONTRACT §5): device-hours that ended more than the retention ago, then,
+   * while the history is over its size bound, the oldest device-hours whatever their age. At most
+   * `sliceBlocks` blocks; true when it removed any.
+   */
+  async #trim(): Promise<boolean> {
+    const { store, clock, retentionMs, maxBytes, tuning, counters } = this.#options
+    const cutoff = clock.now() - retentionMs
+    let budget = tuning.sliceBlocks
+    for (const hour of store.hours(undefined, 16)) {
+      const reason = hour.hourMs + HISTORY_HOUR_MS <= cutoff ? 'age' : store.bytes > maxBytes ? 'size' : undefined
+      if (reason === undefined) break
+      const blocks: StoredHistoryBlock[] = []
+      for (const block of store.read(hour.deviceId, hour.hourMs, hour.hourMs)) {
+        blocks.push(block)
+        if (blocks.length === budget) break
+      }
+      const readings = blocks.map((block) => blockHeader(block.value).rows)
+      await store.remove(blocks, readings)
+      counters.historyTrimmed(reason, readings.reduce((sum, n) => sum + n, 0))
+      budget -= blocks.length
+      if (budget <= 0 || this.#stopped) break
+    }
+    return budget < tuning.sliceBlocks
+  }
+
+  /** Whether a device-hour is worth compacting now: closed, small blocks, not too large as a whole. */
+  #due(hour: HistoryHour): boolean {
+    const { tuning, clock } = this.#options
+    return (
+      hour.blocks >= 2 &&
+      hour.hourMs + HISTORY_HOUR_MS + tuning.compactAfterMs <= clock.now() &&
+      hour.readings <= tuning.compactMaxReadings &&
+      hour.readings < (hour.blocks * tuning.compactBlockRows) / 4
+    )
+  }
+
+  /** Compacts the oldest closed device-hour that was written to; false when none is due. */
+  async #compactOne(): Promise<boolean> {
+    const closedBefore = this.#options.clock.now() - this.#options.tuning.compactAfterMs - HISTORY_HOUR_MS
+    for (const [hourMs, devices] of [...this.#touched].sort(([a], [b]) => a - b)) {
+      if (hourMs > closedBefore) return false
+      for (const deviceId of devices) {
+        devices.delete(deviceId)
+        if (devices.size === 0) this.#touched.delete(hourMs)
+        const hour = this.#options.store.hour(hourMs, deviceId)
+        if (hour !== undefined && this.#due(hour)) {
+          await this.#compact(hour)
+          return true
+        }
+      }
+    }
+    return false
+  }
+
+  /** Reads one page of the time index for device-hours written before this start that are due. */
+  #scan(): boolean {
+    if (this.#scanAfter === null) return false
+    const page = this.#options.store.hours(this.#scanAfter, this.#options.tuning.sliceBlocks)
+    this.touched(page.filter((hour) => hour.blocks >= 2))
+    const last = page[page.length - 1]
+    this.#scanAfter = last === undefined ? null : { hourMs: last.hourMs, deviceId: last.deviceId }
+    return page.length > 0
+  }
+
+  /**
+   * Merges every block of a device-hour, as one snapshot sees them, into blocks of about
+   * `compactBlockRows` rows, written at the highest order merged (so that a block written after the
+   * snapshot still wins a field over them), then removes the merged blocks. Between the two steps
+   * both are there: reads merge the duplicates into the same points, and a crash there leaves them
+   * for the next compaction.
+   */
+  async #compact(hour: HistoryHour): Promise<void> {
+    const { store, tuning, counters } = this.#options
+    const merged: StoredHistoryBlock[] = []
+    const readings: number[] = []
+    const out: HistoryBlock[] = []
+    const window = new MergeWindow()
+    let chunk: Columns[] = []
+    let chunkRows = 0
+    let order = 0
+    let part = 0
+    const close = (): void => {
+      if (chunkRows === 0) return
+      const columns = chunk.length === 1 ? (chunk[0] as Columns) : mergeRuns(chunk.map((c) => ({ columns: c, start: 0, end: c.rows, rank: 0 })))
+      out.push({ deviceId: hour.deviceId, hourMs: hour.hourMs, minTs: columns.ts[0] as number, readings: columns.rows, value: encodeBlock(columns) })
+      chunk = []
+      chunkRows = 0
+    }
+    const add = (columns: Columns | undefined): void => {
+      if (columns === undefined) return
+      chunk.push(columns)
+      chunkRows += columns.rows
+      if (chunkRows >= tuning.compactBlockRows) close()
+    }
+    for (const block of store.read(hour.deviceId, hour.hourMs, hour.hourMs)) {
+      merged.push(block)
+      readings.push(blockHeader(block.value).rows)
+      if (block.order > order) [order, part] = [block.order, block.part]
+      else if (block.order === order) part = Math.max(part, block.part)
+      add(window.take(block.minTs))
+      window.push(decodeBlock(block.value), rankOf(block.order, block.part))
+      if (merged.length % tuning.sliceBlocks === 0) {
+        await nextTurn()
+        if (this.#stopped) return
+      }
+    }
+    add(window.take(Number.POSITIVE_INFINITY))
+    close()
+    if (merged.length < 2) return
+    await store.writeCompacted(out, order, part + 1)
+    for (let i = 0; i < merged.length; i += tuning.sliceBlocks) {
+      await store.remove(merged.slice(i, i + tuning.sliceBlocks), readings.slice(i, i + tuning.sliceBlocks))
+      if (this.#stopped) return
+      await nextTurn()
+    }
+    counters.historyCompacted()
+    this.#options.log.debug({ deviceId: hour.deviceId, hourMs: hour.hourMs, blocks: merged.length, into: out.length }, 'history device-hour compacted')
+  }
+}
