@@ -67,11 +67,11 @@ export class ResponseStream {
     return sent
   }
 
-  /** Ends the response cleanly (the last chunk) and closes the connection, as at shutdown. */
+  /** Ends the response cleanly: the last chunk (uWS's `closeConnection` would write a header after the body). */
   end(): void {
     if (!this.#open) return
     try {
-      this.#res.cork(() => this.#res.end(undefined, true))
+      this.#res.cork(() => this.#res.end())
     } catch (err) {
       this.#report(err)
     }
