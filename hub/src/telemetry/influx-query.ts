@@ -5,6 +5,9 @@ import type { TelemetryPoint, TelemetryQuery, TelemetryRequest } from './telemet
 
 /** An InfluxQL identifier, double-quoted; the key pattern admits no quote or backslash, escaping is belt and braces. */
 const identifier = (name: string): string => `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`
+/** The alias of a mean's count column: a space, so that no metric name (CONTRACT §3 key pattern) can be it. */
+const countAlias = (name: string): string => `count ${name}`
+
 /** An InfluxQL string literal. */
 const literal = (text: string): string => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}'`
 
@@ -31,6 +34,10 @@ function pointsOf(series: readonly QuerySeries[]): TelemetryPoint[] {
  * `GROUP BY time(every) fill(none)`, each numeric field reduced by `fn` and every other field by
  * `last` (InfluxDB refuses `mean` of a string). Field types come from `SHOW FIELD KEYS`. Every
  * query is built from validated parts only: nothing a caller sends is spliced in unchecked.
+ *
+ * A mean is asked as `sum` and `count` and divided here: InfluxDB's own `mean` over several series
+ * (tag sets) adds each series' mean times its count, which rounds; sum / count is what the history
+ * computes, so both back ends answer the same mean of the same values.
  */
 export class InfluxTelemetryQuery implements TelemetryQuery {
   readonly name = 'influxdb'
@@ -52,8 +59,24 @@ export class InfluxTelemetryQuery implements TelemetryQuery {
     // Without `metrics`, every field of the measurement, sorted by name as the history lists them.
     const names = (metrics ?? [...types.keys()].sort()).filter((name) => types.has(name))
     if (names.length === 0) return []
-    const select = names.map((name) => `${types.get(name) === true ? every.fn : 'last'}(${identifier(name)}) AS ${identifier(name)}`).join(', ')
-    return pointsOf(await this.#influx.query(`SELECT ${select} ${from} GROUP BY time(${every.everyMs}ms) fill(none) ORDER BY time ASC LIMIT ${limit}`))
+    const meaned = names.filter((name) => types.get(name) === true && every.fn === 'mean')
+    const select = names
+      .map((name) => {
+        const field = identifier(name)
+        if (meaned.includes(name)) return `sum(${field}) AS ${field}, count(${field}) AS ${identifier(countAlias(name))}`
+        return `${types.get(name) === true ? every.fn : 'last'}(${field}) AS ${field}`
+      })
+      .join(', ')
+    const points = pointsOf(await this.#influx.query(`SELECT ${select} ${from} GROUP BY time(${every.everyMs}ms) fill(none) ORDER BY time ASC LIMIT ${limit}`))
+    for (const { values } of points) {
+      for (const name of meaned) {
+        const count = values[countAlias(name)]
+        if (typeof count !== 'number') continue
+        values[name] = (values[name] as number) / count
+        delete values[countAlias(name)]
+      }
+    }
+    return points
   }
 
   /** Each field of the measurement, and whether it is numeric (a float; CONTRACT §5 writes every number as one). */
