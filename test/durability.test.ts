@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { BatchFrame } from '@fleetgate/device-sdk/wire'
-import { api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from './support/hub.js'
+import { api, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess } from './support/hub.js'
+import { hubMetric } from './support/hostile.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { countPoints, eventually } from './support/telemetry.js'
 import { connectDevice, type Credentials, type RawDevice } from './support/ws.js'
@@ -129,4 +130,41 @@ describe('the history across a SIGKILL of the hub (no InfluxDB)', () => {
     await resendRest(hub, device, acked)
     expect(await stored(hub.base)).toEqual(Array.from({ length: FRAMES * PER_FRAME }, (_, k) => k))
   }, 120_000)
+})
+
+/**
+ * A spool that a run with InfluxDB left behind (InfluxDB away, say) moves into the history when the
+ * hub starts again without InfluxDB: nothing waits for a shipper that no longer exists.
+ */
+describe('a spool left by an earlier run, at a start without InfluxDB', () => {
+  const data = tempDir()
+  afterAll(() => data.cleanup())
+
+  it('moves into the history and leaves the spool empty', async () => {
+    const now = Date.now()
+    const readings = Array.from({ length: 1200 }, (_, k) => ({ ts: now - 600_000 + k, m: { k } }))
+    // InfluxDB configured and unreachable: acked frames wait in the spool.
+    let hub = await startTestHub({ FLEETGATE_INFLUX_URL: 'http://127.0.0.1:9' }, data.path)
+    try {
+      const ws = await connectDevice(hub.wsUrl, await hub.provision('left-behind'))
+      expect(await ws.next()).toMatchObject({ t: 'hello' })
+      for (let s = 1; s <= 3; s++) {
+        ws.send({ t: 'tb', s, r: readings.slice((s - 1) * 400, s * 400) })
+        await ws.untilAck(s)
+      }
+      ws.close()
+      expect(await hubMetric(hub.base, 'fleetgate_spool_bytes')).toBeGreaterThan(0)
+    } finally {
+      await hub.stop()
+    }
+    hub = await startTestHub({}, data.path)
+    try {
+      const stored = async (): Promise<number[]> =>
+        ((await hub.api('GET', `/api/v1/devices/left-behind/telemetry?from=${new Date(now - 600_000).toISOString()}&limit=10000`)).body.points as Array<{ k: number }>).map((p) => p.k)
+      expect(await eventually(stored, (ks) => ks.length === 1200)).toEqual(readings.map((r) => r.m.k))
+      expect(await eventually(() => hubMetric(hub.base, 'fleetgate_spool_bytes'), (bytes) => bytes === 0)).toBe(0)
+    } finally {
+      await hub.stop()
+    }
+  })
 })
