@@ -24,6 +24,8 @@ export interface IngestRunOptions {
   readonly subscriber: boolean
   /** How long InfluxDB and the subscriber may take to hold every acked reading after the load stops. */
   readonly catchUpSec: number
+  /** Environment of the hub beyond the bench's (e.g. `FLEETGATE_HISTORY`). */
+  readonly env?: Record<string, string>
 }
 
 /** What one ingest measurement found. */
@@ -73,7 +75,7 @@ interface Window {
 /** Runs one ingest measurement of Fleetgate; everything it started is stopped, also on failure. */
 export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptions): Promise<IngestRunResult> {
   const db = `fg_${options.label.replace(/[^A-Za-z0-9_]/g, '_')}`
-  const hub = await startBenchHub(ctx, options.label, db)
+  const hub = await startBenchHub(ctx, options.label, db, options.env)
   const rss = new RssSampler(hub.pid)
   let fleet: Worker | undefined
   let counter: Worker | undefined

@@ -3,10 +3,12 @@
 //
 //   u8 version (1) | u8 flags (bit 0: tagged) | u16 columns | u32 rows
 //   f64[rows] ts, little-endian, ascending
-//   tagged:  u32 tag sets (after the implied '') | each: u16 length, UTF-8 key | u32[rows] tag set of each row
+//   tagged:  u32 tag sets (after the implied '') | each: u16 length, UTF-8 key | pad to 4 | u32[rows] tag set of each row
 //   columns: each: u8 name length, name (ASCII, CONTRACT §3 key pattern) | u8 kind
-//            kind 0: f64[rows] numbers, NaN where the row has none
+//            kind 0: pad to 8 | f64[rows] numbers, NaN where the row has none
 //            kind 1: u32 length, UTF-8 JSON array of the values, null where the row has none
+// Arrays sit at offsets aligned to their element size: lmdb hands each value out in a buffer of
+// its own, so a query reads them in place (typed-array views), without a copy.
 import { HubError } from '../../errors.js'
 import type { Column, Columns, MetricValue } from './columns.js'
 
@@ -30,12 +32,18 @@ export function blockHeader(bytes: Uint8Array): BlockHeader {
   return { rows, minTs: view.readDoubleLE(HEADER_BYTES), maxTs: view.readDoubleLE(HEADER_BYTES + 8 * (rows - 1)) }
 }
 
-/** Copies `count` 8-byte floats at `offset` into an aligned array (lmdb values are not 8-byte aligned). */
-function floats(view: Buffer, offset: number, count: number): Float64Array {
-  const out = new Float64Array(count)
-  new Uint8Array(out.buffer).set(view.subarray(offset, offset + 8 * count))
+/** Padding that brings `at` to a multiple of `size`. */
+const pad = (at: number, size: number): number => (size - (at % size)) % size
+
+/** `count` little-endian numbers of `size` bytes at `offset`: a view when aligned in memory, else a copy. */
+function typed<T extends Float64Array | Uint32Array>(make: { new (buffer: ArrayBufferLike, offset: number, length: number): T; new (length: number): T }, size: number, view: Buffer, offset: number, count: number): T {
+  const at = view.byteOffset + offset
+  if (at % size === 0) return new make(view.buffer, at, count)
+  const out = new make(count)
+  new Uint8Array(out.buffer).set(view.subarray(offset, offset + size * count))
   return out
 }
+const floats = (view: Buffer, offset: number, count: number): Float64Array => typed(Float64Array, 8, view, offset, count)
 
 /** Encodes columns (sorted, one row per point) as a block. */
 export function encodeBlock(columns: Columns): Buffer {
@@ -43,17 +51,20 @@ export function encodeBlock(columns: Columns): Buffer {
   const tagKeys = columns.tags === undefined ? [] : columns.tagKeys.slice(1).map((key) => Buffer.from(key, 'utf8'))
   const values = new Map<string, Buffer>()
   let size = HEADER_BYTES + 8 * rows
-  if (columns.tags !== undefined) size += 4 + tagKeys.reduce((sum, key) => sum + 2 + key.byteLength, 0) + 4 * rows
+  if (columns.tags !== undefined) {
+    size += 4 + tagKeys.reduce((sum, key) => sum + 2 + key.byteLength, 0)
+    size += pad(size, 4) + 4 * rows
+  }
   for (const [name, column] of columns.columns) {
     size += 2 + name.length
-    if (column.numeric) size += 8 * rows
+    if (column.numeric) size += pad(size, 8) + 8 * rows
     else {
       const json = Buffer.from(JSON.stringify(Array.from(column.values, (value) => value ?? null)), 'utf8')
       values.set(name, json)
       size += 4 + json.byteLength
     }
   }
-  const out = Buffer.allocUnsafe(size)
+  const out = Buffer.alloc(size)
   out[0] = VERSION
   out[1] = columns.tags === undefined ? 0 : TAGGED
   out.writeUInt16LE(columns.columns.size, 2)
@@ -69,6 +80,7 @@ export function encodeBlock(columns: Columns): Buffer {
       out.set(key, at + 2)
       at += 2 + key.byteLength
     }
+    at += pad(at, 4)
     out.set(new Uint8Array(columns.tags.buffer, columns.tags.byteOffset, 4 * rows), at)
     at += 4 * rows
   }
@@ -78,6 +90,7 @@ export function encodeBlock(columns: Columns): Buffer {
     at += 1 + name.length
     if (column.numeric) {
       out[at++] = KIND_NUMBERS
+      at += pad(at, 8)
       out.set(new Uint8Array(column.values.buffer, column.values.byteOffset, 8 * rows), at)
       at += 8 * rows
     } else {
@@ -113,8 +126,8 @@ export function decodeBlock(bytes: Uint8Array, wanted?: ReadonlySet<string>): Co
       tagKeys.push(view.toString('utf8', at + 2, at + 2 + length))
       at += 2 + length
     }
-    tags = new Uint32Array(rows)
-    new Uint8Array(tags.buffer).set(view.subarray(at, at + 4 * rows))
+    at += pad(at, 4)
+    tags = typed(Uint32Array, 4, view, at, rows)
     at += 4 * rows
   }
   const columns = new Map<string, Column>()
@@ -125,6 +138,7 @@ export function decodeBlock(bytes: Uint8Array, wanted?: ReadonlySet<string>): Co
     const kind = view[at++]
     const keep = wanted === undefined || wanted.has(name)
     if (kind === KIND_NUMBERS) {
+      at += pad(at, 8)
       if (keep) columns.set(name, { numeric: true, values: floats(view, at, rows) })
       at += 8 * rows
     } else {

@@ -107,24 +107,45 @@ function reduce(acc: Accumulator, fn: AggregateFn): MetricValue {
   }
 }
 
-function accumulate(accumulators: Map<string, Accumulator>, name: string, column: Column, row: number): void {
-  const value = valueAt(column, row)
-  if (value === undefined) return
+/** Adds rows [from, to) of a column (one interval) to the metric's accumulator: a tight loop per column, no call per value. */
+function accumulateRows(accumulators: Map<string, Accumulator>, name: string, column: Column, from: number, to: number): void {
   let acc = accumulators.get(name)
-  if (acc === undefined) {
-    acc = { count: 0, sum: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, last: value, other: false }
-    accumulators.set(name, acc)
-  }
-  // Rows come in ts order, so the last value seen is the interval's last.
-  acc.last = value
-  if (typeof value !== 'number') {
-    acc.other = true
+  if (column.numeric) {
+    const values = column.values
+    let { count, sum, min, max } = acc ?? { count: 0, sum: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY }
+    let last = Number.NaN
+    for (let row = from; row < to; row++) {
+      const value = values[row] as number
+      if (Number.isNaN(value)) continue
+      count++
+      sum += value
+      if (value < min) min = value
+      if (value > max) max = value
+      last = value
+    }
+    if (Number.isNaN(last)) return
+    // Rows come in ts order, so the last value seen is the interval's last.
+    if (acc === undefined) accumulators.set(name, { count, sum, min, max, last, other: false })
+    else Object.assign(acc, { count, sum, min, max, last })
     return
   }
-  acc.count++
-  acc.sum += value
-  if (value < acc.min) acc.min = value
-  if (value > acc.max) acc.max = value
+  for (let row = from; row < to; row++) {
+    const value = column.values[row]
+    if (value === undefined) continue
+    if (acc === undefined) {
+      acc = { count: 0, sum: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, last: value, other: false }
+      accumulators.set(name, acc)
+    }
+    acc.last = value
+    if (typeof value !== 'number') {
+      acc.other = true
+      continue
+    }
+    acc.count++
+    acc.sum += value
+    if (value < acc.min) acc.min = value
+    if (value > acc.max) acc.max = value
+  }
 }
 
 /**
@@ -152,16 +173,22 @@ export async function aggregatePoints(rows: AsyncIterable<Columns>, request: Tel
   }
   for await (const columns of rows) {
     const wanted = wantedColumns(request, columns)
-    for (let row = 0; row < columns.rows; row++) {
-      const ts = columns.ts[row] as number
-      if (ts < request.fromMs) continue
-      if (ts > request.toMs) break
-      const start = Math.floor(ts / everyMs) * everyMs
+    const ts = columns.ts
+    let row = 0
+    while (row < columns.rows && (ts[row] as number) < request.fromMs) row++
+    let end = row
+    while (end < columns.rows && (ts[end] as number) <= request.toMs) end++
+    // One interval's rows at a time, each column reduced in a loop of its own.
+    while (row < end) {
+      const start = Math.floor((ts[row] as number) / everyMs) * everyMs
       if (start !== bucket) {
         if (close()) return points
         bucket = start
       }
-      for (const [name, column] of wanted) accumulate(accumulators, name, column, row)
+      let next = row + 1
+      while (next < end && (ts[next] as number) < start + everyMs) next++
+      for (const [name, column] of wanted) accumulateRows(accumulators, name, column, row, next)
+      row = next
     }
   }
   close()
