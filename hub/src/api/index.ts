@@ -2,6 +2,6 @@
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'
 export { MAX_BULK_DEVICES, registerDeviceRoutes, type DevicesApiDeps } from './devices.js'
-export { MAX_STREAM_DEVICES, registerEventRoutes } from './events.js'
+export { registerEventRoutes } from './events.js'
 export { influxProbe, registerHealthRoutes, type Readiness, type ReadinessProbe } from './health.js'
 export { registerTelemetryRoutes, type TelemetryApiDeps } from './telemetry.js'

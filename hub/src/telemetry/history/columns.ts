@@ -30,7 +30,7 @@ interface SourceRow {
 }
 
 /** The canonical key of a tag set: JSON with sorted keys; `''` for none. */
-export function tagKeyOf(tags: Readonly<Record<string, string>> | undefined): string {
+function tagKeyOf(tags: Readonly<Record<string, string>> | undefined): string {
   if (tags === undefined) return ''
   const keys = Object.keys(tags)
   if (keys.length === 0) return ''
@@ -41,7 +41,7 @@ export function tagKeyOf(tags: Readonly<Record<string, string>> | undefined): st
 }
 
 /** The tag key of a row. */
-export const rowTagKey = (columns: Columns, row: number): string => (columns.tags === undefined ? '' : (columns.tagKeys[columns.tags[row] as number] as string))
+const rowTagKey = (columns: Columns, row: number): string => (columns.tags === undefined ? '' : (columns.tagKeys[columns.tags[row] as number] as string))
 
 /** A metric's value at a row, or undefined. */
 export function valueAt(column: Column, row: number): MetricValue | undefined {
@@ -86,28 +86,34 @@ class ColumnsBuilder {
   }
 
   set(row: number, name: string, value: MetricValue): void {
-    const other = this.#others.get(name)
-    if (other !== undefined) {
-      other[row] = value
-      return
-    }
     let numbers = this.#numbers.get(name)
     if (typeof value === 'number') {
-      if (numbers === undefined) {
-        numbers = new Float64Array(this.#rows).fill(Number.NaN)
-        this.#numbers.set(name, numbers)
+      // The common case first: a number for a column of numbers, one lookup.
+      if (numbers !== undefined) {
+        numbers[row] = value
+        return
       }
+      const other = this.#others.get(name)
+      if (other !== undefined) {
+        other[row] = value
+        return
+      }
+      numbers = new Float64Array(this.#rows).fill(Number.NaN)
       numbers[row] = value
+      this.#numbers.set(name, numbers)
       return
     }
-    // A value that is not a number makes the column one of any values (rare: mixed types).
-    const values: Array<MetricValue | undefined> = new Array<MetricValue | undefined>(this.#rows)
-    if (numbers !== undefined) {
-      for (let i = 0; i < this.#rows; i++) if (!Number.isNaN(numbers[i] as number)) values[i] = numbers[i] as number
-      this.#numbers.delete(name)
+    let other = this.#others.get(name)
+    if (other === undefined) {
+      // A value that is not a number makes the column one of any values (rare: mixed types).
+      other = new Array<MetricValue | undefined>(this.#rows)
+      if (numbers !== undefined) {
+        for (let i = 0; i < this.#rows; i++) if (!Number.isNaN(numbers[i] as number)) other[i] = numbers[i] as number
+        this.#numbers.delete(name)
+      }
+      this.#others.set(name, other)
     }
-    values[row] = value
-    this.#others.set(name, values)
+    other[row] = value
   }
 
   build(): Columns {

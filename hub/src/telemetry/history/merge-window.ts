@@ -34,13 +34,6 @@ export class MergeWindow {
     if (columns.rows > 0) this.#pending.push({ columns, at: 0, rank })
   }
 
-  /** Rows pending, over every block. */
-  get rows(): number {
-    let rows = 0
-    for (const pending of this.#pending) rows += pending.columns.rows - pending.at
-    return rows
-  }
-
   /** The final rows before `bound` (every pending row for Infinity), as sorted, unique columns; undefined when none. */
   take(bound: number): Columns | undefined {
     const runs: Run[] = []
