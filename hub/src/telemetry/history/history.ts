@@ -1,26 +1,14 @@
-import type { Clock, Reading } from '@fleetgate/device-sdk'
-import type { Logger } from '../../logger.js'
-import type { HistoryBlock, HistoryStore } from '../../store/index.js'
+import type { Reading } from '@fleetgate/device-sdk'
+import type { HistoryBlock } from '../../store/index.js'
 import { tune } from '../../tuning.js'
 import type { TelemetryPoint, TelemetryQuery, TelemetryRequest } from '../telemetry-query.js'
 import { encodeBlock } from './block-codec.js'
 import { columnsOfReadings } from './columns.js'
 import { aggregatePoints, hourOf, rawPoints, rowsOf } from './history-query.js'
-import { HISTORY_DEFAULTS, HistoryMaintenance, type HistoryCounters, type HistoryTuning } from './maintenance.js'
+import { HISTORY_DEFAULTS, HistoryMaintenance, type HistoryTuning, type MaintenanceOptions } from './maintenance.js'
 
-/** What the history is built from. */
-export interface HistoryOptions {
-  readonly store: HistoryStore
-  readonly clock: Clock
-  readonly log: Logger
-  readonly counters: HistoryCounters
-  /** `FLEETGATE_HISTORY_RETENTION`, in ms. */
-  readonly retentionMs: number
-  /** `FLEETGATE_HISTORY_MAX_BYTES`. */
-  readonly maxBytes: number
-  /** Tuning knobs; defaults in HISTORY_DEFAULTS. */
-  readonly tuning?: Partial<HistoryTuning>
-}
+/** What the history is built from: what upkeep needs, with tuning knobs of which any may be left to HISTORY_DEFAULTS. */
+export type HistoryOptions = Omit<MaintenanceOptions, 'tuning'> & { readonly tuning?: Partial<HistoryTuning> }
 
 /** A frame's readings, as a commit hands them over. */
 export interface HistoryFrame {

@@ -52,7 +52,9 @@ export interface MaintenanceOptions {
   readonly clock: Clock
   readonly log: Logger
   readonly counters: HistoryCounters
+  /** `FLEETGATE_HISTORY_RETENTION`, in ms. */
   readonly retentionMs: number
+  /** `FLEETGATE_HISTORY_MAX_BYTES`. */
   readonly maxBytes: number
   readonly tuning: HistoryTuning
 }
