@@ -41,9 +41,9 @@ function timedGet(agent: Agent, base: string, path: string): Promise<{ status: n
   })
 }
 
-/** Sends 7 days of one reading per second of `device`, in frames of 500 readings, 32 in flight. */
-async function loadWeek(hub: BenchHub, device: { id: string; key: string }, base: number): Promise<void> {
-  const ws = await connectDevice(hub.wsUrl, { deviceId: device.id, keyType: 'hmac', key: device.key })
+/** Sends 7 days of one reading per second of `device` from `base` (Unix ms), in frames of 500 readings, 32 in flight. */
+export async function loadWeek(wsUrl: string, device: { id: string; key: string }, base: number): Promise<void> {
+  const ws = await connectDevice(wsUrl, { deviceId: device.id, keyType: 'hmac', key: device.key })
   await ws.next()
   const frames = Math.ceil(WEEK_READINGS / 500)
   let sent = 0
@@ -132,7 +132,7 @@ async function queriesUnderLoad(ctx: BenchContext): Promise<void> {
     const created = await api(hub.base, 'POST', '/api/v1/devices', { id: 'week' })
     const base = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - 7 * 24 * HOUR_MS
     const loadStarted = performance.now()
-    await loadWeek(hub, { id: 'week', key: created.body.key as string }, base)
+    await loadWeek(hub.wsUrl, { id: 'week', key: created.body.key as string }, base)
     const loadedMs = performance.now() - loadStarted
     // The week's hours are closed: upkeep compacts them; the figures are for the settled layout.
     const compactions = await settled(hub, 'fleetgate_history_compactions_total', 3000, 120_000)
