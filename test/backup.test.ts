@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CommandFrame } from '@fleetgate/device-sdk'
-import { freePort } from './support/ports.js'
+import { UNREACHABLE_URL } from './support/ports.js'
 import { api, HubProcesses, stopHubProcess, testEnv, type HubProcess } from './support/hub.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { eventually, rows } from './support/telemetry.js'
@@ -88,7 +88,7 @@ describe('backup while the hub runs, and restore (issue 10)', () => {
     const dataDir = hubs.dir()
     // Nothing listens on this port: the spool keeps every reading (nothing is trimmed), as in an outage.
     const { FLEETGATE_ADMIN_TOKEN: _fixed, ...env } = testEnv(dataDir, {
-      FLEETGATE_INFLUX_URL: `http://127.0.0.1:${await freePort()}`,
+      FLEETGATE_INFLUX_URL: UNREACHABLE_URL,
       FLEETGATE_DEVICE_RATE: '1000',
     })
     const hub: HubProcess = await hubs.start(env)

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { assertBuilt } from './support/build.js'
 import { ADMIN_TOKEN, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type TestHub } from './support/hub.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
-import { freePort } from './support/ports.js'
+import { UNREACHABLE_URL } from './support/ports.js'
 
 const CLI = fileURLToPath(new URL('../firmware-sim/dist/cli.js', import.meta.url))
 
@@ -136,7 +136,7 @@ describe('the fleetgate-sim command', () => {
     // a hub process, killed at the end: stopping a hub whose InfluxDB is away waits for the shipper
     const data = tempDir('fleetgate-sim-stuck-')
     const stuck = await startHubProcess(
-      testEnv(data.path, { FLEETGATE_INFLUX_URL: `http://127.0.0.1:${await freePort()}`, FLEETGATE_SPOOL_MAX_BYTES: String(1024 * 1024) }),
+      testEnv(data.path, { FLEETGATE_INFLUX_URL: UNREACHABLE_URL, FLEETGATE_SPOOL_MAX_BYTES: String(1024 * 1024) }),
     )
     try {
       const run = await sim([
@@ -165,7 +165,7 @@ describe('the fleetgate-sim command', () => {
     const none = await sim(['--hub', hub.base, '--fleet', join(dir.path, 'absent.json')])
     expect(none.code).toBe(3)
     expect(none.stderr).toBe(`fleetgate-sim: there is no fleet file ${join(dir.path, 'absent.json')}: run with --provision (and an admin --token) to create them\n`)
-    const down = await sim(['--hub', `http://127.0.0.1:${await freePort()}`, '--token', ADMIN_TOKEN, '--provision', '--fleet', join(dir.path, 'down.json')])
+    const down = await sim(['--hub', UNREACHABLE_URL, '--token', ADMIN_TOKEN, '--provision', '--fleet', join(dir.path, 'down.json')])
     expect(down.code).toBe(3)
     expect(down.stderr).toMatch(/^fleetgate-sim: cannot reach the hub at http:\/\/127\.0\.0\.1:\d+ \(POST \/api\/v1\/devices\/bulk\): connect ECONNREFUSED/)
   }, 60_000)

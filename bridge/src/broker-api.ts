@@ -67,15 +67,6 @@ export interface BrokerOptions extends ConnectionLimitsConfig {
   readonly format?: MqttFormat
   /** `FLEETGATE_MQTT_UPLINK` and its tuning; default none (no uplink). */
   readonly uplink?: UplinkConfig
-  /** Telemetry publishes not yet delivered to local subscribers before new ones are dropped; default 10,000. */
-  readonly maxPendingPublishes?: number
-  /**
-   * The hub's publishes handed to aedes at once, 1 to 1,024 (aedes's own bound on messages it
-   * delivers at once); default 960, which leaves room for clients' command publishes. Each delivery
-   * takes a few event-loop turns, so a small bound, not CPU, caps the rate (64 gave about 11,000
-   * messages/s).
-   */
-  readonly publishConcurrency?: number
 }
 
 /** Broker figures for `/metrics`; counters only grow. */
@@ -91,9 +82,7 @@ export interface BrokerStats {
   readonly publishedTelemetry: number
   readonly publishedStatus: number
   readonly publishedResults: number
-  /** Telemetry not published locally because `maxPendingPublishes` were still being delivered. */
-  readonly droppedTelemetry: number
-  /** Publishes handed to aedes and not yet in every subscriber's queue, now. */
+  /** Hub publishes taken and not yet written to every subscriber's stream, now: at most one turn's (see `Broker.pendingPublishes`). */
   readonly pendingPublishes: number
   readonly refusedConnects: number
   readonly refusedPublishes: number
@@ -112,7 +101,7 @@ export interface BrokerStats {
 export interface Broker {
   /** Serves one accepted connection (a TCP socket, or a WebSocket stream) under the connection limits. After `close`, destroys it. */
   handle(stream: Duplex): void
-  /** Publishes a durably stored frame on `fleetgate/devices/{id}/telemetry`, QoS 1. Never waits; may drop (counted); skipped while no client is connected and there is no uplink. */
+  /** Publishes a durably stored frame on `fleetgate/devices/{id}/telemetry`, QoS 1. Never waits, never drops; skipped while no client is connected and there is no uplink. */
   publishTelemetry(deviceId: string, message: TelemetryMessage): void
   /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
   publishStatus(deviceId: string, message: StatusMessage): void
@@ -120,7 +109,12 @@ export interface Broker {
   publishCommandResult(deviceId: string, cmdId: string, record: object): void
   /** Connected MQTT clients now. */
   readonly clients: number
-  /** Publishes handed over and not yet in every subscriber's queue, now (cheap: no snapshot). No single subscriber holds it up. */
+  /**
+   * Hub publishes taken and not yet written to every subscriber's stream, now (cheap: no
+   * snapshot). Delivery is synchronous and each client's packets go out in one write per turn,
+   * so this is at most one turn's publishes (and fewer than 1,024), and 0 between turns. No single
+   * subscriber holds it up.
+   */
   readonly pendingPublishes: number
   /** The uplink, when `uplink` was given. */
   readonly uplink: Uplink | undefined

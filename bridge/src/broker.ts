@@ -1,33 +1,24 @@
 import type { EventEmitter } from 'node:events'
-import { Aedes, type AedesOptions, type AuthenticateError, type Client, type PublishPacket } from 'aedes'
+import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes'
 import { authorizePublish, authorizeSubscribe, UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
+import { refreshKeepalive } from './aedes-internals.js'
 import type { Broker, BrokerOptions, CommandSource, Disconnection, Refusal } from './broker-api.js'
 import { getCodec, type DecodeFailure } from './codec.js'
 import { coalesceWrites } from './coalesce-writes.js'
 import { CONNECTION_LIMIT_KEYS, ConnectionLimits, CUT_REASONS, type AdmittedConnection, type CutReason } from './connection-limits.js'
 import { asError, BridgeError } from './errors.js'
-import { checkKeys, intOption, optionalFn, requiredFn } from './options.js'
-import { PublishPump } from './publish-pump.js'
+import { HubPublisher } from './hub-publisher.js'
+import { checkKeys, optionalFn, requiredFn } from './options.js'
 import { isScope } from './scopes.js'
-import { commandResultTopic, commandTopic, statusTopic, telemetryTopic, TOPIC_ROOT } from './topics.js'
+import { commandResultTopic, commandTopic, statusTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink } from './uplink.js'
 
 const OPTION_KEYS = [
   'authenticate', 'onCommand', 'onInvalidCommand', 'onRefused', 'onDisconnect', 'onError', 'onUplinkConnectionChange',
-  'format', 'uplink', 'maxPendingPublishes', 'publishConcurrency', ...CONNECTION_LIMIT_KEYS,
+  'format', 'uplink', ...CONNECTION_LIMIT_KEYS,
 ]
 const ROOT_PREFIX = TOPIC_ROOT + '/'
-/** The bound of aedes's emitter on messages delivered at once (its `concurrency` option). */
-const AEDES_CONCURRENCY = 1024
-
-/** The defaults of createBroker's tuning options (the connection limits have theirs in connection-limits.ts). */
-export const BROKER_DEFAULTS = Object.freeze({
-  /** Telemetry publishes not yet delivered before new ones are dropped. */
-  maxPendingPublishes: 10_000,
-  /** The hub's publishes handed to aedes at once: below the emitter's bound (see PublishPump). */
-  publishConcurrency: 960,
-})
 
 // aedes answers a refused CONNECT with the `returnCode` of the error (MQTT 3.1.1 §3.2.2.3).
 function connectError(returnCode: 3 | 4): AuthenticateError {
@@ -53,8 +44,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const onError = optionalFn(options.onError, 'onError')
   const onUplinkConnectionChange = optionalFn(options.onUplinkConnectionChange, 'onUplinkConnectionChange')
   const codec = getCodec(options.format ?? 'json')
-  const maxPending = intOption(options.maxPendingPublishes, 'maxPendingPublishes', BROKER_DEFAULTS.maxPendingPublishes, 1, 10_000_000)
-  const publishConcurrency = intOption(options.publishConcurrency, 'publishConcurrency', BROKER_DEFAULTS.publishConcurrency, 1, AEDES_CONCURRENCY)
   const limits = new ConnectionLimits(options)
   if (options.uplink !== undefined) {
     // Validate before anything starts, so a bad FLEETGATE_MQTT_UPLINK leaves nothing running.
@@ -69,7 +58,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const actors = new WeakMap<Client, Actor>()
   const admitted = new WeakMap<Client, AdmittedConnection>()
   const counts = {
-    publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0, droppedTelemetry: 0,
+    publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0,
     refusedConnects: 0, refusedPublishes: 0, refusedSubscribes: 0,
     mqttCommands: 0, uplinkCommands: 0, invalidCommands: 0,
   }
@@ -151,7 +140,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return done(connectError(3), false)
       }
       actors.set(client, Object.freeze({ name: actor.name, scope: actor.scope }))
-      admitted.get(client)?.authenticated()
+      admitted.get(client)?.authenticated(() => refreshKeepalive(client))
       done(null, true)
     },
     // Called for client PUBLISHes and Last Wills only; the hub's own publishes (broker.publish) skip it.
@@ -190,26 +179,16 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
   }
 
-  const aedes = await Aedes.createBroker({ ...hooks, concurrency: AEDES_CONCURRENCY })
+  const aedes = await Aedes.createBroker(hooks)
   // aedes emits `error` on a persistence failure; its typings omit that event, so listen through the
   // base class (a widening, not a cast). Without a listener, EventEmitter would throw it.
   const emitter: EventEmitter = aedes
   emitter.on('error', (err: Error) => emitError(new BridgeError('BRIDGE_ERR_BROKER', `aedes: ${err.message}`, { cause: err })))
 
-  // aedes calls back with null on success, whatever its typings say.
-  const failed = (err?: Error | null): void => {
-    if (err !== undefined && err !== null && !closed) emitError(new BridgeError('BRIDGE_ERR_BROKER', `publish failed: ${err.message}`, { cause: err }))
-  }
-  const pump = new PublishPump(({ topic, payload, value, retain }, done) => {
-    if (closed) return done()
-    const packet: PublishPacket = { cmd: 'publish', topic, payload: payload ?? codec.encode(value), qos: 1, retain, dup: false }
-    aedes.publish(packet, (err) => {
-      failed(err)
-      done()
-    })
-  }, publishConcurrency)
-  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => pump.publish({ topic, payload, value: undefined, retain })
-  const inFlight = (): number => pump.pending
+  // The hub's own publishes bypass aedes.publish (see HubPublisher); clients' command publishes
+  // still go through aedes, which relays them to their subscribers itself.
+  const publisher = new HubPublisher(aedes, (client) => actors.has(client), codec.encode, emitError)
+  const publishLocal = (topic: string, payload: Buffer, retain: boolean): void => publisher.publish(publisher.route(topic), payload, undefined, retain)
 
   let uplink: Uplink | undefined
   if (options.uplink !== undefined) {
@@ -235,7 +214,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     }
   }
 
-  // The hub's publishes: encoded once, handed to aedes and the uplink, never awaited.
+  // The hub's publishes: encoded once, for the local subscribers and the uplink, never awaited.
   const hubPublish = (topic: string, value: unknown, retain: boolean): Buffer => {
     const payload = codec.encode(value)
     uplink?.mirror(topic, payload, retain)
@@ -255,21 +234,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       coalesceWrites(stream)
       client = aedes.handle(stream)
       admitted.set(client, connection)
+      if (!publisher.attach(client, stream, connection.backlogFull)) {
+        emitError(new BridgeError('BRIDGE_ERR_BROKER', 'an aedes client without subscriptions or packet ids: an unsupported aedes version'))
+        stream.destroy()
+      }
     },
     publishTelemetry(deviceId, message) {
       // The hot path of ingest: with no client and no uplink nobody could receive it, so it is not
-      // even encoded; otherwise the local copy is encoded when the pump starts it, off this path.
-      const topic = telemetryTopic(deviceId)
+      // even encoded; without an uplink it is encoded only when a local client subscribed to it.
+      const route = publisher.telemetryRoute(deviceId)
       if (closed || (uplink === undefined && aedes.connectedClients === 0)) return
-      const payload = uplink === undefined ? undefined : hubPublish(topic, message, false)
-      // Publishes wait here only while aedes delivers slower than they come, to all clients together
-      // (no one client holds them: see ConnectionLimits); past the bound, the live feed drops.
-      if (inFlight() >= maxPending) {
-        counts.droppedTelemetry++
-        return
-      }
+      const payload = uplink === undefined ? undefined : hubPublish(route.topic, message, false)
       counts.publishedTelemetry++
-      pump.publish({ topic, payload, value: message, retain: false })
+      publisher.publish(route, payload, message, false)
     },
     publishStatus(deviceId, message) {
       const topic = statusTopic(deviceId)
@@ -287,7 +264,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       return aedes.connectedClients
     },
     get pendingPublishes() {
-      return inFlight()
+      return publisher.pending
     },
     uplink,
     stats() {
@@ -298,14 +275,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         backlogBytes: backlog.totalBytes,
         largestBacklogBytes: backlog.largestBytes,
         ...counts,
-        pendingPublishes: inFlight(),
+        pendingPublishes: publisher.pending,
         disconnects: { ...disconnects },
       }
     },
     async close() {
       if (closed) return
       closed = true
-      pump.clear()
+      publisher.close()
       await uplink?.close()
       await new Promise<void>((resolve) => aedes.close(resolve))
       limits.destroyAll()

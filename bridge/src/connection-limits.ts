@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream'
 import { MAX_COMMAND_PAYLOAD_BYTES } from './codec.js'
 import { intOption } from './options.js'
-import { PacketScanner } from './packet-scanner.js'
+import { PacketScanner, withoutAcks } from './packet-scanner.js'
 
 /**
  * Why the broker cut a connection of its own accord; each is counted and reported once per connection.
@@ -80,8 +80,18 @@ function resolve(config: ConnectionLimitsConfig): Resolved {
 
 /** One connection admitted under the limits. */
 export interface AdmittedConnection {
-  /** Its CONNECT was accepted: it stops counting as unauthenticated and its connect timer stops. */
-  authenticated(): void
+  /**
+   * Its CONNECT was accepted: it stops counting as unauthenticated and its connect timer stops.
+   * From now on its PUBACKs are taken out of what aedes reads (see ConnectionLimits), and `onAcks`
+   * is called for each read that had any, to do what aedes does for every packet it reads.
+   */
+  authenticated(onAcks: () => void): void
+  /**
+   * For a writer that gathers bytes before one write (the hub's outboxes): whether the connection
+   * is cut, or is cut now because more than `maxBacklogBytes` are queued counting `unwrittenBytes`
+   * gathered for it. Asked before each message, this keeps the rule of the stream's own writes.
+   */
+  backlogFull(unwrittenBytes: number): boolean
 }
 
 /**
@@ -92,6 +102,12 @@ export interface AdmittedConnection {
  *   so an oversized packet is cut before mqtt-packet buffers its body.
  * - Before the CONNECT is accepted: a bound on such connections, and a deadline that bytes
  *   trickled in do not extend.
+ * - PUBACKs: once the CONNECT is accepted, each PUBACK found whole in what aedes reads is taken
+ *   out before aedes parses it. Sessions are always clean, so aedes has nothing to acknowledge: it
+ *   parses the packet, looks its id up in its persistence, finds nothing and emits `ack`, which
+ *   cost about as much as delivering the message it answers (bench:mqtt). The one thing aedes
+ *   does for every packet it reads, restarting the keepalive timer, is left to `onAcks`. A PUBACK
+ *   split across two reads, or encoded otherwise, still goes to aedes.
  * - Writes: aedes (1.2) delivers a QoS 1 message to a client in `deliverQoS` (lib/client.js),
  *   which hands its mqemitter callback to the packet as `writeCallback`; `write` (lib/write.js)
  *   calls it at once unless mqtt-packet's `writeToStream` returned false, and then only on the
@@ -104,10 +120,13 @@ export interface AdmittedConnection {
  *   releases many frames at once) that a client reading at full speed takes in a moment, so the
  *   bound has two parts: a client may go over `softBacklogBytes` for at most `softBacklogMs`
  *   (a slow reader), and never over `maxBacklogBytes` (checked before each write, so at most one
- *   message more is ever held). Sessions are always clean here, and for a clean session aedes
- *   keeps no copy of a QoS 1 message awaiting its PUBACK (`outgoingUpdate` is skipped), so the
- *   socket's queue is all that is held for a client. Cutting destroys the socket, so aedes drops
- *   its subscriptions and completes whatever it still had under way for it.
+ *   message more is ever held). The hub's own publishes skip aedes (HubPublisher) and gather a
+ *   client's packets of one turn for one write; they ask `backlogFull` before each message, the
+ *   gathered bytes counted, so the same holds for them. Sessions are always clean here, and for a
+ *   clean session aedes keeps no copy of a QoS 1 message awaiting its PUBACK (`outgoingUpdate` is
+ *   skipped), so the socket's queue (and, within a turn, the hub's outbox) is all that is held for
+ *   a client. Cutting destroys the socket, so aedes drops its subscriptions and completes whatever
+ *   it still had under way for it.
  */
 export class ConnectionLimits {
   readonly #options: Resolved
@@ -155,6 +174,7 @@ export class ConnectionLimits {
     this.#unauthenticated++
     this.#open.add(stream)
     let waiting = true
+    let onAcks: (() => void) | undefined
     let cut = false
     let slowTimer: NodeJS.Timeout | undefined
     const cutOff = (reason: CutReason, bytes: number): void => {
@@ -164,11 +184,15 @@ export class ConnectionLimits {
       stream.destroy()
     }
     const connectTimer = setTimeout(() => cutOff('connect_timeout', 0), options.connectTimeoutMs).unref()
-    const authenticated = (): void => {
+    const settled = (): void => {
       if (!waiting) return
       waiting = false
       this.#unauthenticated--
       clearTimeout(connectTimer)
+    }
+    const authenticated = (acks: () => void): void => {
+      onAcks = acks
+      settled()
     }
     const caughtUp = (): void => {
       clearTimeout(slowTimer)
@@ -179,7 +203,7 @@ export class ConnectionLimits {
       if (stream.writableLength > options.softBacklogBytes) cutOff('backlog_slow', stream.writableLength)
     }
     stream.once('close', () => {
-      authenticated()
+      settled()
       caughtUp()
       this.#open.delete(stream)
     })
@@ -191,19 +215,31 @@ export class ConnectionLimits {
       const chunk: unknown = read(size)
       if (cut) return null
       if (chunk === null) return chunk
-      const failure = chunk instanceof Uint8Array ? scanner.feed(chunk) : { reason: 'malformed_packet' as const, declaredBytes: 0 }
-      if (failure === undefined) return chunk
-      cutOff(failure.reason, failure.declaredBytes)
-      return null
+      if (!(chunk instanceof Uint8Array)) {
+        cutOff('malformed_packet', 0)
+        return null
+      }
+      const acks: number[] | undefined = onAcks === undefined ? undefined : []
+      const failure = scanner.feed(chunk, acks)
+      if (failure !== undefined) {
+        cutOff(failure.reason, failure.declaredBytes)
+        return null
+      }
+      if (acks === undefined || acks.length === 0) return chunk
+      onAcks?.()
+      return withoutAcks(chunk, acks)
     }
 
+    const backlogFull = (unwrittenBytes: number): boolean => {
+      if (cut) return true
+      const queued = stream.writableLength + unwrittenBytes
+      if (queued <= options.maxBacklogBytes) return false
+      cutOff('backlog_full', queued)
+      return true
+    }
     const write = stream.write.bind(stream) as Duplex['write']
     stream.write = ((...args: Parameters<Duplex['write']>) => {
-      if (cut) return true
-      if (stream.writableLength > options.maxBacklogBytes) {
-        cutOff('backlog_full', stream.writableLength)
-        return true
-      }
+      if (backlogFull(0)) return true
       write(...args)
       // Over the soft bound from this write on, unless a later write finds it back under; the
       // check when the time is up does not depend on any more writes coming.
@@ -212,7 +248,7 @@ export class ConnectionLimits {
       return true
     }) as Duplex['write']
 
-    return { authenticated }
+    return { authenticated, backlogFull }
   }
 
   /** Destroys every admitted connection (aedes closes only those it registered, after CONNECT). */

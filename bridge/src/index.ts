@@ -1,4 +1,4 @@
-export { BridgeError, type BridgeErrorCode } from './errors.js'
+export { BRIDGE_ERROR_CODES, BridgeError, type BridgeErrorCode } from './errors.js'
 export {
   COMMAND_FILTER,
   MAX_COMMAND_ID_LENGTH,
@@ -25,7 +25,7 @@ export {
 export { UPLINK_ACTOR, type Actor, type RefusalReason } from './acl.js'
 export { SCOPES, isScope, scopeAllows, type Scope } from './scopes.js'
 export { CUT_REASONS, DEFAULT_MAX_PACKET_BYTES, type ConnectionLimitsConfig, type CutReason } from './connection-limits.js'
-export { BROKER_DEFAULTS, createBroker } from './broker.js'
+export { createBroker } from './broker.js'
 export {
   type Broker,
   type BrokerOptions,

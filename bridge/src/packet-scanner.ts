@@ -8,6 +8,10 @@ export interface ScanFailure {
 
 /** MQTT 3.1.1 §2.2.3: the remaining length takes at most 4 bytes. */
 const MAX_LENGTH_BYTES = 4
+/** MQTT 3.1.1 §3.4: the first byte of a PUBACK (type 4, no flags); its remaining length is 2, the packet id. */
+const PUBACK = 0x40
+/** A PUBACK's bytes: fixed header (2) and packet id (2). */
+const PUBACK_BYTES = 4
 
 /**
  * Follows the fixed headers of one client's MQTT byte stream (MQTT 3.1.1 §2.2) and judges each
@@ -29,6 +33,8 @@ export class PacketScanner {
   #multiplier = 1
   #lengthBytes = 0
   #packets = 0
+  /** Where the header being read started in the current chunk, when it is a PUBACK's; else -1. */
+  #ackAt = -1
 
   /** `maxFirstBytes`: largest remaining length of the first packet; `maxBytes`: of every later one. */
   constructor(maxFirstBytes: number, maxBytes: number) {
@@ -41,9 +47,14 @@ export class PacketScanner {
     return this.#packets
   }
 
-  /** Reads the next bytes of the stream; the first failure, or undefined when every header so far is within its limit. */
-  feed(chunk: Uint8Array): ScanFailure | undefined {
+  /**
+   * Reads the next bytes of the stream; the first failure, or undefined when every header so far
+   * is within its limit. With `acks`, appends the offset of each PUBACK that lies whole in `chunk`
+   * (encoded as MQTT 3.1.1 §3.4 says: first byte 0x40, remaining length 2 in one byte).
+   */
+  feed(chunk: Uint8Array, acks?: number[]): ScanFailure | undefined {
     let i = 0
+    this.#ackAt = -1
     while (i < chunk.length) {
       if (this.#skip > 0) {
         const taken = Math.min(this.#skip, chunk.length - i)
@@ -53,6 +64,7 @@ export class PacketScanner {
       }
       const byte = chunk[i++] as number
       if (!this.#inLength) {
+        this.#ackAt = byte === PUBACK ? i - 1 : -1
         this.#inLength = true
         this.#length = 0
         this.#multiplier = 1
@@ -71,7 +83,24 @@ export class PacketScanner {
       if (this.#length > limit) return { reason: 'packet_too_large', declaredBytes: this.#length }
       this.#inLength = false
       this.#skip = this.#length
+      if (acks !== undefined && this.#ackAt >= 0 && this.#ackAt === i - 2 && this.#length === 2 && i + 2 <= chunk.length) acks.push(this.#ackAt)
     }
     return undefined
   }
+}
+
+/** `chunk` without the PUBACKs at `acks` (offsets from `PacketScanner.feed`, ascending); null when nothing is left. */
+export function withoutAcks(chunk: Uint8Array, acks: readonly number[]): Buffer | null {
+  const left = chunk.length - acks.length * PUBACK_BYTES
+  if (left === 0) return null
+  const out = Buffer.allocUnsafe(left)
+  let at = 0
+  let from = 0
+  for (const ack of acks) {
+    out.set(chunk.subarray(from, ack), at)
+    at += ack - from
+    from = ack + PUBACK_BYTES
+  }
+  out.set(chunk.subarray(from), at)
+  return out
 }

@@ -81,3 +81,32 @@ export function parseCommandTopic(topic: string): string | undefined {
 export function isAllowedFilter(filter: string): boolean {
   return filter.startsWith(TOPIC_ROOT + '/')
 }
+
+/**
+ * Whether the topic name `topic` matches the topic filter `filter` (MQTT 3.1.1 §4.7): `+` matches
+ * exactly one level, `#` (last) matches the parent level and every level below it. Both are
+ * assumed well-formed (aedes checks filters on SUBSCRIBE); `$` topics are not special here,
+ * since the hub publishes none.
+ */
+export function matchesFilter(filter: string, topic: string): boolean {
+  let f = 0
+  let t = 0
+  for (;;) {
+    const fEnd = levelEnd(filter, f)
+    const level = filter.slice(f, fEnd)
+    if (level === '#') return true
+    const tEnd = levelEnd(topic, t)
+    if (level !== '+' && level !== topic.slice(t, tEnd)) return false
+    const filterDone = fEnd === filter.length
+    const topicDone = tEnd === topic.length
+    if (topicDone) return filterDone || filter.slice(fEnd + 1) === '#'
+    if (filterDone) return false
+    f = fEnd + 1
+    t = tEnd + 1
+  }
+}
+
+function levelEnd(name: string, from: number): number {
+  const slash = name.indexOf('/', from)
+  return slash === -1 ? name.length : slash
+}

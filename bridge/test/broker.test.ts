@@ -150,7 +150,7 @@ describe('hub publishes', () => {
     expect(got).toHaveLength(1)
     expect(got[0]?.payload.toString('utf8')).toBe(JSON.stringify(message))
     expect(got[0]).toMatchObject({ qos: 1, retain: false })
-    expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 2, droppedTelemetry: 0 })
+    expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 2 })
   })
 
   it('skips telemetry while no client is connected (nothing is encoded or counted), and delivers again once one is', async () => {
@@ -197,26 +197,6 @@ describe('hub publishes', () => {
     ])
   })
 
-  it('mixed retained and plain publishes in one tick all arrive (aedes dedupe, moscajs/aedes#994)', async () => {
-    const local = await startLocalBroker()
-    const client = await local.client('reader-token')
-    await client.subscribe('fleetgate/#', { qos: 1 })
-    const expected: string[] = []
-    for (let round = 0; round < 50; round++) {
-      local.broker.publishTelemetry('d1', reading(round * 2))
-      local.broker.publishStatus(`s${round}`, { device: `s${round}`, online: round % 2 === 0, at: String(round) })
-      local.broker.publishCommandResult('d1', `c${round}`, { id: `c${round}` })
-      local.broker.publishTelemetry('d1', reading(round * 2 + 1))
-      expected.push('fleetgate/devices/d1/telemetry', `fleetgate/devices/s${round}/status`, `fleetgate/devices/d1/commands/c${round}`, 'fleetgate/devices/d1/telemetry')
-    }
-    await vi.waitFor(() => expect(client.received.length).toBeGreaterThanOrEqual(200))
-    await flush(local, client)
-    expect(client.received).toHaveLength(201)
-    expect(client.received.slice(0, 200).map((m) => m.topic).sort()).toEqual([...expected].sort())
-    const seqs = client.on('fleetgate/devices/d1/telemetry').map((m) => (JSON.parse(m.payload.toString()) as TelemetryMessage).seq)
-    expect(seqs).toEqual([...Array(100).keys()])
-  })
-
   it('a result goes to fleetgate/devices/{id}/commands/{cmdId}, not retained', async () => {
     const local = await startLocalBroker()
     const client = await local.client('reader-token')
@@ -235,20 +215,6 @@ describe('hub publishes', () => {
     expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0 })
   })
 
-  it('never queues without bound: telemetry beyond maxPendingPublishes is dropped and counted', async () => {
-    const local = await startLocalBroker({ maxPendingPublishes: 100 })
-    const client = await local.client('reader-token')
-    await client.subscribe('fleetgate/devices/d1/telemetry', { qos: 1 })
-    for (let seq = 0; seq < 150; seq++) local.broker.publishTelemetry('d1', reading(seq))
-    expect(local.broker.stats()).toMatchObject({ publishedTelemetry: 100, droppedTelemetry: 50, pendingPublishes: 100 })
-    await vi.waitFor(() => expect(client.received).toHaveLength(100))
-    expect(client.received.map((m) => (JSON.parse(m.payload.toString()) as TelemetryMessage).seq)).toEqual([...Array(100).keys()])
-    await vi.waitFor(() => expect(local.broker.stats().pendingPublishes).toBe(0))
-    // Status is state: it is never dropped, even past the bound.
-    for (let seq = 0; seq < 150; seq++) local.broker.publishTelemetry('d1', reading(seq))
-    local.broker.publishStatus('d1', { device: 'd1', online: true, at: 'x' })
-    expect(local.broker.stats()).toMatchObject({ publishedStatus: 1, droppedTelemetry: 100 })
-  })
 })
 
 describe('commands from local clients', () => {
@@ -343,7 +309,6 @@ describe('lifecycle and options', () => {
     ['an unknown option', { ...base, port: 1883 }, /unknown option "port"/],
     ['a missing authenticate', { onCommand: () => undefined }, /authenticate must be a function/],
     ['a bad format', { ...base, format: 'xml' }, /FLEETGATE_MQTT_FORMAT/],
-    ['a bad maxPendingPublishes', { ...base, maxPendingPublishes: 0 }, /maxPendingPublishes/],
     ['a bad uplink URL', { ...base, uplink: { url: 'http://u:secret@h' } }, /FLEETGATE_MQTT_UPLINK/],
     ['an unknown uplink option', { ...base, uplink: { url: 'mqtt://h', onCommand: () => undefined } }, /unknown option "onCommand"/],
   ] as Array<[string, unknown, RegExp]>)('refuses %s with BRIDGE_ERR_INVALID_OPTION', async (_what, options, message) => {

@@ -9,6 +9,7 @@ import {
   statusTopic,
   telemetryTopic,
 } from '@fleetgate/bridge'
+import { matchesFilter } from '../src/topics.js'
 
 const id64 = 'a'.repeat(64)
 
@@ -88,5 +89,31 @@ describe('isAllowedFilter', () => {
     ['fleetgatex/#', false],
   ])('%j: %s', (filter, ok) => {
     expect(isAllowedFilter(filter)).toBe(ok)
+  })
+})
+
+describe('matchesFilter (MQTT 3.1.1 §4.7)', () => {
+  it.each([
+    ['fleetgate/#', 'fleetgate/devices/d1/telemetry', true],
+    ['fleetgate/#', 'fleetgate', true],
+    ['fleetgate/devices/#', 'fleetgate/devices/d1/commands/c1', true],
+    ['fleetgate/devices/d1/#', 'fleetgate/devices/d1', true],
+    ['fleetgate/devices/d1/#', 'fleetgate/devices/d10/status', false],
+    ['fleetgate/devices/+/telemetry', 'fleetgate/devices/d1/telemetry', true],
+    ['fleetgate/devices/+/telemetry', 'fleetgate/devices/d1/status', false],
+    ['fleetgate/devices/+/telemetry', 'fleetgate/devices/d1/telemetry/x', false],
+    ['fleetgate/devices/+/telemetry', 'fleetgate/devices/telemetry', false],
+    ['fleetgate/devices/+', 'fleetgate/devices', false],
+    ['fleetgate/devices/+', 'fleetgate/devices/', true],
+    ['fleetgate/+/+/commands/+', 'fleetgate/devices/d1/commands/c-7', true],
+    ['fleetgate/+/+/commands/+', 'fleetgate/devices/d1/commands', false],
+    ['fleetgate/devices/+/#', 'fleetgate/devices/d1', true],
+    ['fleetgate/devices/d1/status', 'fleetgate/devices/d1/status', true],
+    ['fleetgate/devices/d1/status', 'fleetgate/devices/d1/statuses', false],
+    ['fleetgate/devices/d1/status', 'fleetgate/devices/d1', false],
+    ['fleetgate/devices/d1', 'fleetgate/devices/d1/status', false],
+    ['fleetgate/Devices/#', 'fleetgate/devices/d1/status', false],
+  ])('%j matches %j: %s', (filter, topic, matches) => {
+    expect(matchesFilter(filter, topic)).toBe(matches)
   })
 })

@@ -25,22 +25,26 @@ import type { NakReason } from './frames.js'
  * - `SDK_ERR_ABORTED`: the caller's AbortSignal ended a wait (connect, send, sendBatch, flush, close);
  *   what the call started goes on (see WaitOptions).
  */
-export type SdkErrorCode =
-  | 'SDK_ERR_NAK'
-  | 'SDK_ERR_CLOSED'
-  | 'SDK_ERR_QUEUE_FULL'
-  | 'SDK_ERR_DROPPED'
-  | 'SDK_ERR_INVALID_READING'
-  | 'SDK_ERR_STORE'
-  | 'SDK_ERR_INVALID_OPTION'
-  | 'SDK_ERR_HANDSHAKE'
-  | 'SDK_ERR_UNAUTHORIZED'
-  | 'SDK_ERR_REPLACED'
-  | 'SDK_ERR_PROTOCOL'
-  | 'SDK_ERR_HUB'
-  | 'SDK_ERR_TOKEN'
-  | 'SDK_ERR_COMMAND'
-  | 'SDK_ERR_ABORTED'
+export const SDK_ERROR_CODES = [
+  'SDK_ERR_NAK',
+  'SDK_ERR_CLOSED',
+  'SDK_ERR_QUEUE_FULL',
+  'SDK_ERR_DROPPED',
+  'SDK_ERR_INVALID_READING',
+  'SDK_ERR_STORE',
+  'SDK_ERR_INVALID_OPTION',
+  'SDK_ERR_HANDSHAKE',
+  'SDK_ERR_UNAUTHORIZED',
+  'SDK_ERR_REPLACED',
+  'SDK_ERR_PROTOCOL',
+  'SDK_ERR_HUB',
+  'SDK_ERR_TOKEN',
+  'SDK_ERR_COMMAND',
+  'SDK_ERR_ABORTED',
+] as const
+
+/** One of SDK_ERROR_CODES (each explained above and in docs/errors.md). */
+export type SdkErrorCode = (typeof SDK_ERROR_CODES)[number]
 
 /** Options of an SdkError: the `cause`, and for SDK_ERR_NAK the hub's reason code. */
 export interface SdkErrorOptions extends ErrorOptions {

@@ -90,8 +90,11 @@ export interface AckFrame {
   s: number
 }
 
-/** Why the hub refused a frame (CONTRACT §3). */
-export type NakReason = 'invalid' | 'rate' | 'seq' | 'too_many'
+/** Why the hub refuses a frame (CONTRACT §3); docs/protocol.md and docs/errors.md say what each asks of a device. */
+export const NAK_REASONS = ['invalid', 'rate', 'seq', 'too_many'] as const
+
+/** One of NAK_REASONS. */
+export type NakReason = (typeof NAK_REASONS)[number]
 
 /** Hub to device: frame `s` is refused and will not be stored; do not resend it. */
 export interface NakFrame {
@@ -109,7 +112,19 @@ export interface CommandFrame {
   exp?: number
 }
 
-/** Hub to device, sent just before the hub closes the session for a protocol error: code `e`, text `msg`. */
+/**
+ * The codes of the `err` frames a hub sends: `text` (a text message, close 1003), `too_big` (over
+ * the frame limit, 1009), and the DecodeFailureCode of a message that does not decode (1007).
+ */
+export const ERROR_FRAME_CODES = ['text', 'not_cbor', 'not_map', 'unknown_type', 'invalid', 'too_big'] as const
+
+/** One of ERROR_FRAME_CODES. */
+export type ErrorFrameCode = (typeof ERROR_FRAME_CODES)[number]
+
+/**
+ * Hub to device, sent just before the hub closes the session for a protocol error: code `e`, text
+ * `msg`. `e` is read as any text, so that a device keeps working with a hub that adds a code.
+ */
 export interface ErrorFrame {
   t: 'err'
   e: string

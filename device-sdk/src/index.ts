@@ -7,7 +7,7 @@ export { UNKNOWN_COMMAND, type CommandContext, type CommandHandler } from './com
 export { DeviceClient } from './client.js'
 export type { DeviceClientEvents } from './client-events.js'
 export { TypedEmitter, type EventMap, type Listener } from './emitter.js'
-export { SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js'
+export { SDK_ERROR_CODES, SdkError, type SdkErrorCode, type SdkErrorOptions } from './errors.js'
 export {
   DEFAULT_MAX_QUEUED_READINGS,
   MAX_LINGER_MS,

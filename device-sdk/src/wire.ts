@@ -7,6 +7,7 @@ export { checkTags } from './frame-checks.js'
 export {
   COMMAND_ID_PATTERN,
   DEVICE_ID_PATTERN,
+  ERROR_FRAME_CODES,
   MAX_BATCH_READINGS,
   MAX_METRIC_TEXT_BYTES,
   MAX_METRICS,
@@ -14,6 +15,7 @@ export {
   MAX_TAGS,
   MAX_TS_MS,
   METRIC_KEY_PATTERN,
+  NAK_REASONS,
   RESERVED_TAG_KEY,
   decodeDeviceFrame,
   decodeHubFrame,
@@ -28,6 +30,7 @@ export {
   type DecodeFailureCode,
   type DeviceFrame,
   type ErrorFrame,
+  type ErrorFrameCode,
   type HelloFrame,
   type HubFrame,
   type HubLimits,

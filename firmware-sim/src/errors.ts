@@ -10,7 +10,10 @@
  * - `SIM_ERR_HUB`: the hub's REST API cannot be reached or answered what the contract does not allow.
  * - `SIM_ERR_IO`: a report file (`--json`, `--jsonl`) cannot be written.
  */
-export type SimErrorCode = 'SIM_ERR_OPTION' | 'SIM_ERR_FLEET' | 'SIM_ERR_PROVISION' | 'SIM_ERR_HUB' | 'SIM_ERR_IO'
+export const SIM_ERROR_CODES = ['SIM_ERR_OPTION', 'SIM_ERR_FLEET', 'SIM_ERR_PROVISION', 'SIM_ERR_HUB', 'SIM_ERR_IO'] as const
+
+/** One of SIM_ERROR_CODES (each explained above and in docs/errors.md). */
+export type SimErrorCode = (typeof SIM_ERROR_CODES)[number]
 
 /** Options of a SimError: the `cause`, and for SIM_ERR_OPTION the flag at fault. */
 export interface SimErrorOptions extends ErrorOptions {

@@ -6,7 +6,7 @@ export { BAD_FRAME_KINDS, BAD_FRAME_SEQ, BadFrameQueue, badFrame, isBadFrameNak,
 export { CommandDriver, MAX_COMMANDS_IN_FLIGHT, plan, type CommandDriverOptions } from './command-driver.js'
 export { SimDevice, type DeviceHost, type DeviceIdentity } from './device.js'
 export { BUILTIN_COMMANDS, FIRMWARE, INTERVAL_RANGE, registerCommands, type CommandTarget } from './device-commands.js'
-export { SimError, type SimErrorCode, type SimErrorOptions } from './errors.js'
+export { SIM_ERROR_CODES, SimError, type SimErrorCode, type SimErrorOptions } from './errors.js'
 export { Fleet, type FleetTiming } from './fleet.js'
 export {
   MODEL_CHOICES,

@@ -10,6 +10,7 @@ import {
   registerDeviceRoutes,
   registerEventRoutes,
   registerHealthRoutes,
+  registerOpenApiRoute,
   registerTelemetryRoutes,
 } from './api/index.js'
 import { AuditLog } from './audit/index.js'
@@ -23,7 +24,17 @@ import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbStores, readAtStartAsync } from './store/index.js'
 import { createTelemetry, type HistoryTuning, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
-import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router, startMqtt, type MqttListener, type UncaughtSink } from './transport/index.js'
+import {
+  GuardedApp,
+  loadNativeUws,
+  mountDeviceEndpoint,
+  Router,
+  startMqtt,
+  type DeviceEndpointTuning,
+  type MqttListener,
+  type RouteInfo,
+  type UncaughtSink,
+} from './transport/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -58,6 +69,8 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
+  readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
   /** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
   readonly history?: Partial<HistoryTuning>
   /** The live event streams' tuning knobs; defaults in EVENT_STREAMS_DEFAULTS. */
@@ -70,6 +83,8 @@ export interface Hub {
   readonly ports: { readonly http: number; readonly mqtt?: number }
   /** The admin token in force (from the environment or the data dir). */
   readonly adminToken: string
+  /** The REST routes served, as registered (the OpenAPI document must hold exactly these). */
+  readonly routes: readonly RouteInfo[]
   /**
    * Logs (with its stack) and counts an error that reached the process's last resort
    * (`uncaughtException`, `unhandledRejection`; see main.ts), as `where="process"`.
@@ -220,6 +235,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     deviceRatePerSec: config.deviceRatePerSec,
     idleTimeoutSec: config.idleTimeoutSec,
     clock,
+    ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
@@ -241,7 +257,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
-  registerConsoleRoutes(app, log)
+  registerOpenApiRoute(router)
+  registerConsoleRoutes(guarded, log)
   router.fallback()
 
   const listenSocket = await listen(app, config.host, config.port)
@@ -256,6 +273,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   return {
     ports,
     adminToken: admin.token,
+    routes: router.routes(),
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {

@@ -1,5 +1,6 @@
 export { tokenDigest, type Scope } from './auth/index.js'
 export { loadConfig, type HubConfig } from './config.js'
-export { HubError, type HubErrorCode } from './errors.js'
+export { HUB_ERROR_CODES, HubError, type HubErrorCode } from './errors.js'
 export { startHub, HUB_VERSION, type Hub, type HubOptions } from './hub.js'
+export { API_ERROR_CODES, type ApiErrorCode, type RouteInfo } from './transport/index.js'
 export { createLogger, type Logger } from './logger.js'

@@ -6,17 +6,20 @@ import type { us_listen_socket, us_socket } from 'uWebSockets.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CONSOLE_CSP, registerConsoleRoutes } from '../src/api/console.js'
 import { createLogger } from '../src/logger.js'
-import { loadNativeUws } from '../src/transport/index.js'
+import { GuardedApp, loadNativeUws } from '../src/transport/index.js'
 
 const uws = loadNativeUws()
 const servers: Array<{ socket: us_listen_socket; dir: string }> = []
+/** What the guard caught: nothing, in every test. */
+const uncaught: Array<{ where: string; err: unknown }> = []
 
 /** A uWS app serving a console from `files` (none: a dir that does not exist); its base URL. */
 async function serve(files: Record<string, string> | undefined): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-console-'))
   for (const [name, text] of Object.entries(files ?? {})) writeFileSync(join(dir, name), text)
   const app = uws.App()
-  registerConsoleRoutes(app, createLogger('silent'), files === undefined ? join(dir, 'missing') : dir)
+  const guarded = new GuardedApp(app, (where, err) => uncaught.push({ where, err }))
+  registerConsoleRoutes(guarded, createLogger('silent'), files === undefined ? join(dir, 'missing') : dir)
   app.any('/*', (res) => void res.writeStatus('404 Not Found').end('fallback'))
   const socket = await new Promise<us_listen_socket>((resolve, reject) =>
     app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new Error('listen failed')) : resolve(s))),
@@ -33,6 +36,7 @@ beforeAll(async () => {
 })
 
 afterAll(() => {
+  expect(uncaught).toEqual([])
   for (const { socket, dir } of servers) {
     uws.us_listen_socket_close(socket)
     rmSync(dir, { recursive: true, force: true })

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { SteppingClock } from '../../test/support/clock.js'
 import { DeadLetter, type DeadLetterCounters, type DeadLetterEntry, type DeadLetterLoss, type DeadLetterReason } from '../src/telemetry/dead-letter.js'
 
 interface Written {
@@ -50,7 +51,7 @@ describe('DeadLetter', () => {
   })
 
   it('appends JSON lines in order, across flushes, with device, reason, message and the reading', async () => {
-    const deadLetter = new DeadLetter({ dir, fileName: 'order.jsonl', now: () => Date.UTC(2024, 0, 2, 3, 4, 5) })
+    const deadLetter = new DeadLetter({ dir, fileName: 'order.jsonl', clock: new SteppingClock(Date.UTC(2024, 0, 2, 3, 4, 5)) })
     for (let i = 0; i < 50; i++) deadLetter.add(refused('d1', i))
     const firstFlush = deadLetter.flush()
     for (let i = 50; i < 100; i++) deadLetter.add(refused('d1', i))
@@ -70,7 +71,7 @@ describe('DeadLetter', () => {
 
   it('keeps the newest entries: the file and one predecessor, each at most half the bound', async () => {
     const tally = new Tally()
-    const deadLetter = new DeadLetter({ dir, fileName: 'rotated.jsonl', maxBytes: 4000, perDeviceEntries: 1000, counters: tally, now: () => 0 })
+    const deadLetter = new DeadLetter({ dir, fileName: 'rotated.jsonl', counters: tally, clock: new SteppingClock(0), tuning: { maxBytes: 4000, perDeviceEntries: 1000 } })
     const entryBytes = Buffer.byteLength(JSON.stringify({ at: new Date(0).toISOString(), ...refused('noisy', 100) }) + '\n')
     const perFile = Math.floor(2000 / entryBytes)
     // One device fills the whole bound several times over, in several flushes ...
@@ -99,8 +100,8 @@ describe('DeadLetter', () => {
 
   it('writes at most perDeviceEntries of one device per window and counts the rest, so others stay visible', async () => {
     const tally = new Tally()
-    let now = 0
-    const deadLetter = new DeadLetter({ dir, fileName: 'budget.jsonl', perDeviceEntries: 10, budgetWindowMs: 60_000, counters: tally, now: () => now })
+    const clock = new SteppingClock(0)
+    const deadLetter = new DeadLetter({ dir, fileName: 'budget.jsonl', counters: tally, clock, tuning: { perDeviceEntries: 10, budgetWindowMs: 60_000 } })
     for (let i = 0; i < 500; i++) deadLetter.add(refused('noisy', i))
     deadLetter.add(refused('quiet', 0))
     deadLetter.add({ device: 'quiet', reason: 'undecodable', message: 'spool entry 1 is not telemetry (not_cbor: x)', frame: 'AA==' })
@@ -114,7 +115,7 @@ describe('DeadLetter', () => {
     expect({ reasons: tally.reasons, lost: tally.lost }).toStrictEqual({ reasons: { influx_refused: 501, undecodable: 1 }, lost: { device_budget: 490 } })
 
     // the next window brings a new budget
-    now = 60_000
+    clock.nowMs = 60_000
     deadLetter.add(refused('noisy', 1000))
     await deadLetter.flush()
     expect(read(deadLetter.path).at(-1)).toMatchObject({ device: 'noisy', line: refused('noisy', 1000).line })
@@ -122,7 +123,7 @@ describe('DeadLetter', () => {
 
   it('counts an entry larger than half the bound as too_large, and makes room again when the file is moved away', async () => {
     const tally = new Tally()
-    const deadLetter = new DeadLetter({ dir, fileName: 'small.jsonl', maxBytes: 1000, counters: tally, now: () => 0 })
+    const deadLetter = new DeadLetter({ dir, fileName: 'small.jsonl', counters: tally, clock: new SteppingClock(0), tuning: { maxBytes: 1000 } })
     deadLetter.add(refused('d', 1, 600))
     deadLetter.add(refused('d', 2))
     await deadLetter.flush()

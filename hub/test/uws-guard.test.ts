@@ -165,6 +165,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
         refuseInvalid: (peer, s) => ingest.refuseInvalid(peer, s),
         admitResult: (peer) => ingest.admitResult(peer),
         closed: (peer) => ingest.closed(peer),
+        drained: (peer) => ingest.drained(peer),
         accept(peer, frame, raw) {
           if (frame.t === 'tm' && 'boom' in frame.m) throw new Error('ingest failed on a frame')
           ingest.accept(peer, frame, raw)
@@ -175,6 +176,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
           throw new Error('a command result failed')
         },
         invalidResult: () => undefined,
+        drained: () => undefined,
       },
       metrics: server.metrics,
       log,

@@ -177,7 +177,7 @@ describe('console: sign-in and the fleet', () => {
     await tab.page.getByRole('link', { name: 'kbd-1' }).focus()
     await tab.page.keyboard.press('Enter')
     await expect.poll(() => tab.page.getByRole('heading', { level: 1 }).textContent()).toBe('kbd-1')
-    // The shell moves focus in an effect after the page renders, so the heading may show a moment before it has focus.
+    // The page moves focus to its heading once it has rendered, which may come a frame after the text.
     await expect.poll(() => tab.page.evaluate(() => document.activeElement?.tagName)).toBe('H1')
     await tab.close()
   })

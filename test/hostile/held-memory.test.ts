@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hubMetric, Witness } from '../support/hostile.js'
 import { startTestHub, type TestHub } from '../support/hub.js'
-import { freePort } from '../support/ports.js'
+import { UNREACHABLE_URL } from '../support/ports.js'
 import { eventually } from '../support/telemetry.js'
 import { OpenDevices, type RawDevice } from '../support/ws.js'
 
@@ -18,7 +18,7 @@ describe('memory while commits are held', () => {
 
   beforeAll(async () => {
     // An InfluxDB that is not there: nothing ships, so the spool fills and stays full.
-    const nowhere = `http://127.0.0.1:${await freePort()}`
+    const nowhere = UNREACHABLE_URL
     hub = await startTestHub({ FLEETGATE_INFLUX_URL: nowhere, FLEETGATE_SPOOL_MAX_BYTES: String(QUOTA_BYTES) })
     witness = await Witness.connect(hub.wsUrl, await hub.provision('held-witness'))
   })

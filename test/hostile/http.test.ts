@@ -1,5 +1,6 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { API_ERROR_CODES } from '@fleetgate/hub'
 import { assertHubServes, fuzzSeed, rawHttp, seededRandom, Witness, type RawAnswer, type RawOutcome } from '../support/hostile.js'
 import { ADMIN_TOKEN, startTestHub, tempDir, writeTokensFile, type TestHub } from '../support/hub.js'
 
@@ -15,20 +16,8 @@ const READER = 'fuzz-reader-token-0123456789'
 const ADMIN = `Bearer ${ADMIN_TOKEN}`
 /** Statuses the REST API may answer to anything a client sends (CONTRACT §4); 500 is never one. */
 const STATUSES = new Set([200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 429, 503])
-/** Error codes a client may see (http.ts ApiErrorCode without `internal`). */
-const ERROR_CODES = new Set([
-  'unauthorized',
-  'forbidden',
-  'not_found',
-  'invalid',
-  'malformed_json',
-  'payload_too_large',
-  'exists',
-  'device_offline',
-  'queue_full',
-  'too_many_requests',
-  'not_ready',
-])
+/** Error codes a client may see: every REST code but `internal`, which no hostile request may earn. */
+const ERROR_CODES = new Set<string>(API_ERROR_CODES.filter((code) => code !== 'internal'))
 const METHODS = ['GET', 'GET', 'GET', 'POST', 'POST', 'PATCH', 'DELETE', 'PUT', 'HEAD', 'OPTIONS']
 const TEMPLATES = [
   '/api/v1/devices',

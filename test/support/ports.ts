@@ -21,3 +21,11 @@ export async function freePort(): Promise<number> {
     })
   })
 }
+
+/**
+ * A URL on which nothing listens, for a hub whose InfluxDB (or any peer) must be unreachable: a
+ * connection is refused at once. Port 2 is privileged, outside the range the OS hands out for port 0,
+ * and not on fetch's list of blocked ports. A port that was merely free a moment ago may be taken
+ * meanwhile by another test's server, which would then receive the writes.
+ */
+export const UNREACHABLE_URL = 'http://127.0.0.1:2'

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import { type KeyType } from '@fleetgate/device-sdk'
 import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame } from '@fleetgate/device-sdk/wire'
@@ -14,9 +15,11 @@ export class RawDevice {
   readonly ws: WebSocket
   readonly closed: Promise<{ code: number; reason: string }>
   readonly #inbox = new Inbox<HubFrame>()
+  readonly #socket: Duplex
 
-  constructor(ws: WebSocket) {
+  constructor(ws: WebSocket, socket: Duplex) {
     this.ws = ws
+    this.#socket = socket
     ws.on('message', (data: Buffer) => {
       const decoded = decodeHubFrame(new Uint8Array(data))
       if (!decoded.ok) throw new Error(`hub sent an undecodable frame: ${decoded.reason}`)
@@ -55,6 +58,20 @@ export class RawDevice {
     this.ws.send(data, { binary: typeof data !== 'string' })
   }
 
+  /**
+   * Stops reading the connection (the TCP socket, not only the WebSocket): what the hub sends piles
+   * up in the kernel's buffers and then in the hub's own, as with a device on a link slower than
+   * the hub's sends. Frames sent from here on still go out.
+   */
+  pauseReading(): void {
+    this.#socket.pause()
+  }
+
+  /** Reads the connection again after {@link pauseReading}. */
+  resumeReading(): void {
+    this.#socket.resume()
+  }
+
   close(): void {
     this.ws.terminate()
   }
@@ -73,7 +90,7 @@ export function connectRaw(
     ...(options.ca === undefined ? {} : { ca: options.ca }),
   })
   return new Promise((resolve, reject) => {
-    ws.once('upgrade', () => resolve({ ok: true, ws: new RawDevice(ws) }))
+    ws.once('upgrade', (res: IncomingMessage) => resolve({ ok: true, ws: new RawDevice(ws, res.socket) }))
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       let body = ''
       res.on('data', (chunk: Buffer) => (body += chunk.toString()))

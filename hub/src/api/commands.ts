@@ -18,10 +18,12 @@ export interface CommandsApiDeps {
   readonly audit: AuditLog
 }
 
-const MAX_LIST = 1000
-const DEFAULT_LIST = 100
+/** Largest `limit` of a command or audit listing: 1,000. */
+export const MAX_LIST = 1000
+/** `limit` of a command or audit listing when not given: 100. */
+export const DEFAULT_LIST = 100
 /** CONTRACT §4: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
-const MAX_TARGET_IDS = 10_000
+export const MAX_TARGET_IDS = 10_000
 
 
 function limitOf(text: string | null): number | undefined {
@@ -34,10 +36,13 @@ function limitOf(text: string | null): number | undefined {
 export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): void {
   const { commands, batches, audit } = deps
 
-  /** 200 with the final record, or 504 when it timed out (CONTRACT §4, `wait: true`). */
+  /**
+   * 200 with the final record, or 504 when the wait ended without a result (CONTRACT §4, `wait:
+   * true`): `timeout`, or `expired` for a held command its device's connection never took.
+   */
   const waited = async (record: CommandRecord): Promise<Reply> => {
     const done = await commands.final(record)
-    return { status: done.status === 'timeout' ? 504 : 200, body: commandView(done) }
+    return { status: done.status === 'timeout' || done.status === 'expired' ? 504 : 200, body: commandView(done) }
   }
 
   router.route('post', '/api/v1/devices/:id/commands', { scope: 'operator', body: 'required' }, async ({ params, body, operator }) => {
@@ -65,6 +70,8 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
       case 'created':
         if (outcome.record.status === 'sent' && wait.value) return waited(outcome.record)
         return { status: 202, body: commandView(outcome.record) }
+      case 'held':
+        return wait.value ? waited(outcome.record) : { status: 202, body: commandView(outcome.record) }
     }
   })
 

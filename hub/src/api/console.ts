@@ -3,8 +3,9 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, extname, join } from 'node:path'
 import { constants, gzipSync } from 'node:zlib'
-import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import type { HttpRequest } from 'uWebSockets.js'
 import type { Logger } from '../logger.js'
+import type { Exchange, GuardedApp } from '../transport/index.js'
 
 /**
  * CONTRACT §9: the console's Content-Security-Policy. Nothing inline, nothing from another origin:
@@ -61,9 +62,9 @@ export function consoleDistDir(): string | undefined {
 }
 
 /**
- * Reads every file of a built console once, at start: requests are answered from memory, in the
- * request's own callback (no late write, so no `onAborted` is needed). `index.html` and any
- * unhashed name are revalidated on each load (`no-cache`); hashed files are immutable.
+ * Reads every file of a built console once, at start: requests are answered from memory.
+ * `index.html` and any unhashed name are revalidated on each load (`no-cache`); hashed files are
+ * immutable.
  */
 export function loadConsoleFiles(dir: string | undefined): ConsoleFiles {
   if (dir === undefined) return { ok: false, reason: `${NOT_BUILT} (the @fleetgate/console package is not installed)` }
@@ -92,55 +93,47 @@ export function loadConsoleFiles(dir: string | undefined): ConsoleFiles {
   return { ok: true, assets }
 }
 
-function securityHeaders(res: HttpResponse): void {
-  res.writeHeader('content-security-policy', CONSOLE_CSP)
-  res.writeHeader('x-content-type-options', 'nosniff')
-  res.writeHeader('referrer-policy', 'no-referrer')
+/** Headers of every console answer: the CSP, no MIME sniffing, no referrer. */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-security-policy': CONSOLE_CSP,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+})
+
+function plainAnswer(exchange: Exchange, status: string, error: string, message: string): void {
+  exchange.reply(status, { contentType: 'application/json', text: JSON.stringify({ error, message }) }, { headers: { ...SECURITY_HEADERS, 'cache-control': 'no-store' } })
 }
 
-function plainAnswer(res: HttpResponse, status: string, error: string, message: string): void {
-  res.writeStatus(status)
-  securityHeaders(res)
-  res.writeHeader('cache-control', 'no-store')
-  res.writeHeader('content-type', 'application/json').end(JSON.stringify({ error, message }))
-}
-
-function redirect(res: HttpResponse, status: string): void {
-  res.writeStatus(status)
-  securityHeaders(res)
-  res.writeHeader('location', CONSOLE_PATH).endWithoutBody(0)
+function redirect(exchange: Exchange, status: string): void {
+  exchange.reply(status, undefined, { headers: { ...SECURITY_HEADERS, location: CONSOLE_PATH } })
 }
 
 /**
  * Serves the console at `/console/` and redirects `/` and `/console` there (CONTRACT §9). Its own
- * routes on the uWS app, since the REST router answers JSON only: register before the router's
- * fallback. `dir` defaults to the installed console's `dist`.
+ * routes on the guarded app, since the REST router answers JSON only: register before the
+ * router's fallback. `dir` defaults to the installed console's `dist`.
  */
-export function registerConsoleRoutes(app: TemplatedApp, log: Logger, dir: string | undefined = consoleDistDir()): void {
+export function registerConsoleRoutes(app: GuardedApp, log: Logger, dir: string | undefined = consoleDistDir()): void {
   const files = loadConsoleFiles(dir)
   if (files.ok) log.info({ files: files.assets.size, dir }, 'console served at /console/')
   else log.warn({ dir }, files.reason)
 
-  const serve = (res: HttpResponse, req: HttpRequest): void => {
-    if (!files.ok) return plainAnswer(res, '503 Service Unavailable', 'not_ready', files.reason)
+  const serve = (exchange: Exchange, req: HttpRequest): void => {
+    if (!files.ok) return plainAnswer(exchange, '503 Service Unavailable', 'not_ready', files.reason)
     const name = req.getUrl().slice(CONSOLE_PATH.length) || 'index.html'
     const asset = files.assets.get(name)
-    if (asset === undefined) return plainAnswer(res, '404 Not Found', 'not_found', `no console file "${name}"`)
+    if (asset === undefined) return plainAnswer(exchange, '404 Not Found', 'not_found', `no console file "${name}"`)
     const useGzip = asset.gzip !== undefined && /\bgzip\b/i.test(req.getHeader('accept-encoding'))
-    const notModified = req.getHeader('if-none-match') === asset.etag
-    res.writeStatus(notModified ? '304 Not Modified' : '200 OK')
-    securityHeaders(res)
-    res.writeHeader('cache-control', asset.cacheControl)
-    res.writeHeader('etag', asset.etag)
-    res.writeHeader('vary', 'Accept-Encoding')
-    if (notModified) return void res.endWithoutBody(0)
-    res.writeHeader('content-type', asset.contentType)
+    const headers = { ...SECURITY_HEADERS, 'cache-control': asset.cacheControl, etag: asset.etag, vary: 'Accept-Encoding' }
+    if (req.getHeader('if-none-match') === asset.etag) {
+      exchange.reply('304 Not Modified', undefined, { headers })
+      return
+    }
     const body = useGzip ? (asset.gzip as Buffer) : asset.body
-    if (useGzip) res.writeHeader('content-encoding', 'gzip')
-    res.end(body)
+    exchange.reply('200 OK', { contentType: asset.contentType, text: body }, { headers: useGzip ? { ...headers, 'content-encoding': 'gzip' } : headers })
   }
 
-  app.get('/', (res) => redirect(res, '302 Found'))
-  app.get('/console', (res) => redirect(res, '301 Moved Permanently'))
-  app.get(`${CONSOLE_PATH}*`, serve)
+  app.http('get', '/', (exchange) => redirect(exchange, '302 Found'))
+  app.http('get', '/console', (exchange) => redirect(exchange, '301 Moved Permanently'))
+  app.http('get', `${CONSOLE_PATH}*`, serve)
 }

@@ -15,11 +15,12 @@ import {
 
 /** CONTRACT §4: bulk creation takes up to 10,000 devices. */
 export const MAX_BULK_DEVICES = 10_000
-/** Listing page size: default 100, at most 1,000. */
-const DEFAULT_PAGE = 100
-const MAX_PAGE = 1000
-/** Longest grace period for a rotated key: 30 days. */
-const MAX_GRACE_SEC = 30 * 24 * 3600
+/** Listing page size when `limit` is not given: 100. */
+export const DEFAULT_PAGE = 100
+/** Largest listing page: 1,000 devices. */
+export const MAX_PAGE = 1000
+/** Longest grace period for a rotated key, in s: 30 days. */
+export const MAX_GRACE_SEC = 30 * 24 * 3600
 
 const iso = (ms: number): string => new Date(ms).toISOString()
 

@@ -3,7 +3,7 @@ import { apiError, invalid, type Router } from '../transport/index.js'
 import { checkDeviceId } from '../validate.js'
 
 /** CONTRACT §4: `device` may repeat up to 100 times. */
-const MAX_STREAM_DEVICES = 100
+export const MAX_STREAM_DEVICES = 100
 
 /** Headers of an event stream: SSE, never cached, never buffered by a proxy that honours the hint. */
 const STREAM_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const

@@ -17,12 +17,16 @@ export interface TelemetryApiDeps {
   readonly clock: Clock
 }
 
-const DEFAULT_LIMIT = 1000
-const MAX_LIMIT = 10_000
-const DEFAULT_SPAN_MS = 3_600_000
-/** Shortest and longest `every`: 1 s and 30 days. */
-const MIN_EVERY_MS = 1000
-const MAX_EVERY_MS = 30 * 86_400_000
+/** Points a telemetry query returns when `limit` is not given: 1,000. */
+export const DEFAULT_LIMIT = 1000
+/** Largest `limit` of a telemetry query: 10,000 points. */
+export const MAX_LIMIT = 10_000
+/** The span a telemetry query covers when `from` is not given, in ms: the hour before `to`. */
+export const DEFAULT_SPAN_MS = 3_600_000
+/** Shortest `every`: 1 s. */
+export const MIN_EVERY_MS = 1000
+/** Longest `every`: 30 days. */
+export const MAX_EVERY_MS = 30 * 86_400_000
 /** An ISO 8601 date-time with a zone (what `Date#toISOString` writes, offsets allowed). */
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/
 

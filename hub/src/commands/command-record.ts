@@ -28,8 +28,10 @@ export const MAX_PARAMS_BYTES = 64 * 1024
 export const MAX_PARAMS_DEPTH = MAX_CBOR_NESTING - 1
 /** Default wait for a result: 10 s (CONTRACT §4). */
 export const DEFAULT_TIMEOUT_MS = 10_000
-const MAX_TIMEOUT_MS = 3_600_000
-const MAX_TTL_MS = 30 * 24 * 3_600_000
+/** Longest `timeoutMs`: 1 h. */
+export const MAX_TIMEOUT_MS = 3_600_000
+/** Longest `ttlMs`: 30 days. */
+export const MAX_TTL_MS = 30 * 24 * 3_600_000
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
 

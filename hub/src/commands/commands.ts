@@ -22,9 +22,14 @@ export interface CommandsTuning {
 /** The defaults of CommandsTuning. */
 export const COMMANDS_DEFAULTS: CommandsTuning = Object.freeze({ expirySweepMs: 250, expiryBatch: 1000 })
 
-/** How a create ended. */
+/**
+ * How a create ended. `held`: a command with ttlMs 0 for a device that is online but whose
+ * connection does not take it yet (back-pressure, or commands before it still going out); it is
+ * `queued` until written, at most its `timeoutMs`, and a caller may wait for its result as for
+ * one written at once.
+ */
 export type CreateOutcome =
-  | { readonly kind: 'created' | 'existing'; readonly record: CommandRecord }
+  | { readonly kind: 'created' | 'existing' | 'held'; readonly record: CommandRecord }
   | { readonly kind: 'not_found' | 'device_offline' | 'queue_full' }
 
 /** Options of one create. */
@@ -88,6 +93,8 @@ export class Commands {
   readonly #unsettled = new Map<string, CommandRecord>()
   readonly #waiters = new Map<string, Array<(record: CommandRecord) => void>>()
   #queuedCount = new Map<string, number>()
+  /** Devices whose queue is being delivered, with the session to deliver to and whether to read the queue again after this pass. */
+  readonly #delivering = new Map<string, { peer: Peer; again: boolean }>()
   #sweep: unknown
   #running = false
 
@@ -124,7 +131,10 @@ export class Commands {
     return this.#changing(keyOf(stored.device, stored.id)) ?? stored
   }
 
-  /** Creates a command and delivers it now (online), queues it (offline with a TTL), or refuses it. */
+  /**
+   * Creates a command and delivers it now (online), queues it (offline with a TTL; online with a
+   * connection that does not take it yet), or refuses it.
+   */
   async create(device: string, request: CommandRequest, actor: string, options: CreateOptions): Promise<CreateOutcome> {
     if (this.#options.registry.get(device) === undefined) return { kind: 'not_found' }
     const id = request.id ?? randomUUID()
@@ -145,14 +155,18 @@ export class Commands {
       ...(options.batch === undefined ? {} : { batch: options.batch }),
       actor,
     }
-    const sent = this.#deliver(this.#options.sessions.get(device), base)
+    const peer = this.#options.sessions.get(device)
+    const online = peer !== undefined && peer.isOpen()
+    // Commands queued for an online device are going out, or wait for its connection to drain: a
+    // new one goes behind them, so that none overtakes another (CONTRACT §4: creation order).
+    const sent = online && !this.#queuedCount.has(device) ? this.#deliver(peer, base) : undefined
     if (sent !== undefined) {
       // The device has the frame already; a command the hub cannot record is forgotten, so that
       // neither its timeout nor its result writes a record nobody was told of.
       await this.#storeNew(actor, sent, () => this.#disarm(sent))
       return { kind: 'created', record: sent }
     }
-    if (request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
+    if (!online && request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
     const queued = this.#queuedCount.get(device) ?? 0
     if (queued >= MAX_QUEUED_PER_DEVICE) {
       return this.#refuse(actor, base, options, 'queue_full', `device queue full (${MAX_QUEUED_PER_DEVICE} commands)`)
@@ -160,9 +174,12 @@ export class Commands {
     // The slot is taken before the write, so that concurrent creates cannot pass the limit together,
     // and given back if the write fails: only what was stored counts.
     this.#queuedCount.set(device, queued + 1)
-    const record: CommandRecord = { ...base, expiresAt: now + request.ttlMs }
+    // Held for an online device's connection, a command without a TTL waits at most its timeout.
+    const record: CommandRecord = { ...base, expiresAt: now + (request.ttlMs > 0 ? request.ttlMs : request.timeoutMs) }
     await this.#storeNew(actor, record, () => this.#dequeued(device))
-    return { kind: 'created', record }
+    if (!online) return { kind: 'created', record }
+    this.#deliverSoon(peer)
+    return { kind: request.ttlMs === 0 ? 'held' : 'created', record }
   }
 
   /** A command the device cannot take: answered (`kind`), or recorded as `expired` when nobody is there to answer. */
@@ -210,24 +227,37 @@ export class Commands {
     })
   }
 
-  /** CONTRACT §4: queued commands go out in creation order right after `hello`. */
+  /**
+   * CONTRACT §4: a device's queued commands go out in creation order: right after `hello`, when
+   * its connection drains, and after a create that queued behind others. One delivery runs per
+   * device at a time; a call while it runs makes it read the queue once more when it ends.
+   */
   async deliverQueued(peer: Peer): Promise<void> {
-    const queued = await this.#options.store.queued(peer.deviceId)
-    const now = this.#clock.now()
-    for (const record of queued) {
-      const key = keyOf(record.device, record.id)
-      const current = this.#unsettled.get(key) ?? record
-      if (current.status !== 'queued' || this.#inflight.has(key)) continue
-      if (current.expiresAt !== undefined && current.expiresAt <= now) {
-        this.#expire(current)
-        continue
-      }
-      const sent = this.#deliver(peer, current)
-      // A full socket keeps the rest queued, in order, for the next connect.
-      if (sent === undefined) return
-      this.#dequeued(current.device)
-      void this.#update(current, sent)
+    const device = peer.deviceId
+    const running = this.#delivering.get(device)
+    if (running !== undefined) {
+      running.peer = peer
+      running.again = true
+      return
     }
+    const delivery = { peer, again: true }
+    this.#delivering.set(device, delivery)
+    try {
+      while (delivery.again) {
+        delivery.again = false
+        await this.#deliverStored(delivery.peer)
+      }
+    } finally {
+      this.#delivering.delete(device)
+    }
+  }
+
+  /**
+   * The device's connection takes frames again (uWS `drain`): its commands waiting for it go out.
+   * Nothing is read when none waits.
+   */
+  drained(peer: Peer): void {
+    if (this.#queuedCount.has(peer.deviceId)) this.#deliverSoon(peer)
   }
 
   /** A `res` frame: ends the matching sent command; anything else is ignored and counted. */
@@ -274,6 +304,32 @@ export class Commands {
     const current = (stored: CommandRecord): CommandRecord => this.current(stored)
     const stored = await this.#options.store.list(device, status === undefined ? undefined : (record) => current(record).status === status, limit)
     return stored.map(current)
+  }
+
+  /** One pass over a device's stored queue: each command is expired or written, until the connection refuses one. */
+  async #deliverStored(peer: Peer): Promise<void> {
+    const queued = await this.#options.store.queued(peer.deviceId)
+    const now = this.#clock.now()
+    for (const record of queued) {
+      const key = keyOf(record.device, record.id)
+      const current = this.#unsettled.get(key) ?? record
+      if (current.status !== 'queued' || this.#inflight.has(key)) continue
+      if (current.expiresAt !== undefined && current.expiresAt <= now) {
+        void this.#expire(current)
+        continue
+      }
+      const sent = this.#deliver(peer, current)
+      // A connection that refuses a frame (closed, or back-pressure) keeps the rest queued, in
+      // order, for its drain or the next connect.
+      if (sent === undefined) return
+      this.#dequeued(current.device)
+      void this.#update(current, sent)
+    }
+  }
+
+  /** Starts a delivery of the device's queue; a failure is logged (the commands stay queued for the next one). */
+  #deliverSoon(peer: Peer): void {
+    this.deliverQueued(peer).catch((err: unknown) => this.#options.log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
   }
 
   /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */

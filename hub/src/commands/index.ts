@@ -9,7 +9,16 @@ import { CommandBatches, type BatchesTuning } from './command-batches.js'
 import { Commands, type CommandCounters, type CommandsTuning } from './commands.js'
 
 export { BATCHES_DEFAULTS, CommandBatches, type BatchesTuning, type BatchStatus, type BatchTarget } from './command-batches.js'
-export { checkCommandFields, commandView, type CommandRequest } from './command-record.js'
+export {
+  checkCommandFields,
+  commandView,
+  DEFAULT_TIMEOUT_MS,
+  MAX_PARAMS_BYTES,
+  MAX_PARAMS_DEPTH,
+  MAX_TIMEOUT_MS,
+  MAX_TTL_MS,
+  type CommandRequest,
+} from './command-record.js'
 export { COMMANDS_DEFAULTS, Commands, MAX_QUEUED_PER_DEVICE, type CommandCounters, type CommandsTuning, type CreateOutcome } from './commands.js'
 export { COMMAND_STATUSES, type CommandRecord, type CommandStatus } from '../store/index.js'
 

@@ -39,7 +39,11 @@ export interface CommandRecord {
   readonly createdAt: number
   readonly sentAt?: number
   readonly completedAt?: number
-  /** Until when a queued command may still be delivered (`createdAt + ttlMs`); absent for ttl 0. */
+  /**
+   * Until when a queued command may still be delivered: `createdAt + ttlMs`, or `createdAt +
+   * timeoutMs` for a command with ttl 0 held for its online device's connection (back-pressure);
+   * absent for a command written at once.
+   */
   readonly expiresAt?: number
   /** How long a sent command waits for its result, in ms. */
   readonly timeoutMs: number

@@ -1,7 +1,8 @@
 import { appendFile, mkdir, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Reading } from '@fleetgate/device-sdk'
+import { realClock, type Clock, type Reading } from '@fleetgate/device-sdk'
 import { HubError } from '../errors.js'
+import { tune } from '../tuning.js'
 
 /** Why a reading was dead-lettered: InfluxDB refused it for good, it cannot be written as line protocol, or its spool entry does not decode. */
 export type DeadLetterReason = 'influx_refused' | 'line_protocol' | 'undecodable'
@@ -43,37 +44,37 @@ export interface DeadLetterOptions {
   readonly dir: string
   /** File name inside `dir`; default `influx-dead-letter.jsonl`. */
   readonly fileName?: string
-  /** Bound of the file and its predecessor together, in bytes; default 64 MiB. */
-  readonly maxBytes?: number
-  /** Entries one device may write per window; default 100. */
-  readonly perDeviceEntries?: number
-  /** The window of `perDeviceEntries`, in ms; default 60,000. */
-  readonly budgetWindowMs?: number
   /** Where entries are counted; default nowhere. */
   readonly counters?: DeadLetterCounters
-  /** Clock for the `at` of an entry and the budget window, Unix ms; default `Date.now`. */
-  readonly now?: () => number
+  /** Time for the `at` of an entry and the budget window; default the real clock. */
+  readonly clock?: Clock
   /** Called with an I/O failure (the entries are then counted as lost); default: ignored. */
   readonly onError?: (err: Error) => void
+  /** Tuning knobs; defaults in DEAD_LETTER_DEFAULTS. */
+  readonly tuning?: Partial<DeadLetterTuning>
 }
+
+/** The dead letter's tuning knobs; defaults in DEAD_LETTER_DEFAULTS. */
+export interface DeadLetterTuning {
+  /** Bound of the file and its predecessor together, in bytes; default 64 MiB. */
+  readonly maxBytes: number
+  /** Entries one device may write per budget window; default 100. */
+  readonly perDeviceEntries: number
+  /** The window of `perDeviceEntries`, in ms; default 60,000. */
+  readonly budgetWindowMs: number
+}
+
+/** The defaults of DeadLetterTuning. */
+export const DEAD_LETTER_DEFAULTS: DeadLetterTuning = Object.freeze({
+  maxBytes: 64 * 1024 * 1024,
+  perDeviceEntries: 100,
+  budgetWindowMs: 60_000,
+})
 
 /** Default file name of the dead letter inside the data dir. */
 export const DEAD_LETTER_FILE = 'influx-dead-letter.jsonl'
-/** Default bound of the dead-letter file and its predecessor together: 64 MiB. */
-export const DEAD_LETTER_MAX_BYTES = 64 * 1024 * 1024
-/** Default entries one device may write per budget window: 100. */
-export const DEAD_LETTER_DEVICE_ENTRIES = 100
-/** Default budget window, in ms: one minute. */
-export const DEAD_LETTER_WINDOW_MS = 60_000
 
-const OPTION_KEYS = new Set(['dir', 'fileName', 'maxBytes', 'perDeviceEntries', 'budgetWindowMs', 'counters', 'now', 'onError'])
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new HubError('HUB_ERR_CONFIG', `DeadLetter: ${name} must be a positive whole number, got ${String(value)}`)
-  }
-  return value
-}
+const OPTION_KEYS = new Set(['dir', 'fileName', 'counters', 'clock', 'onError', 'tuning'])
 
 /** An append-only, bounded pair of files of refused readings; appends are queued, ordered, and never throw. */
 export class DeadLetter {
@@ -84,7 +85,7 @@ export class DeadLetter {
   readonly #perDeviceEntries: number
   readonly #budgetWindowMs: number
   readonly #counters: DeadLetterCounters | undefined
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #onError: (err: Error) => void
   #pending: string[] = []
   #tail: Promise<void> = Promise.resolve()
@@ -99,18 +100,18 @@ export class DeadLetter {
     for (const key of Object.keys(options)) {
       if (!OPTION_KEYS.has(key)) throw new HubError('HUB_ERR_CONFIG', `DeadLetter: unknown option "${key}"`)
     }
-    const maxBytes = positiveInteger('maxBytes', options.maxBytes ?? DEAD_LETTER_MAX_BYTES)
+    const tuning = tune('DeadLetter', DEAD_LETTER_DEFAULTS, options.tuning)
     const fileName = options.fileName ?? DEAD_LETTER_FILE
     if (fileName.length === 0 || fileName.includes('/')) {
       throw new HubError('HUB_ERR_CONFIG', `DeadLetter: fileName must be a plain file name, got "${fileName}"`)
     }
     this.#dir = options.dir
     this.path = join(options.dir, fileName)
-    this.#halfBytes = Math.floor(maxBytes / 2)
-    this.#perDeviceEntries = positiveInteger('perDeviceEntries', options.perDeviceEntries ?? DEAD_LETTER_DEVICE_ENTRIES)
-    this.#budgetWindowMs = positiveInteger('budgetWindowMs', options.budgetWindowMs ?? DEAD_LETTER_WINDOW_MS)
+    this.#halfBytes = Math.floor(tuning.maxBytes / 2)
+    this.#perDeviceEntries = tuning.perDeviceEntries
+    this.#budgetWindowMs = tuning.budgetWindowMs
     this.#counters = options.counters
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock ?? realClock
     this.#onError = options.onError ?? (() => undefined)
   }
 
@@ -133,7 +134,7 @@ export class DeadLetter {
   add(entry: DeadLetterEntry): void {
     this.#count++
     this.#counters?.deadLettered(entry.reason)
-    const now = this.#now()
+    const now = this.#clock.now()
     if (now - this.#windowStart >= this.#budgetWindowMs) {
       this.#windowStart = now
       this.#spent.clear()

@@ -87,7 +87,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const deadLetter = new DeadLetter({
     dir: options.dataDir,
     counters,
-    now: () => clock.now(),
+    clock,
     onError: (err) => log.error({ err }, 'dead letter write failed'),
   })
   const writer = options.influx === undefined ? undefined : new InfluxWriter({ ...options.influx, deadLetter })

@@ -1,6 +1,6 @@
 import type { TelemetryMessage } from '@fleetgate/bridge'
 import type { Clock, NakReason, Reading } from '@fleetgate/device-sdk'
-import { CloseCode, nextStamp, type BatchFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
+import { CloseCode, nextStamp, type AckFrame, type BatchFrame, type NakFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
 import type { Peer } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { SpoolSlot } from '../store/index.js'
@@ -52,6 +52,13 @@ export interface IngestState {
   lastSeq: number
   /** Frames accepted and not yet acked. */
   inflight: number
+  /**
+   * Acks and naks the socket refused (back-pressure), in the order they were made, written again
+   * by `drained`. Consecutive acks are kept as the last one (an ack is cumulative); naks are kept
+   * each, since an ack covers every frame up to its `s` that was not naked: a nak lost before a
+   * later ack would pass a refused frame off as stored.
+   */
+  readonly owed: Array<AckFrame | NakFrame>
   /** Budget of telemetry frames, valid or not. */
   readonly telemetry: RateLimit
   /**
@@ -173,7 +180,7 @@ export class Ingest {
     const now = this.#clock.now()
     const rate = this.#options.ratePerSec
     const { abuseWindowMs } = this.#tuning
-    return { lastSeq: -1, inflight: 0, telemetry: new RateLimit(rate, now, abuseWindowMs), results: new RateLimit(rate, now, abuseWindowMs) }
+    return { lastSeq: -1, inflight: 0, owed: [], telemetry: new RateLimit(rate, now, abuseWindowMs), results: new RateLimit(rate, now, abuseWindowMs) }
   }
 
   /**
@@ -237,6 +244,18 @@ export class Ingest {
     this.#pendingFrames -= queue.length
   }
 
+  /**
+   * The session's socket takes frames again (uWS `drain`): the acks and naks it refused go out, in
+   * order, until it refuses one again.
+   */
+  drained(peer: IngestPeer): void {
+    const owed = peer.ingest.owed
+    while (owed.length > 0) {
+      if (!peer.send(owed[0] as AckFrame | NakFrame)) return
+      owed.shift()
+    }
+  }
+
   /** Retries a commit held back by the spool quota or by InfluxDB's lag (the shipper calls this after a trim). */
   resume(): void {
     if (this.#pendingFrames > 0) this.#schedule()
@@ -273,7 +292,27 @@ export class Ingest {
 
   #nak(peer: IngestPeer, s: number, e: NakReason): void {
     this.#options.counters.naked(e)
-    peer.send({ t: 'nak', s, e })
+    this.#answer(peer, { t: 'nak', s, e })
+  }
+
+  /**
+   * Writes an ack or a nak, or keeps it for `drained` when the socket refuses it or answers wait
+   * already (they go out in the order made). A device within its window owes at most a window of
+   * answers; one that sends beyond it and never reads is closed (1008) rather than kept without bound.
+   */
+  #answer(peer: IngestPeer, frame: AckFrame | NakFrame): void {
+    const owed = peer.ingest.owed
+    if (owed.length === 0 && peer.send(frame)) return
+    if (!peer.isOpen()) return
+    if (frame.t === 'ack' && owed.at(-1)?.t === 'ack') {
+      owed[owed.length - 1] = frame
+      return
+    }
+    if (frame.t === 'nak' && owed.filter((answer) => answer.t === 'nak').length >= this.#tuning.windowFrames) {
+      peer.close(CloseCode.rateAbuse, 'sends beyond its window and does not read the answers')
+      return
+    }
+    owed.push(frame)
   }
 
   #schedule(): void {
@@ -361,7 +400,7 @@ export class Ingest {
     let acks = 0
     for (const [peer, s] of highest) {
       if (!peer.isOpen()) continue
-      peer.send({ t: 'ack', s })
+      this.#answer(peer, { t: 'ack', s })
       acks++
     }
     this.#options.counters.acked(acks)

@@ -1,5 +1,5 @@
 import type { Clock } from '@fleetgate/device-sdk'
-import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS } from '@fleetgate/device-sdk/wire'
+import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS, type ErrorFrameCode } from '@fleetgate/device-sdk/wire'
 import type { HttpRequest, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/index.js'
 import type { Commands } from '../commands/index.js'
@@ -7,17 +7,32 @@ import type { Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { HubMetrics } from '../observability/index.js'
 import type { Ingest } from '../telemetry/index.js'
+import { tune } from '../tuning.js'
 import { DeviceSession, type SocketData } from './device-session.js'
 import { bearerToken } from './http.js'
 import type { Exchange, GuardedApp } from './uws-guard.js'
+
+/** The device endpoint's tuning knobs; defaults in DEVICE_ENDPOINT_DEFAULTS. */
+export interface DeviceEndpointTuning {
+  /**
+   * Bytes the hub holds for one session that its device has not read yet (uWS `maxBackpressure`);
+   * default 1 MiB (1,048,576). Past it uWS writes nothing more: acks and naks wait in order,
+   * commands stay `queued`, and both go out in `drain`, as the device reads. Each session may hold
+   * this much, so it bounds the memory a device that does not read can cost.
+   */
+  readonly maxBackpressureBytes: number
+}
+
+/** The defaults of DeviceEndpointTuning. */
+export const DEVICE_ENDPOINT_DEFAULTS: DeviceEndpointTuning = Object.freeze({ maxBackpressureBytes: 1024 * 1024 })
 
 /** What the device endpoint needs: of each concern, only what a frame or a handshake calls. */
 export interface DeviceEndpointOptions {
   readonly authenticator: Pick<DeviceAuthenticator, 'verify'>
   readonly failures: FailureLimiter
   readonly sessions: Sessions
-  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'closed'>
-  readonly commands: Pick<Commands, 'result' | 'invalidResult'>
+  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'closed' | 'drained'>
+  readonly commands: Pick<Commands, 'result' | 'invalidResult' | 'drained'>
   readonly metrics: HubMetrics
   readonly log: Logger
   /** The hub's version, sent in `hello`. */
@@ -26,6 +41,8 @@ export interface DeviceEndpointOptions {
   readonly deviceRatePerSec: number
   readonly idleTimeoutSec: number
   readonly clock: Clock
+  /** Tuning knobs; defaults in DEVICE_ENDPOINT_DEFAULTS. */
+  readonly tuning?: Partial<DeviceEndpointTuning>
 }
 
 /** CONTRACT §3: the same answer for every failure; only the log says which check failed. */
@@ -47,6 +64,7 @@ interface Handshake {
 export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOptions): void {
   const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
   const now = (): number => options.clock.now()
+  const { maxBackpressureBytes } = tune('DeviceEndpoint', DEVICE_ENDPOINT_DEFAULTS, options.tuning)
   const limits = {
     frame: options.maxFrameBytes,
     batch: MAX_BATCH_READINGS,
@@ -80,7 +98,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
   }
 
   // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
-  const protocolClose = (session: DeviceSession, code: number, e: string, msg: string): void => {
+  const protocolClose = (session: DeviceSession, code: number, e: ErrorFrameCode, msg: string): void => {
     session.send({ t: 'err', e, msg })
     session.close(code, msg)
   }
@@ -96,7 +114,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
     // tick more means a device is never dropped before FLEETGATE_IDLE_SEC of silence, at most 4 s after.
     idleTimeout: options.idleTimeoutSec + 4,
     sendPingsAutomatically: true,
-    maxBackpressure: 1024 * 1024,
+    maxBackpressure: maxBackpressureBytes,
 
     upgrade(exchange: Exchange, req: HttpRequest, context: us_socket_context_t) {
       if (failures.blocked(exchange.address)) {
@@ -167,6 +185,15 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
           if (ingest.admitResult(session)) commands.result(session, frame)
           return
       }
+    },
+
+    drain(socket) {
+      // uWS refuses a send while more than maxBackpressure bytes wait; once under it, what the
+      // socket refused goes out: the answers to telemetry first, then queued commands.
+      if (socket.getBufferedAmount() > maxBackpressureBytes) return
+      const session = socket.getUserData().session
+      ingest.drained(session)
+      commands.drained(session)
     },
 
     pong(socket) {

@@ -13,21 +13,28 @@ const MAX_BODY_DEPTH = 64
 /** Longest piece of a request (its path) echoed back in an error message: 256 characters. */
 const MAX_ECHO_CHARS = 256
 
-/** Stable error codes of REST answers (`{"error": code, "message": text}`). */
-export type ApiErrorCode =
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'invalid'
-  | 'malformed_json'
-  | 'payload_too_large'
-  | 'exists'
-  | 'device_offline'
-  | 'queue_full'
-  | 'too_many_requests'
-  | 'not_ready'
-  /** Written by the guard alone (uws-guard.ts), never by a handler. */
-  | 'internal'
+/**
+ * Every error code of a REST answer (`{"error": code, "message": text}`); `internal` is written by
+ * the guard alone (uws-guard.ts), never by a handler. The OpenAPI document and docs/errors.md list
+ * the same codes (tests hold them to it).
+ */
+export const API_ERROR_CODES = [
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'invalid',
+  'malformed_json',
+  'payload_too_large',
+  'exists',
+  'device_offline',
+  'queue_full',
+  'too_many_requests',
+  'not_ready',
+  'internal',
+] as const
+
+/** One of API_ERROR_CODES. */
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number]
 
 /** A REST answer: status, JSON body (or text with its content type), extra headers. */
 export interface Reply {
@@ -42,6 +49,16 @@ export interface RequestContext {
   readonly query: URLSearchParams
   readonly operator: Operator | undefined
   readonly body: unknown
+}
+
+/** A registered route, as `Router.routes` lists it. */
+export interface RouteInfo {
+  /** The HTTP method, upper case (`GET`, `POST`, `PATCH`, `DELETE`). */
+  readonly method: string
+  /** The uWS pattern (`/api/v1/devices/:id`). */
+  readonly pattern: string
+  /** The scope its token needs, or undefined when it takes none. */
+  readonly scope: Scope | undefined
 }
 
 /** A route's needs: a token scope (none for health probes) and whether it reads a JSON body. */
@@ -95,7 +112,7 @@ function writeReply(exchange: Exchange, reply: Reply, closeConnection = false): 
       : reply.text !== undefined
         ? { contentType: reply.text.contentType, text: reply.text.body }
         : { contentType: 'application/json', text: JSON.stringify(reply.body ?? {}) }
-  exchange.reply(status, body, closeConnection)
+  exchange.reply(status, body, { closeConnection })
 }
 
 /** Request text echoed in a message, cut to {@link MAX_ECHO_CHARS}. */
@@ -145,6 +162,7 @@ export class Router {
   readonly #failures: FailureLimiter
   /** Methods registered per pattern, to answer a wrong method with a specific 404. */
   readonly #methods = new Map<string, string[]>()
+  readonly #routes: RouteInfo[] = []
 
   /** `failures` counts failed operator tokens per address (its own instance: device failures are apart). */
   constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter) {
@@ -155,19 +173,17 @@ export class Router {
 
   /** Adds `method pattern` (uWS pattern syntax, e.g. `/api/v1/devices/:id`). */
   route(method: 'get' | 'post' | 'patch' | 'del', pattern: string, options: RouteOptions, handler: Handler): void {
-    const name = method === 'del' ? 'DELETE' : method.toUpperCase()
-    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
-    const paramCount = (pattern.match(/\/:/g) ?? []).length
-    this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, handler))
+    this.#add(method, pattern, options, handler)
   }
 
   /** Adds a GET route whose answer is a stream (Server-Sent Events), with the same auth and throttle as `route`. */
   stream(pattern: string, options: Omit<RouteOptions, 'body'>, handler: StreamHandler): void {
-    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), 'GET'])
-    const paramCount = (pattern.match(/\/:/g) ?? []).length
-    this.#app.http('get', pattern, (exchange, req) =>
-      this.#serve(exchange, req, paramCount, { ...options, body: 'none' }, (ctx) => handler(ctx, (headers, first) => exchange.stream(headers, first))),
-    )
+    this.#add('get', pattern, { ...options, body: 'none' }, (ctx, exchange) => handler(ctx, (headers, first) => exchange.stream(headers, first)))
+  }
+
+  /** Every route registered, in registration order (the OpenAPI document is held to this list). */
+  routes(): readonly RouteInfo[] {
+    return [...this.#routes]
   }
 
   /** Answers every other request 404; call after the last `route`. */
@@ -181,6 +197,19 @@ export class Router {
     this.#app.http('any', '/*', (exchange, req) => {
       writeReply(exchange, apiError(404, 'not_found', `no route ${req.getMethod().toUpperCase()} ${echo(req.getUrl())}`))
     })
+  }
+
+  #add(
+    method: 'get' | 'post' | 'patch' | 'del',
+    pattern: string,
+    options: RouteOptions,
+    handler: (ctx: RequestContext, exchange: Exchange) => Reply | undefined | Promise<Reply>,
+  ): void {
+    const name = method === 'del' ? 'DELETE' : method.toUpperCase()
+    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
+    this.#routes.push({ method: name, pattern, scope: options.scope })
+    const paramCount = (pattern.match(/\/:/g) ?? []).length
+    this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, (ctx) => handler(ctx, exchange)))
   }
 
   #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: (ctx: RequestContext) => Reply | undefined | Promise<Reply>): void {

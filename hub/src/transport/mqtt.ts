@@ -78,9 +78,6 @@ export async function startMqtt(
     onError: (err) => log.warn({ err }, 'mqtt bridge error'),
     onUplinkConnectionChange: (connected) => log.info({ connected }, connected ? 'mqtt uplink connected' : 'mqtt uplink lost'),
     format: options.format,
-    // Ingest holds acks once MQTT lags (egress back-pressure), so the broker's own drop limit is
-    // only a last resort far above that point.
-    maxPendingPublishes: 1_000_000,
     ...options.limits,
     ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink } }),
   })

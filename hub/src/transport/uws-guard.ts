@@ -19,7 +19,16 @@ type SocketCallback = 'open' | 'message' | 'drain' | 'ping' | 'pong' | 'close' |
 /** A body with its content type. */
 export interface ReplyBody {
   readonly contentType: string
-  readonly text: string
+  /** Text (written as UTF-8) or bytes. */
+  readonly text: string | Uint8Array
+}
+
+/** How an answer is written beyond its status and body. */
+export interface ReplyOptions {
+  /** Headers besides `content-type` (which comes from the body); default none. */
+  readonly headers?: Readonly<Record<string, string>>
+  /** End the connection after the answer (a refused body is not read); default false. */
+  readonly closeConnection?: boolean
 }
 
 /**
@@ -153,20 +162,21 @@ export class Exchange {
   }
 
   /**
-   * Writes the answer: a status line (`"404 Not Found"`) and a body, or none. False when an answer
-   * was written already or the client has gone; nothing is written then. With `closeConnection`
-   * the connection ends after the answer (a refused body is not read).
+   * Writes the answer: a status line (`"404 Not Found"`), headers and a body, or none. False when
+   * an answer was written already or the client has gone; nothing is written then.
    */
-  reply(status: string, body: ReplyBody | undefined, closeConnection = false): boolean {
+  reply(status: string, body: ReplyBody | undefined, options: ReplyOptions = {}): boolean {
+    const { headers = {}, closeConnection = false } = options
     return this.#respond((res) => {
       res.writeStatus(status)
+      for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value)
       if (body === undefined) {
         res.endWithoutBody(0, closeConnection)
         return
       }
       res.writeHeader('content-type', body.contentType)
       if (closeConnection) res.end(body.text, true)
-      else this.#stream(res, Buffer.from(body.text))
+      else this.#stream(res, typeof body.text === 'string' ? Buffer.from(body.text) : body.text)
     })
   }
 
@@ -249,7 +259,7 @@ export class Exchange {
     return true
   }
 
-  #stream(res: HttpResponse, body: Buffer): void {
+  #stream(res: HttpResponse, body: Uint8Array): void {
     if (res.tryEnd(body, body.byteLength)[1]) return
     // The client reads slower than the hub writes: the rest follows as its socket drains. uWS ends
     // a client that stops reading after its own idle timeout, and then onAborted runs.
