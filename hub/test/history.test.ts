@@ -150,20 +150,23 @@ describe('history', () => {
 
   it('compacts a closed device-hour of small blocks into one, answering the same before and after, a later write still winning', async () => {
     history = build({ tuning: { upkeepIntervalMs: 5, compactAfterMs: 1000 } })
-    const frames = Array.from({ length: 600 }, (_, i): Reading[] => [{ ts: T0 + i * 1000, m: { v: i, even: i % 2 === 0 } }])
+    // Some tagged readings, and an extra point beside some of them at the same ts with other tags.
+    const frames = Array.from({ length: 600 }, (_, i): Reading[] =>
+      i % 100 === 50 ? [{ ts: T0 + i * 1000, m: { v: i, even: i % 2 === 0 }, g: { zone: i % 200 === 50 ? 'a' : 'b' } }, { ts: T0 + i * 1000, m: { v: -i }, g: { zone: 'c' } }] : [{ ts: T0 + i * 1000, m: { v: i, even: i % 2 === 0 } }],
+    )
     await write('chatty', ...frames)
     // A resend of one reading, with a field changed, after the others.
     await write('chatty', [{ ts: T0 + 5000, m: { v: -5 } }])
     const raw = await query({ device: 'chatty' })
     const means = await query({ device: 'chatty', every: every(60_000, 'mean') })
-    expect(raw).toHaveLength(600)
+    expect(raw).toHaveLength(606)
     expect(raw[5]).toEqual({ ts: T0 + 5000, values: { even: false, v: -5 } })
     expect(stores.history.hour(T0, 'chatty')?.blocks).toBe(601)
 
     history.start()
     await eventually(() => stores.history.hour(T0, 'chatty')?.blocks, (blocks) => blocks === 1)
     expect(compactions).toBe(1)
-    expect(stores.history.hour(T0, 'chatty')).toMatchObject({ readings: 600, blocks: 1 })
+    expect(stores.history.hour(T0, 'chatty')).toMatchObject({ readings: 606, blocks: 1 })
     expect(await query({ device: 'chatty' })).toEqual(raw)
     expect(await query({ device: 'chatty', every: every(60_000, 'mean') })).toEqual(means)
 

@@ -208,3 +208,56 @@ export function sliceColumns(columns: Columns, start: number, end: number): Colu
   }
   return { rows: end - start, ts: columns.ts.subarray(start, end), tags: columns.tags?.subarray(start, end), tagKeys: columns.tagKeys, columns: sliced }
 }
+
+/**
+ * Joins columns that follow each other in time without a point in common (what a MergeWindow
+ * hands out, one `take` after another) into one: arrays copied part by part, no row looked at
+ * twice. Compaction's common case, where a sort would be wasted.
+ */
+export function concatColumns(parts: readonly Columns[]): Columns {
+  const only = parts[0]
+  if (parts.length === 1 && only !== undefined) return only
+  let rows = 0
+  for (const part of parts) rows += part.rows
+  const ts = new Float64Array(rows)
+  const tagIndex = new Map<string, number>([['', 0]])
+  const tagKeys = ['']
+  const tagged = parts.some((part) => part.tags !== undefined)
+  const tags = tagged ? new Uint32Array(rows) : undefined
+  const names = [...new Set(parts.flatMap((part) => [...part.columns.keys()]))].sort()
+  const numeric = new Set(names.filter((name) => parts.every((part) => part.columns.get(name)?.numeric !== false)))
+  const numbers = new Map([...numeric].map((name) => [name, new Float64Array(rows).fill(Number.NaN)]))
+  const others = new Map(names.filter((name) => !numeric.has(name)).map((name) => [name, new Array<MetricValue | undefined>(rows)]))
+  let at = 0
+  for (const part of parts) {
+    ts.set(part.ts, at)
+    if (tags !== undefined && part.tags !== undefined) {
+      const local = part.tagKeys.map((key) => {
+        let index = tagIndex.get(key)
+        if (index === undefined) {
+          index = tagKeys.length
+          tagKeys.push(key)
+          tagIndex.set(key, index)
+        }
+        return index
+      })
+      for (let row = 0; row < part.rows; row++) tags[at + row] = local[part.tags[row] as number] as number
+    }
+    for (const [name, column] of part.columns) {
+      const into = numbers.get(name)
+      if (into !== undefined && column.numeric) {
+        into.set(column.values, at)
+        continue
+      }
+      const values = others.get(name) as Array<MetricValue | undefined>
+      for (let row = 0; row < part.rows; row++) values[at + row] = valueAt(column, row)
+    }
+    at += part.rows
+  }
+  const columns = new Map<string, Column>()
+  for (const name of names) {
+    const into = numbers.get(name)
+    columns.set(name, into !== undefined ? { numeric: true, values: into } : { numeric: false, values: others.get(name) as Array<MetricValue | undefined> })
+  }
+  return { rows, ts, tags, tagKeys, columns }
+}

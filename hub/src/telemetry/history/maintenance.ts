@@ -5,7 +5,7 @@ import type { Clock } from '@fleetgate/device-sdk'
 import type { Logger } from '../../logger.js'
 import type { HistoryBlock, HistoryHour, HistoryStore, StoredHistoryBlock } from '../../store/index.js'
 import { blockHeader, decodeBlock, encodeBlock } from './block-codec.js'
-import { mergeRuns, type Columns } from './columns.js'
+import { concatColumns, type Columns } from './columns.js'
 import { HISTORY_HOUR_MS, rankOf } from './history-query.js'
 import { MergeWindow } from './merge-window.js'
 
@@ -210,7 +210,8 @@ export class HistoryMaintenance {
     let part = 0
     const close = (): void => {
       if (chunkRows === 0) return
-      const columns = chunk.length === 1 ? (chunk[0] as Columns) : mergeRuns(chunk.map((c) => ({ columns: c, start: 0, end: c.rows, rank: 0 })))
+      // The window's takes follow each other in time, without a point in common: they join as they are.
+      const columns = concatColumns(chunk)
       out.push({ deviceId: hour.deviceId, hourMs: hour.hourMs, minTs: columns.ts[0] as number, readings: columns.rows, value: encodeBlock(columns) })
       chunk = []
       chunkRows = 0
