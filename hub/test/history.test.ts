@@ -149,7 +149,8 @@ describe('history', () => {
   })
 
   it('compacts a closed device-hour of small blocks into one, answering the same before and after, a later write still winning', async () => {
-    history = build({ tuning: { upkeepIntervalMs: 5, compactAfterMs: 1000 } })
+    // Blocks of 1,024 rows: what a compaction writes is settled from 256 rows on.
+    history = build({ tuning: { upkeepIntervalMs: 5, compactAfterMs: 1000, compactBlockRows: 1024 } })
     // Some tagged readings, and an extra point beside some of them at the same ts with other tags.
     const frames = Array.from({ length: 600 }, (_, i): Reading[] =>
       i % 100 === 50 ? [{ ts: T0 + i * 1000, m: { v: i, even: i % 2 === 0 }, g: { zone: i % 200 === 50 ? 'a' : 'b' } }, { ts: T0 + i * 1000, m: { v: -i }, g: { zone: 'c' } }] : [{ ts: T0 + i * 1000, m: { v: i, even: i % 2 === 0 } }],
@@ -173,6 +174,27 @@ describe('history', () => {
     // A write after the compaction wins a field over the compacted block.
     await write('chatty', [{ ts: T0 + 5000, m: { v: 42 } }])
     expect((await query({ device: 'chatty', fromMs: T0 + 5000, toMs: T0 + 5000 }))[0]).toEqual({ ts: T0 + 5000, values: { even: false, v: 42 } })
+    const first = [...stores.history.read('chatty', T0, T0)]
+    expect(first.map((b) => [b.order, b.part])).toEqual([
+      [601, 1],
+      [602, 0],
+    ])
+
+    expect(stores.history.hour(T0, 'chatty')).toMatchObject({ settledOrder: 601 })
+
+    // More late frames: later compactions (one a second at most) merge only what came since the
+    // settled block, which stays as it is.
+    await write('chatty', ...Array.from({ length: 10 }, (_, i): Reading[] => [{ ts: T0 + 700_000 + i, m: { v: 1000 + i } }]))
+    nowMs += 1000
+    const layout = (): string => JSON.stringify([...stores.history.read('chatty', T0, T0)].map((b) => [b.order, b.part]))
+    await eventually(layout, (text) => text === '[[601,1],[612,1]]')
+    expect([...stores.history.read('chatty', T0, T0)][0]).toEqual(first[0])
+    // What the last compaction wrote (11 rows) is not settled: the next one would take it again.
+    expect(stores.history.hour(T0, 'chatty')).toMatchObject({ readings: 617, blocks: 2, settledOrder: 601 })
+    const after = await query({ device: 'chatty' })
+    expect(after).toHaveLength(616)
+    expect(after[5]).toEqual({ ts: T0 + 5000, values: { even: false, v: 42 } })
+    expect(after.slice(-10).map((p) => p.values['v'])).toEqual(Array.from({ length: 10 }, (_, i) => 1000 + i))
   })
 
   it('trims device-hours older than the retention, counting their readings, and keeps the rest', async () => {

@@ -158,7 +158,7 @@ export interface StoredHistoryBlock {
   readonly minTs: number
   /** Write order: a later commit's blocks have a higher order; a compacted block keeps the highest order it merged. */
   readonly order: number
-  /** 0 for a block ingest wrote; a compaction writes one more than the highest part it merged at that order. */
+  /** 0 for a block ingest wrote; a compaction writes one more than the highest part it merged at its order. */
   readonly part: number
   readonly value: Uint8Array
 }
@@ -171,6 +171,11 @@ export interface HistoryHour {
   readonly bytes: number
   readonly readings: number
   readonly blocks: number
+  /**
+   * Blocks at or below this order are settled compacted blocks (or what a crash left of blocks
+   * already merged into them); a compaction merges only the blocks above it. -1 before any.
+   */
+  readonly settledOrder: number
 }
 
 /**
@@ -193,8 +198,11 @@ export interface HistoryStore {
   write(blocks: readonly HistoryBlock[]): void
   /** Writes blocks in a transaction of their own; resolves once they are durable. */
   append(blocks: readonly HistoryBlock[]): Promise<void>
-  /** Writes the blocks a compaction made, at `order` and `part`, beside the blocks they replace. */
-  writeCompacted(blocks: readonly HistoryBlock[], order: number, part: number): Promise<void>
+  /**
+   * Writes the blocks a compaction of one device-hour made, at `order` and `part`, beside the blocks
+   * they replace; with `settle`, records `order` as the device-hour's `settledOrder`.
+   */
+  writeCompacted(blocks: readonly HistoryBlock[], order: number, part: number, settle: boolean): Promise<void>
   /** A device's blocks with `hourMs` from `fromHourMs` to `toHourMs` (inclusive), in key order, read as the caller walks. */
   read(deviceId: string, fromHourMs: number, toHourMs: number): Iterable<StoredHistoryBlock>
   /** One device-hour's time index entry, or undefined when it holds no block. */

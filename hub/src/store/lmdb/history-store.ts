@@ -16,8 +16,17 @@ const ORDER_KEY = 'order'
 type BlockKey = [deviceId: string, hourMs: number, minTs: number, order: number, part: number]
 /** A time index key: hour first, so that a walk from the start meets the oldest device-hours first. */
 type HourKey = [hourMs: number, deviceId: string]
-/** A time index value: bytes, readings, blocks. */
-type HourValue = [bytes: number, readings: number, blocks: number]
+/** A time index value: bytes, readings, blocks, and the order up to which blocks are settled (-1: none). */
+type HourValue = [bytes: number, readings: number, blocks: number, settledOrder: number]
+
+const hourOf = (hourMs: number, deviceId: string, value: HourValue): HistoryHour => ({
+  hourMs,
+  deviceId,
+  bytes: value[0],
+  readings: value[1],
+  blocks: value[2],
+  settledOrder: value[3] ?? -1,
+})
 
 const sizeOf = (value: Uint8Array): number => value.byteLength + KEY_OVERHEAD_BYTES
 
@@ -58,10 +67,10 @@ export class LmdbHistoryStore implements HistoryStore {
     return this.#root.transaction(() => this.write(blocks))
   }
 
-  writeCompacted(blocks: readonly HistoryBlock[], order: number, part: number): Promise<void> {
+  writeCompacted(blocks: readonly HistoryBlock[], order: number, part: number, settle: boolean): Promise<void> {
     return this.#root.transaction(() => {
       for (const block of blocks) this.#blocks.put([block.deviceId, block.hourMs, block.minTs, order, part], block.value)
-      this.#account(blocks, 1)
+      this.#account(blocks, 1, settle ? order : undefined)
     })
   }
 
@@ -74,7 +83,7 @@ export class LmdbHistoryStore implements HistoryStore {
 
   hour(hourMs: number, deviceId: string): HistoryHour | undefined {
     const value = this.#hours.get([hourMs, deviceId])
-    return value === undefined ? undefined : { hourMs, deviceId, bytes: value[0], readings: value[1], blocks: value[2] }
+    return value === undefined ? undefined : hourOf(hourMs, deviceId, value)
   }
 
   hours(after: Pick<HistoryHour, 'hourMs' | 'deviceId'> | undefined, limit: number): HistoryHour[] {
@@ -83,7 +92,7 @@ export class LmdbHistoryStore implements HistoryStore {
     for (const { key, value } of this.#hours.getRange(range)) {
       if (after !== undefined && key[0] === after.hourMs && key[1] === after.deviceId) continue
       if (out.length === limit) break
-      out.push({ hourMs: key[0], deviceId: key[1], bytes: value[0], readings: value[1], blocks: value[2] })
+      out.push(hourOf(key[0], key[1], value))
     }
     return out
   }
@@ -102,8 +111,11 @@ export class LmdbHistoryStore implements HistoryStore {
     return freed
   }
 
-  /** Adds (`sign` 1) or subtracts (-1) blocks in the time index and the byte total; returns the bytes. Inside a transaction. */
-  #account(blocks: readonly HistoryBlock[], sign: 1 | -1): number {
+  /**
+   * Adds (`sign` 1) or subtracts (-1) blocks in the time index and the byte total, and records the
+   * order a compaction settled; returns the bytes. Inside a transaction.
+   */
+  #account(blocks: readonly HistoryBlock[], sign: 1 | -1, settledOrder?: number): number {
     const changes = new Map<string, { key: HourKey; value: HourValue }>()
     let total = 0
     for (const block of blocks) {
@@ -112,7 +124,7 @@ export class LmdbHistoryStore implements HistoryStore {
       const id = `${block.hourMs}\0${block.deviceId}`
       let change = changes.get(id)
       if (change === undefined) {
-        change = { key: [block.hourMs, block.deviceId], value: [0, 0, 0] }
+        change = { key: [block.hourMs, block.deviceId], value: [0, 0, 0, -1] }
         changes.set(id, change)
       }
       change.value[0] += bytes
@@ -120,8 +132,8 @@ export class LmdbHistoryStore implements HistoryStore {
       change.value[2] += 1
     }
     for (const { key, value } of changes.values()) {
-      const before = this.#hours.get(key) ?? [0, 0, 0]
-      const after: HourValue = [before[0] + sign * value[0], before[1] + sign * value[1], before[2] + sign * value[2]]
+      const before = this.#hours.get(key) ?? [0, 0, 0, -1]
+      const after: HourValue = [before[0] + sign * value[0], before[1] + sign * value[1], before[2] + sign * value[2], settledOrder ?? before[3] ?? -1]
       if (after[2] <= 0) this.#hours.remove(key)
       else this.#hours.put(key, after)
     }

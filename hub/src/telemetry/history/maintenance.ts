@@ -66,6 +66,8 @@ export class HistoryMaintenance {
   readonly #options: MaintenanceOptions
   /** Device-hours written since start (or found by the index scan) that may need compacting, by hour. */
   readonly #touched = new Map<number, Set<string>>()
+  /** When each device-hour was last compacted (Unix ms), so that one that keeps getting frames is compacted once per `compactAfterMs`. */
+  readonly #compactedAt = new Map<string, number>()
   /** Where the scan of the index left off (device-hours written before this start); null once done. */
   #scanAfter: Pick<HistoryHour, 'hourMs' | 'deviceId'> | undefined | null = undefined
   #running: Promise<void> | undefined
@@ -163,16 +165,23 @@ export class HistoryMaintenance {
     )
   }
 
-  /** Compacts the oldest closed device-hour that was written to; false when none is due. */
+  /**
+   * Compacts the oldest closed device-hour that was written to; false when none is due. One
+   * compacted within the last `compactAfterMs` waits (it stays noted) until that has passed.
+   */
   async #compactOne(): Promise<boolean> {
-    const closedBefore = this.#options.clock.now() - this.#options.tuning.compactAfterMs - HISTORY_HOUR_MS
+    const now = this.#options.clock.now()
+    const { compactAfterMs } = this.#options.tuning
+    for (const [key, at] of this.#compactedAt) if (at <= now - compactAfterMs) this.#compactedAt.delete(key)
     for (const [hourMs, devices] of [...this.#touched].sort(([a], [b]) => a - b)) {
-      if (hourMs > closedBefore) return false
+      if (hourMs > now - compactAfterMs - HISTORY_HOUR_MS) return false
       for (const deviceId of devices) {
+        if (this.#compactedAt.has(`${hourMs}\0${deviceId}`)) continue
         devices.delete(deviceId)
         if (devices.size === 0) this.#touched.delete(hourMs)
         const hour = this.#options.store.hour(hourMs, deviceId)
         if (hour !== undefined && this.#due(hour)) {
+          this.#compactedAt.set(`${hourMs}\0${deviceId}`, now)
           await this.#compact(hour)
           return true
         }
@@ -192,27 +201,34 @@ export class HistoryMaintenance {
   }
 
   /**
-   * Merges every block of a device-hour, as one snapshot sees them, into blocks of about
-   * `compactBlockRows` rows, written at the highest order merged (so that a block written after the
-   * snapshot still wins a field over them), then removes the merged blocks. Between the two steps
-   * both are there: reads merge the duplicates into the same points, and a crash there leaves them
-   * for the next compaction.
+   * Merges the blocks of a device-hour above its `settledOrder`, as one snapshot sees them, into
+   * blocks of about `compactBlockRows` rows, written at the highest order merged (so that a block
+   * written after the snapshot still wins a field over them), then removes the merged blocks.
+   * Settled blocks stay as they are, so a device that keeps sending into a closed hour costs a
+   * rewrite of what it sent lately, not of the hour; what a compaction writes is settled once it
+   * holds a quarter of a block's rows, else the next compaction takes it again with what came since.
+   * Between the write and the last removal both copies are there: reads merge them into the same
+   * points. Ingest blocks at or below `settledOrder` are what a crash left of an earlier
+   * compaction's removal (their points are in its blocks): they are removed, not merged again.
    */
   async #compact(hour: HistoryHour): Promise<void> {
     const { store, tuning, counters } = this.#options
     const merged: StoredHistoryBlock[] = []
     const readings: number[] = []
+    const leftovers: StoredHistoryBlock[] = []
     const out: HistoryBlock[] = []
     const window = new MergeWindow()
     let chunk: Columns[] = []
     let chunkRows = 0
-    let order = 0
+    let rows = 0
+    let order = hour.settledOrder
     let part = 0
     const close = (): void => {
       if (chunkRows === 0) return
       // The window's takes follow each other in time, without a point in common: they join as they are.
       const columns = concatColumns(chunk)
       out.push({ deviceId: hour.deviceId, hourMs: hour.hourMs, minTs: columns.ts[0] as number, readings: columns.rows, value: encodeBlock(columns) })
+      rows += columns.rows
       chunk = []
       chunkRows = 0
     }
@@ -222,27 +238,36 @@ export class HistoryMaintenance {
       chunkRows += columns.rows
       if (chunkRows >= tuning.compactBlockRows) close()
     }
+    let seen = 0
     for (const block of store.read(hour.deviceId, hour.hourMs, hour.hourMs)) {
-      merged.push(block)
-      readings.push(blockHeader(block.value).rows)
-      if (block.order > order) [order, part] = [block.order, block.part]
-      else if (block.order === order) part = Math.max(part, block.part)
-      add(window.take(block.minTs))
-      window.push(decodeBlock(block.value), rankOf(block.order, block.part))
-      if (merged.length % tuning.sliceBlocks === 0) {
+      if (++seen % tuning.sliceBlocks === 0) {
         await nextTurn()
         if (this.#stopped) return
       }
+      if (block.order <= hour.settledOrder) {
+        if (block.part === 0) leftovers.push(block)
+        continue
+      }
+      merged.push(block)
+      readings.push(blockHeader(block.value).rows)
+      // A new key, never one of the blocks it replaces: the highest order merged, one part above.
+      if (block.order > order) [order, part] = [block.order, block.part + 1]
+      else if (block.order === order) part = Math.max(part, block.part + 1)
+      add(window.take(block.minTs))
+      window.push(decodeBlock(block.value), rankOf(block.order, block.part))
     }
     add(window.take(Number.POSITIVE_INFINITY))
     close()
-    if (merged.length < 2) return
-    await store.writeCompacted(out, order, part + 1)
-    for (let i = 0; i < merged.length; i += tuning.sliceBlocks) {
-      await store.remove(merged.slice(i, i + tuning.sliceBlocks), readings.slice(i, i + tuning.sliceBlocks))
+    if (merged.length >= 2) await store.writeCompacted(out, order, part, rows >= tuning.compactBlockRows / 4)
+    else merged.splice(0)
+    const removed = [...merged, ...leftovers]
+    const removedReadings = [...readings.slice(0, merged.length), ...leftovers.map((block) => blockHeader(block.value).rows)]
+    for (let i = 0; i < removed.length; i += tuning.sliceBlocks) {
+      await store.remove(removed.slice(i, i + tuning.sliceBlocks), removedReadings.slice(i, i + tuning.sliceBlocks))
       if (this.#stopped) return
       await nextTurn()
     }
+    if (merged.length === 0) return
     counters.historyCompacted()
     this.#options.log.debug({ deviceId: hour.deviceId, hourMs: hour.hourMs, blocks: merged.length, into: out.length }, 'history device-hour compacted')
   }
