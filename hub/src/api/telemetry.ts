@@ -63,10 +63,21 @@ export function isoFormatter(): (ms: number) => string {
  */
 export function pointsJson(device: string, points: readonly TelemetryPoint[]): string {
   const iso = isoFormatter()
+  // `,"name":` once per metric name; a number or a bool is its own JSON text (numbers are finite).
+  const keys = new Map<string, string>()
   const parts: string[] = []
   for (const { ts, values } of points) {
     let point = `{"ts":"${iso(ts)}"`
-    for (const name in values) if (name !== 'ts') point += `,${JSON.stringify(name)}:${JSON.stringify(values[name])}`
+    for (const name in values) {
+      if (name === 'ts') continue
+      let key = keys.get(name)
+      if (key === undefined) {
+        key = `,${JSON.stringify(name)}:`
+        keys.set(name, key)
+      }
+      const value = values[name]
+      point += key + (typeof value === 'string' ? JSON.stringify(value) : String(value))
+    }
     parts.push(`${point}}`)
   }
   return `{"device":${JSON.stringify(device)},"points":[${parts.join(',')}]}`
