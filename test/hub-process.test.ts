@@ -92,6 +92,10 @@ describe('the hub process (CONTRACT §1)', () => {
     ['FLEETGATE_TOKENS_FILE', '/nonexistent.json', 'FLEETGATE_TOKENS_FILE=/nonexistent.json: cannot be read as JSON'],
     ['FLEETGATE_MQTT_MAX_PACKET', '100', 'FLEETGATE_MQTT_MAX_PACKET="100" is invalid: FLEETGATE_MQTT_MAX_PACKET accepts a whole number from 1024 to 268435455'],
     ['FLEETGATE_MQTT_SOFT_BACKLOG', '100000000', 'FLEETGATE_MQTT_SOFT_BACKLOG="100000000" is invalid: FLEETGATE_MQTT_SOFT_BACKLOG accepts a whole number from 16384 to 67108864'],
+    ['FLEETGATE_NODE_ID', 'node 1', 'FLEETGATE_NODE_ID="node 1" is invalid: FLEETGATE_NODE_ID accepts 1 to 64 of A-Z a-z 0-9 _ . -'],
+    // The password never reaches the message.
+    ['FLEETGATE_POSTGRES_URL', 'mysql://fleet:s3cret@db:5432/fleet', 'FLEETGATE_POSTGRES_URL="mysql://fleet:***@db:5432/fleet" is invalid: FLEETGATE_POSTGRES_URL accepts a postgres://user:password@host:port/database URL (or postgresql://)'],
+    ['FLEETGATE_POSTGRES_URL', 'postgres://fleet:s3cret@db:5432/fleet', 'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, CONTRACT §8): FLEETGATE_MQTT_UPLINK accepts the mqtt://user:pass@host:port of the MQTT broker that every node shares'],
   ])('exits non-zero at once when %s=%s, naming the variable', (name, value, message) => {
     const result = spawnSync(process.execPath, [HUB_MAIN], {
       env: { PATH: process.env['PATH'] ?? '', ...testEnv(dir(), { [name]: value }) },
@@ -100,6 +104,7 @@ describe('the hub process (CONTRACT §1)', () => {
     })
     expect(result.status).toBe(1)
     expect(result.stderr).toContain(message)
+    expect(result.stderr).not.toContain('s3cret')
   })
 
   it('refuses to run on the ws emulation when the native uWebSockets.js does not load', () => {

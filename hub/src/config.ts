@@ -1,3 +1,4 @@
+import { hostname } from 'node:os'
 import { BridgeError, DEFAULT_MAX_PACKET_BYTES, parseUplinkUrl } from '@fleetgate/bridge'
 import { HubError } from './errors.js'
 import { parseDurationMs } from './validate.js'
@@ -69,6 +70,14 @@ export interface HubConfig {
   readonly spoolMaxBytes: number
   /** The embedded telemetry history (CONTRACT §5); undefined when `FLEETGATE_HISTORY=off`. */
   readonly history: HistoryConfig | undefined
+  /**
+   * `FLEETGATE_POSTGRES_URL`: the PostgreSQL of cluster mode (CONTRACT §8), which then holds the
+   * registry, commands, fan-outs and audit (the spool stays in the data dir); undefined (default):
+   * one node on its embedded store.
+   */
+  readonly postgresUrl: string | undefined
+  /** `FLEETGATE_NODE_ID`: this node's name in cluster mode; default the host name and the port, `host-8080`. */
+  readonly nodeId: string
   /** Log level (an addition to the contract's table); default `info`. */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
@@ -140,6 +149,36 @@ function duration(env: Env, name: string, fallback: string, minMs: number, maxMs
   return ms
 }
 
+/** CONTRACT §1: a node id. */
+const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
+
+/** The default node id: the host name (its characters outside the pattern made `-`) and the port, within 64 characters. */
+export function defaultNodeId(host: string, port: number): string {
+  const suffix = `-${port}`
+  const name = host.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64 - suffix.length)
+  return `${name === '' ? 'node' : name}${suffix}`
+}
+
+/**
+ * A PostgreSQL connection URL: `postgres://` or `postgresql://`, with a host (or a `host` query
+ * parameter, for a unix socket directory). An error shows the URL without its password.
+ */
+function postgresUrl(env: Env, name: string): string | undefined {
+  const value = optional(env, name)
+  if (value === undefined) return undefined
+  const accepts = 'a postgres://user:password@host:port/database URL (or postgresql://)'
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return fail(name, accepts, '<not a URL>')
+  }
+  if (url.password !== '') url.password = '***'
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') fail(name, accepts, url.href)
+  if (url.hostname === '' && !url.searchParams.has('host')) fail(name, `${accepts} with a host`, url.href)
+  return value
+}
+
 /**
  * Reads the hub's configuration from the environment (CONTRACT §1).
  * @throws HubError `HUB_ERR_CONFIG`, naming the variable and what it accepts.
@@ -174,9 +213,22 @@ export function loadConfig(env: Env = process.env): HubConfig {
     }
   }
 
+  const postgres = postgresUrl(env, 'FLEETGATE_POSTGRES_URL')
+  if (postgres !== undefined && mqttUplink === undefined) {
+    // CONTRACT §8: the nodes of a cluster talk to each other through the broker they share.
+    throw new HubError(
+      'HUB_ERR_CONFIG',
+      'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, CONTRACT §8): ' +
+        'FLEETGATE_MQTT_UPLINK accepts the mqtt://user:pass@host:port of the MQTT broker that every node shares',
+    )
+  }
+  const port = integer(env, 'FLEETGATE_PORT', 8080, 0, 65535)
+  const nodeId = text(env, 'FLEETGATE_NODE_ID', defaultNodeId(hostname(), port))
+  if (!NODE_ID_PATTERN.test(nodeId)) fail('FLEETGATE_NODE_ID', '1 to 64 of A-Z a-z 0-9 _ . -', nodeId)
+
   // CONTRACT §1 v2: the history is on by default exactly when nothing else keeps telemetry.
   const influxUrl = httpUrl(env, 'FLEETGATE_INFLUX_URL')
-  const historyDefault = influxUrl === undefined && optional(env, 'FLEETGATE_POSTGRES_URL') === undefined ? 'on' : 'off'
+  const historyDefault = influxUrl === undefined && postgres === undefined ? 'on' : 'off'
   const historySwitch = text(env, 'FLEETGATE_HISTORY', historyDefault)
   if (historySwitch !== 'on' && historySwitch !== 'off') fail('FLEETGATE_HISTORY', '"on" or "off"', historySwitch)
   const history: HistoryConfig | undefined =
@@ -195,7 +247,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
 
   const config: HubConfig = {
     host: host(env, 'FLEETGATE_HOST', '0.0.0.0'),
-    port: integer(env, 'FLEETGATE_PORT', 8080, 0, 65535),
+    port,
     tls: certFile !== undefined && keyFile !== undefined ? Object.freeze({ certFile, keyFile }) : undefined,
     dataDir: text(env, 'FLEETGATE_DATA_DIR', './.fleetgate'),
     adminToken,
@@ -220,6 +272,8 @@ export function loadConfig(env: Env = process.env): HubConfig {
     idleTimeoutSec: integer(env, 'FLEETGATE_IDLE_SEC', 60, 8, MAX_IDLE_SEC),
     spoolMaxBytes: integer(env, 'FLEETGATE_SPOOL_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
     history,
+    postgresUrl: postgres,
+    nodeId,
     logLevel: level,
   }
   if (!INFLUX_DB_PATTERN.test(config.influxDb)) {

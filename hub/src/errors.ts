@@ -4,6 +4,7 @@ export const HUB_ERROR_CODES = [
   'HUB_ERR_UWS_FALLBACK',
   'HUB_ERR_LISTEN',
   'HUB_ERR_STORE',
+  'HUB_ERR_STORE_UNAVAILABLE',
   'HUB_ERR_STORE_DAMAGED',
   'HUB_ERR_BACKUP',
   'HUB_ERR_TOKENS_FILE',
@@ -24,4 +25,12 @@ export class HubError extends Error {
   ) {
     super(message, options)
   }
+}
+
+/** Whether `err`, or an error in its chain of causes, is a HubError with `code`. */
+export function hasCode(err: unknown, code: HubErrorCode): boolean {
+  for (let at: unknown = err, depth = 0; at instanceof Error && depth < 16; at = at.cause, depth++) {
+    if (at instanceof HubError && at.code === code) return true
+  }
+  return false
 }

@@ -22,7 +22,7 @@ import { EventBus, EventStreams, type EventStreamsTuning } from './events/index.
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
-import { openLmdbStores, readAtStartAsync } from './store/index.js'
+import { openLmdbSpool, openLmdbStores, openPostgresStores, readAtStartAsync, type HubStores } from './store/index.js'
 import { createTelemetry, type HistoryTuning, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import {
   GuardedApp,
@@ -117,7 +117,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
-  const stores = openLmdbStores(config.dataDir)
+  const stores = await openStores(config, log)
   const audit = new AuditLog(stores.audit, clock, log)
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
@@ -158,6 +158,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     log,
     clock,
     counters: metrics,
+    sharedStore: stores.shared,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
     stored: (record) => events.publish('command', record.device, commandView(record)),
@@ -237,13 +238,18 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     clock,
     ...(options.deviceEndpoint === undefined ? {} : { tuning: options.deviceEndpoint }),
   })
-  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock))
+  // REST writes are refused (503 `not_ready`) while a storage engine does not answer (PostgreSQL restarting).
+  const storesAnswer = (): boolean => stores.engines.every((engine) => engine.healthy())
+  const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock), storesAnswer)
   registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTelemetryRoutes(router, {
     registry,
-    query: telemetry.query,
-    unavailable: 'this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off',
+    // CONTRACT §8: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
+    query: stores.shared && telemetry.writer === undefined ? undefined : telemetry.query,
+    unavailable: stores.shared
+      ? 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset'
+      : 'this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off',
     log,
     clock,
   })
@@ -251,7 +257,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   registerHealthRoutes(
     router,
     [
-      { name: 'store', check: () => (stores.healthy() ? 'ok' : 'unreachable') },
+      ...stores.engines.map((engine) => ({ name: engine.name, check: () => (engine.healthy() ? 'ok' as const : 'unreachable' as const) })),
       { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
       influxProbe(writer, log, clock),
     ],
@@ -294,6 +300,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       return stopping
     },
   }
+}
+
+/**
+ * The stores: with `FLEETGATE_POSTGRES_URL`, the shared ones in PostgreSQL (cluster mode,
+ * CONTRACT §8) beside this node's lmdb spool; else everything in the data dir's lmdb.
+ */
+async function openStores(config: HubConfig, log: Logger): Promise<HubStores> {
+  if (config.postgresUrl === undefined) return openLmdbStores(config.dataDir)
+  const stores = await openPostgresStores({ url: config.postgresUrl, nodeId: config.nodeId, log }, () => openLmdbSpool(config.dataDir))
+  log.info({ nodeId: config.nodeId }, 'cluster mode: shared stores in PostgreSQL')
+  return stores
 }
 
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {

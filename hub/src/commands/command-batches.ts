@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { Clock } from '@fleetgate/device-sdk'
 import type { Registry } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { BatchInfo, BatchStore, CommandRecord, CommandStatus, CommandStore } from '../store/index.js'
+import { zeroCounts, type BatchInfo, type BatchStore, type CommandRecord, type CommandStatus, type CommandStore } from '../store/index.js'
 import { tune } from '../tuning.js'
 import type { CommandRequest } from './command-record.js'
 import type { Commands } from './commands.js'
@@ -36,11 +36,15 @@ export interface BatchesOptions {
   readonly registry: Registry
   readonly log: Logger
   readonly clock: Clock
+  /**
+   * Whether other nodes change this store's commands too (PostgreSQL): then every count is read
+   * from the store, which counts each change as it commits; else a batch of this run is counted
+   * here as its commands change. Default false.
+   */
+  readonly sharedStore?: boolean
   /** Tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly tuning?: Partial<BatchesTuning>
 }
-
-const emptyCounts = (): Record<CommandStatus, number> => ({ queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 })
 
 /**
  * Fan-out: resolves the targets, records the batch, then creates one command per device in
@@ -62,7 +66,7 @@ export class CommandBatches {
     const devices = await this.#resolve(target)
     const info: BatchInfo = { batch: randomUUID(), name: request.name, targeted: devices.length, createdAt: this.#options.clock.now() }
     await this.#options.batchStore.create(info)
-    this.#counts.set(info.batch, emptyCounts())
+    if (this.#options.sharedStore !== true) this.#counts.set(info.batch, zeroCounts())
     void this.#fanOut(info.batch, devices, request, actor)
     return { batch: info.batch, targeted: info.targeted }
   }
@@ -77,18 +81,14 @@ export class CommandBatches {
   }
 
   /**
-   * The batch's counts by status, or undefined for an unknown batch. A batch of this run is
-   * counted as its commands change (an operator polls this while 10,000 commands run); an older
-   * one by reading its records.
+   * The batch's counts by status, or undefined for an unknown batch. A batch of this run on one
+   * node is counted here as its commands change (an operator polls this while 10,000 commands
+   * run); an older one, or any batch on a shared store, as the store counts it.
    */
   async status(batch: string): Promise<BatchStatus | undefined> {
     const info = await this.#options.batchStore.get(batch)
     if (info === undefined) return undefined
-    let counts = this.#counts.get(batch)
-    if (counts === undefined) {
-      counts = emptyCounts()
-      for (const stored of await this.#options.commandStore.inBatch(batch)) counts[this.#options.commands.current(stored).status]++
-    }
+    const counts = this.#counts.get(batch) ?? (await this.#options.commandStore.batchCounts(batch))
     return { batch, targeted: info.targeted, ...counts }
   }
 

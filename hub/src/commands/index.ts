@@ -36,6 +36,8 @@ export interface CommandsConcernOptions {
   readonly publishResult: (record: CommandRecord) => void
   /** Told of every record once it is stored, new or changed (the live event stream); default none. */
   readonly stored?: (record: CommandRecord) => void
+  /** Whether other nodes share the stores (PostgreSQL): fan-out counts are then read from the store. Default false. */
+  readonly sharedStore?: boolean
   /** Tuning knobs of Commands; defaults in COMMANDS_DEFAULTS. */
   readonly commands?: Partial<CommandsTuning>
   /** Tuning knobs of fan-out; defaults in BATCHES_DEFAULTS. */
@@ -73,6 +75,7 @@ export function createCommands(options: CommandsConcernOptions): CommandsConcern
     registry,
     log,
     clock,
+    sharedStore: options.sharedStore ?? false,
     ...(options.batches === undefined ? {} : { tuning: options.batches }),
   })
   return { commands, batches }

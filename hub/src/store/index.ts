@@ -1,5 +1,6 @@
-// The hub's persistence: the records it keeps, one small interface per concern, and the lmdb
-// implementation that opens them all from one environment.
+// The hub's persistence: the records it keeps, one small interface per concern, and their two
+// implementations: lmdb (one node, everything in one environment) and PostgreSQL (cluster mode,
+// beside the node's lmdb spool and history).
 export type {
   AuditStore,
   BatchStore,
@@ -12,13 +13,24 @@ export type {
   HubStores,
   RegistryStore,
   SpoolStore,
+  StorageEngine,
   StoredHistoryBlock,
 } from './interfaces.js'
-export { openLmdbStores } from './lmdb/index.js'
+export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
+export {
+  migrate,
+  openPostgresStores,
+  POSTGRES_DEFAULTS,
+  readMigrations,
+  REGISTRY_CHANNEL,
+  type PostgresStoresOptions,
+  type PostgresTuning,
+} from './pg/index.js'
 export { ENVIRONMENT_OPTIONS, storeDir } from './lmdb/environment.js'
 export { checkStore, readAtStartAsync, type StoreCheck } from './lmdb/store-check.js'
 export {
   COMMAND_STATUSES,
+  zeroCounts,
   type AuditEntry,
   type BatchInfo,
   type CommandRecord,

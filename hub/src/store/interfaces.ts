@@ -1,8 +1,9 @@
-// What each concern asks of its persistence. The lmdb implementation (store/lmdb/) is the one in
-// use; a PostgreSQL implementation of the registry, commands, batches and audit follows, behind the
-// same interfaces. What a network store can serve only asynchronously returns a promise; the
+// What each concern asks of its persistence, with two implementations: lmdb (store/lmdb/, one node)
+// and PostgreSQL (store/pg/, cluster mode) for the registry, commands, batches and audit; the spool
+// is always lmdb. What a network store can serve only asynchronously returns a promise; the
 // per-frame path (the token check's device lookup, ingest's spool append) stays synchronous and local.
-import type { AuditEntry, BatchInfo, CommandRecord, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot } from './records.js'
+// hub/test/store-contract/ runs one suite per interface against both implementations.
+import type { AuditEntry, BatchInfo, CommandRecord, CommandStatus, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot } from './records.js'
 
 /** A registry listing: devices sorted by id after `after`, each with every tag of `tags`. */
 export interface DeviceQuery {
@@ -65,24 +66,41 @@ export interface RegistryStore {
  * - writes of one command apply in the order they were made (`Commands` writes `queued` and then
  *   `sent` without waiting in between);
  * - a read that starts after a write resolved sees it. Reads may miss writes still under way:
- *   `Commands` overlays the changes it has not seen settle.
+ *   `Commands` overlays the changes it has not seen settle;
+ * - `insertIfAbsent` and `writeIf` decide inside the write's own transaction, against the record
+ *   as stored by any node: of concurrent calls for one command, exactly one stores.
  */
 export interface CommandStore {
   get(device: string, id: string): Promise<CommandRecord | undefined>
   /** Writes a record, new or changed, with its indexes in step with its status. */
   write(after: CommandRecord): Promise<void>
+  /**
+   * Stores a new record unless its device already has a command with its id: undefined when it was
+   * stored, else the record stored under that id (an idempotent create, across nodes).
+   */
+  insertIfAbsent(record: CommandRecord): Promise<CommandRecord | undefined>
+  /**
+   * Writes `after` only if the stored record's status is `expected`: true when written, false when
+   * the status was another or there is no such record. A compare-and-set: of several nodes that
+   * claim one queued command for delivery (`queued` -> `sent`), or end one sent command
+   * (`sent` -> its result or `timeout`), exactly one succeeds.
+   */
+  writeIf(after: CommandRecord, expected: CommandStatus): Promise<boolean>
   /** A device's queued commands, oldest first. */
   queued(device: string): Promise<CommandRecord[]>
   /** How many commands each device has queued (read once at start). */
   queuedCounts(): Promise<Map<string, number>>
   /** Queued commands whose TTL ended at or before `now` (Unix ms), at most `limit`. */
   expiredBy(now: number, limit: number): Promise<CommandRecord[]>
-  /** Every sent command waiting for its result (read once at start, to re-arm their timeouts). */
+  /**
+   * Every sent command waiting for its result that this node wrote as sent (read once at start, to
+   * re-arm their timeouts); on one node's lmdb, every sent command.
+   */
   sent(): Promise<CommandRecord[]>
   /** A device's commands, newest first, those `accept` takes (default all), at most `limit`. */
   list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]>
-  /** The commands of a fan-out. */
-  inBatch(batch: string): Promise<CommandRecord[]>
+  /** The commands of a fan-out counted by status, as stored (on PostgreSQL: every node's changes). */
+  batchCounts(batch: string): Promise<Record<CommandStatus, number>>
 }
 
 /**
@@ -213,16 +231,27 @@ export interface HistoryStore {
   remove(blocks: readonly StoredHistoryBlock[], readings: readonly number[]): Promise<number>
 }
 
-/** Every store the hub uses, opened together from one place (one lmdb environment today). */
+/** A storage engine the stores live in, as `/readyz` reports it. */
+export interface StorageEngine {
+  /** `store` (the node's lmdb) or `postgres`. */
+  readonly name: string
+  /** Whether it answers now. */
+  healthy(): boolean
+}
+
+/** Every store the hub uses, opened together from one place: one lmdb environment, or PostgreSQL beside the spool's lmdb. */
 export interface HubStores {
   readonly registry: RegistryStore
   readonly commands: CommandStore
   readonly batches: BatchStore
   readonly audit: AuditStore
   readonly spool: SpoolStore
+  /** The node's own telemetry history (lmdb, beside the spool), used or not. */
   readonly history: HistoryStore
-  /** Whether the storage answers a read (for `/readyz`). */
-  healthy(): boolean
+  /** Whether other nodes share the registry, commands, batches and audit (PostgreSQL): then only the store knows their counts. */
+  readonly shared: boolean
+  /** The engines behind the stores, for `/readyz`; REST writes are refused while one does not answer. */
+  readonly engines: readonly StorageEngine[]
   /** Closes the storage once every write under way has settled. */
   close(): Promise<void>
 }

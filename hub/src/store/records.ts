@@ -29,6 +29,9 @@ export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeo
 /** One of COMMAND_STATUSES. */
 export type CommandStatus = (typeof COMMAND_STATUSES)[number]
 
+/** Counts by status, all 0: where a fan-out's counts start. */
+export const zeroCounts = (): Record<CommandStatus, number> => ({ queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 })
+
 /** A command as the store keeps it. */
 export interface CommandRecord {
   readonly id: string

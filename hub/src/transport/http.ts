@@ -1,5 +1,6 @@
 import type { HttpRequest } from 'uWebSockets.js'
 import { scopeAllows, type FailureLimiter, type Operator, type OperatorAuthenticator, type Scope } from '../auth/index.js'
+import { hasCode } from '../errors.js'
 import type { Exchange, GuardedApp, ResponseStream } from './uws-guard.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
@@ -160,20 +161,26 @@ export class Router {
   readonly #app: GuardedApp
   readonly #operators: OperatorAuthenticator
   readonly #failures: FailureLimiter
+  readonly #writable: () => boolean
   /** Methods registered per pattern, to answer a wrong method with a specific 404. */
   readonly #methods = new Map<string, string[]>()
   readonly #routes: RouteInfo[] = []
 
-  /** `failures` counts failed operator tokens per address (its own instance: device failures are apart). */
-  constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter) {
+  /**
+   * `failures` counts failed operator tokens per address (its own instance: device failures are
+   * apart). While `writable` says no (a storage engine does not answer), a call that changes
+   * something (POST, PATCH, DELETE) is answered 503 `not_ready` before its handler runs; default: always writable.
+   */
+  constructor(app: GuardedApp, operators: OperatorAuthenticator, failures: FailureLimiter, writable: () => boolean = () => true) {
     this.#app = app
     this.#operators = operators
     this.#failures = failures
+    this.#writable = writable
   }
 
   /** Adds `method pattern` (uWS pattern syntax, e.g. `/api/v1/devices/:id`). */
   route(method: 'get' | 'post' | 'patch' | 'del', pattern: string, options: RouteOptions, handler: Handler): void {
-    this.#add(method, pattern, options, handler)
+    this.#add(method, pattern, options, this.#storeAware(handler, method !== 'get'))
   }
 
   /** Adds a GET route whose answer is a stream (Server-Sent Events), with the same auth and throttle as `route`. */
@@ -210,6 +217,24 @@ export class Router {
     this.#routes.push({ method: name, pattern, scope: options.scope })
     const paramCount = (pattern.match(/\/:/g) ?? []).length
     this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, (ctx) => handler(ctx, exchange)))
+  }
+
+  /**
+   * A handler answered 503 `not_ready` when the shared store became unreachable under it, and, for
+   * one that changes something (`writes`), refused so at once while the stores cannot take writes:
+   * a client may retry both.
+   */
+  #storeAware(handler: Handler, writes: boolean): Handler {
+    const unavailable = apiError(503, 'not_ready', "the hub's storage does not answer now (PostgreSQL, in cluster mode); retry shortly")
+    return async (ctx) => {
+      if (writes && !this.#writable()) return unavailable
+      try {
+        return await handler(ctx)
+      } catch (err) {
+        if (hasCode(err, 'HUB_ERR_STORE_UNAVAILABLE')) return unavailable
+        throw err
+      }
+    }
   }
 
   #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: (ctx: RequestContext) => Reply | undefined | Promise<Reply>): void {

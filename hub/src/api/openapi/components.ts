@@ -233,6 +233,10 @@ const RESPONSES: Readonly<Record<string, ResponseObject>> = {
   PayloadTooLarge: errorAnswer('The body is over 1 MiB; the connection is closed.', ['payload_too_large']),
   TooManyRequests: errorAnswer('Too many failed tokens from this address: every token-taking call from it is refused until its window ends.', ['too_many_requests']),
   Internal: errorAnswer('A fault in the hub (logged with its stack); retry.', ['internal']),
+  StorageUnavailable: errorAnswer(
+    "The hub's storage does not answer now (PostgreSQL, in cluster mode): a call that changes something is refused before it does anything, and one whose read failed is answered so; retry.",
+    ['not_ready'],
+  ),
 }
 
 /** The `components` of the document. */

@@ -61,12 +61,13 @@ export const pathParameter = (name: string, description: string, pattern?: strin
 /** An optional query parameter. */
 export const queryParameter = (name: string, description: string, parameterSchema: Json): Json => ({ name, in: 'query', required: false, description, schema: parameterSchema })
 
-/** The answers of every route that takes a token: no token, too low a scope, a throttled address, a fault. */
+/** The answers of every route that takes a token: no token, too low a scope, a throttled address, a fault, storage that does not answer. */
 export const TOKEN_ANSWERS: Readonly<Record<string, Response>> = {
   '401': answer('Unauthorized'),
   '403': answer('Forbidden'),
   '429': answer('TooManyRequests'),
   '500': answer('Internal'),
+  '503': answer('StorageUnavailable'),
 }
 
 /** The answers of every route that reads a JSON body, beyond its own 400s. */

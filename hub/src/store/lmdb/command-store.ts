@@ -1,6 +1,6 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { CommandStore } from '../interfaces.js'
-import type { CommandRecord, CommandStatus } from '../records.js'
+import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { database } from './environment.js'
 
 /** The highest key component lmdb orders after every timestamp and id we store. */
@@ -45,31 +45,26 @@ export class LmdbCommandStore implements CommandStore {
    * `transaction` callback did before it threw) leaves nothing behind.
    */
   write(after: CommandRecord): Promise<void> {
-    const commands = this.#commands
     return this.#root.childTransaction(() => {
-      const before = commands.get([after.device, after.id])
-      const was = (status: CommandStatus): boolean => before?.status === status
-      commands.put([after.device, after.id], after)
-      if (before === undefined) {
-        this.#order.put([after.device, after.createdAt, after.id], null)
-        if (after.batch !== undefined) this.#batches.put([after.batch, after.device], after.id)
-      }
-      if (was('queued') !== (after.status === 'queued')) {
-        const queueKey: [string, number, string] = [after.device, after.createdAt, after.id]
-        const expiryKey: [number, string, string] | undefined =
-          after.expiresAt === undefined ? undefined : [after.expiresAt, after.device, after.id]
-        if (after.status === 'queued') {
-          this.#queue.put(queueKey, null)
-          if (expiryKey !== undefined) this.#expiry.put(expiryKey, null)
-        } else {
-          this.#queue.remove(queueKey)
-          if (expiryKey !== undefined) this.#expiry.remove(expiryKey)
-        }
-      }
-      if (was('sent') !== (after.status === 'sent')) {
-        if (after.status === 'sent') this.#sent.put([after.device, after.id], (after.sentAt ?? after.createdAt) + after.timeoutMs)
-        else this.#sent.remove([after.device, after.id])
-      }
+      this.#put(this.#get(after.device, after.id), after)
+    })
+  }
+
+  /** One process writes this store, and the check runs inside the write transaction. */
+  insertIfAbsent(record: CommandRecord): Promise<CommandRecord | undefined> {
+    return this.#root.childTransaction(() => {
+      const before = this.#get(record.device, record.id)
+      if (before === undefined) this.#put(undefined, record)
+      return before
+    })
+  }
+
+  writeIf(after: CommandRecord, expected: CommandStatus): Promise<boolean> {
+    return this.#root.childTransaction(() => {
+      const before = this.#get(after.device, after.id)
+      if (before?.status !== expected) return false
+      this.#put(before, after)
+      return true
     })
   }
 
@@ -117,16 +112,39 @@ export class LmdbCommandStore implements CommandStore {
     return Promise.resolve(records)
   }
 
-  inBatch(batch: string): Promise<CommandRecord[]> {
-    const records: CommandRecord[] = []
+  /** Counted by reading the batch's records: a poll of a running batch is served from CommandBatches' live counts. */
+  batchCounts(batch: string): Promise<Record<CommandStatus, number>> {
+    const counts = zeroCounts()
     for (const { key, value } of this.#batches.getRange({ start: [batch], end: [batch, END] })) {
       const record = this.#get(key[1], value)
-      if (record !== undefined) records.push(record)
+      if (record !== undefined) counts[record.status]++
     }
-    return Promise.resolve(records)
+    return Promise.resolve(counts)
   }
 
   #get(device: string, id: string): CommandRecord | undefined {
     return this.#commands.get([device, id])
+  }
+
+  /**
+   * Writes `after` in place of `before`, as stored and read in this transaction: the index entries
+   * of `before` go (by its own keys: a change may drop `expiresAt`) and those of `after` come.
+   */
+  #put(before: CommandRecord | undefined, after: CommandRecord): void {
+    this.#commands.put([after.device, after.id], after)
+    if (before === undefined) {
+      this.#order.put([after.device, after.createdAt, after.id], null)
+      if (after.batch !== undefined) this.#batches.put([after.batch, after.device], after.id)
+    }
+    if (before?.status === 'queued') {
+      this.#queue.remove([before.device, before.createdAt, before.id])
+      if (before.expiresAt !== undefined) this.#expiry.remove([before.expiresAt, before.device, before.id])
+    }
+    if (after.status === 'queued') {
+      this.#queue.put([after.device, after.createdAt, after.id], null)
+      if (after.expiresAt !== undefined) this.#expiry.put([after.expiresAt, after.device, after.id], null)
+    }
+    if (after.status === 'sent') this.#sent.put([after.device, after.id], (after.sentAt ?? after.createdAt) + after.timeoutMs)
+    else if (before?.status === 'sent') this.#sent.remove([after.device, after.id])
   }
 }
