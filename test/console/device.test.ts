@@ -76,7 +76,10 @@ describe('console: a device page', () => {
   it('follows a device live: connection history, readings appended to the chart and the latest values, no reload', async () => {
     const creds = await suite.hub.provision('dev-live')
     const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
+    // The page's own loads end with the older latest values (`fn=last`): from then on, only the stream.
+    const loaded = tab.page.waitForResponse((response) => response.url().includes('/telemetry?') && response.url().includes('fn=last'))
     await tab.go('#/devices/dev-live')
+    await loaded
     await expect.poll(() => tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('live')
     const history = tab.page.locator('ol.history li')
     expect(await history.count()).toBe(0)
