@@ -20,7 +20,7 @@ const frames: BatchFrame[] = Array.from({ length: FRAMES }, (_, i) => ({
 async function sendAndKill(hub: HubProcess, device: Credentials): Promise<{ acked: number; sent: number }> {
   let acked = 0
   const ws: RawDevice = await connectDevice(hub.wsUrl, device)
-  expect(await ws.next()).toMatchObject({ t: 'hello' })
+  await ws.opening()
   let sent = 0
   const pump = (): void => {
     while (sent < frames.length && sent - acked < 32) ws.send(frames[sent++] as BatchFrame)
@@ -40,7 +40,7 @@ async function sendAndKill(hub: HubProcess, device: Credentials): Promise<{ acke
 /** The device resends everything after `from` (same seq and ts), then the rest, until all are acked. */
 async function resendRest(hub: HubProcess, device: Credentials, from: number): Promise<void> {
   const again = await connectDevice(hub.wsUrl, device)
-  expect(await again.next()).toMatchObject({ t: 'hello' })
+  await again.opening()
   let next = from
   let lastAck = from
   while (lastAck < frames.length) {
@@ -147,7 +147,7 @@ describe('a spool left by an earlier run, at a start without InfluxDB', () => {
     let hub = await startTestHub({ FLEETGATE_INFLUX_URL: 'http://127.0.0.1:9' }, data.path)
     try {
       const ws = await connectDevice(hub.wsUrl, await hub.provision('left-behind'))
-      expect(await ws.next()).toMatchObject({ t: 'hello' })
+      await ws.opening()
       for (let s = 1; s <= 3; s++) {
         ws.send({ t: 'tb', s, r: readings.slice((s - 1) * 400, s * 400) })
         await ws.untilAck(s)

@@ -35,7 +35,7 @@ describe('the live event stream (CONTRACT §4)', () => {
       eventStreams: { maxStreamsPerToken: 3, keepaliveMs: 200, maxBacklogBytes: 256 * 1024 },
     })
     mqtt = await connectMqtt(`mqtt://127.0.0.1:${hub.hub.ports.mqtt}`, { username: 'test', password: ADMIN_TOKEN })
-    expect(await mqtt.subscribe(['fleetgate/devices/+/status', 'fleetgate/devices/+/telemetry', 'fleetgate/devices/+/commands/+'])).toEqual([1, 1, 1])
+    expect(await mqtt.subscribe(['fleetgate/devices/+/status', 'fleetgate/devices/+/telemetry', 'fleetgate/devices/+/commands/+', 'fleetgate/devices/+/twin'])).toEqual([1, 1, 1, 1])
   })
   afterEach(() => {
     devices.closeAll()
@@ -120,6 +120,20 @@ describe('the live event stream (CONTRACT §4)', () => {
     expect(all.events.items).toEqual([])
     expect(named.events.items).toEqual([])
     expect(statusOfB.events.items).toEqual([])
+  })
+
+  it('carries every twin change, desired and reported, as the retained MQTT topic carries it (CONTRACT §7)', async () => {
+    const twins = await open('/api/v1/events?type=twin&device=ev-twin', READER)
+    const ws = await connect('ev-twin')
+    expect((await hub.api('PATCH', '/api/v1/devices/ev-twin/twin', { desired: { setpoint: 19 } })).status).toBe(200)
+    ws.send({ t: 'twr', id: 'r1', p: { setpoint: 19, fw: '1.2' } })
+    expect(await ws.next()).toMatchObject({ t: 'twd', v: 1 })
+    expect(await ws.next()).toEqual({ t: 'twa', id: 'r1', v: 1 })
+    const [desired, reported] = await twins.take(2)
+    expect(desired).toEqual({ type: 'twin', data: expect.objectContaining({ device: 'ev-twin', desired: { setpoint: 19 }, desiredVersion: 1, reportedVersion: 0 }) })
+    expect(reported).toEqual({ type: 'twin', data: expect.objectContaining({ device: 'ev-twin', reported: { setpoint: 19, fw: '1.2' }, reportedVersion: 1, delta: {} }) })
+    const onMqtt = (await eventually(() => mqtt.on('fleetgate/devices/ev-twin/twin'), (m) => m.length >= 2)).map((m) => cbor.decode(m.payload) as unknown)
+    expect(onMqtt.slice(-2)).toEqual([desired?.data, reported?.data])
   })
 
   it('sends a comment line as keep-alive, and `curl -N` reads the stream as it comes', async () => {

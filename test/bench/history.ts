@@ -47,7 +47,7 @@ function timedGet(agent: Agent, base: string, path: string): Promise<{ status: n
 /** Sends 7 days of one reading per second of `device` from `base` (Unix ms), in frames of 500 readings, 32 in flight. */
 export async function loadWeek(wsUrl: string, device: { id: string; key: string }, base: number): Promise<void> {
   const ws = await connectDevice(wsUrl, { deviceId: device.id, keyType: 'hmac', key: device.key })
-  await ws.next()
+  await ws.opening()
   const frames = Math.ceil(WEEK_READINGS / 500)
   let sent = 0
   let acked = 0

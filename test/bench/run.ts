@@ -25,6 +25,7 @@ import { ingestBatch } from './ingest-batch.js'
 import { ingestSingle } from './ingest-single.js'
 import { sleep } from './measure.js'
 import { overload } from './overload.js'
+import { twins } from './twins.js'
 import { killAllChildren, REPO_ROOT } from './procs.js'
 import { machine, markdownTable, textTable, versions, type Figure } from './report.js'
 
@@ -33,6 +34,7 @@ const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: Benc
   { name: 'ingest-batch', run: ingestBatch },
   { name: 'connections', run: connections },
   { name: 'commands', run: commands },
+  { name: 'twins', run: twins },
   { name: 'overload', run: overload },
   { name: 'history', run: history },
 ]

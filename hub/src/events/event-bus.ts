@@ -1,4 +1,5 @@
 import type { StatusMessage, TelemetryMessage } from '@fleetgate/bridge'
+import type { TwinView } from '../twins/index.js'
 
 /** The live event types (CONTRACT §4 `GET /events`), in the order the contract names them. */
 export const EVENT_TYPES = ['status', 'telemetry', 'command', 'twin'] as const
@@ -17,7 +18,7 @@ export interface HubEvents {
   /** `fleetgate/devices/{id}/commands/{cmdId}`: the command record (CONTRACT §4), at every change of its status. */
   readonly command: Readonly<Record<string, unknown>>
   /** `fleetgate/devices/{id}/twin`: the twin as REST returns it (CONTRACT §7), after every change. */
-  readonly twin: Readonly<Record<string, unknown>>
+  readonly twin: TwinView
 }
 
 /** Who receives events: the types it asked for, the devices it named (undefined: every device), and where they go. */

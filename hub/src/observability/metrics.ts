@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { EventStreamCounters } from '../events/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, HistoryCounters, IngestCounters, ShipperCounters, TrimReason } from '../telemetry/index.js'
+import type { DesiredOutcome, ReportOutcome, TwinCounters } from '../twins/index.js'
 
 /**
  * Where a last-resort guard caught an error: the `where` label of `fleetgate_uncaught_errors_total`,
@@ -64,7 +65,7 @@ export interface MetricsSources {
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, HistoryCounters, EventStreamCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -85,6 +86,9 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly commandsEnded: Counter<'status'>
   readonly ignoredResults: Counter
   readonly uncaughtErrors: Counter<'where'>
+  readonly twinDesired: LabelledCounter
+  readonly twinReports: LabelledCounter
+  readonly twinDesiredFrames: LabelledCounter
   readonly historyTrimmedReadings: Counter<'reason'>
   readonly historyCompactions: Counter
   readonly eventStreamsCut: Counter
@@ -181,6 +185,26 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
         this.set(sources.pendingFrames())
       },
     })
+    const twinCounter = (name: string, help: string, outcomes: readonly string[]): LabelledCounter => {
+      const counter = new Counter({ name, help, labelNames: ['outcome'], registers })
+      for (const outcome of outcomes) counter.inc({ outcome }, 0)
+      return new LabelledCounter(counter)
+    }
+    this.twinDesired = twinCounter(
+      'fleetgate_twin_desired_changes_total',
+      'Operator changes of twin desired documents, by outcome (changed, unchanged, version_conflict, too_large, not_found)',
+      ['changed', 'unchanged', 'version_conflict', 'too_large', 'not_found'],
+    )
+    this.twinReports = twinCounter(
+      'fleetgate_twin_reports_total',
+      'Device twin reports (twr), by outcome (changed, unchanged, or refused: invalid, too_large, rate)',
+      ['changed', 'unchanged', 'invalid', 'too_large', 'rate'],
+    )
+    this.twinDesiredFrames = twinCounter(
+      'fleetgate_twin_desired_frames_total',
+      'Desired documents (twd) sent to sessions, or held for a socket that does not take them (its drain sends the latest)',
+      ['sent', 'held'],
+    )
     new Gauge({
       name: 'fleetgate_history_bytes',
       help: 'Bytes held in the embedded telemetry history (absent when FLEETGATE_HISTORY=off)',
@@ -273,6 +297,18 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
 
   resultIgnored(): void {
     this.ignoredResults.inc()
+  }
+
+  desiredChanged(outcome: DesiredOutcome['kind']): void {
+    this.twinDesired.inc(outcome)
+  }
+
+  reported(outcome: ReportOutcome): void {
+    this.twinReports.inc(outcome)
+  }
+
+  desiredSent(outcome: 'sent' | 'held'): void {
+    this.twinDesiredFrames.inc(outcome)
   }
 
   historyTrimmed(reason: TrimReason, readings: number): void {

@@ -15,6 +15,7 @@ export type {
   SpoolStore,
   StorageEngine,
   StoredHistoryBlock,
+  TwinStore,
 } from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
@@ -40,4 +41,6 @@ export {
   type SpooledEntry,
   type SpoolEntry,
   type SpoolSlot,
+  type TwinChange,
+  type TwinRecord,
 } from './records.js'

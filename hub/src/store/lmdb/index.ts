@@ -6,6 +6,7 @@ import { LmdbHistoryStore } from './history-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
+import { LmdbTwinStore } from './twin-store.js'
 import { readAtStart } from './store-check.js'
 
 /** A node's own lmdb environment with its spool and history: all that cluster mode keeps locally. */
@@ -46,6 +47,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     commands: new LmdbCommandStore(root),
     batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
+    twins: new LmdbTwinStore(root),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     history: loaded('the telemetry history', () => new LmdbHistoryStore(root)),
     shared: false,
