@@ -1,8 +1,9 @@
 import { CloseCode } from '@fleetgate/device-sdk/wire'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { clusterEnv, startClusterServices, startNodes, type ClusterServices } from './support/cluster.js'
-import { startTestHub, type TestHub } from './support/hub.js'
+import { ADMIN_TOKEN, startTestHub, type TestHub } from './support/hub.js'
 import { connectMqtt } from './support/mqtt-client.js'
+import { EventStreamClient } from './support/sse.js'
 import { eventually } from './support/telemetry.js'
 import { connectDevice, OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
@@ -273,6 +274,52 @@ describe('a cluster of three nodes', () => {
     } finally {
       devices.closeAll()
       await quiet.stop()
+    }
+  })
+
+  it("carries every node's events on a stream of any node: status, command, twin, and telemetry of a named device", async () => {
+    const device = await provision()
+    const other = await provision()
+    await known(device)
+    await known(other)
+    const everything = await EventStreamClient.accepted(node(0).base, '/api/v1/events', ADMIN_TOKEN)
+    const named = await EventStreamClient.accepted(node(0).base, `/api/v1/events?device=${device.deviceId}&type=telemetry,status`, ADMIN_TOKEN)
+    try {
+      // The streams' subscriptions reach the broker before the events they wait for.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      const ws = await connect(2, device)
+      ws.send({ t: 'tm', s: 1, ts: 1_700_000_000_001, m: { v: 1 } })
+      await ws.untilAck(1)
+      const otherWs = await connect(1, other)
+      otherWs.send({ t: 'tm', s: 1, ts: 1_700_000_000_002, m: { v: 2 } })
+      await otherWs.untilAck(1)
+      expect(await named.take(2)).toEqual([
+        { type: 'status', data: { device: device.deviceId, online: true, at: expect.any(String) } },
+        { type: 'telemetry', data: { device: device.deviceId, seq: 1, readings: [{ ts: 1_700_000_000_001, m: { v: 1 } }] } },
+      ])
+      await placed(0, device, 'n3')
+      const reply = node(1).api('POST', `/api/v1/devices/${device.deviceId}/commands`, { name: 'evented' })
+      await answer(ws, 'ok')
+      expect((await reply).body.status).toBe('succeeded')
+      expect((await node(1).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { e: 1 } })).status).toBe(200)
+      expect(await ws.next()).toMatchObject({ t: 'twd', d: { e: 1 } })
+      // Without named devices: every device's status, command and twin, and no telemetry (CONTRACT §4).
+      const seen = await eventually(
+        () => everything.events.items.map((event) => [event.type, (JSON.parse(event.data) as { device: string }).device, (JSON.parse(event.data) as { status?: string }).status]),
+        (list) => list.some(([type, , status]) => type === 'command' && status === 'succeeded') && list.some(([type]) => type === 'twin'),
+        3000,
+      )
+      expect(seen).toEqual([
+        ['status', device.deviceId, undefined],
+        ['status', other.deviceId, undefined],
+        ['command', device.deviceId, 'sent'],
+        ['command', device.deviceId, 'succeeded'],
+        ['twin', device.deviceId, undefined],
+      ])
+      expect(named.events.items).toEqual([])
+    } finally {
+      everything.close()
+      named.close()
     }
   })
 

@@ -8,6 +8,7 @@ import {
   registerCommandRoutes,
   registerConsoleRoutes,
   registerDeviceRoutes,
+  registerEventRoutes,
   registerHealthRoutes,
   registerNodeRoutes,
   registerOpenApiRoute,
@@ -20,11 +21,12 @@ import { startCluster, type Cluster } from './cluster/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
 import { localPresence, Registry, Sessions } from './devices/index.js'
+import { EventBus, EventStreams, type EventStreamsTuning, type EventType, type HubEvents } from './events/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbSpool, openLmdbStores, openPostgresStores, readAtStartAsync, type HubStores } from './store/index.js'
-import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
+import { createTelemetry, type HistoryTuning, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import {
   GuardedApp,
   loadNativeUws,
@@ -75,6 +77,10 @@ export interface HubOptions {
   readonly twins?: Partial<TwinsTuning>
   /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
   readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
+  /** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
+  readonly history?: Partial<HistoryTuning>
+  /** The live event streams' tuning knobs; defaults in EVENT_STREAMS_DEFAULTS. */
+  readonly eventStreams?: Partial<EventStreamsTuning>
 }
 
 /** A running hub. */
@@ -123,11 +129,24 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  const status = (deviceId: string, online: boolean): void =>
-    mqtt?.broker.publishStatus(deviceId, { device: deviceId, online, at: new Date(clock.now()).toISOString() })
+  // CONTRACT §4: the live events carry what MQTT carries, published beside it; in cluster mode
+  // (§8) every node's events reach every node's streams (see Cluster.relay).
+  const events = new EventBus()
+  const publishEvent = <T extends EventType>(type: T, device: string, payload: HubEvents[T]): void => {
+    events.publish(type, device, payload)
+    cluster?.relay(type, device, payload)
+  }
+  const status = (deviceId: string, online: boolean): void => {
+    const message = { device: deviceId, online, at: new Date(clock.now()).toISOString() }
+    mqtt?.broker.publishStatus(deviceId, message)
+    publishEvent('status', deviceId, message)
+  }
   // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
   // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
-  const publishTwin = (twin: TwinView): void => mqtt?.broker.publishTwin(twin.device, twin)
+  const publishTwin = (twin: TwinView): void => {
+    mqtt?.broker.publishTwin(twin.device, twin)
+    publishEvent('twin', twin.device, twin)
+  }
   const clearTwin = (device: string): void => mqtt?.broker.publishTwin(device, undefined)
   // Sessions, the cluster, twins and commands call each other back (a device coming online is
   // claimed, gets its desired twin, then its queued commands; a command or a twin change goes to
@@ -153,7 +172,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   })
   // CONTRACT §3, §8: a session ends once its device's record no longer admits it, whichever node changed the record.
   registry.watch((id, record) => sessions.recordChanged(id, record))
-  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  const metrics = new HubMetrics({
+    sessions: () => sessions.size,
+    spoolBytes: () => stores.spool.bytes,
+    pendingFrames: (): number => telemetry.ingest.pendingFrames,
+    historyBytes: (): number | undefined => telemetry.history?.bytes,
+    eventStreams: (): number => streams.size,
+  })
+  const streams: EventStreams = new EventStreams({ bus: events, clock, log, counters: metrics, ...(options.eventStreams === undefined ? {} : { tuning: options.eventStreams }) })
   const cluster: Cluster | undefined =
     stores.cluster === undefined || config.mqttUplink === undefined
       ? undefined
@@ -163,6 +189,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
           version: HUB_VERSION,
           brokerUrl: config.mqttUplink,
           sessions,
+          events,
+          format: config.mqttFormat,
           log,
           counters: metrics,
           deliver: (peer) => void commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')),
@@ -187,6 +215,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     sharedStore: stores.shared,
     ...(cluster === undefined ? {} : { routing: cluster.routing }),
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
+    stored: (record) => publishEvent('command', record.device, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
@@ -203,6 +233,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
   const telemetry = createTelemetry({
     spool: stores.spool,
+    history:
+      config.history === undefined
+        ? undefined
+        : { store: stores.history, ...config.history, ...(options.history === undefined ? {} : { tuning: options.history }) },
     registry,
     influx: config.influxUrl === undefined ? undefined : { url: config.influxUrl, database: config.influxDb },
     dataDir: config.dataDir,
@@ -211,7 +245,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     counters: metrics,
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
+    publish: (message) => {
+      mqtt?.broker.publishTelemetry(message.device, message)
+      events.publish('telemetry', message.device, message)
+    },
     egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     ...(options.ingest === undefined ? {} : { ingest: options.ingest }),
     shipper: shipperTuning,
@@ -279,7 +316,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTwinRoutes(router, { twins })
-  registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
+  registerTelemetryRoutes(router, {
+    registry,
+    // CONTRACT §8: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
+    query: stores.shared && telemetry.writer === undefined ? undefined : telemetry.query,
+    unavailable: stores.shared
+      ? 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset'
+      : 'this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off',
+    log,
+    clock,
+  })
+  registerEventRoutes(router, streams)
   registerHealthRoutes(
     router,
     [
@@ -316,6 +363,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
+        // CONTRACT §4: event streams end cleanly, before the listener closes.
+        streams.closeAll()
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)

@@ -21,6 +21,7 @@ import { stopAll } from '../support/service.js'
 import { clusterCommands, clusterConnect, clusterIngest } from './cluster.js'
 import { commands } from './commands.js'
 import { connections } from './connections.js'
+import { history } from './history.js'
 import type { BenchContext } from './context.js'
 import { ingestBatch } from './ingest-batch.js'
 import { ingestSingle } from './ingest-single.js'
@@ -38,6 +39,7 @@ const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: Benc
   { name: 'commands', run: commands },
   { name: 'twins', run: twins },
   { name: 'overload', run: overload },
+  { name: 'history', run: history },
   { name: 'cluster-commands', run: clusterCommands, optIn: true },
   { name: 'cluster-connect', run: clusterConnect, optIn: true },
   { name: 'cluster-ingest', run: clusterIngest, optIn: true },

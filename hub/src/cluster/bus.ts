@@ -42,6 +42,8 @@ export interface ClusterBusOptions {
   readonly url: string
   readonly nodeId: string
   readonly handlers: BusHandlers
+  /** Messages on the other topics it subscribed to (`subscribe`): other nodes' events, devices' telemetry. */
+  readonly onTopic: (topic: string, payload: Buffer) => void
   readonly counters: BusCounters
   readonly log: Pick<Logger, 'info' | 'warn'>
   /** Wait between reconnects, in ms; default 1,000. */
@@ -94,6 +96,8 @@ export class ClusterBus {
   readonly #options: ClusterBusOptions
   readonly #client: MqttClient
   readonly #topic: string
+  /** Filters subscribed beside the node's topic, at QoS 0, made again on a session the broker did not keep. */
+  readonly #filters = new Set<string>()
   #connected = false
   #closed = false
 
@@ -129,6 +133,7 @@ export class ClusterBus {
         client.subscribe(this.#topic, { qos: 1 }, (err) => {
           if (err) options.log.warn({ err: err.message, topic: this.#topic }, 'cluster bus: subscription refused (check the broker ACL)')
         })
+        for (const filter of this.#filters) this.#subscribe(filter)
       }
       if (!this.#connected) options.log.info({ target: target.redacted }, 'cluster bus connected')
       this.#connected = true
@@ -138,7 +143,10 @@ export class ClusterBus {
       this.#connected = false
     })
     client.on('error', (err) => options.log.warn({ err: err.message, target: target.redacted }, 'cluster bus error'))
-    client.on('message', (_topic, payload) => this.#received(payload))
+    client.on('message', (topic, payload) => {
+      if (topic === this.#topic) this.#received(payload)
+      else options.onTopic(topic, payload)
+    })
   }
 
   /** Whether the broker is connected now: messages can be sent. */
@@ -154,6 +162,24 @@ export class ClusterBus {
     return true
   }
 
+  /** Publishes at QoS 0 (news nobody needs later: live events); dropped while the broker is away. */
+  publish(topic: string, payload: string): void {
+    if (this.#connected && !this.#closed) this.#client.publish(topic, payload, { qos: 0 })
+  }
+
+  /** Subscribes to `filter` at QoS 0 (nothing is kept for this node while it is away), also on later sessions. */
+  subscribe(filter: string): void {
+    if (this.#filters.has(filter)) return
+    this.#filters.add(filter)
+    if (this.#connected) this.#subscribe(filter)
+  }
+
+  /** Ends a subscription of `subscribe`. */
+  unsubscribe(filter: string): void {
+    if (!this.#filters.delete(filter)) return
+    if (this.#connected) this.#client.unsubscribe(filter)
+  }
+
   /** Disconnects; the broker keeps the session, so a restart under the same node id misses nothing. */
   async close(): Promise<void> {
     if (this.#closed) return
@@ -166,6 +192,12 @@ export class ClusterBus {
       })
     })
     this.#connected = false
+  }
+
+  #subscribe(filter: string): void {
+    this.#client.subscribe(filter, { qos: 0 }, (err) => {
+      if (err) this.#options.log.warn({ err: err.message, topic: filter }, 'cluster bus: subscription refused (check the broker ACL)')
+    })
   }
 
   #received(payload: Buffer): void {

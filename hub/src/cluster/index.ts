@@ -1,12 +1,15 @@
 // Cluster mode (CONTRACT §8): this node's identity and heartbeat, who holds each device's session,
 // the node-to-node bus over the shared MQTT broker, and the sweeps that make good what the bus loses.
+import type { MqttFormat } from '@fleetgate/bridge'
 import type { CommandRouting } from '../commands/index.js'
 import type { Peer, Presence, SessionPlace, Sessions } from '../devices/index.js'
+import type { EventBus, EventType, HubEvents } from '../events/index.js'
 import type { Logger } from '../logger.js'
 import type { ClusterStore, CommandRecord, NodeRecord, SessionOwner } from '../store/index.js'
 import { TurnBatch } from '../turn-batch.js'
 import { tune } from '../tuning.js'
 import { ClusterBus, type BusCounters } from './bus.js'
+import { ClusterEvents } from './events.js'
 import { Ownership } from './ownership.js'
 
 export { CLUSTER_TOPIC_ROOT, decodeBusMessage, nodeTopic, type BusCounters, type BusMessage } from './bus.js'
@@ -38,6 +41,10 @@ export interface ClusterOptions {
   /** `FLEETGATE_MQTT_UPLINK`: the broker the nodes share, with their own credentials. */
   readonly brokerUrl: string
   readonly sessions: Pick<Sessions, 'get' | 'size' | 'replace'>
+  /** This node's event bus: other nodes' events are published on it (CONTRACT §4: every node's events on every stream). */
+  readonly events: EventBus
+  /** `FLEETGATE_MQTT_FORMAT`, as telemetry is encoded on the shared broker. */
+  readonly format: MqttFormat
   readonly log: Logger
   readonly counters: BusCounters
   /** Another node asks this one to deliver `device`'s queued commands. */
@@ -65,6 +72,8 @@ export interface Cluster {
   readonly routing: CommandRouting
   /** Whether the bus is connected now (`/readyz`: broker). */
   readonly busConnected: boolean
+  /** Relays an event of this node to the other nodes' streams. */
+  relay<T extends EventType>(type: T, device: string, payload: HubEvents[T]): void
   /** Tells the node that holds `device`'s session, if another, that its desired twin changed. */
   twinChanged(device: string): void
   /** A session opened here (claims it), and one that left this node's table. */
@@ -94,6 +103,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     nodeId,
     counters: options.counters,
     log,
+    onTopic: (topic, payload) => events.received(topic, payload),
     handlers: {
       takeover: (message) => ownership.takeover(message.device, message.epoch),
       deliver: (message) => {
@@ -108,6 +118,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       },
     },
   })
+  const events = new ClusterEvents({ bus, nodeId, events: options.events, format: options.format, here: (device) => sessions.get(device) !== undefined, log })
   const ownership = new Ownership({
     store,
     nodeId,
@@ -184,6 +195,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     get busConnected() {
       return bus.connected
     },
+    relay: (type, device, payload) => events.relay(type, device, payload),
     twinChanged(device) {
       routing.locate(device).then(
         (node) => node !== undefined && bus.send(node, { t: 'twin', device }),

@@ -107,6 +107,8 @@ export interface CommandsOptions {
    * of its undoing when a new record could not be stored (`after` undefined); default none.
    */
   readonly changed?: (before: CommandRecord | undefined, after: CommandRecord | undefined) => void
+  /** Told of every record once it is stored, new or changed, in the order of the writes (the live event stream); default none. */
+  readonly stored?: (record: CommandRecord) => void
   /** Cluster mode: routing over the bus; undefined on one node. */
   readonly routing?: CommandRouting
   /** Time and timers (command timeouts, TTLs, the expiry sweep). */
@@ -627,6 +629,7 @@ export class Commands {
       this.#options.changed?.(after, before)
       return false
     }
+    this.#options.stored?.(after)
     this.#waiters.changed(after)
     if (routing !== undefined && after.waiter !== undefined && after.waiter !== routing.nodeId && after.status !== 'queued') routing.notify(after.waiter, after)
     return true

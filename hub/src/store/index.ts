@@ -1,6 +1,6 @@
 // The hub's persistence: the records it keeps, one small interface per concern, and their two
 // implementations: lmdb (one node, everything in one environment) and PostgreSQL (cluster mode,
-// beside the node's lmdb spool).
+// beside the node's lmdb spool and history).
 export type {
   AuditStore,
   BatchStore,
@@ -9,6 +9,9 @@ export type {
   CommandStore,
   DevicePage,
   DeviceQuery,
+  HistoryBlock,
+  HistoryHour,
+  HistoryStore,
   HubStores,
   InsertOutcome,
   NodeRecord,
@@ -16,6 +19,7 @@ export type {
   SessionOwner,
   SpoolStore,
   StorageEngine,
+  StoredHistoryBlock,
   TwinStore,
 } from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
