@@ -123,7 +123,6 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ...extraTokens,
   ])
 
-  const startedAt = Date.now()
   const stores = await openStores(config, log)
   const audit = new AuditLog(stores.audit, clock, log)
   const registry = new Registry(stores.registry, clock)
@@ -337,12 +336,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     ],
     metrics,
   )
-  registerNodeRoutes(router, {
-    nodes: async () =>
-      cluster === undefined
-        ? [{ id: config.nodeId, startedAt, lastSeenAt: clock.now(), sessions: sessions.size, version: HUB_VERSION, alive: true }]
-        : cluster.nodes(),
-  })
+  registerNodeRoutes(router, { nodes: cluster === undefined ? undefined : () => cluster.nodes() })
   registerOpenApiRoute(router)
   registerConsoleRoutes(guarded, log)
   router.fallback()
