@@ -26,7 +26,7 @@ export interface ClusterEventsOptions {
 /**
  * Every node's events on every node's streams (CONTRACT §4, §8). Status, command and twin events
  * are few: each node relays its own on `fleetgate-cluster/events/{nodeId}` (QoS 0: live news, kept
- * for nobody) and takes the others'. Telemetry is many: it is on the shared broker already (the
+ * for nobody; one JSON array per turn of the event loop) and takes the others'. Telemetry is many: it is on the shared broker already (the
  * uplink mirrors `fleetgate/devices/{id}/telemetry`), so a node subscribes to it only for the
  * devices its streams name, and takes it only while the device's session is elsewhere. Events
  * are live news: what happens while the broker is away, or while a device moves, may be missed.
@@ -34,6 +34,8 @@ export interface ClusterEventsOptions {
 export class ClusterEvents {
   readonly #options: ClusterEventsOptions
   readonly #codec: ReturnType<typeof getCodec>
+  /** Events of this turn, relayed together at its end: a connect storm's statuses cost a message a turn. */
+  #pending: Array<{ readonly type: EventType; readonly device: string; readonly data: unknown }> = []
 
   constructor(options: ClusterEventsOptions) {
     this.#options = options
@@ -45,10 +47,17 @@ export class ClusterEvents {
     })
   }
 
-  /** Relays an event of this node to the others (telemetry excepted: see the class). */
+  /** Relays an event of this node to the others (telemetry excepted: see the class), with the others of its turn. */
   relay<T extends EventType>(type: T, device: string, payload: HubEvents[T]): void {
     if (!RELAYED.has(type)) return
-    this.#options.bus.publish(eventsTopic(this.#options.nodeId), JSON.stringify({ type, device, data: payload }))
+    if (this.#pending.length === 0) setImmediate(() => this.#flush())
+    this.#pending.push({ type, device, data: payload })
+  }
+
+  #flush(): void {
+    const events = this.#pending
+    this.#pending = []
+    this.#options.bus.publish(eventsTopic(this.#options.nodeId), JSON.stringify(events))
   }
 
   /** A message of the bus on a topic other than the node's own: another node's event, or a device's telemetry. */
@@ -57,9 +66,10 @@ export class ClusterEvents {
     const levels = topic.split('/')
     if (levels[0] === CLUSTER_TOPIC_ROOT) {
       if (levels[1] !== 'events' || levels[2] === nodeId) return
-      const event = decodeEvent(payload)
-      if (event === undefined) log.debug({ topic }, 'cluster: an event that is not one was dropped')
-      else events.publish(event.type, event.device, event.data as HubEvents[typeof event.type])
+      for (const event of decodeEvents(payload)) {
+        if (event === undefined) log.debug({ topic }, 'cluster: an event that is not one was dropped')
+        else events.publish(event.type, event.device, event.data as HubEvents[typeof event.type])
+      }
       return
     }
     // fleetgate/devices/{id}/telemetry, as the uplink of the device's node mirrored it.
@@ -70,14 +80,21 @@ export class ClusterEvents {
   }
 }
 
-/** A relayed event, checked field by field: `{type, device, data}`. */
-function decodeEvent(payload: Buffer): { type: 'status' | 'command' | 'twin'; device: string; data: object } | undefined {
+type RelayedEvent = { type: 'status' | 'command' | 'twin'; device: string; data: object }
+
+/** A node's relayed events (a JSON array), each checked field by field: undefined for one that is not an event. */
+function decodeEvents(payload: Buffer): Array<RelayedEvent | undefined> {
   let value: unknown
   try {
     value = JSON.parse(payload.toString('utf8'))
   } catch {
-    return undefined
+    return [undefined]
   }
+  return Array.isArray(value) ? value.map(decodeEvent) : [undefined]
+}
+
+/** One relayed event, checked field by field: `{type, device, data}`. */
+function decodeEvent(value: unknown): RelayedEvent | undefined {
   if (typeof value !== 'object' || value === null) return undefined
   const { type, device, data } = value as Record<string, unknown>
   if (!RELAYED.has(type) || typeof device !== 'string' || !DEVICE_ID_PATTERN.test(device) || typeof data !== 'object' || data === null) return undefined
