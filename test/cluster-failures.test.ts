@@ -1,11 +1,10 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runFleet } from '@fleetgate/firmware-sim'
-import { clusterEnv, startClusterServices, type ClusterServices } from './support/cluster.js'
+import { NodeProcesses, startClusterServices, type ClusterServices } from './support/cluster.js'
 import { startHaproxy, type Haproxy } from './support/haproxy.js'
-import { ADMIN_TOKEN, api, HubProcesses, stopHubProcess, testEnv, type HubProcess } from './support/hub.js'
+import { ADMIN_TOKEN, api, tempDir, type HubProcess } from './support/hub.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
-import { freePort } from './support/ports.js'
 import { eventually } from './support/telemetry.js'
 import { OpenDevices, type Credentials } from './support/ws.js'
 
@@ -21,40 +20,21 @@ describe('a cluster that loses a node', () => {
   let influx: Influxd
   let balancer: Haproxy
   let database: string
-  const processes = new HubProcesses()
+  let nodes: NodeProcesses
   const devices = new OpenDevices()
-  const nodes = new Map<string, { env: Record<string, string>; hub: HubProcess }>()
-
-  const start = async (id: string): Promise<HubProcess> => {
-    const known = nodes.get(id)
-    const env =
-      known?.env ??
-      testEnv(processes.dir(), {
-        ...clusterEnv(services, database, id),
-        FLEETGATE_PORT: String(await freePort()),
-        FLEETGATE_INFLUX_URL: influx.url,
-        FLEETGATE_INFLUX_DB: DB,
-      })
-    const hub = await processes.start(env)
-    nodes.set(id, { env, hub })
-    return hub
-  }
-  const hubOf = (id: string): HubProcess => {
-    const found = nodes.get(id)
-    if (found === undefined) throw new Error(`no node ${id}`)
-    return found.hub
-  }
+  const hubOf = (id: string): HubProcess => nodes.hub(id)
 
   beforeAll(async () => {
     ;[services, influx] = await Promise.all([startClusterServices({ persistence: true }), startInfluxd()])
     database = await services.pg.createDatabase()
-    for (const id of ['n1', 'n2', 'n3']) await start(id)
+    nodes = new NodeProcesses(services, database, { FLEETGATE_INFLUX_URL: influx.url, FLEETGATE_INFLUX_DB: DB })
+    for (const id of ['n1', 'n2', 'n3']) await nodes.start(id)
     balancer = await startHaproxy(['n1', 'n2', 'n3'].map((id) => ({ name: id, port: hubOf(id).ports.http })))
   }, 90_000)
   afterAll(async () => {
     devices.closeAll()
     await balancer?.stop()
-    await processes.cleanup()
+    await nodes?.cleanup()
     await Promise.all([services?.stop(), influx?.destroy()])
   })
 
@@ -82,14 +62,14 @@ describe('a cluster that loses a node', () => {
     const queued = await api(hubOf('n2').base, 'POST', '/api/v1/devices/sleeper/commands', { name: 'later', ttlMs: 600_000 })
     expect(queued).toMatchObject({ status: 202, body: { status: 'queued' } })
 
-    const dir = processes.dir()
+    const dir = tempDir('fleetgate-cluster-fleet-')
     const fleet = runFleet({
       hub: balancer.url,
       token: ADMIN_TOKEN,
       devices: 60,
       prefix: 'kill-',
       provision: true,
-      fleet: join(dir, 'fleet.json'),
+      fleet: join(dir.path, 'fleet.json'),
       model: 'mixed',
       rate: 4,
       durationMs: 24_000,
@@ -112,7 +92,7 @@ describe('a cluster that loses a node', () => {
     const onN2 = spread.body.items.filter((d: { id: string; node: string }) => d.node === 'n2' && d.id.startsWith('kill-')).map((d: { id: string }) => d.id)
     expect(onN2.length).toBeGreaterThan(5)
     const killedAt = Date.now()
-    await stopHubProcess(hubOf('n2'))
+    await nodes.kill('n2')
     expect(await held.closed).toMatchObject({ code: 1006 })
 
     // Until they reconnect, n2's devices read offline within 15 s; 'victim' never reconnects.
@@ -133,7 +113,7 @@ describe('a cluster that loses a node', () => {
     expect((await api(hubOf('n1').base, 'GET', '/api/v1/nodes')).body.items.find((n: { id: string }) => n.id === 'n2')).toMatchObject({ alive: false, sessions: 0 })
 
     // n2 comes back on its data dir: what it acknowledged before dying ships from its spool.
-    await start('n2')
+    await nodes.start('n2')
     await eventually(() => balancer.servers(), (servers) => servers['n2'] === 'UP', 10_000)
     const summary = await fleet
     expect(summary.readings).toMatchObject({ dropped: 0, unacked: 0, failed: 0, naked: { expected: 0, unexpected: 0 } })
@@ -152,5 +132,6 @@ describe('a cluster that loses a node', () => {
     // No command stays sent: each ended, on its node or by a survivor's sweep.
     expect(await eventually(() => sql<{ n: string }>("SELECT count(*) AS n FROM fleetgate.commands WHERE status = 'sent'"), (rows) => rows[0]?.n === '0', 15_000)).toEqual([{ n: '0' }])
     expect((await api(hubOf('n2').base, 'GET', `/api/v1/devices/sleeper/commands/${queued.body.id}`)).body.status).toBe('queued')
+    dir.cleanup()
   }, 150_000)
 })

@@ -12,11 +12,10 @@ import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { Summary } from '@fleetgate/firmware-sim'
-import { clusterEnv, startClusterServices } from '../support/cluster.js'
+import { NodeProcesses, startClusterServices } from '../support/cluster.js'
 import { startHaproxy } from '../support/haproxy.js'
-import { ADMIN_TOKEN, api, startHubProcess, stopHubProcess, tempDir, testEnv, type HubProcess } from '../support/hub.js'
+import { ADMIN_TOKEN, api, tempDir, type HubProcess } from '../support/hub.js'
 import { startInfluxd } from '../support/influxd.js'
-import { freePort } from '../support/ports.js'
 import { stopAll } from '../support/service.js'
 import { eventually } from '../support/telemetry.js'
 import { hubMetrics } from './context.js'
@@ -53,39 +52,24 @@ function parseArgs(argv: readonly string[]): { devices: number; durationSec: num
 }
 
 const args = parseArgs(process.argv.slice(2))
-const started = performance.now()
-const log = (message: string): void => console.log(`[soak ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+const t0 = performance.now()
+const log = (message: string): void => console.log(`[soak ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${message}`)
 
 const dirs: Array<{ cleanup(): void }> = []
-const nodes = new Map<string, { env: Record<string, string>; hub: HubProcess }>()
+let nodes: NodeProcesses | undefined
 let exitCode = 3
 try {
   const [services, influx] = await Promise.all([startClusterServices({ persistence: true }), startInfluxd()])
   const database = await services.pg.createDatabase()
   const dbName = database.slice(database.lastIndexOf('/') + 1)
+  nodes = new NodeProcesses(services, database, { FLEETGATE_INFLUX_URL: influx.url, FLEETGATE_INFLUX_DB: DB, FLEETGATE_IDLE_SEC: '120' }, { raiseOpenFiles: true })
+  const cluster = nodes
   const start = async (id: string): Promise<HubProcess> => {
-    let env = nodes.get(id)?.env
-    if (env === undefined) {
-      const dir = tempDir(`fleetgate-soak-${id}-`)
-      dirs.push(dir)
-      env = testEnv(dir.path, {
-        ...clusterEnv(services, database, id),
-        FLEETGATE_PORT: String(await freePort()),
-        FLEETGATE_INFLUX_URL: influx.url,
-        FLEETGATE_INFLUX_DB: DB,
-        FLEETGATE_IDLE_SEC: '120',
-      })
-    }
-    const hub = await startHubProcess(env, 30_000, { raiseOpenFiles: true })
+    const hub = await cluster.start(id)
     adopt(hub.child)
-    nodes.set(id, { env, hub })
     return hub
   }
-  const hubOf = (id: string): HubProcess => {
-    const found = nodes.get(id)
-    if (found === undefined) throw new Error(`no node ${id}`)
-    return found.hub
-  }
+  const hubOf = (id: string): HubProcess => cluster.hub(id)
   for (const id of ['n1', 'n2', 'n3']) await start(id)
   const balancer = await startHaproxy(['n1', 'n2', 'n3'].map((id) => ({ name: id, port: hubOf(id).ports.http })))
   log(`3 nodes behind HAProxy at ${balancer.url}; PostgreSQL, Mosquitto (ACL) and influxd started`)
@@ -124,7 +108,7 @@ try {
   const victimSessions = before.items.find((n) => n.id === 'n2')?.sessions ?? 0
   const victimMetrics = await hubMetrics(hubOf('n2').base).catch(() => new Map<string, number>())
   const killedAt = Date.now()
-  await stopHubProcess(hubOf('n2'))
+  await cluster.kill('n2')
   log(`killed n2 (SIGKILL) holding ${victimSessions} sessions, ${victimMetrics.get('fleetgate_spool_bytes') ?? '?'} spool bytes not yet shipped`)
   const dead = await eventually(() => api(hubOf('n1').base, 'GET', '/api/v1/nodes'), (reply) => reply.body.items.find((n: { id: string; alive: boolean }) => n.id === 'n2')?.alive === false, 20_000)
   const deadAfterSec = (Date.now() - killedAt) / 1000
@@ -158,12 +142,12 @@ try {
   log(`summary: ${JSON.stringify(report)}`)
   if (args.out !== undefined) writeFileSync(`${args.out}.soak.json`, JSON.stringify({ ...report, summary }, null, 2))
   await balancer.stop()
-  for (const { hub } of nodes.values()) await stopHubProcess(hub, 'SIGTERM')
+  for (const id of ['n1', 'n2', 'n3']) await cluster.kill(id, 'SIGTERM')
   await Promise.all([services.stop(), influx.destroy()])
 } catch (err) {
   console.error(err)
 } finally {
-  for (const { hub } of nodes.values()) await stopHubProcess(hub)
+  await nodes?.cleanup()
   await stopAll()
   for (const dir of dirs) dir.cleanup()
 }

@@ -1,6 +1,7 @@
 // A cluster for tests (CONTRACT §8): one PostgreSQL, one Mosquitto whose ACL lets only the nodes'
 // credentials write under fleetgate-cluster/ (as docs/cluster.md configures it), and hubs on them.
-import { startTestHub, type TestHub } from './hub.js'
+import { freePort } from './ports.js'
+import { HubProcesses, startTestHub, stopHubProcess, testEnv, type HubProcess, type HubProcessOptions, type TestHub } from './hub.js'
 import { startMosquitto, type Mosquitto } from './mosquitto.js'
 import { startPostgres, type Postgres } from './postgres.js'
 
@@ -63,4 +64,53 @@ export async function startNodes(services: ClusterServices, database: string, id
   const hubs: TestHub[] = []
   for (const id of ids) hubs.push(await startTestHub(clusterEnv(services, database, id, extra)))
   return hubs
+}
+
+/**
+ * A cluster's nodes as hub processes (`node hub/dist/main.js`), each started on a data dir and a
+ * port of its own that it keeps: started again after a kill, a node comes back on the same data
+ * (its spool) and behind the same balancer address.
+ */
+export class NodeProcesses {
+  readonly #services: ClusterServices
+  readonly #database: string
+  readonly #extra: Record<string, string>
+  readonly #options: HubProcessOptions
+  readonly #processes = new HubProcesses()
+  readonly #nodes = new Map<string, { env: Record<string, string>; hub: HubProcess }>()
+
+  /** Nodes on `database` of `services`, with `extra` in their environment. */
+  constructor(services: ClusterServices, database: string, extra: Record<string, string> = {}, options: HubProcessOptions = {}) {
+    this.#services = services
+    this.#database = database
+    this.#extra = extra
+    this.#options = options
+  }
+
+  /** Starts node `id`: the first time on a new data dir and a free port, later on the same. */
+  async start(id: string): Promise<HubProcess> {
+    const env =
+      this.#nodes.get(id)?.env ??
+      testEnv(this.#processes.dir(), { ...clusterEnv(this.#services, this.#database, id), FLEETGATE_PORT: String(await freePort()), ...this.#extra })
+    const hub = await this.#processes.start(env, this.#options)
+    this.#nodes.set(id, { env, hub })
+    return hub
+  }
+
+  /** Node `id`'s running (or last) process. */
+  hub(id: string): HubProcess {
+    const found = this.#nodes.get(id)
+    if (found === undefined) throw new Error(`no node ${id}`)
+    return found.hub
+  }
+
+  /** Kills node `id` (SIGKILL unless told otherwise) and waits for it to exit. */
+  async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await stopHubProcess(this.hub(id), signal)
+  }
+
+  /** Kills every node and removes their data dirs. */
+  async cleanup(): Promise<void> {
+    await this.#processes.cleanup()
+  }
 }
