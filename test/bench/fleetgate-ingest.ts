@@ -9,6 +9,7 @@ import { COUNT_FIELD, provisionBulk, type LatencySummary } from './load.js'
 import { catchUp, coresSince, cpuMark, RssSampler, sleep, type CatchUp } from './measure.js'
 import type { CounterSample } from './mqtt-load.js'
 import { Worker } from './procs.js'
+import { microsPerItem } from './report.js'
 
 /** How to run one ingest measurement. */
 export interface IngestRunOptions {
@@ -50,6 +51,8 @@ export interface IngestRunResult {
   /** How fast InfluxDB filled while it caught up, per second. */
   readonly landingAfterStopPerSec: number
   readonly hubCores: number
+  /** The hub's CPU per reading acked over the steady window, in µs (issue 16's yardstick: it carries to other machines). */
+  readonly hubCpuPerReadingUs: number | undefined
   readonly hubRssMaxBytes: number
   readonly loadCores: number
   /** influxd's CPU over the steady window: it shares the machine's cores with the hub. */
@@ -159,6 +162,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
       deliveredAfterSec: mqtt?.reached === true ? mqttFrom + mqtt.afterSec : undefined,
       landingAfterStopPerSec: influx.perSec,
       hubCores,
+      hubCpuPerReadingUs: microsPerItem(hubCores, ackedPerSec),
       hubRssMaxBytes: rss.maxBytes,
       loadCores,
       influxCores,
