@@ -3,10 +3,10 @@
 // load without a subscriber; then, in the same run, the reference hub's highest zero-loss rate and
 // Mosquitto's QoS 1 delivered rate, each measured PEER_RUNS times (the table shows the median).
 import type { BenchContext } from './context.js'
-import { fleetgateIngest, lossNote } from './fleetgate-ingest.js'
+import { cpuTargetFigure, fleetgateIngest, lossNote } from './fleetgate-ingest.js'
 import { mib, PEER_RUNS, repeatRuns, type Repeated } from './measure.js'
 import { MOSQUITTO_LOSSLESS, mosquittoSearch, referenceSearch, type MosquittoSearch, type PeerTiming, type ReferenceSearch } from './peer-ingest.js'
-import { atLeast, atMost, formatNumber, ratioAtLeast, ratioOf, type PeerFigure } from './report.js'
+import { atLeast, formatNumber, ratioAtLeast, ratioOf, type PeerFigure } from './report.js'
 
 const DEVICES = 100
 const SCENARIO = 'ingest 1/frame'
@@ -131,42 +131,22 @@ export async function ingestSingle(ctx: BenchContext): Promise<void> {
   row('landed in InfluxDB/s', '/s', fg.landedPerSec, best?.landedPerSec)
   row('delivered to subscriber/s', '/s', fg.deliveredPerSec, best?.deliveredPerSec)
   row('hub CPU', 'cores', fg.hubCores, best?.hubCores, 'peer: at its highest zero-loss step of the median search')
-  ctx.figure({
-    scenario: SCENARIO,
-    figure: 'hub CPU per reading',
-    unit: 'µs',
-    fleetgate: fg.hubCpuPerReadingUs,
-    cpuPerReadingUs: cpuVsReference,
-    peer: { name: 'reference hub', value: best?.hubCpuPerReadingUs },
-    ratio: ratioOf(fg.hubCpuPerReadingUs, best?.hubCpuPerReadingUs),
-    target: `<= ${CPU_TARGET_US} µs`,
-    verdict: fg.zeroLoss ? atMost(fg.hubCpuPerReadingUs, CPU_TARGET_US) : 'missed',
-    note: `hub CPU core-seconds / readings acked over the steady window; ratio < 1 means leaner than the reference hub`,
-  })
+  ctx.figure(cpuTargetFigure(SCENARIO, 'hub CPU per reading', fg, CPU_TARGET_US, { name: 'reference hub', value: best?.hubCpuPerReadingUs }))
   row('hub RSS max', 'MiB', fg.hubRssMaxBytes / 1048576, best === undefined ? undefined : best.hubRssMaxBytes / 1048576)
   row('ack latency p50', 'ms', fg.ackLatency.p50Ms)
   row('ack latency p99', 'ms', fg.ackLatency.p99Ms)
   row('load generator CPU', 'cores', fg.loadCores, best?.loadCores)
-  const bareCpu = { fleetgate: bare.hubCpuPerReadingUs }
   ctx.figure({
     scenario: SCENARIO,
     figure: 'acked/s with no MQTT subscriber',
     unit: '/s',
     fleetgate: bare.ackedPerSec,
-    cpuPerReadingUs: bareCpu,
+    cpuPerReadingUs: { fleetgate: bare.hubCpuPerReadingUs },
     verdict: 'n/a',
     note:
       `${lossNote(bare) ?? `landed ${Math.round(bare.landedPerSec)}/s, zero loss`}, hub ${bare.hubCores.toFixed(2)} cores; ` +
       `with the subscriber the hub ran ${fg.hubCores.toFixed(2)} cores for ${Math.round(fg.ackedPerSec)}/s`,
   })
-  ctx.figure({
-    scenario: SCENARIO,
-    figure: 'hub CPU per reading with no MQTT subscriber',
-    unit: 'µs',
-    fleetgate: bare.hubCpuPerReadingUs,
-    cpuPerReadingUs: bareCpu,
-    target: `<= ${CPU_TARGET_NO_SUBSCRIBER_US} µs`,
-    verdict: bare.zeroLoss ? atMost(bare.hubCpuPerReadingUs, CPU_TARGET_NO_SUBSCRIBER_US) : 'missed',
-  })
+  ctx.figure(cpuTargetFigure(SCENARIO, 'hub CPU per reading with no MQTT subscriber', bare, CPU_TARGET_NO_SUBSCRIBER_US))
   ctx.log(`Fleetgate hub RSS max ${mib(fg.hubRssMaxBytes)}, ack latency p50 ${fg.ackLatency.p50Ms} ms, p99 ${fg.ackLatency.p99Ms} ms`)
 }

@@ -22,9 +22,9 @@ export interface Spread {
 
 /**
  * The widest relative spread (max - min over the median of a peer's runs) at which a peer's figure
- * still serves as a yardstick: 20 %. Idle runs of this 2-core machine move by about 10 % between
- * repetitions; a peer beyond twice that was disturbed (other load, a broker queue that collapsed)
- * and its figure is flagged "too wide to compare" in the table.
+ * still serves as a yardstick: 20 %. Beyond it the ratio targets (1.0, 0.8) stop being readable (a
+ * peer that moves by a fifth turns a ratio of 0.9 into one of 1.1): the peer was disturbed (other
+ * load, a broker queue that collapsed) and its figure is flagged "too wide to compare".
  */
 export const PEER_SPREAD_LIMIT = 0.2
 
