@@ -28,7 +28,7 @@ describe('queued commands across hub restarts', () => {
     const second = await startHubProcess(env)
     running.push(second)
     const ws: RawDevice = await connectDevice(second.wsUrl, { deviceId: 'sleeper', keyType: 'hmac', key: created.body.key })
-    expect(await ws.next()).toMatchObject({ t: 'hello' })
+    await ws.opening()
     const delivered = [await ws.next(), await ws.next(), await ws.next()]
     expect(delivered.map((f) => (f.t === 'cmd' ? f.n : f.t))).toEqual(['a', 'b', 'c'])
     for (const frame of delivered) if (frame.t === 'cmd') ws.send({ t: 'res', id: frame.id, ok: true })
@@ -59,7 +59,7 @@ describe('fan-out to 1,000 connected devices', () => {
       }
       for (const ws of sockets) {
         void (async () => {
-          await ws.next()
+          await ws.opening()
           const cmd = await ws.next(30_000)
           if (cmd.t === 'cmd') ws.send({ t: 'res', id: cmd.id, ok: true, r: cmd.p ?? null })
         })()

@@ -40,6 +40,8 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
         expect(hello).toMatchObject({ t: 'hello', dev: device.deviceId, lim: { frame: 1024, batch: 500, rate: 100, window: 64 } })
         expect(hello.t === 'hello' && Math.abs(hello.now - Date.now()) < 5000).toBe(true)
         expect(hello.t === 'hello' && hello.v).toMatch(/^\d+\.\d+\.\d+/)
+        // CONTRACT §7: the desired twin right after hello, also when empty
+        expect(await ws.next()).toStrictEqual({ t: 'twd', v: 0, d: {} })
       }
     }
   })
@@ -93,7 +95,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
   it('replaces an older session with 4001', async () => {
     const device = await provision('twice')
     const first = await connect(device)
-    await first.next()
+    await first.opening()
     const second = await connect(device)
     expect(await second.next()).toMatchObject({ t: 'hello' })
     expect(await first.closed).toEqual({ code: 4001, reason: 'replaced by a newer session' })
@@ -107,7 +109,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
   ])('closes the live session with 4003 within 1 s when %s', async (_name, method, path, body, reason) => {
     const device = await provision(path.split('/')[4] as string)
     const ws = await connect(device)
-    await ws.next()
+    await ws.opening()
     const started = Date.now()
     await hub.api(method, path, body)
     expect(await ws.closed).toEqual({ code: 4003, reason })
@@ -117,7 +119,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
   it('rotates keys: without grace the old key stops at once, with grace it works until the grace ends', async () => {
     const device = await provision('rotating')
     const live = await connect(device)
-    await live.next()
+    await live.opening()
     const rotated = await hub.api('POST', '/api/v1/devices/rotating/key', {})
     expect(rotated.status).toBe(200)
     expect(Object.keys(rotated.body)).toEqual(['key'])
@@ -146,7 +148,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
 
   it('closes with 1003 for text, 1007 for non-CBOR, non-map or unknown t, and 1009 over the frame limit', async () => {
     const bystander = await connect(await provision('bystander'))
-    await bystander.next()
+    await bystander.opening()
     const cases: Array<[string, Uint8Array | string, number, string]> = [
       ['a text frame', 'hello', 1003, 'text'],
       ['bytes that are not CBOR', new Uint8Array([0xff, 0xfe, 0x00]), 1007, 'not_cbor'],
@@ -158,14 +160,14 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
     let n = 0
     for (const [name, data, code, e] of cases) {
       const ws = await connect(await provision(`bad-frame-${n++}`))
-      await ws.next()
+      await ws.opening()
       ws.sendRaw(data)
       const err = await ws.next()
       expect(err, name).toMatchObject({ t: 'err', e })
       expect((await ws.closed).code, name).toBe(code)
     }
     const big = await connect(await provision('too-big'))
-    await big.next()
+    await big.opening()
     big.sendRaw(new Uint8Array(1025))
     expect(await big.next()).toEqual({ t: 'err', e: 'too_big', msg: 'a frame is at most 1024 bytes' })
     expect(await big.closed).toEqual({ code: 1009, reason: 'a frame is at most 1024 bytes' })
@@ -178,7 +180,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
 
   it('naks an invalid telemetry frame that has a valid s and keeps the session', async () => {
     const ws = await connect(await provision('nak-me'))
-    await ws.next()
+    await ws.opening()
     ws.sendRaw(cbor.encode({ t: 'tm', s: 7, m: { temp: 'x'.repeat(257) } }))
     expect(await ws.next()).toEqual({ t: 'nak', s: 7, e: 'invalid' })
     ws.sendRaw(encodeFrame({ t: 'tb', s: 8, r: [] }))

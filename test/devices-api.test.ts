@@ -135,7 +135,7 @@ describe('devices REST API (CONTRACT §4)', () => {
     expect(created.body.online).toBe(false)
     const bulk = await hub.api('POST', '/api/v1/devices', { id: 'online-1' })
     const device = await connectDevice(hub.wsUrl, { deviceId: 'online-1', keyType: 'hmac', key: bulk.body.key })
-    await device.next()
+    await device.opening()
     const online = await hub.api('GET', '/api/v1/devices?online=true')
     expect(online.body.items.map((d: { id: string }) => d.id)).toEqual(['online-1'])
     expect(online.body.items[0].online).toBe(true)
@@ -295,7 +295,7 @@ describe('last seen (CONTRACT §4: GET /devices/{id} lastSeenAt)', () => {
       const credentials = await first.provision('seen-1')
       expect((await first.api('GET', '/api/v1/devices/seen-1')).body).not.toHaveProperty('lastSeenAt')
       const device = await connectDevice(first.wsUrl, credentials)
-      await device.next()
+      await device.opening()
       const live = (await first.api('GET', '/api/v1/devices/seen-1')).body
       expect(live).toMatchObject({ online: true, lastSeenAt: live.connectedAt })
       device.close()

@@ -22,7 +22,7 @@ describe('the hub process (CONTRACT §1)', () => {
 
     const created = await api(hub.base, 'POST', '/api/v1/devices', { id: 'stays' })
     const device = await connectDevice(hub.wsUrl, { deviceId: 'stays', keyType: 'hmac', key: created.body.key })
-    await device.next()
+    await device.opening()
     const started = Date.now()
     hub.child.kill('SIGTERM')
     expect(await device.closed).toEqual({ code: 1001, reason: 'hub shutting down' })
@@ -34,7 +34,7 @@ describe('the hub process (CONTRACT §1)', () => {
     const hub = await start(testEnv(dir(), { FLEETGATE_INFLUX_URL: 'http://127.0.0.1:9' }))
     const created = await api(hub.base, 'POST', '/api/v1/devices', { id: 'waiting' })
     const device = await connectDevice(hub.wsUrl, { deviceId: 'waiting', keyType: 'hmac', key: created.body.key })
-    await device.next()
+    await device.opening()
     for (let s = 1; s <= 50; s++) device.send({ t: 'tm', s, ts: 1_700_000_000_000 + s, m: { v: s } })
     await device.untilAck(50)
     // Let the shipper fail a few times and back off.

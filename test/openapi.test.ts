@@ -98,6 +98,13 @@ describe('the OpenAPI document (GET /api/v1/openapi.json)', () => {
     expect(await admin('get', '/api/v1/commands/{batch}', `/api/v1/commands/${batch}`)).toBe(200)
     expect(await admin('get', '/api/v1/audit', '/api/v1/audit?limit=5')).toBe(200)
     expect(await admin('get', '/api/v1/devices/{id}/telemetry', '/api/v1/devices/doc-1/telemetry')).toBe(503)
+    expect(await admin('get', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin')).toBe(200)
+    expect(await admin('get', '/api/v1/devices/{id}/twin', '/api/v1/devices/nobody/twin')).toBe(404)
+    expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin', { desired: { setpoint: 19, fan: { speed: 2 } }, ifVersion: 0 })).toBe(200)
+    expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin', { desired: { fan: null }, ifVersion: 0 })).toBe(409)
+    expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin', { desired: { big: 'x'.repeat(40_000) } })).toBe(413)
+    expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin', { desired: { $set: 1 } })).toBe(400)
+    expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/nobody/twin', { desired: {} })).toBe(404)
     expect(await admin('get', '/readyz', '/readyz')).toBe(200)
     expect(await admin('get', '/api/v1/healthz', '/api/v1/healthz')).toBe(200)
     // a command to an online device, answered

@@ -42,21 +42,34 @@ describe('the hub on PostgreSQL', () => {
     if (one === undefined || two === undefined) throw new Error('two hubs expected')
     // The SQL files were found from hub/dist, and only one node applied them.
     const migrated = [...one.logs, ...two.logs].filter((entry) => entry['msg'] === 'PostgreSQL schema migrated')
-    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql'])
-    const rows = await pg.query<{ version: number }>('SELECT version FROM fleetgate.schema_migrations', [], url.slice(url.lastIndexOf('/') + 1))
-    expect(rows).toEqual([{ version: 1 }])
+    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql', '0002_twins.sql'])
+    const rows = await pg.query<{ version: number }>('SELECT version FROM fleetgate.schema_migrations ORDER BY version', [], url.slice(url.lastIndexOf('/') + 1))
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }])
 
     const created = await api(one.base, 'POST', '/api/v1/devices', { id: 'roamer', tags: { site: 'north' } })
     expect(created.status).toBe(201)
     // The other node serves the device from its cache, which takes the create within a second.
     const seen = await eventually(() => api(two.base, 'GET', '/api/v1/devices/roamer'), (reply) => reply.status === 200, 1000)
     expect(seen.body).toMatchObject({ id: 'roamer', tags: { site: 'north' }, disabled: false })
+    // The twin is shared too (CONTRACT §7, §8): changed on one node, read and delivered by the other.
+    expect((await api(one.base, 'PATCH', '/api/v1/devices/roamer/twin', { desired: { setpoint: 19 } })).body).toMatchObject({ desiredVersion: 1 })
+    expect(await api(two.base, 'PATCH', '/api/v1/devices/roamer/twin', { desired: { mode: 'eco' }, ifVersion: 0 })).toMatchObject({ status: 409, body: { error: 'version_conflict' } })
     const credentials = { deviceId: 'roamer', keyType: 'hmac' as const, key: created.body.key as string }
     const ws = await eventually(() => connectDevice(two.wsUrl, credentials).catch(() => undefined), (opened) => opened !== undefined, 1000)
     if (ws === undefined) throw new Error('the device did not connect to the other node')
     devices.track(ws)
     expect(await ws.next()).toMatchObject({ t: 'hello' })
-    expect((await api(two.base, 'GET', '/api/v1/audit?limit=10')).body.items).toEqual([expect.objectContaining({ action: 'device.create', target: 'roamer', outcome: 'ok' })])
+    expect(await ws.next()).toStrictEqual({ t: 'twd', v: 1, d: { setpoint: 19 } })
+    ws.send({ t: 'twr', id: 'r1', p: { setpoint: 19 } })
+    expect(await ws.next()).toStrictEqual({ t: 'twa', id: 'r1', v: 1 })
+    expect((await api(one.base, 'GET', '/api/v1/devices/roamer/twin')).body).toMatchObject({ reported: { setpoint: 19 }, reportedVersion: 1, delta: {} })
+    // audit entries are appended after the answer, each node on its own: their order across nodes is not the calls'
+    const audit = await eventually(async () => (await api(two.base, 'GET', '/api/v1/audit?limit=10')).body.items as Array<Record<string, unknown>>, (items) => items.length === 3)
+    expect(audit.map((entry) => `${String(entry['action'])} ${String(entry['outcome'])}`).sort()).toEqual([
+      'device.create ok',
+      'twin.desired version 1',
+      'twin.desired version_conflict (version 1)',
+    ])
   })
 
   it('exits 1 at once, saying so, when PostgreSQL cannot be reached at start', async () => {

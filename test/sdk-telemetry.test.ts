@@ -1,10 +1,9 @@
 // The real DeviceClient's telemetry against the real hub and a real influxd (CONTRACT §3, §5):
 // exact point counts, acks and naks as promise outcomes, the offline queue, resends across a
 // SIGKILL of the hub, and a FileQueueStore across a SIGKILL of the device process.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { DeviceClient, type DeviceClientOptions, type SdkError } from '@fleetgate/device-sdk'
 import { ADMIN_TOKEN, provision, startHubProcess, startTestHub, stopHubProcess, tempDir, testEnv, type HubProcess, type TestHub } from './support/hub.js'
@@ -12,10 +11,10 @@ import { track } from './support/outcome.js'
 import { startInfluxd, type Influxd } from './support/influxd.js'
 import { freePort } from './support/ports.js'
 import { assertBuilt } from './support/build.js'
+import { runDevice, SDK_IMPORTS, type DeviceProcess } from './support/device-process.js'
 import { countPoints, eventually, rows, until } from './support/telemetry.js'
 
 const DB = 'sdk_telemetry'
-const SDK_DIST = fileURLToPath(new URL('../device-sdk/dist/', import.meta.url))
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -258,46 +257,9 @@ describe('DeviceClient telemetry against the hub and InfluxDB', () => {
   })
 })
 
-interface DeviceProcess {
-  readonly child: ChildProcess
-  readonly reports: Array<Record<string, unknown>>
-  readonly exited: Promise<number | string | null>
-  acked(): number
-}
-
-/** Runs the device script with `args`; each stdout line is a JSON report. */
-function runDevice(script: string, args: readonly string[]): DeviceProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const reports: Array<Record<string, unknown>> = []
-  let buffered = ''
-  let stderr = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString()
-    let newline: number
-    while ((newline = buffered.indexOf('\n')) >= 0) {
-      reports.push(JSON.parse(buffered.slice(0, newline)) as Record<string, unknown>)
-      buffered = buffered.slice(newline + 1)
-    }
-  })
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  const exited = new Promise<number | string | null>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 40_000)
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      if (stderr !== '') reports.push({ stderr })
-      resolve(signal ?? code)
-    })
-  })
-  const acked = (): number => Math.max(0, ...reports.map((r) => (typeof r['acked'] === 'number' ? r['acked'] : 0)))
-  return { child, reports, exited, acked }
-}
-
 /** A device process: queues `count` readings in a FileQueueStore, then sends everything the store holds. */
 function deviceScript(): string {
-  return `import { DeviceClient } from ${JSON.stringify(pathToFileURL(join(SDK_DIST, 'index.js')).href)}
-import { FileQueueStore } from ${JSON.stringify(pathToFileURL(join(SDK_DIST, 'node.js')).href)}
-const [url, deviceId, key, storePath, countText] = process.argv.slice(2)
-const report = (value) => process.stdout.write(JSON.stringify(value) + '\\n')
+  return `${SDK_IMPORTS}const [url, deviceId, key, storePath, countText] = process.argv.slice(2)
 const client = new DeviceClient({ url, deviceId, key, store: new FileQueueStore(storePath), batchMaxReadings: 10 })
 client.on('error', (error) => report({ error: error.code, message: error.message }))
 report({ loaded: client.queued })

@@ -136,6 +136,45 @@ describe('fleetgate-sim in-process against a hub and InfluxDB', () => {
     expect((JSON.parse(readFileSync(fleet, 'utf8')) as { devices: unknown[] }).devices).toHaveLength(50)
   }, 90_000)
 
+  it('30 mixed devices under churn and storms with desired changes at 20/s: every change converges and every twin is in sync', async () => {
+    const summary = await runFleet({
+      hub: hub.base,
+      token: ADMIN_TOKEN,
+      devices: 30,
+      prefix: 'twin-',
+      provision: true,
+      fleet: join(dir.path, 'twins.json'),
+      model: 'mixed',
+      rate: 5,
+      readings: 30,
+      churnPercentPerMin: 300,
+      stormEveryMs: 2500,
+      twinRate: 20,
+      verify: true,
+      verifyTimeoutMs: 30_000,
+      drainTimeoutMs: 20_000,
+      seed: 13,
+    })
+    expect({ ok: summary.ok, reasons: summary.reasons }).toStrictEqual({ ok: true, reasons: [] })
+    expect(summary.readings).toMatchObject({ sent: 900, acked: 900, unacked: 0 })
+    expectSessionsWhole(summary, 30)
+    expect(summary.sessions.disconnects.churn + summary.sessions.disconnects.storm).toBeGreaterThan(30)
+    const t = summary.twins
+    expect(t.changed).toBeGreaterThan(60)
+    expect([t.errors, t.skipped, t.unconverged]).toStrictEqual([0, 0, 0])
+    // a change overtaken by a later one of the same device converges with it, uncounted
+    expect(t.converged).toBeLessThanOrEqual(t.changed)
+    expect(t.convergenceMs.count).toBe(t.converged)
+    expect(t.verify).toMatchObject({ inSync: t.verify?.devices, outOfSync: [], outOfSyncCount: 0 })
+    expect(t.verify?.devices).toBeGreaterThan(20)
+    // what the hub holds: each changed device reports the settings its desired state asks for
+    for (const id of ['twin-000001', 'twin-000002', 'twin-000003']) {
+      const twin = (await hub.api('GET', `/api/v1/devices/${id}/twin`)).body
+      expect(twin.delta).toStrictEqual({})
+      for (const [key, value] of Object.entries(twin.desired as Record<string, unknown>)) expect(twin.reported[key]).toStrictEqual(value)
+    }
+  }, 90_000)
+
   it('ed25519 devices sending batches of 10 with clocks off by up to 20 s: stored under device time, exactly once (read from InfluxDB)', async () => {
     const summary = await runFleet({
       hub: hub.base,

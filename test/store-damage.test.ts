@@ -88,7 +88,7 @@ describe('a damaged store at start (issue 10, defect 13)', () => {
       }
       if (i < 5) {
         const ws = await connectDevice(hub.wsUrl, device)
-        await ws.next()
+        await ws.opening()
         for (let s = 1; s <= 20; s++) ws.send({ t: 'tb', s, r: Array.from({ length: 50 }, (_, k) => ({ ts: 1_700_000_000_000 + s * 100 + k, m: { t: k, label: 'x'.repeat(40) } })) })
         await ws.untilAck(20)
         ws.close()

@@ -82,6 +82,8 @@ export interface BrokerStats {
   readonly publishedTelemetry: number
   readonly publishedStatus: number
   readonly publishedResults: number
+  /** Twin publishes, clearings included. */
+  readonly publishedTwins: number
   /** Hub publishes taken and not yet written to every subscriber's stream, now: at most one turn's (see `Broker.pendingPublishes`). */
   readonly pendingPublishes: number
   readonly refusedConnects: number
@@ -105,6 +107,12 @@ export interface Broker {
   publishTelemetry(deviceId: string, message: TelemetryMessage): void
   /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
   publishStatus(deviceId: string, message: StatusMessage): void
+  /**
+   * Publishes a device's twin on `fleetgate/devices/{id}/twin`, QoS 1, retained (CONTRACT §7); with
+   * `twin` undefined, an empty retained payload, which clears the topic (a deleted device). Never
+   * waits, never drops.
+   */
+  publishTwin(deviceId: string, twin: object | undefined): void
   /** Publishes a finished command's record on `fleetgate/devices/{id}/commands/{cmdId}`, QoS 1. Never waits, never drops. */
   publishCommandResult(deviceId: string, cmdId: string, record: object): void
   /** Connected MQTT clients now. */

@@ -10,7 +10,7 @@ import { asError, BridgeError } from './errors.js'
 import { HubPublisher } from './hub-publisher.js'
 import { checkKeys, optionalFn, requiredFn } from './options.js'
 import { isScope } from './scopes.js'
-import { commandResultTopic, commandTopic, statusTopic, TOPIC_ROOT } from './topics.js'
+import { commandResultTopic, commandTopic, statusTopic, twinTopic, TOPIC_ROOT } from './topics.js'
 import { parseUplinkUrl } from './uplink-url.js'
 import { createUplink, UPLINK_CONFIG_KEYS, type Uplink } from './uplink.js'
 
@@ -58,7 +58,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const actors = new WeakMap<Client, Actor>()
   const admitted = new WeakMap<Client, AdmittedConnection>()
   const counts = {
-    publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0,
+    publishedTelemetry: 0, publishedStatus: 0, publishedResults: 0, publishedTwins: 0,
     refusedConnects: 0, refusedPublishes: 0, refusedSubscribes: 0,
     mqttCommands: 0, uplinkCommands: 0, invalidCommands: 0,
   }
@@ -253,6 +253,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       if (closed) return
       counts.publishedStatus++
       publishLocal(topic, hubPublish(topic, message, true), true)
+    },
+    publishTwin(deviceId, twin) {
+      const topic = twinTopic(deviceId)
+      if (closed) return
+      counts.publishedTwins++
+      // MQTT 3.1.1 §3.3.1.3: a retained message with an empty payload removes the retained one
+      const payload = twin === undefined ? Buffer.alloc(0) : codec.encode(twin)
+      uplink?.mirror(topic, payload, true)
+      publishLocal(topic, payload, true)
     },
     publishCommandResult(deviceId, cmdId, record) {
       const topic = commandResultTopic(deviceId, cmdId)

@@ -11,6 +11,7 @@ export {
   parseCommandTopic,
   statusTopic,
   telemetryTopic,
+  twinTopic,
 } from './topics.js'
 export {
   MAX_COMMAND_PAYLOAD_BYTES,

@@ -49,6 +49,11 @@ export function statusTopic(deviceId: string): string {
   return device(deviceId) + '/status'
 }
 
+/** CONTRACT §7: `fleetgate/devices/{id}/twin` (retained); throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+export function twinTopic(deviceId: string): string {
+  return device(deviceId) + '/twin'
+}
+
 /** CONTRACT §6: `fleetgate/devices/{id}/commands`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function commandTopic(deviceId: string): string {
   return device(deviceId) + COMMANDS_SUFFIX

@@ -197,6 +197,24 @@ describe('hub publishes', () => {
     ])
   })
 
+  it('a twin is retained: a late subscriber gets the latest one, and an empty payload clears it', async () => {
+    const local = await startLocalBroker()
+    const twin = (v: number): object => ({ device: 'd1', desired: { a: v }, desiredVersion: v, reported: {}, reportedVersion: 0, delta: { a: v } })
+    local.broker.publishTwin('d1', twin(1))
+    local.broker.publishTwin('d1', twin(2))
+    local.broker.publishTwin('d2', twin(1))
+    local.broker.publishTwin('d2', undefined)
+    await vi.waitFor(() => expect(local.broker.stats().pendingPublishes).toBe(0))
+    const late = await local.client('reader-token')
+    await late.subscribe(['fleetgate/devices/+/twin', 'fleetgate/devices/sentinel/telemetry'], { qos: 1 })
+    await flush(local, late)
+    expect(late.received.filter((m) => m.topic.endsWith('/twin')).map((m) => [m.topic, m.payload.toString(), m.retain])).toEqual([
+      ['fleetgate/devices/d1/twin', JSON.stringify(twin(2)), true],
+    ])
+    expect(local.broker.stats()).toMatchObject({ publishedTwins: 4 })
+    expect(() => local.broker.publishTwin('a+b', twin(1))).toThrow(expect.objectContaining({ code: 'BRIDGE_ERR_INVALID_ARGUMENT' }))
+  })
+
   it('a result goes to fleetgate/devices/{id}/commands/{cmdId}, not retained', async () => {
     const local = await startLocalBroker()
     const client = await local.client('reader-token')

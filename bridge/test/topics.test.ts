@@ -8,6 +8,7 @@ import {
   parseCommandTopic,
   statusTopic,
   telemetryTopic,
+  twinTopic,
 } from '@fleetgate/bridge'
 import { matchesFilter } from '../src/topics.js'
 
@@ -23,10 +24,11 @@ describe('topic names (CONTRACT §6)', () => {
     expect(statusTopic(id)).toBe(status)
     expect(commandTopic(id)).toBe(commands)
     expect(commandResultTopic(id, 'c-1')).toBe(`${commands}/c-1`)
+    expect(twinTopic(id)).toBe(`fleetgate/devices/${id}/twin`)
   })
 
   it.each(['', 'a/b', 'a+b', 'a#', 'a b', 'ä', 'a'.repeat(65), '$SYS'])('refuses device id %j', (id) => {
-    for (const make of [telemetryTopic, statusTopic, commandTopic, (d: string) => commandResultTopic(d, 'c1')]) {
+    for (const make of [telemetryTopic, statusTopic, twinTopic, commandTopic, (d: string) => commandResultTopic(d, 'c1')]) {
       expect(() => make(id)).toThrow(BridgeError)
       expect(() => make(id)).toThrow(expect.objectContaining({ code: 'BRIDGE_ERR_INVALID_ARGUMENT' }))
     }

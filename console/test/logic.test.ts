@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { cursorBefore, findLastSeq, ID_ALPHABET } from '../src/lib/cursor.js'
+import type { TwinDocument } from '@fleetgate/device-sdk/wire'
 import { checkTwinDocument, mergePatchBetween } from '../src/lib/merge-patch.js'
 import { parsePrometheus, promRate, promSum } from '../src/lib/prom.js'
 import type { TelemetryPoint } from '../src/lib/api.js'
@@ -53,7 +54,7 @@ describe('findLastSeq', () => {
 })
 
 describe('mergePatchBetween (RFC 7386)', () => {
-  const cases: ReadonlyArray<readonly [string, Record<string, unknown>, Record<string, unknown>, Record<string, unknown>]> = [
+  const cases: ReadonlyArray<readonly [string, TwinDocument, TwinDocument, TwinDocument]> = [
     ['nothing changed', { a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 2] } }, {}],
     ['a value changed', { a: 1 }, { a: 2 }, { a: 2 }],
     ['a key added', { a: 1 }, { a: 1, b: true }, { b: true }],

@@ -1,7 +1,8 @@
 // DeviceClient: a device's session with the hub (CONTRACT §3). It signs a fresh token for every
 // attempt, waits for `hello`, dispatches hub frames, and reconnects with backoff. Telemetry
-// (send/sendBatch/flush, the offline queue, the ack window, pacing) lives in TelemetryQueue; the
-// client feeds it the session's hello, acks, naks and end.
+// (send/sendBatch/flush, the offline queue, the ack window, pacing) lives in TelemetryQueue, twin
+// reports in TwinReports (CONTRACT §7); the client feeds them the session's hello, acks, naks,
+// twin answers and end.
 //
 // What ends a session, and what happens next:
 // - a network loss, 1001 (hub shutting down), 1008 (rate abuse), a hub `err`, a hello timeout:
@@ -24,10 +25,13 @@ import type { DeviceClientEvents } from './client-events.js'
 import { Connection, isSendableCloseCode } from './connection.js'
 import { TypedEmitter } from './emitter.js'
 import { SdkError } from './errors.js'
-import { encodeFrame, type ErrorFrame, type HelloFrame, type HubFrame, type JsonValue, type Metrics, type ResultFrame } from './protocol.js'
+import { encodeFrame, type ErrorFrame, type HelloFrame, type HubFrame, type JsonValue, type Metrics, type ResultFrame, type TwinDesiredFrame } from './protocol.js'
 import { resolveDeviceClientOptions, type DeviceClientOptions, type ResolvedDeviceClientOptions } from './options.js'
+import { loadQueueStore } from './queue-store.js'
 import type { SendOptions, TelemetryReading } from './reading.js'
 import { TelemetryQueue } from './telemetry-queue.js'
+import { DeviceTwin } from './twin.js'
+import { TwinReports } from './twin-reports.js'
 import { signToken } from './token.js'
 import { acceptsHeaders, defaultWebSocket, type AuthMode, type WebSocketConstructor } from './transport.js'
 
@@ -60,24 +64,40 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   #closeWaiters: Array<() => void> = []
   #webSocket: Promise<{ WebSocket: WebSocketConstructor; auth: AuthMode }> | undefined
   readonly #telemetry: TelemetryQueue
+  readonly #reports: TwinReports
+  #deliverDesired: (frame: TwinDesiredFrame) => void = () => undefined
   readonly #commands: CommandDispatcher
   /** Hub time minus device time, from the last `hello` (commands' deadlines are hub time). */
   #hubOffsetMs = 0
 
   /**
+   * The device's twin (CONTRACT §7): the desired document from the hub, its `desired` event, and
+   * report() for the device's reported state.
+   */
+  readonly twin: DeviceTwin
+
+  /**
    * Validates `options` at once (throws SdkError SDK_ERR_INVALID_OPTION naming the first bad one)
-   * and loads the queue store (SDK_ERR_STORE): readings it holds from an earlier run are sent first.
+   * and loads the queue store (SDK_ERR_STORE): readings and twin reports it holds from an earlier
+   * run are sent first.
    */
   constructor(options: DeviceClientOptions) {
     super()
     this.#options = resolveDeviceClientOptions(options)
     const { backoff, random } = this.#options
     this.#backoff = new Backoff({ ...backoff, random })
+    const loaded = loadQueueStore(this.#options.store)
+    const transmit = (bytes: Uint8Array): boolean => this.#transmit(bytes)
+    const onError = (error: SdkError): void => this.emit('error', error)
+    this.#reports = new TwinReports({ clock: this.#options.clock, store: this.#options.store, loaded: loaded.reports, transmit, onError })
     this.#telemetry = new TelemetryQueue({
       ...this.#options,
-      transmit: (bytes) => this.#transmit(bytes),
-      onError: (error) => this.emit('error', error),
+      loaded,
+      transmit,
+      onError,
+      yieldTo: () => this.#reports.waitingForPace,
     })
+    this.twin = new DeviceTwin(this.#reports, (deliver) => (this.#deliverDesired = deliver))
     this.#commands = new CommandDispatcher({
       send: (frame) => this.sendFrame(frame),
       hubNow: () => this.#options.clock.now() + this.#hubOffsetMs,
@@ -213,6 +233,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#clearTimers()
     this.#rejectWaiters(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub said hello'))
     this.#telemetry.close(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub acked the reading; it may or may not be stored'))
+    this.#reports.close(new SdkError('SDK_ERR_CLOSED', 'close() was called before the hub answered the twin report; the store keeps it for the next run'))
     const connection = this.#connection
     if (connection === undefined) {
       this.#finishClose()
@@ -311,6 +332,14 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
       case 'err':
         this.#onHubError(frame)
         break
+      case 'twd':
+        if (this.#expectSession(connection, frame.t)) this.#deliverDesired(frame)
+        break
+      case 'twa':
+        if (this.#expectSession(connection, frame.t) && !this.#reports.acked(frame)) {
+          this.emit('error', new SdkError('SDK_ERR_PROTOCOL', `the hub answered twin report ${frame.id}, which is not on the wire`, { cause: frame }))
+        }
+        break
     }
   }
 
@@ -330,8 +359,9 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#hubOffsetMs = hello.now - this.#connectedAt
     const waiters = this.#waiters
     this.#waiters = []
-    // CONTRACT §3: unacked frames go again first, with their seq and ts
+    // CONTRACT §3: unacked frames go again first, with their seq and ts; waiting twin reports share their pace
     this.#telemetry.open(hello.lim)
+    this.#reports.open(hello.lim, this.#telemetry.pace)
     this.#commands.resend()
     this.emit('connected', hello)
     for (const waiter of waiters) waiter.resolve(hello)
@@ -371,6 +401,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
 
     if (hello !== undefined) {
       this.#telemetry.lost()
+      this.#reports.lost()
       if (code === CloseCode.revoked) {
         this.emit('error', new SdkError('SDK_ERR_UNAUTHORIZED', 'the hub ended the session (4003): device disabled, deleted or its key rotated'))
       } else if (code === CloseCode.replaced) {

@@ -4,7 +4,10 @@
 //   {"s":1024}                          seqs below 1024 may have been used
 //   {"a":[[id,ts,{metrics},{tags}],...]} readings appended (tags left out when none)
 //   {"d":[[fromId,toId],...]}            readings removed, as id ranges
+//   {"r":[[id,{patch}],...]}             twin reports appended
+//   {"x":[[fromId,toId],...]}            twin reports removed, as id ranges
 //
+// Journals written before twin reports hold no `r` or `x` line and load as they are.
 // Every write is one synchronous write(2) before the call returns, so what a client stored is in
 // the OS's cache when send() returns and survives a kill -9 of the process (add `fsync: true` to
 // survive a power cut). A kill in the middle of a write leaves a torn last line, which load()
@@ -14,8 +17,8 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { SdkError } from './errors.js'
-import type { Metrics, Tags } from './frames.js'
-import { storeError, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
+import type { Metrics, Tags, TwinDocument } from './frames.js'
+import { storeError, type QueueStore, type StoredQueue, type StoredReading, type StoredReport } from './queue-store.js'
 
 /** Options of a FileQueueStore. */
 export interface FileQueueStoreOptions {
@@ -32,8 +35,9 @@ const SNAPSHOT_LINE_READINGS = 1000
 const OPTION_KEYS: ReadonlySet<string> = new Set(['fsync', 'compactAfterBytes'])
 
 /**
- * A QueueStore kept in the file `path` (its directory must exist): unacked readings survive a
- * process kill and are resent by the next client built on the same path. One process per file.
+ * A QueueStore kept in the file `path` (its directory must exist): unacked readings and unanswered
+ * twin reports survive a process kill and are sent by the next client built on the same path. One
+ * process per file.
  */
 export class FileQueueStore implements QueueStore {
   /** The journal file. */
@@ -42,6 +46,8 @@ export class FileQueueStore implements QueueStore {
   readonly #compactAfterBytes: number
   // id -> the reading's JSON text, in id order (ids only ever grow)
   readonly #live = new Map<number, string>()
+  // id -> the twin report's JSON text, in id order
+  readonly #reports = new Map<number, string>()
   #liveBytes = 0
   #journalBytes = 0
   #compactions = 0
@@ -72,6 +78,11 @@ export class FileQueueStore implements QueueStore {
     return this.#live.size
   }
 
+  /** Twin reports held, not yet removed. */
+  get reports(): number {
+    return this.#reports.size
+  }
+
   /** Bytes in the journal file now. */
   get journalBytes(): number {
     return this.#journalBytes
@@ -96,35 +107,29 @@ export class FileQueueStore implements QueueStore {
     // after the last newline: nothing, or a line torn by a kill during its write
     lines.pop()
     const readings = new Map<number, StoredReading>()
+    const reports = new Map<number, StoredReport>()
     lines.forEach((line, index) => {
-      if (line !== '') this.#replay(line, index + 1, readings)
+      if (line !== '') this.#replay(line, index + 1, readings, reports)
     })
     this.#state = 'open'
     this.#compact()
-    return { readings: [...readings.values()], nextSeq: this.#nextSeq }
+    return { readings: [...readings.values()], nextSeq: this.#nextSeq, reports: [...reports.values()] }
   }
 
   append(readings: readonly StoredReading[]): void {
-    if (readings.length === 0) return
-    const texts = readings.map(readingText)
-    this.#write(`{"a":[${texts.join(',')}]}\n`)
-    readings.forEach((reading, i) => {
-      const text = texts[i] as string
-      this.#live.set(reading.id, text)
-      this.#liveBytes += byteLength(text) + 1
-    })
-    this.#maybeCompact()
+    this.#add('a', this.#live, readings, readingText)
   }
 
   remove(ids: readonly number[]): void {
-    const known = ids.filter((id) => this.#live.has(id)).sort((a, b) => a - b)
-    if (known.length === 0) return
-    this.#write(`{"d":${JSON.stringify(idRanges(known))}}\n`)
-    for (const id of known) {
-      this.#liveBytes -= byteLength(this.#live.get(id) as string) + 1
-      this.#live.delete(id)
-    }
-    this.#maybeCompact()
+    this.#drop('d', this.#live, ids)
+  }
+
+  appendReports(reports: readonly StoredReport[]): void {
+    this.#add('r', this.#reports, reports, reportText)
+  }
+
+  removeReports(ids: readonly number[]): void {
+    this.#drop('x', this.#reports, ids)
   }
 
   saveNextSeq(seq: number): void {
@@ -149,7 +154,7 @@ export class FileQueueStore implements QueueStore {
     return `${this.path}.tmp`
   }
 
-  #replay(line: string, lineNumber: number, readings: Map<number, StoredReading>): void {
+  #replay(line: string, lineNumber: number, readings: Map<number, StoredReading>, reports: Map<number, StoredReport>): void {
     let record: unknown
     try {
       record = JSON.parse(line)
@@ -171,17 +176,51 @@ export class FileQueueStore implements QueueStore {
         this.#live.set(reading.id, readingText(reading))
       }
     } else if ('d' in record) {
-      if (!Array.isArray(record.d)) throw bad('d: expected id ranges')
-      for (const range of record.d as unknown[]) {
-        if (!Array.isArray(range) || range.length !== 2 || !range.every((id) => Number.isSafeInteger(id))) throw bad('d: expected [from, to] ranges')
-        for (let id = range[0] as number; id <= (range[1] as number); id++) {
-          readings.delete(id)
-          this.#live.delete(id)
-        }
+      for (const id of idsOf(record.d, 'd', bad)) {
+        readings.delete(id)
+        this.#live.delete(id)
+      }
+    } else if ('r' in record) {
+      if (!Array.isArray(record.r)) throw bad('r: expected an array of twin reports')
+      for (const item of record.r as unknown[]) {
+        const report = parseReport(item)
+        if (report === undefined) throw bad(`r: bad twin report ${JSON.stringify(item)}`)
+        reports.set(report.id, report)
+        this.#reports.set(report.id, reportText(report))
+      }
+    } else if ('x' in record) {
+      for (const id of idsOf(record.x, 'x', bad)) {
+        reports.delete(id)
+        this.#reports.delete(id)
       }
     } else {
-      throw bad('expected s, a or d')
+      throw bad('expected s, a, d, r or x')
     }
+  }
+
+  /** Journals `items` under `key` (`a` readings, `r` reports) and keeps their text in `live`. */
+  #add<T extends { readonly id: number }>(key: 'a' | 'r', live: Map<number, string>, items: readonly T[], text: (item: T) => string): void {
+    if (items.length === 0) return
+    const texts = items.map(text)
+    this.#write(`{"${key}":[${texts.join(',')}]}\n`)
+    items.forEach((item, i) => {
+      const written = texts[i] as string
+      live.set(item.id, written)
+      this.#liveBytes += byteLength(written) + 1
+    })
+    this.#maybeCompact()
+  }
+
+  /** Journals the removal of the `ids` that `live` holds, under `key` (`d` readings, `x` reports). */
+  #drop(key: 'd' | 'x', live: Map<number, string>, ids: readonly number[]): void {
+    const known = ids.filter((id) => live.has(id)).sort((a, b) => a - b)
+    if (known.length === 0) return
+    this.#write(`{"${key}":${JSON.stringify(idRanges(known))}}\n`)
+    for (const id of known) {
+      this.#liveBytes -= byteLength(live.get(id) as string) + 1
+      live.delete(id)
+    }
+    this.#maybeCompact()
   }
 
   #maybeCompact(): void {
@@ -190,10 +229,13 @@ export class FileQueueStore implements QueueStore {
 
   #compact(): void {
     const texts = [...this.#live.values()]
+    const reportTexts = [...this.#reports.values()]
     let snapshot = `{"s":${this.#nextSeq}}\n`
     for (let i = 0; i < texts.length; i += SNAPSHOT_LINE_READINGS) {
       snapshot += `{"a":[${texts.slice(i, i + SNAPSHOT_LINE_READINGS).join(',')}]}\n`
     }
+    // one report per line: a report holds up to a frame's worth of patch
+    for (const text of reportTexts) snapshot += `{"r":[${text}]}\n`
     try {
       const temp = openSync(this.#tempPath, 'w', 0o600)
       try {
@@ -209,7 +251,7 @@ export class FileQueueStore implements QueueStore {
     } catch (cause) {
       throw storeError(`cannot compact ${this.path}`, cause)
     }
-    this.#liveBytes = texts.reduce((sum, text) => sum + byteLength(text) + 1, 0)
+    this.#liveBytes = [...texts, ...reportTexts].reduce((sum, text) => sum + byteLength(text) + 1, 0)
     this.#journalBytes = byteLength(snapshot)
     this.#compactions++
   }
@@ -252,6 +294,27 @@ function byteLength(text: string): number {
 
 function readingText(reading: StoredReading): string {
   return JSON.stringify(reading.g === undefined ? [reading.id, reading.ts, reading.m] : [reading.id, reading.ts, reading.m, reading.g])
+}
+
+function reportText(report: StoredReport): string {
+  return JSON.stringify([report.id, report.p])
+}
+
+// Only the shape: the client checks the patch with the twin rules when it loads it.
+function parseReport(item: unknown): StoredReport | undefined {
+  if (!Array.isArray(item) || item.length !== 2) return undefined
+  const [id, p] = item as [unknown, unknown]
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || !isObject(p)) return undefined
+  return { id, p: p as TwinDocument }
+}
+
+/** The ids of a removal line's `[from, to]` ranges. */
+function* idsOf(ranges: unknown, key: string, bad: (what: string) => SdkError): Generator<number> {
+  if (!Array.isArray(ranges)) throw bad(`${key}: expected id ranges`)
+  for (const range of ranges as unknown[]) {
+    if (!Array.isArray(range) || range.length !== 2 || !range.every((id) => Number.isSafeInteger(id))) throw bad(`${key}: expected [from, to] ranges`)
+    for (let id = range[0] as number; id <= (range[1] as number); id++) yield id
+  }
 }
 
 // Only the shape: the client checks metrics and tags with the codec's rules when it loads them.

@@ -25,7 +25,13 @@ import {
   type ResultFrame,
   type Tags,
   type TelemetryFrame,
+  type TwinAckFrame,
+  type TwinDesiredFrame,
+  type TwinDocument,
+  type TwinReportFrame,
+  TWIN_REFUSALS,
 } from './frames.js'
+import { isTwinReportId, MAX_TWIN_REPORT_ID_CHARS, twinPatchProblem } from './twin-doc.js'
 
 type WireMap = Map<unknown, unknown>
 
@@ -106,21 +112,64 @@ export function checkBatch(map: WireMap): Decoded<BatchFrame> {
 export function checkResult(map: WireMap): Decoded<ResultFrame> {
   const id = map.get('id')
   if (typeof id !== 'string' || !COMMAND_ID_PATTERN.test(id)) return invalid(`id: expected 1 to 64 of A-Z a-z 0-9 _ . -, got ${show(id)}`)
+  const refused = (reason: string): DecodeFailure => ({ ok: false, code: 'invalid', id, t: 'res', reason })
   const ok = map.get('ok')
-  if (typeof ok !== 'boolean') return { ok: false, code: 'invalid', id, reason: `ok: expected a bool, got ${describe(ok)}` }
+  if (typeof ok !== 'boolean') return refused(`ok: expected a bool, got ${describe(ok)}`)
   const frame: ResultFrame = { t: 'res', id, ok }
   const rawR = map.get('r')
   if (rawR !== undefined) {
     const r = toJson(rawR)
-    if (r instanceof NotJson) return { ok: false, code: 'invalid', id, reason: `r${r.reason}` }
+    if (r instanceof NotJson) return refused(`r${r.reason}`)
     frame.r = r
   }
   const e = map.get('e')
   if (e !== undefined) {
-    if (typeof e !== 'string') return { ok: false, code: 'invalid', id, reason: `e: expected text, got ${describe(e)}` }
+    if (typeof e !== 'string') return refused(`e: expected text, got ${describe(e)}`)
     frame.e = e
   }
   return { ok: true, frame }
+}
+
+const REPORT_ID_EXPECTED = `text of 1 to ${MAX_TWIN_REPORT_ID_CHARS} characters`
+
+export function checkTwinReport(map: WireMap): Decoded<TwinReportFrame> {
+  const id = map.get('id')
+  if (!isTwinReportId(id)) return invalid(`id: expected ${REPORT_ID_EXPECTED}, got ${show(id)}`)
+  const refused = (reason: string): DecodeFailure => ({ ok: false, code: 'invalid', id, t: 'twr', reason })
+  const rawP = map.get('p')
+  if (!(rawP instanceof Map)) return refused(`p: expected a map (a merge patch), got ${describe(rawP)}`)
+  const p = toJson(rawP)
+  if (p instanceof NotJson) return refused(`p${p.reason}`)
+  // a map became an object: toJson built it from scratch, so the twin rules check it in place
+  const problem = twinPatchProblem(p)
+  if (problem !== undefined) return refused(`p${problem}`)
+  return { ok: true, frame: { t: 'twr', id, p: p as TwinDocument } }
+}
+
+export function checkTwinDesired(map: WireMap): Decoded<TwinDesiredFrame> {
+  const rawV = map.get('v')
+  const v = uint(rawV)
+  if (v === undefined) return invalid(`v: expected an unsigned integer, got ${describe(rawV)}`)
+  const rawD = map.get('d')
+  if (!(rawD instanceof Map)) return invalid(`d: expected a map (the desired document), got ${describe(rawD)}`)
+  const d = toJson(rawD)
+  if (d instanceof NotJson) return invalid(`d${d.reason}`)
+  return { ok: true, frame: { t: 'twd', v, d: d as TwinDocument } }
+}
+
+export function checkTwinAck(map: WireMap): Decoded<TwinAckFrame> {
+  const id = map.get('id')
+  if (!isTwinReportId(id)) return invalid(`id: expected ${REPORT_ID_EXPECTED}, got ${show(id)}`)
+  const rawV = map.get('v')
+  const e = map.get('e')
+  if (rawV !== undefined && e === undefined) {
+    const v = uint(rawV)
+    if (v === undefined) return invalid(`v: expected an unsigned integer, got ${describe(rawV)}`)
+    return { ok: true, frame: { t: 'twa', id, v } }
+  }
+  const refusal = TWIN_REFUSALS.find((reason) => reason === e)
+  if (rawV === undefined && refusal !== undefined) return { ok: true, frame: { t: 'twa', id, e: refusal } }
+  return invalid(`expected v (a version) or e (${TWIN_REFUSALS.join(', ')}), got v ${describe(rawV)} and e ${describe(e)}`)
 }
 
 export function checkHello(map: WireMap): Decoded<HelloFrame> {

@@ -64,8 +64,22 @@ export interface ResultFrame {
   e?: string
 }
 
+/**
+ * A twin document (CONTRACT §7): a JSON object, at most MAX_TWIN_BYTES as compact JSON, nesting at
+ * most MAX_TWIN_DEPTH levels, keys of 1 to 128 UTF-8 bytes not starting with `$`. A merge patch
+ * (RFC 7386) has the same shape; in a patch, a `null` member deletes its key.
+ */
+export type TwinDocument = { [key: string]: JsonValue }
+
+/** Device to hub: merge patch `p` for the twin's `reported` document, under report id `id` (1 to 64 characters). */
+export interface TwinReportFrame {
+  t: 'twr'
+  id: string
+  p: TwinDocument
+}
+
 /** Any device-to-hub frame, discriminated by `t`. */
-export type DeviceFrame = TelemetryFrame | BatchFrame | ResultFrame
+export type DeviceFrame = TelemetryFrame | BatchFrame | ResultFrame | TwinReportFrame
 
 /** Session limits the hub announces: `frame` bytes, `batch` readings, `rate` frames/s, `window` unacked frames (default 64). */
 export interface HubLimits {
@@ -131,8 +145,27 @@ export interface ErrorFrame {
   msg: string
 }
 
+/** Hub to device: the whole desired document `d` at desired version `v` (after `hello`, and after each change). */
+export interface TwinDesiredFrame {
+  t: 'twd'
+  v: number
+  d: TwinDocument
+}
+
+/** Why the hub refused a twin report (CONTRACT §7); nothing changed. */
+export type TwinRefusal = 'invalid' | 'too_large' | 'rate'
+
+/** Every TwinRefusal, in the contract's order. */
+export const TWIN_REFUSALS: readonly TwinRefusal[] = Object.freeze(['invalid', 'too_large', 'rate'])
+
+/**
+ * Hub to device: the report `id` is durably applied and `reported` is now at version `v`, or it
+ * was refused for `e` and nothing changed. Exactly one of `v` and `e` is set.
+ */
+export type TwinAckFrame = { t: 'twa'; id: string; v: number; e?: undefined } | { t: 'twa'; id: string; e: TwinRefusal; v?: undefined }
+
 /** Any hub-to-device frame, discriminated by `t`. */
-export type HubFrame = HelloFrame | AckFrame | NakFrame | CommandFrame | ErrorFrame
+export type HubFrame = HelloFrame | AckFrame | NakFrame | CommandFrame | ErrorFrame | TwinDesiredFrame | TwinAckFrame
 
 /**
  * Why bytes did not decode to a frame:
@@ -145,13 +178,15 @@ export type DecodeFailureCode = 'not_cbor' | 'not_map' | 'unknown_type' | 'inval
 
 /**
  * A frame that did not decode. `s` is set when the frame carried a valid seq (so the hub can
- * `nak` it), `id` when a `res` frame carried a valid command id; `reason` is for humans and logs.
+ * `nak` it); `id` when a `res` frame carried a valid command id or a `twr` frame a valid report id
+ * (so the hub can answer it), and then `t` says which; `reason` is for humans and logs.
  */
 export interface DecodeFailure {
   ok: false
   code: DecodeFailureCode
   s?: number
   id?: string
+  t?: 'res' | 'twr'
   reason: string
 }
 

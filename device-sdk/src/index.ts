@@ -17,10 +17,13 @@ export {
   type DeviceClientOptions,
   type OverflowPolicy,
 } from './options.js'
-export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading } from './queue-store.js'
+export { MemoryQueueStore, type QueueStore, type StoredQueue, type StoredReading, type StoredReport } from './queue-store.js'
 export type { SendOptions, TelemetryReading } from './reading.js'
 export { PACING_JITTER_RESERVE_SEC } from './token-bucket.js'
-// The frames a device program meets: `hello` (connect), `cmd` (the command event), `res` (sendFrame).
-export type { CommandFrame, HelloFrame, HubLimits, JsonValue, Metrics, NakReason, Reading, ResultFrame, Tags } from './protocol.js'
+// The frames a device program meets: `hello` (connect), `cmd` (the command event), `res` (sendFrame);
+// twin documents and the hub's refusals of a report (client.twin).
+export type { CommandFrame, HelloFrame, HubLimits, JsonValue, Metrics, NakReason, Reading, ResultFrame, Tags, TwinDocument, TwinRefusal } from './protocol.js'
 export type { KeyType } from './token.js'
 export type { AuthMode, WebSocketConstructor, WebSocketHandler, WebSocketLike } from './transport.js'
+export type { DesiredTwin, DeviceTwin, DeviceTwinEvents } from './twin.js'
+export { MAX_PENDING_REPORTS } from './twin-reports.js'

@@ -11,6 +11,9 @@ import {
   checkHello,
   checkResult,
   checkTelemetry,
+  checkTwinAck,
+  checkTwinDesired,
+  checkTwinReport,
   describe,
   show,
 } from './frame-checks.js'
@@ -87,6 +90,15 @@ export function encodeFrame(frame: DeviceFrame | HubFrame): Uint8Array {
     case 'err':
       wire = { t: 'err', e: frame.e, msg: frame.msg }
       break
+    case 'twr':
+      wire = { t: 'twr', id: frame.id, p: frame.p }
+      break
+    case 'twd':
+      wire = { t: 'twd', v: wireInt(frame.v), d: frame.d }
+      break
+    case 'twa':
+      wire = frame.e === undefined ? { t: 'twa', id: frame.id, v: wireInt(frame.v) } : { t: 'twa', id: frame.id, e: frame.e }
+      break
     default: {
       const unknown: never = frame
       throw new SdkError('SDK_ERR_PROTOCOL', `cannot encode a frame with t = ${show((unknown as { t?: unknown }).t)}`)
@@ -100,7 +112,7 @@ export function encodeFrame(frame: DeviceFrame | HubFrame): Uint8Array {
 }
 
 /**
- * Decodes and validates one device-to-hub frame (`tm`, `tb`, `res`). Never throws: any input,
+ * Decodes and validates one device-to-hub frame (`tm`, `tb`, `res`, `twr`). Never throws: any input,
  * hostile or not, yields a frame built from validated fields only, or a DecodeFailure. The frame
  * holds no view of `bytes` (byte strings are refused everywhere), so the caller may reuse or
  * detach the buffer at once (uWS neuters message ArrayBuffers when the handler returns).
@@ -116,13 +128,15 @@ export function decodeDeviceFrame(bytes: Uint8Array): Decoded<DeviceFrame> {
       return checkBatch(map)
     case 'res':
       return checkResult(map)
+    case 'twr':
+      return checkTwinReport(map)
     default:
-      return unknownType(t, 'tm, tb or res')
+      return unknownType(t, 'tm, tb, res or twr')
   }
 }
 
 /**
- * Decodes and validates one hub-to-device frame (`hello`, `ack`, `nak`, `cmd`, `err`). Never throws,
+ * Decodes and validates one hub-to-device frame (`hello`, `ack`, `nak`, `cmd`, `err`, `twd`, `twa`). Never throws,
  * like decodeDeviceFrame.
  */
 export function decodeHubFrame(bytes: Uint8Array): Decoded<HubFrame> {
@@ -139,8 +153,12 @@ export function decodeHubFrame(bytes: Uint8Array): Decoded<HubFrame> {
       return checkCommand(map)
     case 'err':
       return checkError(map)
+    case 'twd':
+      return checkTwinDesired(map)
+    case 'twa':
+      return checkTwinAck(map)
     default:
-      return unknownType(t, 'hello, ack, nak, cmd or err')
+      return unknownType(t, 'hello, ack, nak, cmd, err, twd or twa')
   }
 }
 

@@ -1,11 +1,13 @@
-// Where a DeviceClient keeps readings until the hub acknowledges them. The interface is synchronous
-// on purpose: a reading is in the store before send() returns, so a process killed right after
-// send() still has it; an async store would leave a window where a reading was sent but not kept.
+// Where a DeviceClient keeps readings until the hub acknowledges them, and twin reports until the
+// hub answers them. The interface is synchronous on purpose: a reading (a report) is in the store
+// before send() (twin.report()) returns, so a process killed right after still has it; an async
+// store would leave a window where it was sent but not kept.
 // Browser stores can sit on localStorage or OPFS sync access handles; Node has FileQueueStore
 // (`@fleetgate/device-sdk/node`).
 import { SdkError } from './errors.js'
-import type { Metrics, Tags } from './frames.js'
+import type { Metrics, Tags, TwinDocument } from './frames.js'
 import { toReading } from './reading.js'
+import { twinPatchProblem } from './twin-doc.js'
 
 /** A reading as a store keeps it: `id` (from 1, increasing in send order), `ts` Unix ms, metrics `m`, tags `g`. */
 export interface StoredReading {
@@ -15,18 +17,30 @@ export interface StoredReading {
   readonly g?: Tags
 }
 
-/** What a store holds when a client starts: unacked readings by increasing id, and the next seq to use (0: none used yet). */
-export interface StoredQueue {
-  readonly readings: readonly StoredReading[]
-  readonly nextSeq: number
+/** A twin report as a store keeps it until the hub answers it: `id` (from 1, increasing in report order) and its merge patch `p`. */
+export interface StoredReport {
+  readonly id: number
+  readonly p: TwinDocument
 }
 
 /**
- * Persistence of the telemetry queue. Every method is synchronous and throws (best an SdkError
- * SDK_ERR_STORE) when it fails. A client calls load() once when it is built, then append() for
- * accepted readings, remove() for readings acked, naked or dropped, saveNextSeq() before it uses
- * seqs at or beyond the last saved value, and close() from its own close(). One store serves one
- * client at a time.
+ * What a store holds when a client starts: unacked readings by increasing id, the next seq to use
+ * (0: none used yet), and unanswered twin reports by increasing id (absent: none, as in a store
+ * written before twins).
+ */
+export interface StoredQueue {
+  readonly readings: readonly StoredReading[]
+  readonly nextSeq: number
+  readonly reports?: readonly StoredReport[]
+}
+
+/**
+ * Persistence of the telemetry queue and of unanswered twin reports. Every method is synchronous
+ * and throws (best an SdkError SDK_ERR_STORE) when it fails. A client calls load() once when it is
+ * built, then append() for accepted readings, remove() for readings acked, naked or dropped,
+ * saveNextSeq() before it uses seqs at or beyond the last saved value, appendReports() and
+ * removeReports() for twin reports made and answered, and close() from its own close(). One store
+ * serves one client at a time.
  */
 export interface QueueStore {
   /** Everything appended and not removed, oldest first, and the last seq saved. */
@@ -37,13 +51,24 @@ export interface QueueStore {
   remove(ids: readonly number[]): void
   /** Records that seqs below `seq` may have been used. */
   saveNextSeq(seq: number): void
+  /**
+   * Keeps new twin reports (ids larger than any before). Optional: with a store that lacks it (one
+   * written before twins), reports wait in the client's memory only and do not survive its process.
+   */
+  appendReports?(reports: readonly StoredReport[]): void
+  /** Forgets twin reports by id once the hub answered them; unknown ids are ignored. Optional, with appendReports. */
+  removeReports?(ids: readonly number[]): void
   /** Releases the store's resources; the client calls nothing after it. */
   close(): void
 }
 
-/** A QueueStore in memory, the default: readings survive reconnects but not the process. */
+/**
+ * A QueueStore in memory, the default: readings and reports survive reconnects, and a new client on
+ * the same store (a simulated reboot), but not the process.
+ */
 export class MemoryQueueStore implements QueueStore {
   readonly #readings = new Map<number, StoredReading>()
+  readonly #reports = new Map<number, StoredReport>()
   #nextSeq = 0
 
   /** Readings held, not yet removed. */
@@ -52,7 +77,15 @@ export class MemoryQueueStore implements QueueStore {
   }
 
   load(): StoredQueue {
-    return { readings: [...this.#readings.values()], nextSeq: this.#nextSeq }
+    return { readings: [...this.#readings.values()], nextSeq: this.#nextSeq, reports: [...this.#reports.values()] }
+  }
+
+  appendReports(reports: readonly StoredReport[]): void {
+    for (const report of reports) this.#reports.set(report.id, report)
+  }
+
+  removeReports(ids: readonly number[]): void {
+    for (const id of ids) this.#reports.delete(id)
   }
 
   append(readings: readonly StoredReading[]): void {
@@ -70,11 +103,19 @@ export class MemoryQueueStore implements QueueStore {
   close(): void {}
 }
 
+/** What loadQueueStore found, checked. */
+export interface LoadedQueue {
+  readonly readings: StoredReading[]
+  readonly nextSeq: number
+  readonly reports: StoredReport[]
+}
+
 /**
  * Loads `store` and checks what it holds: readings by the codec's rules (CONTRACT §3) with ids
- * increasing, and a next seq >= 0. Throws SdkError SDK_ERR_STORE when it fails or holds anything else.
+ * increasing, a next seq >= 0, and twin reports by the twin rules (CONTRACT §7) with ids
+ * increasing. Throws SdkError SDK_ERR_STORE when it fails or holds anything else.
  */
-export function loadQueueStore(store: QueueStore): { readings: StoredReading[]; nextSeq: number } {
+export function loadQueueStore(store: QueueStore): LoadedQueue {
   let loaded: StoredQueue
   try {
     loaded = store.load()
@@ -92,7 +133,17 @@ export function loadQueueStore(store: QueueStore): { readings: StoredReading[]; 
     readings.push({ id: stored.id, ...reading })
   }
   if (!Number.isSafeInteger(loaded.nextSeq) || loaded.nextSeq < 0) throw new SdkError('SDK_ERR_STORE', `the queue store holds a bad next seq ${loaded.nextSeq}`)
-  return { readings, nextSeq: loaded.nextSeq }
+  const reports: StoredReport[] = []
+  let lastReport = 0
+  for (const stored of loaded.reports ?? []) {
+    const problem = twinPatchProblem(stored.p)
+    if (problem !== undefined || !Number.isSafeInteger(stored.id) || stored.id <= lastReport) {
+      throw new SdkError('SDK_ERR_STORE', `the queue store holds a bad twin report (id ${String(stored.id)}): ${problem === undefined ? 'ids must increase' : `p${problem}`}`)
+    }
+    lastReport = stored.id
+    reports.push(stored)
+  }
+  return { readings, nextSeq: loaded.nextSeq, reports }
 }
 
 /** A store's failure as SdkError SDK_ERR_STORE, `cause` kept; an SdkError passes through as it is. */

@@ -13,7 +13,7 @@ import { SdkError } from './errors.js'
 import { packFrame, type Packable } from './frame-packer.js'
 import { nextStamp, type HubLimits, type NakReason, type Reading } from './frames.js'
 import type { Clock, OverflowPolicy } from './options.js'
-import { loadQueueStore, storeError, type QueueStore } from './queue-store.js'
+import { storeError, type LoadedQueue, type QueueStore } from './queue-store.js'
 import { toReading } from './reading.js'
 import { hubPacer, type TokenBucket } from './token-bucket.js'
 
@@ -21,6 +21,8 @@ import { hubPacer, type TokenBucket } from './token-bucket.js'
 export interface TelemetryQueueOptions {
   readonly clock: Clock
   readonly store: QueueStore
+  /** What the store held when the client started (loadQueueStore): readings to send first, the next seq. */
+  readonly loaded: Pick<LoadedQueue, 'readings' | 'nextSeq'>
   /** Most readings per frame; undefined: the hub's `lim.batch`. */
   readonly batchMaxReadings: number | undefined
   /** How long a first queued reading waits for others to share its frame, in ms; 0: the current tick only. */
@@ -34,6 +36,11 @@ export interface TelemetryQueueOptions {
   readonly transmit: (bytes: Uint8Array) => boolean
   /** Failures with no caller to reject (a store that cannot remove acked readings). */
   readonly onError: (error: SdkError) => void
+  /**
+   * Whether another frame on the same pace (a twin report) waits for a token: telemetry then leaves
+   * it the next one, so a steady stream of readings cannot starve it. Default: never.
+   */
+  readonly yieldTo?: () => boolean
 }
 
 /** Seqs are saved to the store in blocks of this many, so a store is written once per block, not per frame. */
@@ -84,10 +91,10 @@ export class TelemetryQueue {
   #pumpQueued = false
   #closed = false
 
-  /** Loads the store; throws SdkError SDK_ERR_STORE when it fails or holds what is not a reading. */
+  /** Takes what the store held (`options.loaded`): those readings are sent first. */
   constructor(options: TelemetryQueueOptions) {
     this.#options = options
-    const loaded = loadQueueStore(options.store)
+    const loaded = options.loaded
     for (const reading of loaded.readings) this.#pending.push({ ...reading, ticket: undefined, bytes: -1 })
     const lastId = loaded.readings.at(-1)?.id ?? 0
     this.#nextId = lastId + 1
@@ -108,6 +115,14 @@ export class TelemetryQueue {
     let readings = 0
     for (const frame of this.#frames) readings += frame.entries.length
     return readings
+  }
+
+  /**
+   * The pace of the current session (CONTRACT §1: the hub's rate, burst 2x, less the jitter
+   * reserve), which twin reports draw from too; undefined without a session or with pacing off.
+   */
+  get pace(): TokenBucket | undefined {
+    return this.#bucket
   }
 
   /** Frames sent on the current session and not yet acked or naked. */
@@ -320,8 +335,9 @@ export class TelemetryQueue {
       const resend = this.#sent < this.#frames.length
       if (!resend && (this.queued === 0 || !(this.#lingerDone || this.queued >= this.#batchLimit()))) return
       const bucket = this.#bucket
-      if (bucket !== undefined && bucket.tokens(clock.now()) < 1) {
-        this.#pace(bucket.waitMs(clock.now()))
+      const needed = this.#options.yieldTo?.() === true ? 2 : 1
+      if (bucket !== undefined && bucket.tokens(clock.now()) < needed) {
+        this.#pace(bucket.waitMs(clock.now(), needed))
         return
       }
       const frame = resend ? this.#frames[this.#sent] : this.#pack(limits)

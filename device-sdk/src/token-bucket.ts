@@ -30,10 +30,11 @@ export class TokenBucket {
     return true
   }
 
-  /** Ms from `nowMs` until one token is available (0 when one is), rounded up. */
-  waitMs(nowMs: number): number {
+  /** Ms from `nowMs` until `count` tokens (default 1, at most the capacity) are available (0 when they are), rounded up. */
+  waitMs(nowMs: number, count = 1): number {
     this.#refill(nowMs)
-    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) * 1000) / this.#ratePerSec)
+    const wanted = Math.min(count, this.#capacity)
+    return this.#tokens >= wanted ? 0 : Math.ceil(((wanted - this.#tokens) * 1000) / this.#ratePerSec)
   }
 
   #refill(nowMs: number): void {

@@ -836,7 +836,7 @@ describe('DeviceClient waits end on an AbortSignal', () => {
     ])
     expect(client.inflight).toBe(2)
     const last = hub.received.at(-1)
-    hub.send({ t: 'ack', s: last?.ok === true && last.frame.t !== 'res' ? last.frame.s : -1 })
+    hub.send({ t: 'ack', s: last?.ok === true && (last.frame.t === 'tm' || last.frame.t === 'tb') ? last.frame.s : -1 })
     await client.flush()
     expect([client.queued, client.inflight]).toStrictEqual([0, 0])
     expect(hub.received.flatMap((decoded) => (decoded.ok && decoded.frame.t === 'tb' ? decoded.frame.r.map((r) => r.m['a']) : []))).toStrictEqual([1, 2])

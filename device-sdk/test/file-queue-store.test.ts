@@ -4,10 +4,11 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileS
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { SdkError, type StoredReading } from '../src/index.js'
+import { SdkError, type StoredReading, type StoredReport } from '../src/index.js'
 import { decodeDeviceFrame, type BatchFrame, type TelemetryFrame } from '../src/wire.js'
 import { FileQueueStore } from '../src/node.js'
 import { TelemetryQueue } from '../src/telemetry-queue.js'
+import { loadQueueStore } from '../src/queue-store.js'
 import { SteppingClock, settle } from '../../test/support/clock.js'
 
 const dirs: string[] = []
@@ -27,14 +28,14 @@ describe('FileQueueStore', () => {
   it('starts empty, keeps what is appended and not removed, and the last seq saved', () => {
     const path = journalPath()
     const store = new FileQueueStore(path)
-    expect(store.load()).toStrictEqual({ readings: [], nextSeq: 0 })
+    expect(store.load()).toStrictEqual({ readings: [], nextSeq: 0, reports: [] })
     store.append([reading(1), reading(2, { g: { room: 'a' } }), reading(3)])
     store.append([reading(4)])
     store.remove([1, 3, 99])
     store.saveNextSeq(1025)
     store.close()
     const again = new FileQueueStore(path)
-    expect(again.load()).toStrictEqual({ readings: [reading(2, { g: { room: 'a' } }), reading(4)], nextSeq: 1025 })
+    expect(again.load()).toStrictEqual({ readings: [reading(2, { g: { room: 'a' } }), reading(4)], nextSeq: 1025, reports: [] })
     expect(again.size).toBe(2)
     again.close()
   })
@@ -48,7 +49,7 @@ describe('FileQueueStore', () => {
     killed.remove([2])
     // no close(): the process died here
     const restarted = new FileQueueStore(path)
-    expect(restarted.load()).toStrictEqual({ readings: [reading(1), reading(3)], nextSeq: 2049 })
+    expect(restarted.load()).toStrictEqual({ readings: [reading(1), reading(3)], nextSeq: 2049, reports: [] })
     restarted.close()
   })
 
@@ -74,8 +75,8 @@ describe('FileQueueStore', () => {
     expect(() => new FileQueueStore(path).load()).toThrow(expect.objectContaining({ code: 'SDK_ERR_STORE', message: `${path}:2: not JSON` }))
     writeFileSync(path, '{"a":[[1,2]]}\n')
     expect(() => new FileQueueStore(path).load()).toThrow(expect.objectContaining({ code: 'SDK_ERR_STORE', message: `${path}:1: a: bad reading [1,2]` }))
-    writeFileSync(path, '{"x":1}\n')
-    expect(() => new FileQueueStore(path).load()).toThrow(expect.objectContaining({ code: 'SDK_ERR_STORE', message: `${path}:1: expected s, a or d` }))
+    writeFileSync(path, '{"z":1}\n')
+    expect(() => new FileQueueStore(path).load()).toThrow(expect.objectContaining({ code: 'SDK_ERR_STORE', message: `${path}:1: expected s, a, d, r or x` }))
   })
 
   it('compacts once the journal outgrows what it holds, keeping the same content', () => {
@@ -94,9 +95,44 @@ describe('FileQueueStore', () => {
     store.saveNextSeq(7)
     // a kill right after: the compacted journal plus what followed it
     const restarted = new FileQueueStore(path)
-    expect(restarted.load()).toStrictEqual({ readings: Array.from({ length: 20 }, (_, i) => reading((i + 1) * 10)), nextSeq: 7 })
+    expect(restarted.load()).toStrictEqual({ readings: Array.from({ length: 20 }, (_, i) => reading((i + 1) * 10)), nextSeq: 7, reports: [] })
     expect(readFileSync(path, 'utf8').split('\n')).toHaveLength(3)
     restarted.close()
+  })
+
+  it('keeps twin reports until removed, across a kill and a compaction, every key as written', () => {
+    const path = journalPath()
+    const store = new FileQueueStore(path, { compactAfterBytes: 2048 })
+    store.load()
+    const proto = JSON.parse('{"__proto__":{"x":1},"a":null}') as StoredReport['p']
+    store.append([reading(1)])
+    store.appendReports([{ id: 1, p: { setpoint: 21 } }, { id: 2, p: proto }])
+    store.appendReports([{ id: 3, p: { mode: 'eco' } }])
+    store.removeReports([1, 99])
+    expect(store.reports).toBe(2)
+    // a kill: no close()
+    const restarted = new FileQueueStore(path, { compactAfterBytes: 2048 })
+    const loaded = restarted.load()
+    expect(loaded.readings).toStrictEqual([reading(1)])
+    expect(JSON.stringify(loaded.reports)).toBe('[{"id":2,"p":{"__proto__":{"x":1},"a":null}},{"id":3,"p":{"mode":"eco"}}]')
+    // churn through compactions: what is left is what was not removed
+    for (let id = 4; id <= 100; id++) {
+      restarted.appendReports([{ id, p: { n: id, pad: 'p'.repeat(40) } }])
+      if (id % 20 !== 0) restarted.removeReports([id])
+    }
+    expect(restarted.compactions).toBeGreaterThan(2)
+    const third = new FileQueueStore(path)
+    expect((third.load().reports ?? []).map((r) => r.id)).toStrictEqual([2, 3, 20, 40, 60, 80, 100])
+    third.close()
+    restarted.close()
+  })
+
+  it('loads a journal written before twin reports', () => {
+    const path = journalPath()
+    writeFileSync(path, `{"s":1024}\n{"a":[[1,1700000000001,{"n":1}],[2,1700000000002,{"n":2},{"room":"a"}]]}\n{"d":[[1,1]]}\n`)
+    const store = new FileQueueStore(path)
+    expect(store.load()).toStrictEqual({ readings: [{ id: 2, ts: 1_700_000_000_002, m: { n: 2 }, g: { room: 'a' } }], nextSeq: 1024, reports: [] })
+    store.close()
   })
 
   it('validates its options eagerly and refuses use before load() or after close()', () => {
@@ -122,11 +158,15 @@ describe('FileQueueStore', () => {
     const wire: Array<TelemetryFrame | BatchFrame> = []
     const transmit = (bytes: Uint8Array): boolean => {
       const decoded = decodeDeviceFrame(bytes)
-      if (decoded.ok && decoded.frame.t !== 'res') wire.push(decoded.frame)
+      if (decoded.ok && (decoded.frame.t === 'tm' || decoded.frame.t === 'tb')) wire.push(decoded.frame)
       return true
     }
     const options = { batchMaxReadings: 10, lingerMs: 0, maxQueuedReadings: 10_000, overflow: 'drop-oldest' as const, pacing: false, transmit, onError: () => {} }
-    const first = new TelemetryQueue({ ...options, clock: new SteppingClock(), store: new FileQueueStore(path) })
+    const queue = (clock: SteppingClock): TelemetryQueue => {
+      const store = new FileQueueStore(path)
+      return new TelemetryQueue({ ...options, clock, store, loaded: loadQueueStore(store) })
+    }
+    const first = queue(new SteppingClock())
     void first.add(Array.from({ length: 50 }, (_, i) => ({ metrics: { n: i } })), true).catch(() => {})
     first.open(limits)
     await settle()
@@ -135,7 +175,7 @@ describe('FileQueueStore', () => {
     // killed: no close(), frames 3 to 5 unacked
     const sentTs = wire.slice(2).flatMap((frame) => (frame.t === 'tb' ? frame.r.map((r) => r.ts) : [frame.ts]))
     wire.length = 0
-    const second = new TelemetryQueue({ ...options, clock: new SteppingClock(1_800_000_000_000), store: new FileQueueStore(path) })
+    const second = queue(new SteppingClock(1_800_000_000_000))
     expect(second.queued).toBe(30)
     second.open(limits)
     await settle()
@@ -146,7 +186,7 @@ describe('FileQueueStore', () => {
     await flushed
     second.close(new SdkError('SDK_ERR_CLOSED', 'done'))
     const third = new FileQueueStore(path)
-    expect(third.load()).toStrictEqual({ readings: [], nextSeq: 2049 })
+    expect(third.load()).toStrictEqual({ readings: [], nextSeq: 2049, reports: [] })
     third.close()
   })
 })

@@ -2,7 +2,7 @@
 // round-trips; every bad one yields its exact failure.
 import { Decoder, Encoder } from 'cbor-x'
 import { describe, expect, it } from 'vitest'
-import { type Metrics, type Reading, type Tags } from '../src/index.js'
+import { type Metrics, type Reading, type Tags, type TwinDocument } from '../src/index.js'
 import {
   decodeDeviceFrame,
   decodeHubFrame,
@@ -31,6 +31,12 @@ const concat = (...parts: Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.co
 
 const metrics = (count: number): Metrics => Object.fromEntries(Array.from({ length: count }, (_, i) => [`m${i}`, i]))
 const tags = (count: number): Tags => Object.fromEntries(Array.from({ length: count }, (_, i) => [`g${i}`, `v${i}`]))
+/** `{key: {key: ... 1}}` with `levels` objects. */
+const nested = (levels: number, key = 'a'): TwinDocument => {
+  let value: TwinDocument = { [key]: 1 }
+  for (let i = 1; i < levels; i++) value = { [key]: value }
+  return value
+}
 const readings = (count: number): Reading[] => Array.from({ length: count }, (_, i) => ({ ts: 1_700_000_000_000 + i, m: { temp: 20 + i / 10 } }))
 
 // Multi-byte text at the byte limits: é is 2 bytes, € 3, 😀 4 (a surrogate pair).
@@ -74,6 +80,12 @@ const goodDeviceFrames: GoodDevice[] = [
   { name: 'res failed with an error text', frame: { t: 'res', id: 'c', ok: false, e: 'no such valve' } },
   { name: 'res with a null result', frame: { t: 'res', id: 'c', ok: true, r: null } },
   { name: 'res with a text result', frame: { t: 'res', id: 'c', ok: true, r: 'done' } },
+  { name: 'twr', frame: { t: 'twr', id: '1', p: { setpoint: 21.5 } }, hex: 'a3 6174 63747772 6269 64 6131 6170 a1 68736574706f696e74 fb4035800000000000' },
+  { name: 'twr deleting, nesting and replacing', frame: { t: 'twr', id: 'report-7', p: { gone: null, fan: { speed: 3, modes: ['eco', null, 1] }, on: false } } },
+  { name: 'twr with an empty patch', frame: { t: 'twr', id: 'x', p: {} } },
+  { name: 'twr with a 64-character id of 4-byte characters', frame: { t: 'twr', id: '😀'.repeat(64), p: { a: 1 } } },
+  { name: 'twr nesting 8 levels with 128-byte keys', frame: { t: 'twr', id: 'deep', p: nested(8, 'é'.repeat(64)) } },
+  { name: 'twr with keys constructor and prototype', frame: { t: 'twr', id: 'k', p: { constructor: 1, prototype: { toString: 2 } } } },
 ]
 
 interface GoodHub {
@@ -97,6 +109,13 @@ const goodHubFrames: GoodHub[] = [
   { name: 'cmd minimal', frame: { t: 'cmd', id: 'c1', n: 'reboot' } },
   { name: 'cmd with params and deadline', frame: { t: 'cmd', id: 'c2', n: 'valve.set', p: { open: true, pct: 40, who: ['a'] }, exp: 1_700_000_010_000 } },
   { name: 'err', frame: { t: 'err', e: 'invalid', msg: 'frame 3 is not a map' } },
+  { name: 'twd empty', frame: { t: 'twd', v: 0, d: {} }, hex: 'a3 6174 63747764 6176 00 6164 a0' },
+  { name: 'twd with a document', frame: { t: 'twd', v: 12, d: { setpoint: 19, modes: ['eco', null], nested: { a: { b: true } } } } },
+  { name: 'twd with a version beyond 32 bits', frame: { t: 'twd', v: 2 ** 40, d: { a: 'x' } } },
+  { name: 'twa applied', frame: { t: 'twa', id: 'r1', v: 3 }, hex: 'a3 6174 63747761 6269 64 627231 6176 03' },
+  { name: 'twa invalid', frame: { t: 'twa', id: 'r1', e: 'invalid' } },
+  { name: 'twa too_large', frame: { t: 'twa', id: 'r1', e: 'too_large' } },
+  { name: 'twa rate', frame: { t: 'twa', id: 'r1', e: 'rate' } },
 ]
 
 describe('good device frames', () => {
@@ -156,6 +175,7 @@ interface Bad {
   code: DecodeFailure['code']
   s?: number
   id?: string
+  t?: DecodeFailure['t']
   reason: string
 }
 
@@ -197,9 +217,9 @@ const badDeviceFrames: Bad[] = [
   // no known type
   { name: 'a map without t', bytes: cbor({ s: 1, m: { a: 1 } }), code: 'unknown_type', reason: 't: missing' },
   { name: 'an empty map', bytes: hex('a0'), code: 'unknown_type', reason: 't: missing' },
-  { name: 'an unknown t', bytes: cbor({ t: 'tx', s: 1 }), code: 'unknown_type', reason: 't: expected tm, tb or res, got "tx"' },
-  { name: 'a hub type', bytes: cbor({ t: 'ack', s: 1 }), code: 'unknown_type', reason: 't: expected tm, tb or res, got "ack"' },
-  { name: 'a number t', bytes: cbor({ t: 1 }), code: 'unknown_type', reason: 't: expected tm, tb or res, got 1' },
+  { name: 'an unknown t', bytes: cbor({ t: 'tx', s: 1 }), code: 'unknown_type', reason: 't: expected tm, tb, res or twr, got "tx"' },
+  { name: 'a hub type', bytes: cbor({ t: 'ack', s: 1 }), code: 'unknown_type', reason: 't: expected tm, tb, res or twr, got "ack"' },
+  { name: 'a number t', bytes: cbor({ t: 1 }), code: 'unknown_type', reason: 't: expected tm, tb, res or twr, got 1' },
   // seq
   { name: 'tm without s', bytes: cbor({ t: 'tm', m: { a: 1 } }), code: 'invalid', reason: 's: expected an unsigned integer, got nothing' },
   { name: 'negative s', bytes: tm({ s: -1, m: { a: 1 } }), code: 'invalid', reason: 's: expected an unsigned integer, got -1' },
@@ -261,20 +281,39 @@ const badDeviceFrames: Bad[] = [
   { name: 'res without id', bytes: cbor({ t: 'res', ok: true }), code: 'invalid', reason: 'id: expected 1 to 64 of A-Z a-z 0-9 _ . -, got nothing' },
   { name: 'res with a bad id', bytes: cbor({ t: 'res', id: 'a/b', ok: true }), code: 'invalid', reason: 'id: expected 1 to 64 of A-Z a-z 0-9 _ . -, got "a/b"' },
   { name: 'res with a 65-character id', bytes: cbor({ t: 'res', id: 'a'.repeat(65), ok: true }), code: 'invalid', reason: `id: expected 1 to 64 of A-Z a-z 0-9 _ . -, got "${'a'.repeat(64)}…"` },
-  { name: 'res without ok', bytes: cbor({ t: 'res', id: 'c1' }), code: 'invalid', id: 'c1', reason: 'ok: expected a bool, got nothing' },
-  { name: 'res with ok 1', bytes: cbor({ t: 'res', id: 'c1', ok: 1 }), code: 'invalid', id: 'c1', reason: 'ok: expected a bool, got 1' },
-  { name: 'res with a byte string in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: { a: [1, new Uint8Array([1])] } }), code: 'invalid', id: 'c1', reason: 'r.a[1]: a byte string is not JSON' },
-  { name: 'res with NaN in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: [Number.NaN] }), code: 'invalid', id: 'c1', reason: 'r[0]: not a finite number (NaN)' },
-  { name: 'res with undefined in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: [undefined] }), code: 'invalid', id: 'c1', reason: 'r[0]: nothing is not JSON' },
-  { name: 'res with an integer key in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: new Map([[1, 2]]) }), code: 'invalid', id: 'c1', reason: 'r: key 1 is not text' },
-  { name: 'res with a number e', bytes: cbor({ t: 'res', id: 'c1', ok: false, e: 5 }), code: 'invalid', id: 'c1', reason: 'e: expected text, got 5' },
+  { name: 'res without ok', bytes: cbor({ t: 'res', id: 'c1' }), code: 'invalid', id: 'c1', t: 'res', reason: 'ok: expected a bool, got nothing' },
+  { name: 'res with ok 1', bytes: cbor({ t: 'res', id: 'c1', ok: 1 }), code: 'invalid', id: 'c1', t: 'res', reason: 'ok: expected a bool, got 1' },
+  { name: 'res with a byte string in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: { a: [1, new Uint8Array([1])] } }), code: 'invalid', id: 'c1', t: 'res', reason: 'r.a[1]: a byte string is not JSON' },
+  { name: 'res with NaN in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: [Number.NaN] }), code: 'invalid', id: 'c1', t: 'res', reason: 'r[0]: not a finite number (NaN)' },
+  { name: 'res with undefined in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: [undefined] }), code: 'invalid', id: 'c1', t: 'res', reason: 'r[0]: nothing is not JSON' },
+  { name: 'res with an integer key in r', bytes: cbor({ t: 'res', id: 'c1', ok: true, r: new Map([[1, 2]]) }), code: 'invalid', id: 'c1', t: 'res', reason: 'r: key 1 is not text' },
+  { name: 'res with a number e', bytes: cbor({ t: 'res', id: 'c1', ok: false, e: 5 }), code: 'invalid', id: 'c1', t: 'res', reason: 'e: expected text, got 5' },
+  // twin reports
+  { name: 'twr without id', bytes: cbor({ t: 'twr', p: { a: 1 } }), code: 'invalid', reason: 'id: expected text of 1 to 64 characters, got nothing' },
+  { name: 'twr with an empty id', bytes: cbor({ t: 'twr', id: '', p: { a: 1 } }), code: 'invalid', reason: 'id: expected text of 1 to 64 characters, got ""' },
+  { name: 'twr with a 65-character id', bytes: cbor({ t: 'twr', id: 'é'.repeat(65), p: { a: 1 } }), code: 'invalid', reason: `id: expected text of 1 to 64 characters, got "${'é'.repeat(64)}…"` },
+  { name: 'twr with a number id', bytes: cbor({ t: 'twr', id: 7, p: { a: 1 } }), code: 'invalid', reason: 'id: expected text of 1 to 64 characters, got 7' },
+  { name: 'twr without p', bytes: cbor({ t: 'twr', id: 'r1' }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p: expected a map (a merge patch), got nothing' },
+  { name: 'twr with an array p', bytes: cbor({ t: 'twr', id: 'r1', p: [1] }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p: expected a map (a merge patch), got an array' },
+  { name: 'twr with a null p', bytes: cbor({ t: 'twr', id: 'r1', p: null }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p: expected a map (a merge patch), got null' },
+  { name: 'twr with a $ key', bytes: cbor({ t: 'twr', id: 'r1', p: { a: { $b: 1 } } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a: key "$b" starts with $ (reserved)' },
+  { name: 'twr with an empty key', bytes: cbor({ t: 'twr', id: 'r1', p: { '': 1 } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p: key "" is 0 bytes, expected 1 to 128 bytes' },
+  { name: 'twr with a 129-byte key', bytes: cbor({ t: 'twr', id: 'r1', p: { [`${'é'.repeat(64)}a`]: 1 } }), code: 'invalid', id: 'r1', t: 'twr', reason: `p: key "${'é'.repeat(64)}" is 129 bytes, expected 1 to 128 bytes` },
+  { name: 'twr nesting 9 levels', bytes: cbor({ t: 'twr', id: 'r1', p: nested(9) }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a.a.a.a.a.a.a.a: nests deeper than 8 levels' },
+  { name: 'twr nesting 9 levels through arrays', bytes: cbor({ t: 'twr', id: 'r1', p: { a: [[[[[[[[1]]]]]]]] } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a[0][0][0][0][0][0][0]: nests deeper than 8 levels' },
+  { name: 'twr with a byte string', bytes: cbor({ t: 'twr', id: 'r1', p: { a: new Uint8Array([1]) } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a: a byte string is not JSON' },
+  { name: 'twr with a date (tag 1)', bytes: cbor({ t: 'twr', id: 'r1', p: { a: new Date(0) } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a: a tagged value is not JSON' },
+  { name: 'twr with NaN', bytes: cbor({ t: 'twr', id: 'r1', p: { a: [Number.NaN] } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a[0]: not a finite number (NaN)' },
+  { name: 'twr with undefined', bytes: cbor({ t: 'twr', id: 'r1', p: { a: undefined } }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p.a: nothing is not JSON' },
+  { name: 'twr with an integer key', bytes: cbor({ t: 'twr', id: 'r1', p: new Map([[1, 2]]) }), code: 'invalid', id: 'r1', t: 'twr', reason: 'p: key 1 is not text' },
 ]
 
 describe('bad device frames', () => {
-  it.each(badDeviceFrames)('$name: $code', ({ bytes, code, s, id, reason }) => {
+  it.each(badDeviceFrames)('$name: $code', ({ bytes, code, s, id, t, reason }) => {
     const expected: DecodeFailure = { ok: false, code, reason }
     if (s !== undefined) expected.s = s
     if (id !== undefined) expected.id = id
+    if (t !== undefined) expected.t = t
     expect(decodeDeviceFrame(bytes)).toStrictEqual(expected)
   })
 })
@@ -282,7 +321,7 @@ describe('bad device frames', () => {
 const hello = { t: 'hello', dev: 'd1', now: 1, v: '1', lim: { frame: 1, batch: 1, rate: 1, window: 1 } }
 
 const badHubFrames: Bad[] = [
-  { name: 'a device type', bytes: cbor({ t: 'tm', s: 1, m: { a: 1 } }), code: 'unknown_type', reason: 't: expected hello, ack, nak, cmd or err, got "tm"' },
+  { name: 'a device type', bytes: cbor({ t: 'tm', s: 1, m: { a: 1 } }), code: 'unknown_type', reason: 't: expected hello, ack, nak, cmd, err, twd or twa, got "tm"' },
   { name: 'an array', bytes: cbor([]), code: 'not_map', reason: 'expected a CBOR map, got an array' },
   { name: 'hello with a bad dev', bytes: cbor({ ...hello, dev: 'a.b' }), code: 'invalid', reason: 'dev: expected a device id, got "a.b"' },
   { name: 'hello without now', bytes: cbor({ ...hello, now: undefined }), code: 'invalid', reason: 'now: expected an unsigned integer (Unix ms), got nothing' },
@@ -294,6 +333,15 @@ const badHubFrames: Bad[] = [
   { name: 'cmd with a bad name', bytes: cbor({ t: 'cmd', id: 'c1', n: 'a b' }), code: 'invalid', id: 'c1', reason: 'n: expected 1 to 64 of A-Z a-z 0-9 _ . -, got "a b"' },
   { name: 'cmd with a float exp', bytes: cbor({ t: 'cmd', id: 'c1', n: 'x', exp: 1.5 }), code: 'invalid', id: 'c1', reason: 'exp: expected an unsigned integer (Unix ms), got 1.5' },
   { name: 'err without msg', bytes: cbor({ t: 'err', e: 'x' }), code: 'invalid', reason: 'msg: expected text, got nothing' },
+  { name: 'twd without v', bytes: cbor({ t: 'twd', d: {} }), code: 'invalid', reason: 'v: expected an unsigned integer, got nothing' },
+  { name: 'twd with a negative v', bytes: cbor({ t: 'twd', v: -1, d: {} }), code: 'invalid', reason: 'v: expected an unsigned integer, got -1' },
+  { name: 'twd with an array d', bytes: cbor({ t: 'twd', v: 1, d: [] }), code: 'invalid', reason: 'd: expected a map (the desired document), got an array' },
+  { name: 'twd with a byte string in d', bytes: cbor({ t: 'twd', v: 1, d: { a: new Uint8Array(1) } }), code: 'invalid', reason: 'd.a: a byte string is not JSON' },
+  { name: 'twa with both v and e', bytes: cbor({ t: 'twa', id: 'r', v: 1, e: 'rate' }), code: 'invalid', reason: 'expected v (a version) or e (invalid, too_large, rate), got v 1 and e text "rate"' },
+  { name: 'twa with neither', bytes: cbor({ t: 'twa', id: 'r' }), code: 'invalid', reason: 'expected v (a version) or e (invalid, too_large, rate), got v nothing and e nothing' },
+  { name: 'twa with an unknown e', bytes: cbor({ t: 'twa', id: 'r', e: 'seq' }), code: 'invalid', reason: 'expected v (a version) or e (invalid, too_large, rate), got v nothing and e text "seq"' },
+  { name: 'twa with a float v', bytes: cbor({ t: 'twa', id: 'r', v: 1.5 }), code: 'invalid', reason: 'v: expected an unsigned integer, got 1.5' },
+  { name: 'twa without id', bytes: cbor({ t: 'twa', v: 1 }), code: 'invalid', reason: 'id: expected text of 1 to 64 characters, got nothing' },
 ]
 
 describe('bad hub frames', () => {

@@ -14,6 +14,7 @@ import { decodeDeviceFrame, encodeFrame, type BatchFrame, type TelemetryFrame } 
 import { encodedReadingBytes } from '../src/protocol.js'
 import { batchFrameBytes } from '../src/frame-packer.js'
 import { TelemetryQueue, type TelemetryQueueOptions } from '../src/telemetry-queue.js'
+import { loadQueueStore } from '../src/queue-store.js'
 import { track } from '../../test/support/outcome.js'
 import { SteppingClock, settle } from '../../test/support/clock.js'
 
@@ -40,13 +41,14 @@ function harness(options: Partial<TelemetryQueueOptions> = {}) {
     transmit: (bytes) => {
       if (!link.online) return false
       const decoded = decodeDeviceFrame(bytes)
-      if (!decoded.ok || decoded.frame.t === 'res') throw new Error(`not telemetry: ${JSON.stringify(decoded)}`)
+      if (!decoded.ok || (decoded.frame.t !== 'tm' && decoded.frame.t !== 'tb')) throw new Error(`not telemetry: ${JSON.stringify(decoded)}`)
       wire.push(decoded.frame)
       bytesOnWire.push(bytes)
       return true
     },
     onError: (error) => errors.push(error),
     ...options,
+    loaded: loadQueueStore(options.store ?? store),
   })
   return { queue, clock, store, wire, bytesOnWire, errors, link }
 }
@@ -205,6 +207,22 @@ describe('TelemetryQueue: window and pacing', () => {
     expect(wire).toHaveLength(1)
     await clock.advance(500)
     expect(counts(wire)).toStrictEqual([1, 30])
+  })
+
+  it('leaves the next token to a twin report waiting on the same pace', async () => {
+    const waiting = { report: false }
+    const { queue, wire, clock } = harness({ batchMaxReadings: 1, yieldTo: () => waiting.report })
+    queue.open({ ...LIMITS, rate: 10 })
+    for (let i = 0; i < 40; i++) void queue.add([{ metrics: { n: i } }], false)
+    await settle()
+    expect(wire).toHaveLength(15)
+    // a report waits: the next frame waits for two tokens, one of them left for the report
+    waiting.report = true
+    await clock.advance(100)
+    expect(wire).toHaveLength(15)
+    await clock.advance(100)
+    expect(wire).toHaveLength(16)
+    expect(queue.pace?.tokens(clock.now())).toBeGreaterThanOrEqual(1)
   })
 
   it('does not pace with pacing: false', async () => {

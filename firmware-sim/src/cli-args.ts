@@ -43,6 +43,7 @@ const SPEC: ReadonlyMap<string, readonly [keyof SimOptionsInput, Kind]> = new Ma
   ['--command-rate', ['commandRate', 'perSec']],
   ['--commands', ['commands', 'list']],
   ['--command-timeout', ['commandTimeoutMs', 'duration']],
+  ['--twin-rate', ['twinRate', 'perSec']],
   ['--verify', ['verify', 'flag']],
   ['--influx', ['influxUrl', 'text']],
   ['--influx-db', ['influxDb', 'text']],
@@ -134,7 +135,7 @@ usage: fleetgate-sim --hub URL [options]
 hub and fleet
   --hub URL               hub base URL, http(s)://host:port (devices connect to ws(s)://host:port/v1/connect)
   --token T               operator or admin token (default $FLEETGATE_TOKEN): --provision needs admin,
-                          --command-rate operator, --verify reader
+                          --command-rate and --twin-rate operator, --verify reader
   --devices N             simulated devices (default 10)
   --prefix P              device id prefix; ids are P + 6 digits, sim-000001 (default sim-)
   --provision             create the devices missing from the fleet file (POST /devices/bulk)
@@ -164,8 +165,14 @@ commands
   --command-timeout D     each command's timeoutMs (default 10s)
   --reboot-delay D        how long a rebooted device stays away without a delayMs param (default 2s)
 
+twins
+  --twin-rate N/s         change N desired twins per second through REST, on random devices, connected
+                          or not; devices apply the settings their model takes (thermostat setpoint,
+                          meter intervalMs or relay, tracker mode) and report what they applied
+
 checks and output
   --verify                after draining, compare each device's stored points with its acked readings
+                          and, with --twin-rate, check every changed twin converged (delta {})
   --influx URL            verify against InfluxDB 1.x directly instead of the hub's telemetry API
   --influx-db NAME        its database (default fleetgate)
   --verify-timeout D      longest wait for stored points to match (default 60s)
@@ -178,6 +185,6 @@ checks and output
   --help, --version
 
 exit status: 0 every sent reading was acked or deliberately naked (and, with --verify, stored exactly
-once); 1 the run finished but a check failed (the reasons are printed); 2 a bad option; 3 setup failed
+once; every desired change converged); 1 the run finished but a check failed (the reasons are printed); 2 a bad option; 3 setup failed
 (fleet file, provisioning, hub unreachable); 4 an internal error (a bug); 130 interrupted twice.
 `

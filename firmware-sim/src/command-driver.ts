@@ -6,6 +6,7 @@ import type { JsonValue } from '@fleetgate/device-sdk'
 import type { Clock } from './clock.js'
 import type { SimDevice } from './device.js'
 import type { SimOptions } from './options.js'
+import { PacedCalls } from './paced.js'
 import { pick, type Random } from './random.js'
 import { asRecord, describeAnswer, rest } from './rest.js'
 import type { CommandOutcome, Stats } from './stats.js'
@@ -13,7 +14,6 @@ import { SETPOINT_RANGE } from './models.js'
 
 /** Commands in flight at most; beyond, a due command is skipped (and counted). */
 export const MAX_COMMANDS_IN_FLIGHT = 1000
-const TICK_MS = 10
 
 /** What the driver needs. */
 export interface CommandDriverOptions {
@@ -56,14 +56,12 @@ export function plan(name: string, device: SimDevice, random: Random, rebootDela
 /** Sends commands at the configured rate until stop(); see the module comment. */
 export class CommandDriver {
   readonly #o: CommandDriverOptions
-  #timer: unknown
+  readonly #paced: PacedCalls
   #inflight = 0
-  #due = 0
-  #last = 0
-  #running = false
 
   constructor(options: CommandDriverOptions) {
     this.#o = options
+    this.#paced = new PacedCalls(options.clock, options.options.commandRate, () => this.#sendOne())
   }
 
   /** Commands sent and not yet answered. */
@@ -72,29 +70,12 @@ export class CommandDriver {
   }
 
   start(): void {
-    if (this.#running || this.#o.options.commandRate <= 0) return
-    this.#running = true
-    this.#last = this.#o.clock.now()
-    this.#tick()
+    this.#paced.start()
   }
 
   /** Sends no more; those in flight finish (see inflight). */
   stop(): void {
-    this.#running = false
-    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer)
-    this.#timer = undefined
-  }
-
-  #tick(): void {
-    const { clock, options } = this.#o
-    const now = clock.now()
-    this.#due += ((now - this.#last) * options.commandRate) / 1000
-    this.#last = now
-    while (this.#due >= 1) {
-      this.#due--
-      this.#sendOne()
-    }
-    if (this.#running) this.#timer = clock.setTimeout(() => this.#tick(), Math.max(TICK_MS, Math.min(1000, (1 - this.#due) * (1000 / options.commandRate))))
+    this.#paced.stop()
   }
 
   #sendOne(): void {

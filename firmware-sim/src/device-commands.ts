@@ -1,7 +1,7 @@
 // The commands every simulated device answers (the issue's list), besides its model's own
-// (set_setpoint, set_relay). Anything else gets the SDK's `unknown_command`.
+// (set_setpoint, set_relay, set_mode). Anything else gets the SDK's `unknown_command`.
 import type { DeviceClient, JsonValue } from '@fleetgate/device-sdk'
-import type { Model } from './models.js'
+import type { Model, ModelCommand } from './models.js'
 
 /** The firmware version devices report in get_config. */
 export const FIRMWARE = 'fleetgate-sim/0.1.0'
@@ -31,32 +31,42 @@ export const BUILTIN_COMMANDS: readonly string[] = Object.freeze(['ping', 'get_c
 const field = (params: JsonValue | undefined, key: string): JsonValue | undefined =>
   typeof params === 'object' && params !== null && !Array.isArray(params) ? params[key] : undefined
 
-/** Registers ping, get_config, set_interval, reboot and the model's commands on `client`. */
-export function registerCommands(client: DeviceClient, target: CommandTarget): void {
-  client.handle('ping', () => ({ pong: true, at: target.now() }))
-  client.handle('get_config', () => ({
-    model: target.model.name,
-    firmware: FIRMWARE,
-    intervalMs: target.intervalMs,
-    batch: target.batch,
-    skewMs: target.skewMs,
-    ...target.model.settings(),
-  }))
-  client.handle('set_interval', (params) => {
-    const ms = field(params, 'ms')
-    if (typeof ms !== 'number' || !(ms >= INTERVAL_RANGE.min && ms <= INTERVAL_RANGE.max)) {
-      throw new Error(`ms: expected ${INTERVAL_RANGE.min} to ${INTERVAL_RANGE.max} ms between readings`)
-    }
-    target.intervalMs = ms
-    return { intervalMs: ms }
-  })
-  for (const [name, command] of Object.entries(target.model.commands)) client.handle(name, command)
-  client.handle('reboot', (params): JsonValue => {
-    const given = field(params, 'delayMs')
-    const delayMs = typeof given === 'number' && given >= 0 && given <= MAX_REBOOT_DELAY_MS ? given : target.defaultRebootDelayMs
-    const already = target.rebooting
-    // the SDK sends the result once this handler's value resolves; the reboot starts right after
-    target.scheduleReboot(delayMs)
-    return already ? { rebooting: true, delayMs, already: true } : { rebooting: true, delayMs }
-  })
+/**
+ * The handlers of ping, get_config, set_interval, reboot and the model's commands, by name: what
+ * the device answers to commands, and what it applies desired twin settings with (device-twin.ts).
+ */
+export function deviceCommands(target: CommandTarget): Readonly<Record<string, ModelCommand>> {
+  return {
+    ping: () => ({ pong: true, at: target.now() }),
+    get_config: () => ({
+      model: target.model.name,
+      firmware: FIRMWARE,
+      intervalMs: target.intervalMs,
+      batch: target.batch,
+      skewMs: target.skewMs,
+      ...target.model.settings(),
+    }),
+    set_interval: (params) => {
+      const ms = field(params, 'ms')
+      if (typeof ms !== 'number' || !(ms >= INTERVAL_RANGE.min && ms <= INTERVAL_RANGE.max)) {
+        throw new Error(`ms: expected ${INTERVAL_RANGE.min} to ${INTERVAL_RANGE.max} ms between readings`)
+      }
+      target.intervalMs = ms
+      return { intervalMs: ms }
+    },
+    ...target.model.commands,
+    reboot: (params): JsonValue => {
+      const given = field(params, 'delayMs')
+      const delayMs = typeof given === 'number' && given >= 0 && given <= MAX_REBOOT_DELAY_MS ? given : target.defaultRebootDelayMs
+      const already = target.rebooting
+      // the SDK sends the result once this handler's value resolves; the reboot starts right after
+      target.scheduleReboot(delayMs)
+      return already ? { rebooting: true, delayMs, already: true } : { rebooting: true, delayMs }
+    },
+  }
+}
+
+/** Registers `commands` (deviceCommands) on `client`. */
+export function registerCommands(client: DeviceClient, commands: Readonly<Record<string, ModelCommand>>): void {
+  for (const [name, command] of Object.entries(commands)) client.handle(name, command)
 }

@@ -1,12 +1,13 @@
 // One simulated device: a real DeviceClient session with the hub, a model that makes its readings,
-// handlers for the hub's commands, and the chaos the fleet puts it through (cut connections,
-// reboots, a wrong clock, invalid frames). It uses the public SDK only.
+// handlers for the hub's commands, settings from its desired twin, and the chaos the fleet puts it
+// through (cut connections, reboots, a wrong clock, invalid frames). It uses the public SDK only.
 import type WebSocket from 'ws'
-import { DeviceClient, MemoryQueueStore, type KeyType, type Metrics, type SdkError, type WebSocketConstructor } from '@fleetgate/device-sdk'
+import { DeviceClient, MemoryQueueStore, type KeyType, type Metrics, type SdkError, type TwinDocument, type WebSocketConstructor } from '@fleetgate/device-sdk'
 import { BAD_FRAME_KINDS, BadFrameQueue, badFrame, isBadFrameNak } from './bad-frames.js'
 import { skewedClock, type Clock } from './clock.js'
-import { BUILTIN_COMMANDS, registerCommands } from './device-commands.js'
-import { createModel, type Model, type ModelName } from './models.js'
+import { BUILTIN_COMMANDS, deviceCommands, registerCommands } from './device-commands.js'
+import { applyDesired } from './device-twin.js'
+import { createModel, type Model, type ModelCommand, type ModelName } from './models.js'
 import type { SimOptions } from './options.js'
 import { stream, Stream, type Random } from './random.js'
 import type { DisconnectCause, Stats } from './stats.js'
@@ -30,6 +31,8 @@ export interface DeviceHost {
   readonly sending: boolean
   /** Whether to keep every acked reading's ts (for --verify). */
   readonly keepAckedTs: boolean
+  /** The device reported settings applying its desired twin at `version` (the report is durable). */
+  twinApplied(deviceId: string, version: number): void
 }
 
 /** How long a rebooting device waits for its acks before it restarts anyway, in ms. */
@@ -57,8 +60,10 @@ export class SimDevice {
   readonly #badRandom: Random
   readonly #backoffRandom: Random
   readonly #phase: number
-  // survives reboots, like a device's flash: unacked readings and the next seq
+  // survives reboots, like a device's flash: unacked readings, twin reports and the next seq
   readonly #store = new MemoryQueueStore()
+  /** Its command handlers, which also apply desired settings. */
+  readonly #commands: Readonly<Record<string, ModelCommand>>
   #client: DeviceClient | undefined
   #socket: WebSocket | undefined
   #state: State = 'idle'
@@ -89,6 +94,24 @@ export class SimDevice {
     this.#phase = stream(seed, Stream.device, index)()
     this.#intervalMs = rate > 0 ? 1000 / rate : 0
     this.ackedTs = host.keepAckedTs ? [] : undefined
+    const device = this
+    this.#commands = deviceCommands({
+      model: this.model,
+      skewMs: this.skewMs,
+      batch: host.options.batch,
+      defaultRebootDelayMs: host.options.rebootDelayMs,
+      now: () => this.#clock.now(),
+      get intervalMs() {
+        return device.#intervalMs
+      },
+      set intervalMs(ms: number) {
+        device.#intervalMs = ms
+      },
+      get rebooting() {
+        return device.#state === 'rebooting'
+      },
+      scheduleReboot: (delayMs) => host.clock.setTimeout(() => void this.reboot(delayMs), 0),
+    })
   }
 
   get id(): string {
@@ -218,25 +241,23 @@ export class SimDevice {
     client.on('disconnected', ({ code }) => this.#onDisconnected(code))
     client.on('error', (error) => this.#onError(error))
     client.on('command', (frame) => host.stats.handledCommand(this.model.name, frame.n))
-    const device = this
-    registerCommands(client, {
-      model: this.model,
-      skewMs: this.skewMs,
-      batch: host.options.batch,
-      defaultRebootDelayMs: host.options.rebootDelayMs,
-      now: () => this.#clock.now(),
-      get intervalMs() {
-        return device.#intervalMs
-      },
-      set intervalMs(ms: number) {
-        device.#intervalMs = ms
-      },
-      get rebooting() {
-        return device.#state === 'rebooting'
-      },
-      scheduleReboot: (delayMs) => host.clock.setTimeout(() => void this.reboot(delayMs), 0),
-    })
+    client.twin.on('desired', ({ desired, version }) => this.#onDesired(client, desired, version))
+    registerCommands(client, this.#commands)
     client.connect().catch(() => undefined)
+  }
+
+  // CONTRACT §7: the model takes its settings from desired and reports what it applied. A report is
+  // made for every new desired version, even one that changes nothing, so its answer says when the
+  // device has caught up (it is merged with any report still waiting).
+  #onDesired(client: DeviceClient, desired: TwinDocument, version: number): void {
+    const report = applyDesired(this.model.name, this.#commands, desired)
+    client.twin.report(report).then(
+      () => this.#host.twinApplied(this.id, version),
+      (error: SdkError) => {
+        // closed by a reboot or the end of the run: the next client reports again
+        if (error.code !== 'SDK_ERR_CLOSED') this.#host.stats.error(error.code, `${this.id}: twin report: ${error.message}`)
+      },
+    )
   }
 
   #onConnected(hubRate: number): void {

@@ -1,6 +1,7 @@
 // The fleet: devices booted at the connect rate, the sending phase (a duration, a number of
-// readings, or until stopped), chaos on a schedule (churn, storms), the command driver, and the
-// drain that waits for every ack before the devices are closed.
+// readings, or until stopped), chaos on a schedule (churn, storms), the command and twin drivers,
+// and the drain that waits for every ack (and every desired change to converge) before the
+// devices are closed.
 import type WebSocket from 'ws'
 import type { Clock } from './clock.js'
 import { sleep } from './clock.js'
@@ -11,6 +12,7 @@ import type { SimOptions } from './options.js'
 import { pick, stream, Stream, type Random } from './random.js'
 import { simSocketClass } from './socket.js'
 import type { Stats } from './stats.js'
+import { TwinDriver } from './twin-driver.js'
 
 /** How often the drain and the --readings end are checked, and churn is dealt out, in ms. */
 const POLL_MS = 50
@@ -42,6 +44,7 @@ export class Fleet implements DeviceHost {
   readonly #random: Random
   readonly #commandRandom: Random
   readonly #commands: CommandDriver
+  readonly #twins: TwinDriver
   #sending = false
   #booted = 0
   #timers = new Set<unknown>()
@@ -63,6 +66,9 @@ export class Fleet implements DeviceHost {
       random: this.#commandRandom,
       target: () => this.#randomDevice(this.#commandRandom, (device) => device.connected && device.running),
     })
+    // any booted device: a desired change made while it is away is the case twins are for
+    const twinRandom = stream(options.seed, Stream.twins)
+    this.#twins = new TwinDriver({ options, stats, clock, random: twinRandom, target: () => this.#randomDevice(twinRandom, () => true) })
   }
 
   get sending(): boolean {
@@ -74,11 +80,20 @@ export class Fleet implements DeviceHost {
     return this.#booted
   }
 
-  /** Send calls, bad frames and reboots not yet settled, plus commands in flight. */
+  /** Send calls, bad frames and reboots not yet settled, plus commands in flight and desired changes not yet converged. */
   get outstanding(): number {
-    let sum = this.#commands.inflight
+    let sum = this.#commands.inflight + this.#twins.inflight + this.#twins.unconverged
     for (const device of this.devices) sum += device.outstanding
     return sum
+  }
+
+  /** The twin driver: the devices it changed, what is left to converge. */
+  get twins(): TwinDriver {
+    return this.#twins
+  }
+
+  twinApplied(deviceId: string, version: number): void {
+    this.#twins.applied(deviceId, version)
   }
 
   /** Boots, sends, drains and closes; `signal` ends the sending phase early (then it drains as usual). */
@@ -90,11 +105,13 @@ export class Fleet implements DeviceHost {
     if (options.churnPercentPerMin > 0) this.#every(CHURN_TICK_MS, () => this.#churn())
     if (options.stormEveryMs !== undefined) this.#every(options.stormEveryMs, () => this.#storm())
     this.#commands.start()
+    this.#twins.start()
 
     const stopped = await this.#sendingPhase(started, signal)
     this.#sending = false
     this.#clearTimers()
     this.#commands.stop()
+    this.#twins.stop()
     for (const device of this.devices) device.stopSending()
     const sendingEnded = clock.now()
 
@@ -115,6 +132,7 @@ export class Fleet implements DeviceHost {
     this.#sending = false
     this.#clearTimers()
     this.#commands.stop()
+    this.#twins.stop()
     await Promise.all(this.devices.map((device) => device.close()))
   }
 

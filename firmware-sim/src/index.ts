@@ -5,13 +5,16 @@ export { skewedClock, realClock, type Clock } from './clock.js'
 export { BAD_FRAME_KINDS, BAD_FRAME_SEQ, BadFrameQueue, badFrame, isBadFrameNak, type BadFrameKind, type BadFrameSocket } from './bad-frames.js'
 export { CommandDriver, MAX_COMMANDS_IN_FLIGHT, plan, type CommandDriverOptions } from './command-driver.js'
 export { SimDevice, type DeviceHost, type DeviceIdentity } from './device.js'
-export { BUILTIN_COMMANDS, FIRMWARE, INTERVAL_RANGE, registerCommands, type CommandTarget } from './device-commands.js'
+export { BUILTIN_COMMANDS, FIRMWARE, INTERVAL_RANGE, deviceCommands, registerCommands, type CommandTarget } from './device-commands.js'
+export { DESIRED_SETTINGS, applyDesired, type DesiredSetting } from './device-twin.js'
+export { MAX_TWIN_CHANGES_IN_FLIGHT, TwinDriver, nextDesired, verifyTwins, type TwinDriverOptions, type TwinVerifyResult } from './twin-driver.js'
 export { SIM_ERROR_CODES, SimError, type SimErrorCode, type SimErrorOptions } from './errors.js'
 export { Fleet, type FleetTiming } from './fleet.js'
 export {
   MODEL_CHOICES,
   MODEL_NAMES,
   SETPOINT_RANGE,
+  TRACKER_MODES,
   VOLTAGE_RANGE,
   createModel,
   modelOf,
@@ -35,6 +38,6 @@ export { BULK_MAX_DEVICES, deviceId, loadFleet, readFleetFile, writeFleetFile, t
 export { Stream, gaussian, mix, pick, sfc32, stream, type Random } from './random.js'
 export { logLine, statusLine, summaryTable, takeSnapshot, type Snapshot } from './report.js'
 export { runFleet, type RunHooks } from './run.js'
-export { Stats, StatsWindow, percentiles, type CommandOutcome, type DisconnectCause, type ModelCounts, type Percentiles, type WindowReading } from './stats.js'
+export { Stats, StatsWindow, percentiles, type CommandOutcome, type DisconnectCause, type TwinChangeOutcome, type ModelCounts, type Percentiles, type WindowReading } from './stats.js'
 export { buildSummary, checks, type Summary, type SummaryInput } from './summary.js'
 export { apiPointSource, compare, influxPointSource, verifyFleet, PAGE_POINTS, VerifyQueryError, type DeviceVerdict, type PointSource, type VerifyOptions, type VerifyResult, type VerifyTarget } from './verify.js'

@@ -28,7 +28,7 @@ export interface Model {
   sample(tMs: number): Metrics
   /** The model's settings, for get_config. */
   settings(): { [key: string]: JsonValue }
-  /** The model's own commands by name (set_setpoint, set_relay). */
+  /** The model's own commands by name (set_setpoint, set_relay, set_mode). */
   readonly commands: Readonly<Record<string, ModelCommand>>
 }
 
@@ -156,10 +156,14 @@ const CITIES: ReadonlyArray<readonly [number, number]> = [
   [41.9028, 12.4964],
 ]
 
+/** The tracker's modes: `live` (drains 1 %/h parked, 3 %/h driving), `eco` (half that), `sleep` (parked, 0.2 %/h). */
+export const TRACKER_MODES: readonly string[] = Object.freeze(['live', 'eco', 'sleep'])
+const MODE_DRAIN: Readonly<Record<string, number>> = Object.freeze({ live: 1, eco: 0.5, sleep: 0.2 })
+
 /**
  * A vehicle tracker: it drives and stops, turning as it goes. lat/lon in degrees, speed km/h
- * (0 to 130), battery % (5 to 100: it drains by 1 %/h parked and 3 %/h driving, and is swapped
- * for a full one below 5 %).
+ * (0 to 130), battery % (5 to 100: it drains by 1 %/h parked and 3 %/h driving in mode `live`,
+ * less in the others, and is swapped for a full one below 5 %). In mode `sleep` it stays parked.
  */
 function tracker(random: Random): Model {
   const [cityLat, cityLon] = CITIES[pick(random, CITIES.length)] as readonly [number, number]
@@ -169,6 +173,7 @@ function tracker(random: Random): Model {
   let moving = random() < 0.7
   let speed = moving ? 30 + random() * 60 : 0
   let battery = 40 + random() * 60
+  let mode = 'live'
   let last: number | undefined
   return {
     name: 'tracker',
@@ -178,8 +183,9 @@ function tracker(random: Random): Model {
       const ms = last === undefined ? 0 : Math.max(0, tMs - last)
       last = tMs
       const hours = ms / HOUR_MS
-      // on average a stop or a start every 5 minutes
+      // on average a stop or a start every 5 minutes; asleep it stays where it is
       if (random() < Math.min(1, ms / 300_000)) moving = !moving
+      if (mode === 'sleep') moving = false
       if (moving) {
         speed = clamp((speed === 0 ? 25 : speed) + gaussian(random) * Math.sqrt(ms / 1000) * 2, 5, 130)
         heading += gaussian(random) * Math.min(1, ms / 10_000) * 0.3
@@ -191,11 +197,18 @@ function tracker(random: Random): Model {
       } else {
         speed = 0
       }
-      battery -= hours * (moving ? 3 : 1)
+      battery -= hours * (moving ? 3 : 1) * (MODE_DRAIN[mode] ?? 1)
       if (battery < 5) battery = 100
       return { lat: round(lat, 6), lon: round(lon, 6), speed: round(speed, 1), battery: round(battery, 1) }
     },
-    settings: () => ({}),
-    commands: {},
+    settings: () => ({ mode }),
+    commands: {
+      set_mode(params) {
+        const wanted = typeof params === 'object' && params !== null && !Array.isArray(params) ? params['mode'] : undefined
+        if (typeof wanted !== 'string' || !TRACKER_MODES.includes(wanted)) throw new Error(`mode: expected one of ${TRACKER_MODES.join(', ')}`)
+        mode = wanted
+        return { mode }
+      },
+    },
   }
 }

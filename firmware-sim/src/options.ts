@@ -31,6 +31,7 @@ export interface SimOptionsInput {
   commandRate?: number
   commands?: readonly string[]
   commandTimeoutMs?: number
+  twinRate?: number
   verify?: boolean
   influxUrl?: string | undefined
   influxDb?: string
@@ -88,6 +89,8 @@ export interface SimOptions {
   readonly commands: readonly string[]
   /** timeoutMs of each command; default 10000. */
   readonly commandTimeoutMs: number
+  /** Desired twin changes per second through REST to random devices of the fleet, connected or not; default 0. */
+  readonly twinRate: number
   /** After draining, compare stored points per device with what was acked; default false. */
   readonly verify: boolean
   /** Verify against this InfluxDB 1.x URL instead of the hub's telemetry API; default undefined. */
@@ -138,6 +141,7 @@ export const FLAGS: Readonly<Record<keyof SimOptions, string>> = Object.freeze({
   commandRate: '--command-rate',
   commands: '--commands',
   commandTimeoutMs: '--command-timeout',
+  twinRate: '--twin-rate',
   verify: '--verify',
   influxUrl: '--influx',
   influxDb: '--influx-db',
@@ -202,6 +206,7 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
     optionError(FLAGS.commands, 'expected a comma-separated list of command names (1 to 64 of A-Z a-z 0-9 _ . -)')
   }
   const commandTimeoutMs = whole('commandTimeoutMs', v.commandTimeoutMs ?? 10_000, 1, 3_600_000)
+  const twinRate = num('twinRate', v.twinRate ?? 0, 0, 100_000)
 
   const verify = bool('verify', v.verify ?? false)
   const influxUrl = v.influxUrl ?? undefined
@@ -221,7 +226,8 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
   const seed = whole('seed', v.seed ?? Math.floor(Math.random() * 2 ** 32), 0, 2 ** 32 - 1)
   const rebootDelayMs = num('rebootDelayMs', v.rebootDelayMs ?? 2000, 0, 600_000)
 
-  const needToken = provision ? FLAGS.provision : verify && influxUrl === undefined ? FLAGS.verify : commandRate > 0 ? FLAGS.commandRate : undefined
+  const needToken =
+    provision ? FLAGS.provision : verify && influxUrl === undefined ? FLAGS.verify : commandRate > 0 ? FLAGS.commandRate : twinRate > 0 ? FLAGS.twinRate : undefined
   if (needToken !== undefined && token === undefined) optionError(FLAGS.token, `${needToken} needs an operator or admin token (--token or $FLEETGATE_TOKEN)`)
 
   return Object.freeze({
@@ -246,6 +252,7 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
     commandRate,
     commands: Object.freeze([...commands]),
     commandTimeoutMs,
+    twinRate,
     verify,
     influxUrl: influxUrl?.replace(/\/$/, ''),
     influxDb,

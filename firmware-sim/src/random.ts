@@ -51,6 +51,7 @@ export const Stream = Object.freeze({
   backoff: 5,
   commands: 6,
   device: 7,
+  twins: 8,
 })
 
 /** The stream for `purpose` (a Stream value) of item `index` (a device's index, or 0) under `seed`. */

@@ -107,6 +107,14 @@ export function summaryTable(s: Summary): string {
       row('command rtt ms', pct(c.rttMs)),
     )
   }
+  const t = s.twins
+  if (t.changed > 0 || t.errors > 0 || t.skipped > 0) {
+    lines.push(
+      row('twin changes', `ok ${int(t.changed)}  converged ${int(t.converged)}  unconverged ${int(t.unconverged)}  errors ${int(t.errors)}  skipped ${int(t.skipped)}`),
+      row('convergence ms', pct(t.convergenceMs)),
+    )
+  }
+  if (t.verify !== null) lines.push(row('verify twins', `${int(t.verify.inSync)}/${int(t.verify.devices)} in sync  (${formatDuration(t.verify.waitedMs)})`))
   const handled = Object.entries(s.handled)
   if (handled.length > 0) lines.push(row('devices handled', handled.map(([name, count]) => `${name} ${int(count)}`).join('  ')))
   for (const [model, counts] of Object.entries(s.perModel)) {

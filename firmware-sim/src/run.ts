@@ -10,6 +10,7 @@ import { loadFleet } from './provision.js'
 import { takeSnapshot, type Snapshot } from './report.js'
 import { Stats } from './stats.js'
 import { buildSummary, type Summary } from './summary.js'
+import { verifyTwins, type TwinVerifyResult } from './twin-driver.js'
 import { apiPointSource, influxPointSource, verifyFleet, type VerifyResult } from './verify.js'
 
 /** What a caller of runFleet may add to the options. */
@@ -104,12 +105,18 @@ export async function runFleet(input: SimOptionsInput, hooks: RunHooks = {}): Pr
       { timeoutMs: options.verifyTimeoutMs, clock },
     )
   }
+  let twinVerify: TwinVerifyResult | undefined
+  if (options.verify && options.twinRate > 0) {
+    log(`verify: reading back the twins of ${fleet.twins.changed.size} changed devices`)
+    twinVerify = await verifyTwins(fleet.twins.changed, options.hub, options.token, clock, options.verifyTimeoutMs)
+  }
   const endedAt = clock.now()
   const summary = buildSummary({
     options,
     stats,
     timing,
     verify,
+    twins: { unconverged: fleet.twins.unconverged, verify: twinVerify },
     verifyMs: endedAt - verifyStarted,
     startedAt,
     endedAt,

@@ -3,7 +3,7 @@
 // Windows (status line, --jsonl snapshots) get their own histograms and counts, reset each time
 // they are read, beside the run's cumulative ones.
 import { build, type Histogram } from 'hdr-histogram-js'
-import type { NakReason } from '@fleetgate/device-sdk'
+import type { SdkError } from '@fleetgate/device-sdk'
 import { MODEL_NAMES, type ModelName } from './models.js'
 
 /** Latency percentiles in ms (3 decimals); all 0 when count is 0. */
@@ -18,6 +18,9 @@ export interface Percentiles {
 
 /** Why a session ended, as the simulator saw it. */
 export type DisconnectCause = 'churn' | 'storm' | 'reboot' | 'hub' | 'network'
+
+/** How a desired change sent through REST ended: answered 200, or not. */
+export type TwinChangeOutcome = 'changed' | 'error'
 
 /** How a command sent through REST ended. */
 export type CommandOutcome = 'succeeded' | 'expected_failure' | 'unexpected' | 'timeout' | 'offline' | 'error'
@@ -152,6 +155,8 @@ export class Stats {
     /** The latest detail of each outcome that has one (wrong answers, timeouts, errors). */
     lastByOutcome: {} as Partial<Record<CommandOutcome, string>>,
   }
+  /** Desired twin changes through REST (--twin-rate): answered 200, failed, skipped (too many in flight), converged. */
+  readonly twins = { changed: 0, errors: 0, skipped: 0, converged: 0, last: [] as string[] }
   /** Commands the simulated devices ran, by name (unknown names included). */
   readonly handled: Record<string, number> = {}
   readonly perModel: Record<ModelName, ModelCounts>
@@ -164,6 +169,7 @@ export class Stats {
   readonly #lag = histogram()
   readonly #ack = histogram()
   readonly #rtt = histogram()
+  readonly #convergence = histogram()
   readonly #windows = new Set<StatsWindow>()
 
   constructor() {
@@ -198,6 +204,24 @@ export class Stats {
     return percentiles(this.#rtt)
   }
 
+  /** From each desired change's REST call to its device's report of settings applying it. */
+  twinConvergence(): Percentiles {
+    return percentiles(this.#convergence)
+  }
+
+  /** A desired change through REST ended; `detail` says what went wrong. */
+  twinChange(outcome: TwinChangeOutcome, detail?: string): void {
+    if (outcome === 'changed') this.twins.changed++
+    else this.twins.errors++
+    if (detail !== undefined) remember(this.twins.last, detail)
+  }
+
+  /** A desired change converged `ms` after its REST call. */
+  twinConverged(ms: number): void {
+    this.twins.converged++
+    record(this.#convergence, ms)
+  }
+
   scheduleLag(): Percentiles {
     return percentiles(this.#lag)
   }
@@ -222,7 +246,7 @@ export class Stats {
   }
 
   /** Readings the hub refused that were meant to be stored. */
-  nakedUnexpected(model: ModelName, count: number, reason: NakReason | undefined): void {
+  nakedUnexpected(model: ModelName, count: number, reason: SdkError['reason']): void {
     this.readings.nakedUnexpected += count
     this.perModel[model].naked += count
     this.naks.unexpected++

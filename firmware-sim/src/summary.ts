@@ -5,6 +5,7 @@ import type { FleetTiming } from './fleet.js'
 import type { ModelName } from './models.js'
 import type { SimOptions } from './options.js'
 import type { CommandOutcome, DisconnectCause, ModelCounts, Percentiles, Stats } from './stats.js'
+import type { TwinVerifyResult } from './twin-driver.js'
 import type { VerifyResult } from './verify.js'
 
 /** Everything a run measured. Counts of readings are readings, not frames; latencies are ms. */
@@ -31,6 +32,7 @@ export interface Summary {
     readonly clockSkewMs: number
     readonly badFramesPercent: number
     readonly commandRate: number
+    readonly twinRate: number
     readonly localAddresses: number
   }
   readonly timing: Omit<FleetTiming, 'connectedAtEnd'> & { readonly verifyMs: number; readonly totalMs: number }
@@ -87,6 +89,22 @@ export interface Summary {
     readonly last: readonly string[]
     readonly lastByOutcome: Readonly<Partial<Record<CommandOutcome, string>>>
   }
+  /** Desired twin changes (--twin-rate) and their convergence. */
+  readonly twins: {
+    /** Changes answered 200. */
+    readonly changed: number
+    readonly errors: number
+    /** Changes not made: too many in flight. */
+    readonly skipped: number
+    readonly converged: number
+    /** Changes answered 200 whose device had not reported applying them when the run ended. */
+    readonly unconverged: number
+    /** From each change's REST call to its device's report of settings applying it (or a later change). */
+    readonly convergenceMs: Percentiles
+    readonly last: readonly string[]
+    /** --verify: every changed device's twin read back (delta `{}`). */
+    readonly verify: TwinVerifyResult | null
+  }
   /** Commands the simulated devices received, by name. */
   readonly handled: Readonly<Record<string, number>>
   readonly perModel: Readonly<Record<ModelName, ModelCounts>>
@@ -101,6 +119,8 @@ export interface SummaryInput {
   readonly stats: Stats
   readonly timing: FleetTiming
   readonly verify: VerifyResult | undefined
+  /** Desired changes not converged at the end, and the twins' --verify. */
+  readonly twins: { readonly unconverged: number; readonly verify: TwinVerifyResult | undefined }
   readonly verifyMs: number
   readonly startedAt: number
   readonly endedAt: number
@@ -135,6 +155,7 @@ export function buildSummary(input: SummaryInput): Summary {
       clockSkewMs: options.clockSkewMs,
       badFramesPercent: options.badFramesPercent,
       commandRate: options.commandRate,
+      twinRate: options.twinRate,
       localAddresses: options.localAddresses.length,
     },
     timing: {
@@ -188,6 +209,16 @@ export function buildSummary(input: SummaryInput): Summary {
       last: [...stats.commands.last],
       lastByOutcome: { ...stats.commands.lastByOutcome },
     },
+    twins: {
+      changed: stats.twins.changed,
+      errors: stats.twins.errors,
+      skipped: stats.twins.skipped,
+      converged: stats.twins.converged,
+      unconverged: input.twins.unconverged,
+      convergenceMs: stats.twinConvergence(),
+      last: [...stats.twins.last],
+      verify: input.twins.verify ?? null,
+    },
     handled: { ...stats.handled },
     perModel: structuredClone(stats.perModel),
     errors: { total: stats.errorCount, byCode: { ...stats.errors.byCode }, last: [...stats.errors.last] },
@@ -224,6 +255,12 @@ export function checks(s: Omit<Summary, 'ok' | 'reasons' | 'warnings'>, options:
   // a command can only time out when its device lost the session; without chaos that is a failure
   const chaos = options.churnPercentPerMin > 0 || options.stormEveryMs !== undefined || options.commands.includes('reboot') || options.clockSkewMs >= options.commandTimeoutMs
   if (commands.timeout > 0 && !chaos) reasons.push(`${n(commands.timeout)} commands timed out with no chaos to explain it (last: ${commands.lastByOutcome.timeout ?? '?'})`)
+  const twins = s.twins
+  if (twins.errors > 0) reasons.push(`${n(twins.errors)} desired changes failed (last: ${twins.last.at(-1) ?? '?'})`)
+  if (twins.unconverged > 0) reasons.push(`${n(twins.unconverged)} desired changes not converged at the end (drain ${s.timing.drained ? 'finished' : `timed out after ${options.drainTimeoutMs} ms`})`)
+  if (twins.verify !== null && twins.verify.outOfSyncCount > 0) {
+    reasons.push(`verify: ${n(twins.verify.outOfSyncCount)} of ${n(twins.verify.devices)} twins not in sync (first: ${twins.verify.outOfSync[0] ?? '?'})`)
+  }
   if (verify !== null) {
     if (verify.error !== undefined) reasons.push(`verify: ${verify.error}`)
     if (verify.missing > 0) reasons.push(`verify: ${n(verify.missing)} acked readings not stored`)

@@ -3,7 +3,10 @@
 import { describe, expect, it } from 'vitest'
 import { type Metrics } from '@fleetgate/device-sdk'
 import { METRIC_KEY_PATTERN } from '@fleetgate/device-sdk/wire'
+import { deviceCommands } from '../src/device-commands.js'
+import { applyDesired } from '../src/device-twin.js'
 import { createModel, MODEL_NAMES, modelOf, type ModelName } from '../src/models.js'
+import { nextDesired } from '../src/twin-driver.js'
 import { mix, stream, Stream } from '../src/random.js'
 
 const T0 = Date.UTC(2026, 0, 5)
@@ -114,6 +117,57 @@ describe('models', () => {
     expect(meter.sample(T0)).toMatchObject({ power: 0, relay: false })
     expect(() => meter.commands['set_relay']?.({ on: 'yes' })).toThrow('on: expected true or false')
 
-    expect(createModel('tracker', stream(1, Stream.model, 2)).commands).toStrictEqual({})
+    const tracker = createModel('tracker', stream(1, Stream.model, 2))
+    expect(Object.keys(tracker.commands)).toStrictEqual(['set_mode'])
+    expect(tracker.settings()).toStrictEqual({ mode: 'live' })
+    expect(tracker.commands['set_mode']?.({ mode: 'sleep' })).toStrictEqual({ mode: 'sleep' })
+    expect(() => tracker.commands['set_mode']?.({ mode: 'turbo' })).toThrow('mode: expected one of live, eco, sleep')
+    // asleep, it stays parked
+    const parked = Array.from({ length: 60 }, (_, i) => tracker.sample(T0 + i * 60_000)['speed'])
+    expect(parked.every((speed) => speed === 0)).toBe(true)
+  })
+})
+
+describe('twin settings (CONTRACT §7)', () => {
+  const commandsOf = (name: ModelName, index: number, intervalMs = 1000) => {
+    const target = {
+      model: createModel(name, stream(1, Stream.model, index)),
+      skewMs: 0,
+      batch: 1,
+      now: () => T0,
+      intervalMs,
+      rebooting: false,
+      scheduleReboot: () => undefined,
+      defaultRebootDelayMs: 0,
+    }
+    return { target, commands: deviceCommands(target) }
+  }
+
+  it('apply what desired names through the command handlers and report the settings the device runs with', () => {
+    const thermostat = commandsOf('thermostat', 0)
+    expect(applyDesired('thermostat', thermostat.commands, { setpoint: 22.5, unrelated: true })).toStrictEqual({ setpoint: 22.5 })
+    // out of range: not applied, so the report keeps what runs
+    expect(applyDesired('thermostat', thermostat.commands, { setpoint: 99 })).toStrictEqual({ setpoint: 22.5 })
+    const meter = commandsOf('meter', 1)
+    expect(applyDesired('meter', meter.commands, { intervalMs: 2000 })).toStrictEqual({ intervalMs: 2000, relay: true })
+    expect(meter.target.intervalMs).toBe(2000)
+    expect(applyDesired('meter', meter.commands, { relay: false, intervalMs: 5 })).toStrictEqual({ intervalMs: 2000, relay: false })
+    const tracker = commandsOf('tracker', 2)
+    expect(applyDesired('tracker', tracker.commands, {})).toStrictEqual({ mode: 'live' })
+    expect(applyDesired('tracker', tracker.commands, { mode: 'eco' })).toStrictEqual({ mode: 'eco' })
+  })
+
+  it('drive a new value each time: another setpoint, the interval toggled, another mode', () => {
+    const random = stream(3, Stream.twins)
+    let last = {}
+    for (let i = 0; i < 20; i++) {
+      const next = nextDesired('thermostat', last, random, 1)
+      expect(next['setpoint']).not.toBe((last as { setpoint?: number }).setpoint)
+      last = next
+    }
+    expect(nextDesired('meter', {}, random, 4)).toStrictEqual({ intervalMs: 250 })
+    expect(nextDesired('meter', { intervalMs: 250 }, random, 4)).toStrictEqual({ intervalMs: 500 })
+    expect(nextDesired('meter', { relay: true }, random, 0)).toStrictEqual({ relay: false })
+    expect(nextDesired('tracker', { mode: 'eco' }, random, 1)['mode']).not.toBe('eco')
   })
 })

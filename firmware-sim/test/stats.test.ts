@@ -17,6 +17,7 @@ function summaryOf(stats: Stats, extra: Partial<Parameters<typeof buildSummary>[
     stats,
     timing: TIMING,
     verify: undefined,
+    twins: { unconverged: 0, verify: undefined },
     verifyMs: 0,
     startedAt: 0,
     endedAt: 11_000,
@@ -117,9 +118,11 @@ describe('summary checks', () => {
     stats.error('SDK_ERR_UNAUTHORIZED', 'sim-000001: refused')
     stats.command('ping', 'unexpected', 2, 'sim-000001 answered failed "boom"')
     stats.command('ping', 'timeout', undefined, 'sim-000002: no result within 10000 ms')
+    stats.twinChange('error', 'sim-000003: 404 not_found: no device "sim-000003"')
     const summary = summaryOf(stats, {
       everConnected: 2,
       timing: { ...TIMING, drained: false },
+      twins: { unconverged: 2, verify: { devices: 4, inSync: 3, outOfSync: ['sim-000004: delta {"setpoint":21}'], outOfSyncCount: 1, waitedMs: 5 } },
       verify: { via: 'api', devices: 3, acked: 5, stored: 6, missing: 1, extra: 2, duplicates: 0, matchedDevices: 1, error: undefined, waitedMs: 3, polls: 1, worst: [] },
     })
     expect(summary.ok).toBe(false)
@@ -131,6 +134,9 @@ describe('summary checks', () => {
       '1 device errors (SDK_ERR_UNAUTHORIZED 1)',
       '1 commands answered wrongly (last: ping: sim-000001 answered failed "boom")',
       '1 commands timed out with no chaos to explain it (last: ping: sim-000002: no result within 10000 ms)',
+      '1 desired changes failed (last: sim-000003: 404 not_found: no device "sim-000003")',
+      '2 desired changes not converged at the end (drain timed out after 30000 ms)',
+      'verify: 1 of 4 twins not in sync (first: sim-000004: delta {"setpoint":21})',
       'verify: 1 acked readings not stored',
       'verify: 2 stored points never acked',
     ])

@@ -11,6 +11,7 @@ import {
   registerHealthRoutes,
   registerOpenApiRoute,
   registerTelemetryRoutes,
+  registerTwinRoutes,
 } from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
@@ -33,6 +34,7 @@ import {
   type RouteInfo,
   type UncaughtSink,
 } from './transport/index.js'
+import { Twins, type TwinsTuning, type TwinView } from './twins/index.js'
 
 /** The hub's version, from its package.json (sent to devices in `hello`). */
 export const HUB_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version
@@ -67,6 +69,8 @@ export interface HubOptions {
   readonly commands?: Partial<CommandsTuning>
   /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */
   readonly batches?: Partial<BatchesTuning>
+  /** The twin module's tuning knobs; defaults in TWINS_DEFAULTS. */
+  readonly twins?: Partial<TwinsTuning>
   /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
   readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
 }
@@ -118,12 +122,21 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   let mqtt: MqttListener | undefined
   const status = (peer: Peer, online: boolean): void =>
     mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
-  // Sessions and commands call each other back (a device coming online gets its queued commands,
-  // a command goes to the device's session); each callback runs only after both exist.
+  // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
+  // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
+  const publishTwin = (twin: TwinView): void => mqtt?.broker.publishTwin(twin.device, twin)
+  const clearTwin = (device: string): void => mqtt?.broker.publishTwin(device, undefined)
+  // Sessions, twins and commands call each other back (a device coming online gets its desired
+  // twin, then its queued commands; a command or a twin change goes to the device's session);
+  // each callback runs only after all exist.
   const sessions = new Sessions({
     online: (peer) => {
       status(peer, true)
-      commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
+      // CONTRACT §7: the desired twin comes right after hello, before any queued command
+      twins
+        .opened(peer)
+        .catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent'))
+        .finally(() => commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')))
     },
     offline: (peer) => {
       status(peer, false)
@@ -131,19 +144,23 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     },
   })
   const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  // What commands and twins both work with: which devices exist, where they are connected, the audit.
+  const concern = { registry, sessions, audit, log, clock, counters: metrics }
   const { commands, batches } = createCommands({
+    ...concern,
     store: stores.commands,
     batchStore: stores.batches,
-    registry,
-    sessions,
-    audit,
-    log,
-    clock,
-    counters: metrics,
     sharedStore: stores.shared,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
+  })
+  const twins = new Twins({
+    ...concern,
+    store: stores.twins,
+    changed: publishTwin,
+    removed: clearTwin,
+    ...(options.twins === undefined ? {} : { tuning: options.twins }),
   })
   // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
   await readAtStartAsync(config.dataDir, 'the command queue', () => commands.start())
@@ -202,6 +219,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     sessions,
     ingest: telemetry.ingest,
     commands,
+    twins,
     metrics,
     log,
     version: HUB_VERSION,
@@ -214,8 +232,16 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // REST writes are refused (503 `not_ready`) while a storage engine does not answer (PostgreSQL restarting).
   const storesAnswer = (): boolean => stores.engines.every((engine) => engine.healthy())
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock), storesAnswer)
-  registerDeviceRoutes(router, { registry, sessions, audit, deleted: (id) => commands.deviceDeleted(id) })
+  registerDeviceRoutes(router, {
+    registry,
+    sessions,
+    audit,
+    deleted: async (id) => {
+      await Promise.all([commands.deviceDeleted(id), twins.deviceDeleted(id)])
+    },
+  })
   registerCommandRoutes(router, { commands, batches, audit })
+  registerTwinRoutes(router, { twins })
   registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
   registerHealthRoutes(
     router,

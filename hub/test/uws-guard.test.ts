@@ -155,6 +155,8 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
       sessions: new Sessions({
         online(session) {
           if (session.deviceId === 'open-throws') throw new Error('online hook failed')
+          // as the hub does (CONTRACT §7): the desired twin after hello
+          session.send({ t: 'twd', v: 0, d: {} })
         },
         offline(session) {
           if (session.deviceId === 'close-throws') throw new Error('offline hook failed')
@@ -165,6 +167,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
         newState: () => ingest.newState(),
         refuseInvalid: (peer, s) => ingest.refuseInvalid(peer, s),
         admitResult: (peer) => ingest.admitResult(peer),
+        admitTwinReport: (peer) => ingest.admitTwinReport(peer),
         closed: (peer) => ingest.closed(peer),
         drained: (peer) => ingest.drained(peer),
         accept(peer, frame, raw) {
@@ -177,6 +180,13 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
           throw new Error('a command result failed')
         },
         invalidResult: () => undefined,
+        drained: () => undefined,
+      },
+      twins: {
+        report() {
+          throw new Error('a twin report failed')
+        },
+        refuse: () => undefined,
         drained: () => undefined,
       },
       metrics: server.metrics,
@@ -210,7 +220,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
     expect(server.caught[0]?.detail).toEqual({ method: 'GET', url: '/v1/connect', address: '127.0.0.1' })
   })
 
-  it('closes only the session whose frame, result, open or close throws, with 1011, and the witness keeps its acks', async () => {
+  it('closes only the session whose frame, result, report, open or close throws, with 1011, and the witness keeps its acks', async () => {
     const before = server.caught.length
     const acked = witness.acked.length
     const frame = await connectDevice(wsUrl(), await device('frame-throws'))
@@ -223,6 +233,12 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
     expect((await result.next()).t).toBe('hello')
     result.send({ t: 'res', id: 'c1', ok: true })
     expect(await result.closed).toEqual({ code: 1011, reason: 'internal error' })
+    await witness.ping()
+
+    const report = await connectDevice(wsUrl(), await device('report-throws'))
+    await report.opening()
+    report.send({ t: 'twr', id: 'r1', p: { a: 1 } })
+    expect(await report.closed).toEqual({ code: 1011, reason: 'internal error' })
     await witness.ping()
 
     const opened = await connectDevice(wsUrl(), await device('open-throws'))
@@ -240,10 +256,11 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
     expect(caught.map((c) => [c.where, c.detail['callback'], (c.err as Error).message])).toEqual([
       ['ws', 'message', 'ingest failed on a frame'],
       ['ws', 'message', 'a command result failed'],
+      ['ws', 'message', 'a twin report failed'],
       ['ws', 'open', 'online hook failed'],
       ['ws', 'close', 'offline hook failed'],
     ])
-    expect(await server.counted('ws')).toBe(4)
-    expect(witness.acked).toHaveLength(acked + 4)
+    expect(await server.counted('ws')).toBe(5)
+    expect(witness.acked).toHaveLength(acked + 5)
   })
 })

@@ -1,46 +1,17 @@
 // Scenario `commands`: REST round trips (`wait: true`) to one of 1,000 connected devices while
 // they send 10,000 readings/s, measured from this process one call after another; then a fan-out
 // by tag to every device of a second fleet, timed until the batch reports all of them succeeded.
-import { Agent, request } from 'node:http'
-import { ADMIN_TOKEN } from '../support/hub.js'
+import { Agent } from 'node:http'
 import { dropDatabase, hubMetrics, startBenchHub, type BenchContext } from './context.js'
 import type { FleetSample } from './fleet.js'
-import { latencyHistogram, provisionBulk, sourceAddresses, summarise } from './load.js'
+import { call, latencyHistogram, provisionBulk, summarise } from './load.js'
 import { coresSince, cpuMark, sleep } from './measure.js'
-import { Worker } from './procs.js'
+import { connectFleets, Worker } from './procs.js'
 import { atMost } from './report.js'
 
 const SCENARIO = 'commands'
 const RT_DEVICES = 1000
 const TELEMETRY_PER_SEC = 10_000
-/** Devices one worker answers for in the fan-out. */
-const PER_WORKER = 10_000
-
-/** One JSON call over a keep-alive connection; resolves status and parsed body. */
-function call(agent: Agent, base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body)
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${base}${path}`,
-      {
-        method,
-        agent,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-        },
-      },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : (JSON.parse(text) as unknown) }))
-      },
-    )
-    req.on('error', reject)
-    req.end(payload)
-  })
-}
 
 export async function commands(ctx: BenchContext): Promise<void> {
   const calls = ctx.full ? 2000 : 500
@@ -108,26 +79,7 @@ export async function commands(ctx: BenchContext): Promise<void> {
 
     // Fan-out: a second fleet that only answers commands.
     const targets = await provisionBulk(hub.base, 'cmd-fan', fanOutDevices, { tags: { group: 'fanout' } })
-    const shares = Math.ceil(fanOutDevices / PER_WORKER)
-    const addresses = sourceAddresses(shares)
-    const fanWorkers = [fleet]
-    while (fanWorkers.length < shares) {
-      const w = await Worker.start(`fleet-${fanWorkers.length}`)
-      workers.push(w)
-      fanWorkers.push(w)
-    }
-    await Promise.all(
-      fanWorkers.map((w, i) =>
-        w.call('fleet.connect', {
-          url: hub.wsUrl,
-          devices: targets.slice(i * PER_WORKER, (i + 1) * PER_WORKER),
-          readingsPerFrame: 1,
-          t0: Date.now(),
-          localAddresses: [addresses[i] as string],
-          concurrency: 500,
-        }),
-      ),
-    )
+    const fanWorkers = await connectFleets(hub.wsUrl, targets, fleet, workers)
     await sleep(1000)
     const started = performance.now()
     const created = await call(agent, hub.base, 'POST', '/api/v1/commands', { target: { tags: { group: 'fanout' } }, name: 'ping', timeoutMs: 30_000 })

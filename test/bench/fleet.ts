@@ -20,6 +20,17 @@ export interface FleetConnectParams {
   readonly concurrency?: number
 }
 
+/** What `fleet.twins` answers: desired changes seen and reported back. */
+export interface FleetTwins {
+  readonly twdReceived: number
+  readonly twaApplied: number
+  readonly twaRefused: number
+  /** Devices whose report of desired version `minVersion` (or later) the hub confirmed. */
+  readonly converged: number
+  /** Change to `twd` latency since the last reset, of changes stamped with `bench.sentAt`. */
+  readonly latency: LatencySummary
+}
+
 /** What `fleet.sample` and `fleet.stop` answer. */
 export interface FleetSample {
   /** Unix ms when the sample was taken. */
@@ -107,6 +118,7 @@ interface Fleet {
   readonly devices: LeanDevice[]
   readonly counters: FleetCounters
   readonly latency: { current: ReturnType<typeof latencyHistogram> }
+  readonly twinLatency: { current: ReturnType<typeof latencyHistogram> }
   stopPacing: () => void
 }
 
@@ -204,19 +216,20 @@ export const fleetHandlers: Handlers = {
     if (fleet !== undefined) throw new Error('a fleet is already connected')
     const counters = newCounters()
     const latency = { current: latencyHistogram() }
+    const twinLatency = { current: latencyHistogram() }
     const tokens = await tokensFor(params.devices)
     const ends = new LocalPorts(params.localAddresses ?? [])
     const devices: LeanDevice[] = []
     const { result } = await connectMany(params.devices.length, params.concurrency ?? 200, (i) => {
       const creds = params.devices[i] as DeviceCreds
       const ws = new WebSocket(params.url, clientOptions(ends.next(), { authorization: `Bearer ${tokens[i] as string}` }))
-      const device = new LeanDevice(ws, creds.id, { readingsPerFrame: params.readingsPerFrame, t0: params.t0, counters, latency })
+      const device = new LeanDevice(ws, creds.id, { readingsPerFrame: params.readingsPerFrame, t0: params.t0, counters, latency, twinLatency })
       return opened(ws, 'message', device.hello).then((open) => {
         devices.push(device)
         return open
       })
     })
-    fleet = { devices, counters, latency, stopPacing: () => undefined }
+    fleet = { devices, counters, latency, twinLatency, stopPacing: () => undefined }
     if (result.failed > 0) throw new Error(`${result.failed} of ${params.devices.length} devices could not connect: ${result.firstError ?? ''}`)
     return { connected: devices.length, ms: result.ms }
   },
@@ -237,6 +250,17 @@ export const fleetHandlers: Handlers = {
   /** The fleet's counters now; `resetLatency` starts a new latency window. */
   'fleet.sample'(raw) {
     return sample((raw as { resetLatency?: boolean } | undefined)?.resetLatency === true)
+  },
+
+  /** Twin figures now; `resetLatency` starts a new latency window; `minVersion` (default 1) counts converged devices. */
+  'fleet.twins'(raw): FleetTwins {
+    const params = (raw ?? {}) as { resetLatency?: boolean; minVersion?: number }
+    if (fleet === undefined) throw new Error('no fleet')
+    const minVersion = params.minVersion ?? 1
+    const { twdReceived, twaApplied, twaRefused } = fleet.counters
+    const latency = summarise(fleet.twinLatency.current)
+    if (params.resetLatency === true) fleet.twinLatency.current = latencyHistogram()
+    return { twdReceived, twaApplied, twaRefused, converged: fleet.devices.filter((d) => d.convergedVersion >= minVersion).length, latency }
   },
 
   /** Stops offering telemetry and waits (up to `drainMs`) until every frame sent was acked or naked. */

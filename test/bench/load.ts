@@ -2,11 +2,12 @@
 // codec, the contract's flow control), the fixed-rate pacer, the readings every generator sends,
 // and bulk provisioning. Devices run in worker processes (fleet.ts); provisioning in the orchestrator.
 import { generateKeyPairSync } from 'node:crypto'
+import { request, type Agent } from 'node:http'
 import { build, type Histogram } from 'hdr-histogram-js'
 import WebSocket from 'ws'
 import { type KeyType, type Metrics, type Reading } from '@fleetgate/device-sdk'
-import { decodeHubFrame, encodeFrame } from '@fleetgate/device-sdk/wire'
-import { api } from '../support/hub.js'
+import { decodeHubFrame, encodeFrame, isJsonObject, type TwinAckFrame, type TwinDesiredFrame } from '@fleetgate/device-sdk/wire'
+import { ADMIN_TOKEN, api } from '../support/hub.js'
 
 /** A provisioned device's credentials, as the hub issued them. */
 export interface DeviceCreds {
@@ -120,13 +121,18 @@ export interface FleetCounters {
   nakedFrames: number
   commandsAnswered: number
   errFrames: number
+  /** Desired documents received (`twd`), the hello's included. */
+  twdReceived: number
+  /** Reports the hub applied (`twa` with a version) and refused. */
+  twaApplied: number
+  twaRefused: number
   /** Sessions that closed while the fleet ran, by close code. */
   readonly closes: Record<string, number>
 }
 
 /** Fresh counters. */
 export function newCounters(): FleetCounters {
-  return { sentFrames: 0, sentReadings: 0, ackedFrames: 0, ackedReadings: 0, nakedFrames: 0, commandsAnswered: 0, errFrames: 0, closes: {} }
+  return { sentFrames: 0, sentReadings: 0, ackedFrames: 0, ackedReadings: 0, nakedFrames: 0, commandsAnswered: 0, errFrames: 0, twdReceived: 0, twaApplied: 0, twaRefused: 0, closes: {} }
 }
 
 /** How a lean device sends. */
@@ -137,12 +143,23 @@ export interface LeanDeviceOptions {
   readonly t0: number
   readonly counters: FleetCounters
   readonly latency: { current: Histogram }
+  /** Desired change to `twd` latency (µs), of the changes whose document carries `bench.sentAt` (wallMs). */
+  readonly twinLatency: { current: Histogram }
+}
+
+/**
+ * Wall-clock time in ms with sub-ms precision, comparable across the bench's processes on one
+ * machine: the orchestrator stamps a desired change with it, the device measures its `twd` by it.
+ */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now()
 }
 
 /**
  * A lean, correct Fleetgate device on a raw `ws` socket: frames from the SDK's `encodeFrame`, at
  * most `hello.lim.window` telemetry frames unacked (CONTRACT §3), cumulative acks, naks counted,
- * every `cmd` answered `res ok` at once. It sends while `backlog` (frames it has to send) allows;
+ * every `cmd` answered `res ok` at once, every changed desired twin reported back as applied
+ * (`twr` with the whole document, CONTRACT §7). It sends while `backlog` (frames it has to send) allows;
  * `Infinity` means as fast as the hub acks.
  */
 export class LeanDevice {
@@ -160,6 +177,10 @@ export class LeanDevice {
   #sentAt: number[] = []
   #head = 0
   #naked = new Set<number>()
+  /** The report on the wire for the latest desired version, and that version. */
+  #report: { readonly id: string; readonly version: number } | undefined
+  /** The highest desired version the hub confirmed reported (`twa`); 0 before. */
+  convergedVersion = 0
   readonly #options: LeanDeviceOptions
   readonly hello: Promise<void>
 
@@ -197,6 +218,12 @@ export class LeanDevice {
         case 'err':
           this.#options.counters.errFrames++
           return
+        case 'twd':
+          this.#desired(frame)
+          return
+        case 'twa':
+          this.#twinAcked(frame)
+          return
       }
     })
     ws.on('close', (code: number) => {
@@ -232,6 +259,27 @@ export class LeanDevice {
     const r: Reading[] = []
     for (let i = 0; i < rpf; i++) r.push({ ts: readingTime(t0, s, rpf, i), m: metricsFor(s + i) })
     return encodeFrame({ t: 'tb', s, r })
+  }
+
+  // Applies the desired document at once and reports it whole, so reported equals desired.
+  #desired(frame: TwinDesiredFrame): void {
+    const now = wallMs()
+    this.#options.counters.twdReceived++
+    const bench = frame.d['bench']
+    const sentAt = isJsonObject(bench) ? bench['sentAt'] : undefined
+    if (typeof sentAt === 'number') this.#options.twinLatency.current.recordValue(Math.max(1, Math.round((now - sentAt) * 1000)))
+    if (frame.v === 0) return
+    this.#report = { id: `v${frame.v}`, version: frame.v }
+    this.ws.send(encodeFrame({ t: 'twr', id: this.#report.id, p: frame.d }))
+  }
+
+  #twinAcked(frame: TwinAckFrame): void {
+    if (frame.e !== undefined) {
+      this.#options.counters.twaRefused++
+      return
+    }
+    this.#options.counters.twaApplied++
+    if (frame.id === this.#report?.id) this.convergedVersion = Math.max(this.convergedVersion, this.#report.version)
   }
 
   #acked(s: number): void {
@@ -315,4 +363,30 @@ export async function provisionBulk(
     for (const d of created) devices.push({ id: d.id, keyType, key: (d.key ?? d.privateKey ?? pairs.get(d.id)) as string })
   }
   return devices
+}
+
+/** One JSON call with the admin token over `agent` (keep-alive: the scenarios time the hub, not connects); resolves status and parsed body. */
+export function call(agent: Agent, base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${base}${path}`,
+      {
+        method,
+        agent,
+        headers: {
+          authorization: `Bearer ${ADMIN_TOKEN}`,
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+        },
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : (JSON.parse(text) as unknown) }))
+      },
+    )
+    req.on('error', reject)
+    req.end(payload)
+  })
 }

@@ -2,6 +2,7 @@
 // safety nets that stop every one of them when the benchmark ends, fails or is interrupted.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { sourceAddresses, type DeviceCreds } from './load.js'
 
 /** The repository root: children run from here so that `--import tsx` resolves. */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -185,4 +186,37 @@ export function serve(handlers: Handlers): void {
         (err: unknown) => reply({ ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
       )
   })
+}
+
+/** Devices one fleet worker holds, from one loopback source address (about 28k ephemeral ports each). */
+export const DEVICES_PER_WORKER = 10_000
+
+/**
+ * Connects `devices` (sending nothing yet) in fleets of DEVICES_PER_WORKER, one per worker
+ * process, each from its own source address: `first` takes the first share, and a worker is
+ * started for each further one (added to `started`, for the caller to stop). Resolves with the
+ * workers in device order once every device has its hello.
+ */
+export async function connectFleets(url: string, devices: readonly DeviceCreds[], first: Worker, started: Worker[]): Promise<Worker[]> {
+  const shares = Math.ceil(devices.length / DEVICES_PER_WORKER)
+  const addresses = sourceAddresses(shares)
+  const fleets = [first]
+  while (fleets.length < shares) {
+    const worker = await Worker.start(`fleet-${fleets.length}`)
+    started.push(worker)
+    fleets.push(worker)
+  }
+  await Promise.all(
+    fleets.map((worker, i) =>
+      worker.call('fleet.connect', {
+        url,
+        devices: devices.slice(i * DEVICES_PER_WORKER, (i + 1) * DEVICES_PER_WORKER),
+        readingsPerFrame: 1,
+        t0: Date.now(),
+        localAddresses: [addresses[i] as string],
+        concurrency: 500,
+      }),
+    ),
+  )
+  return fleets
 }

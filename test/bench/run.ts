@@ -29,6 +29,7 @@ import { ingestBatch } from './ingest-batch.js'
 import { ingestSingle } from './ingest-single.js'
 import { sleep } from './measure.js'
 import { overload } from './overload.js'
+import { twins } from './twins.js'
 import { killAllChildren, REPO_ROOT } from './procs.js'
 import { machine, markdownTable, readPrevious, textTable, versions, type Figure, type PreviousRun } from './report.js'
 
@@ -37,6 +38,7 @@ const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: Benc
   { name: 'ingest-batch', run: ingestBatch },
   { name: 'connections', run: connections },
   { name: 'commands', run: commands },
+  { name: 'twins', run: twins },
   { name: 'overload', run: overload },
 ]
 

@@ -7,8 +7,10 @@ import {
   decodeDeviceFrame,
   decodeHubFrame,
   encodeFrame,
+  isTwinReportId,
   MAX_BATCH_READINGS,
   MAX_TS_MS,
+  twinPatchProblem,
   type Decoded,
   type DecodeFailureCode,
   type DeviceFrame,
@@ -29,7 +31,7 @@ function problem(decoded: Decoded<DeviceFrame>): string | undefined {
     if (!CODES.includes(decoded.code)) return `unknown failure code ${String(decoded.code)}`
     if (typeof decoded.reason !== 'string' || decoded.reason === '') return 'a failure without a reason'
     if (decoded.s !== undefined && (!Number.isSafeInteger(decoded.s) || decoded.s < 0)) return `a failure with s ${decoded.s}`
-    if (decoded.id !== undefined && !COMMAND_ID_PATTERN.test(decoded.id)) return `a failure with id ${decoded.id}`
+    if (decoded.id !== undefined && !(decoded.t === 'twr' ? isTwinReportId(decoded.id) : COMMAND_ID_PATTERN.test(decoded.id))) return `a failure with id ${decoded.id}`
     return undefined
   }
   const frame = decoded.frame
@@ -42,6 +44,9 @@ function problem(decoded: Decoded<DeviceFrame>): string | undefined {
       if (frame.r.some((reading) => reading.ts > MAX_TS_MS)) return 'a reading beyond MAX_TS_MS'
       break
     case 'res':
+      break
+    case 'twr':
+      if (twinPatchProblem(frame.p) !== undefined) return `a report breaking the twin rules: ${String(twinPatchProblem(frame.p))}`
       break
     default:
       return `a frame of type ${String((frame as { t: unknown }).t)}`

@@ -15,8 +15,9 @@ import { OpenDevices } from '../support/ws.js'
 
 const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'))
 
-/** CONTRACT §3: the answers a device may get to a frame, and the codes a hub closes a bad session with. */
+/** CONTRACT §3 and §7: the answers a device may get to a frame, and the codes a hub closes a bad session with. */
 const NAK_REASONS = new Set(['invalid', 'rate', 'seq', 'too_many'])
+const TWIN_REFUSALS = new Set(['invalid', 'too_large', 'rate'])
 const ERR_CODES = new Set(['text', 'not_cbor', 'not_map', 'unknown_type', 'invalid', 'too_big'])
 const CLOSE_CODES = new Set([1003, 1007, 1008, 1009])
 
@@ -29,6 +30,8 @@ function unexpected(frame: HubFrame): string | undefined {
       return NAK_REASONS.has(frame.e) ? undefined : `nak ${frame.e}`
     case 'err':
       return ERR_CODES.has(frame.e) ? undefined : `err ${frame.e}`
+    case 'twa':
+      return frame.e === undefined || TWIN_REFUSALS.has(frame.e) ? undefined : `twa ${frame.e}`
     default:
       return `a ${frame.t} frame`
   }
@@ -108,6 +111,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
     const oversize = (): Uint8Array => Uint8Array.from({ length: 65_537 + Math.floor(random() * 60_000) }, () => 0xa1)
     const garbage = (): Uint8Array => Uint8Array.from([0xff])
     const invalid = (seq: number): Uint8Array => encodeFrame({ t: 'tm', s: seq, m: {} })
+    const invalidReport = (): Uint8Array => encodeFrame({ t: 'twr', id: 'tour', p: { $set: 1 } })
     const open = (): boolean => ws.ws.readyState === ws.ws.OPEN
     let s = 0
     let sent = 0
@@ -116,7 +120,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
     while (sent < 2000 && Date.now() < stopAt) {
       // A few frames, then the probe: most hostile frames end the session, and the probe must get through now and then.
       // The first rounds tour each kind of answer, so that a short run (a slow machine) still sees them all.
-      const tour = [text, oversize, garbage, invalid][round++]
+      const tour = [text, oversize, garbage, invalid, invalidReport][round++]
       for (let i = tour === undefined ? 1 + Math.floor(random() * 3) : 1; i > 0 && open(); i--, sent++) {
         const roll = random()
         if (tour !== undefined) ws.sendRaw(tour(++s))
@@ -132,7 +136,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
       for (const frame of ws.frames.splice(0)) {
         const problem = unexpected(frame)
         if (problem !== undefined) wrong.push(`${problem} (seed ${seed}, frame ${sent})`)
-        count(frame.t === 'nak' ? `nak ${frame.e}` : frame.t === 'err' ? `err ${frame.e}` : frame.t)
+        count(frame.t === 'nak' ? `nak ${frame.e}` : frame.t === 'err' ? `err ${frame.e}` : frame.t === 'twa' ? `twa ${frame.e ?? 'v'}` : frame.t)
         seqNaked ||= frame.t === 'nak' && frame.s === probe && frame.e === 'seq'
       }
       const closed = ws.ws.readyState === ws.ws.CLOSED ? (await ws.closed).code : undefined
@@ -152,7 +156,7 @@ describe('hostile device frames against a hub with InfluxDB', () => {
     console.log(`hub fuzz: ${sent} frames, answers ${JSON.stringify(Object.fromEntries([...tally].sort()))}`)
     expect(wrong).toStrictEqual([])
     // The run reached each kind of answer: acks, naks for bad fields, and closes for garbage.
-    for (const answer of ['ack', 'nak invalid', 'err not_cbor', 'err text', 'err too_big', 'close 1007', 'close 1003', 'close 1009']) {
+    for (const answer of ['ack', 'nak invalid', 'err not_cbor', 'err text', 'err too_big', 'close 1007', 'close 1003', 'close 1009', 'twa invalid']) {
       expect(tally.get(answer) ?? 0, answer).toBeGreaterThan(0)
     }
   })

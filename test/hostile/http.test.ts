@@ -27,6 +27,7 @@ const TEMPLATES = [
   '/api/v1/devices/{id}/telemetry',
   '/api/v1/devices/{id}/commands',
   '/api/v1/devices/{id}/commands/{id}',
+  '/api/v1/devices/{id}/twin',
   '/api/v1/commands',
   '/api/v1/commands/{id}',
   '/api/v1/audit',
@@ -101,7 +102,7 @@ const QUERY_VALUES = [
 const TOKENS = [undefined, ADMIN, ADMIN, `Bearer ${READER}`, 'Bearer', 'Bearer wrong', 'Basic YWRtaW46YWRtaW4=', `Bearer ${'z'.repeat(2000)}`, 'bearer \u00ff']
 /** Printable ASCII that may stand in a request target, '%' included (space, '?' and '#' have their own roles). */
 const PATH_CHARS = '!$&\'()*+,-./0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~%'
-const BODY_KEYS = ['id', 'keyType', 'publicKey', 'tags', 'disabled', 'name', 'params', 'timeoutMs', 'ttlMs', 'wait', 'target', 'ids', 'devices', 'graceSec', 'disconnect', '__proto__', 'constructor']
+const BODY_KEYS = ['id', 'keyType', 'publicKey', 'tags', 'disabled', 'name', 'params', 'timeoutMs', 'ttlMs', 'wait', 'target', 'ids', 'devices', 'graceSec', 'disconnect', 'desired', 'ifVersion', '$set', '__proto__', 'constructor']
 
 /** Picks, builds and mutates inputs from one seeded PRNG. */
 class Inputs {

@@ -20,7 +20,7 @@ export class FrameFuzzer {
     return this.#built(s)
   }
 
-  /** A valid device frame with seq `s`: telemetry of every shape, a batch, a result. */
+  /** A valid device frame with seq `s`: telemetry of every shape, a batch, a result, a twin report. */
   #valid(s: number): Uint8Array {
     const ts = 1_700_000_000_000 + this.#int(1_000_000)
     const frames: DeviceFrame[] = [
@@ -30,6 +30,7 @@ export class FrameFuzzer {
       { t: 'tb', s, r: Array.from({ length: 1 + this.#int(20) }, (_, i) => ({ ts: ts + i, m: { v: i, t: 'x'.repeat(this.#int(40)) } })) },
       { t: 'res', id: `c${this.#int(100)}`, ok: this.#random() < 0.5, r: { list: [1, 'two', null, { x: 1.5 }] } },
       { t: 'res', id: 'c1', ok: false, e: 'failed' },
+      { t: 'twr', id: `r${this.#int(100)}`, p: { setpoint: 21.5, fan: { speed: this.#int(5), timer: null }, modes: ['eco', null] } },
     ]
     return encodeFrame(frames[this.#int(frames.length)] as DeviceFrame)
   }

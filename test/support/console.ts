@@ -23,7 +23,7 @@ export const HUB_HAS = {
   /** `GET /api/v1/events` (CONTRACT §4). */
   events: false,
   /** `GET/PATCH /api/v1/devices/{id}/twin` (CONTRACT §7). */
-  twins: false,
+  twins: true,
   /** `GET /api/v1/nodes` (CONTRACT §8). */
   nodes: false,
 } as const

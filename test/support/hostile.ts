@@ -25,11 +25,10 @@ export class Witness {
     this.#ts = Date.now()
   }
 
-  /** Connects `device` and takes its `hello`. */
+  /** Connects `device` and takes its `hello` and desired twin. */
   static async connect(wsUrl: string, device: Credentials): Promise<Witness> {
     const ws = await connectDevice(wsUrl, device)
-    const hello = await ws.next()
-    if (hello.t !== 'hello') throw new Error(`witness: expected hello, got ${JSON.stringify(hello)}`)
+    await ws.opening()
     return new Witness(device, ws)
   }
 

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
 import { type KeyType } from '@fleetgate/device-sdk'
-import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HubFrame } from '@fleetgate/device-sdk/wire'
+import { decodeHubFrame, encodeFrame, signToken, type DeviceFrame, type HelloFrame, type HubFrame, type TwinDesiredFrame } from '@fleetgate/device-sdk/wire'
 import { Inbox } from './inbox.js'
 
 /** How a raw connection attempt ended: upgraded, or refused with an HTTP status and body. */
@@ -36,6 +36,18 @@ export class RawDevice {
   /** The next frame not yet taken, waiting up to `timeoutMs`. */
   async next(timeoutMs = 5000): Promise<HubFrame> {
     return await this.#inbox.next(timeoutMs, 'frame from the hub')
+  }
+
+  /**
+   * Takes the frames every session opens with: `hello` (CONTRACT §3) and the desired twin right
+   * after it (CONTRACT §7); fails when the hub sends anything else first.
+   */
+  async opening(timeoutMs = 5000): Promise<{ hello: HelloFrame; twd: TwinDesiredFrame }> {
+    const hello = await this.next(timeoutMs)
+    if (hello.t !== 'hello') throw new Error(`expected hello first, got ${JSON.stringify(hello)}`)
+    const twd = await this.next(timeoutMs)
+    if (twd.t !== 'twd') throw new Error(`expected the desired twin after hello, got ${JSON.stringify(twd)}`)
+    return { hello, twd }
   }
 
   /** Takes frames until an ack covers `s`; returns every frame taken on the way (acks and naks). */
@@ -114,12 +126,11 @@ export interface Credentials {
 export class OpenDevices {
   readonly #open: RawDevice[] = []
 
-  /** Connects the device and takes its `hello` (the test fails without one). */
+  /** Connects the device and takes its `hello` and desired twin (the test fails without them). */
   async connect(url: string, device: Credentials): Promise<RawDevice> {
     const ws = await connectDevice(url, device)
     this.#open.push(ws)
-    const hello = await ws.next()
-    if (hello.t !== 'hello') throw new Error(`expected hello first, got ${JSON.stringify(hello)}`)
+    await ws.opening()
     return ws
   }
 

@@ -1,4 +1,5 @@
-import { asRecord, bool, list, num, optText, record, text, textMap } from './decode.js'
+import type { TwinDocument } from '@fleetgate/device-sdk/wire'
+import { asRecord, bool, document, list, num, optText, record, text, textMap } from './decode.js'
 import { ConsoleError } from './errors.js'
 
 /** REST root of the hub (CONTRACT §4), same origin as the console. */
@@ -66,11 +67,11 @@ export interface AuditEntry {
 /** A device twin (CONTRACT §7). */
 export interface Twin {
   readonly device: string
-  readonly desired: Record<string, unknown>
+  readonly desired: TwinDocument
   readonly desiredVersion: number
-  readonly reported: Record<string, unknown>
+  readonly reported: TwinDocument
   readonly reportedVersion: number
-  readonly delta: Record<string, unknown>
+  readonly delta: TwinDocument
   readonly desiredAt?: string
   readonly reportedAt?: string
 }
@@ -285,7 +286,7 @@ export class Api {
     return decodeTwin(await this.json('GET', `/devices/${path(id)}/twin`, undefined, signal))
   }
 
-  async patchTwin(id: string, desired: Record<string, unknown>, ifVersion: number): Promise<Twin> {
+  async patchTwin(id: string, desired: TwinDocument, ifVersion: number): Promise<Twin> {
     return decodeTwin(await this.json('PATCH', `/devices/${path(id)}/twin`, { desired, ifVersion }))
   }
 
@@ -378,11 +379,11 @@ export function decodeTwin(value: unknown): Twin {
   const reportedAt = optText(twin, 'reportedAt')
   return {
     device: text(twin, 'device'),
-    desired: record(twin['desired'], 'desired'),
+    desired: document(twin['desired'], 'desired'),
     desiredVersion: num(twin, 'desiredVersion'),
-    reported: record(twin['reported'], 'reported'),
+    reported: document(twin['reported'], 'reported'),
     reportedVersion: num(twin, 'reportedVersion'),
-    delta: record(twin['delta'], 'delta'),
+    delta: document(twin['delta'], 'delta'),
     ...(desiredAt === undefined ? {} : { desiredAt }),
     ...(reportedAt === undefined ? {} : { reportedAt }),
   }

@@ -1,3 +1,4 @@
+import { isJsonObject, type TwinDocument } from '@fleetgate/device-sdk/wire'
 import { ConsoleError } from './errors.js'
 
 /** A JSON object, or undefined for anything else (arrays and null included). */
@@ -12,6 +13,12 @@ export function record(value: unknown, what: string): Record<string, unknown> {
   const object = asRecord(value)
   if (object === undefined) throw bad(what)
   return object
+}
+
+/** A twin document (parsed JSON, so its members are JSON), or throws `CONSOLE_ERR_RESPONSE` naming `what`. */
+export function document(value: unknown, what: string): TwinDocument {
+  if (!isJsonObject(value)) throw bad(what)
+  return value
 }
 
 /** A text field. */

@@ -1,3 +1,4 @@
+import type { TwinDocument } from '@fleetgate/device-sdk/wire'
 import type { JSX } from 'preact'
 import { useId, useState } from 'preact/hooks'
 import type { Twin } from '../lib/api.js'
@@ -16,7 +17,7 @@ export function DeviceTwin(props: { id: string; bus: EventBus }): JSX.Element {
   const [error, setError] = useState<unknown>(undefined)
   // The edit keeps the desired state it started from: the patch is computed against that base and
   // sent with its version, so a change made meanwhile by someone else is never silently undone.
-  const [draft, setDraft] = useState<{ text: string; base: Record<string, unknown>; baseVersion: number } | undefined>(undefined)
+  const [draft, setDraft] = useState<{ text: string; base: TwinDocument; baseVersion: number } | undefined>(undefined)
   const [conflict, setConflict] = useState<{ message: string; lostEdit: string } | undefined>(undefined)
   const [saved, setSaved] = useState('')
   const [busy, setBusy] = useState(false)

@@ -29,7 +29,7 @@ export interface DevicesApiDeps {
   readonly registry: Registry
   readonly sessions: Sessions
   readonly audit: AuditLog
-  /** Called once a device is deleted (its queued commands end `expired`). */
+  /** Called once a device is deleted (its queued commands end `expired`, its twin is deleted). */
   readonly deleted: (id: string) => Promise<void>
 }
 

@@ -1,5 +1,5 @@
 import type { JsonValue } from '@fleetgate/device-sdk'
-import { COMMAND_ID_PATTERN, MAX_CBOR_NESTING } from '@fleetgate/device-sdk/wire'
+import { COMMAND_ID_PATTERN, hasLoneSurrogate, MAX_CBOR_NESTING } from '@fleetgate/device-sdk/wire'
 import type { CommandRecord, CommandStatus } from '../store/index.js'
 import { asObject, checkInteger, onlyKeys, type Checked } from '../validate.js'
 
@@ -86,9 +86,6 @@ export function checkMqttCommand(payload: unknown): Checked<CommandRequest> {
   return checkCommandFields(body, true)
 }
 
-/** A text that holds a lone UTF-16 surrogate (with the `u` flag a proper pair is one code point, not Cs). */
-const LONE_SURROGATE = /\p{Cs}/u
-
 /**
  * Why a JSON value (command params or a device's result) cannot be kept and delivered as it is,
  * or undefined when it can. The walk is iterative and runs before anything recursive touches the
@@ -108,13 +105,13 @@ export function checkJson(value: unknown, field: string): string | undefined {
     const item = values.pop()
     const level = levels.pop() ?? 0
     if (typeof item === 'number' && !Number.isFinite(item)) return `${field}: numbers must be finite`
-    if (typeof item === 'string' && LONE_SURROGATE.test(item)) return `${field}: text must be valid Unicode (a lone surrogate)`
+    if (typeof item === 'string' && hasLoneSurrogate(item)) return `${field}: text must be valid Unicode (a lone surrogate)`
     if (typeof item !== 'object' || item === null) continue
     if (level >= MAX_PARAMS_DEPTH) return `${field}: nested deeper than ${MAX_PARAMS_DEPTH} levels of arrays and objects`
     if (!Array.isArray(item)) {
       for (const key of Object.keys(item)) {
         if (key === '__proto__') return `${field}: the key "__proto__" is not accepted`
-        if (LONE_SURROGATE.test(key)) return `${field}: keys must be valid Unicode (a lone surrogate)`
+        if (hasLoneSurrogate(key)) return `${field}: keys must be valid Unicode (a lone surrogate)`
       }
     }
     for (const child of Array.isArray(item) ? item : Object.values(item)) {

@@ -2,6 +2,7 @@ import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, IngestCounters, ShipperCounters } from '../telemetry/index.js'
+import type { DesiredOutcome, ReportOutcome, TwinCounters } from '../twins/index.js'
 
 /**
  * Where a last-resort guard caught an error: the `where` label of `fleetgate_uncaught_errors_total`,
@@ -59,7 +60,7 @@ export interface MetricsSources {
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -80,6 +81,9 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly commandsEnded: Counter<'status'>
   readonly ignoredResults: Counter
   readonly uncaughtErrors: Counter<'where'>
+  readonly twinDesired: LabelledCounter
+  readonly twinReports: LabelledCounter
+  readonly twinDesiredFrames: LabelledCounter
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -172,6 +176,26 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
         this.set(sources.pendingFrames())
       },
     })
+    const twinCounter = (name: string, help: string, outcomes: readonly string[]): LabelledCounter => {
+      const counter = new Counter({ name, help, labelNames: ['outcome'], registers })
+      for (const outcome of outcomes) counter.inc({ outcome }, 0)
+      return new LabelledCounter(counter)
+    }
+    this.twinDesired = twinCounter(
+      'fleetgate_twin_desired_changes_total',
+      'Operator changes of twin desired documents, by outcome (changed, unchanged, version_conflict, too_large, not_found)',
+      ['changed', 'unchanged', 'version_conflict', 'too_large', 'not_found'],
+    )
+    this.twinReports = twinCounter(
+      'fleetgate_twin_reports_total',
+      'Device twin reports (twr), by outcome (changed, unchanged, or refused: invalid, too_large, rate)',
+      ['changed', 'unchanged', 'invalid', 'too_large', 'rate'],
+    )
+    this.twinDesiredFrames = twinCounter(
+      'fleetgate_twin_desired_frames_total',
+      'Desired documents (twd) sent to sessions, or held for a socket that does not take them (its drain sends the latest)',
+      ['sent', 'held'],
+    )
     this.droppedResults = new Counter({
       name: 'fleetgate_command_results_dropped_total',
       help: 'Command results (res frames) dropped over their session\'s rate',
@@ -224,6 +248,18 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
 
   resultIgnored(): void {
     this.ignoredResults.inc()
+  }
+
+  desiredChanged(outcome: DesiredOutcome['kind']): void {
+    this.twinDesired.inc(outcome)
+  }
+
+  reported(outcome: ReportOutcome): void {
+    this.twinReports.inc(outcome)
+  }
+
+  desiredSent(outcome: 'sent' | 'held'): void {
+    this.twinDesiredFrames.inc(outcome)
   }
 
   /** Counts one exception caught by a last-resort guard (see transport/uws-guard.ts and main.ts). */

@@ -1,7 +1,7 @@
 // The hub's persistence: the records it keeps, one small interface per concern, and their two
 // implementations: lmdb (one node, everything in one environment) and PostgreSQL (cluster mode,
 // beside the node's lmdb spool).
-export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore, StorageEngine } from './interfaces.js'
+export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore, StorageEngine, TwinStore } from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
   migrate,
@@ -26,4 +26,6 @@ export {
   type SpooledEntry,
   type SpoolEntry,
   type SpoolSlot,
+  type TwinChange,
+  type TwinRecord,
 } from './records.js'

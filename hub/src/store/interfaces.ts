@@ -1,9 +1,9 @@
 // What each concern asks of its persistence, with two implementations: lmdb (store/lmdb/, one node)
-// and PostgreSQL (store/pg/, cluster mode) for the registry, commands, batches and audit; the spool
+// and PostgreSQL (store/pg/, cluster mode) for the registry, commands, batches, audit and twins; the spool
 // is always lmdb. What a network store can serve only asynchronously returns a promise; the
 // per-frame path (the token check's device lookup, ingest's spool append) stays synchronous and local.
 // hub/test/store-contract/ runs one suite per interface against both implementations.
-import type { AuditEntry, BatchInfo, CommandRecord, CommandStatus, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot } from './records.js'
+import type { AuditEntry, BatchInfo, CommandRecord, CommandStatus, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot, TwinChange, TwinRecord } from './records.js'
 
 /** A registry listing: devices sorted by id after `after`, each with every tag of `tags`. */
 export interface DeviceQuery {
@@ -126,6 +126,31 @@ export interface AuditStore {
 }
 
 /**
+ * Device twins (CONTRACT §7), one record per device that ever had a change.
+ *
+ * A second implementation must guarantee:
+ * - `update` runs `change` on the twin as stored (undefined when there is none) and, when it
+ *   returns a record to write, writes it in one atomic read-modify-write: of two concurrent updates
+ *   of one device (from any node), one sees the other's result. `change` is pure (the merge, the
+ *   version and size checks), so it may run again on a retried transaction; the promise resolves
+ *   with the outcome of the run that committed, once the write (if any) is durable: that is when
+ *   a device gets its `twa` and an operator its 200, which must survive a kill of the process.
+ * - `remove` deletes the twin; an update of the device that resolves after it found no twin.
+ * - a read that starts after a write resolved sees it. Documents come back exactly as written:
+ *   every key, `__proto__` included, stays an own member (no encoding may rename or drop it).
+ * Updates of one device come one at a time from one node (Twins chains them), so the store need
+ * not order them itself.
+ */
+export interface TwinStore {
+  /** The stored twin, or undefined when the device never had a change. */
+  get(device: string): Promise<TwinRecord | undefined>
+  /** See the guarantees above. */
+  update<T>(device: string, change: (before: TwinRecord | undefined) => TwinChange<T>): Promise<T>
+  /** Deletes a device's twin; false when there was none. */
+  remove(device: string): Promise<boolean>
+}
+
+/**
  * The durable telemetry spool: an append-only log of accepted frames, keyed by a sequence number,
  * with its byte total. It is on the per-frame path, so it is always local to the node (lmdb):
  * ingest appends without waiting per frame and reads its size synchronously.
@@ -167,6 +192,7 @@ export interface HubStores {
   readonly commands: CommandStore
   readonly batches: BatchStore
   readonly audit: AuditStore
+  readonly twins: TwinStore
   readonly spool: SpoolStore
   /** Whether other nodes share the registry, commands, batches and audit (PostgreSQL): then only the store knows their counts. */
   readonly shared: boolean

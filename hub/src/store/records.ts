@@ -1,6 +1,6 @@
 // The records the hub persists, as every store implementation reads and writes them. Times are
 // Unix milliseconds. Records are never changed in place: a change writes a new object.
-import type { JsonValue, KeyType, Tags } from '@fleetgate/device-sdk'
+import type { JsonValue, KeyType, Tags, TwinDocument } from '@fleetgate/device-sdk'
 
 /** What the hub keeps to verify a device: the HMAC key itself, or the Ed25519 public key (raw, base64url). */
 export interface DeviceKey {
@@ -81,6 +81,29 @@ export interface AuditEntry {
   readonly target: string
   /** `ok`, or what happened instead (`exists`, `device_offline`, `queued`, ...). */
   readonly outcome: string
+}
+
+/**
+ * A device's twin as stored (CONTRACT §7): each side a JSON object with its version (0 while it
+ * was never changed) and the time of its last change. A device without a stored twin has the
+ * empty one: both sides `{}` at version 0.
+ */
+export interface TwinRecord {
+  readonly device: string
+  readonly desired: TwinDocument
+  readonly desiredVersion: number
+  /** When `desired` last changed; absent at version 0. */
+  readonly desiredAt?: number
+  readonly reported: TwinDocument
+  readonly reportedVersion: number
+  /** When `reported` last changed; absent at version 0. */
+  readonly reportedAt?: number
+}
+
+/** What a twin change decided, given the twin as stored: the record to write (none: write nothing) and what to answer. */
+export interface TwinChange<T> {
+  readonly write: TwinRecord | undefined
+  readonly outcome: T
 }
 
 /** One accepted telemetry frame, as the spool keeps it. */

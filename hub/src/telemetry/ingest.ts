@@ -228,11 +228,24 @@ export class Ingest {
    * ends `timeout`. Sustained abuse closes the session with 1008, as for telemetry.
    */
   admitResult(peer: IngestPeer): boolean {
-    const verdict = peer.ingest.results.take(this.#clock.now())
-    if (verdict === 'ok') return true
+    if (this.#admit(peer, peer.ingest.results)) return true
     this.#options.counters.resultDropped()
-    if (verdict === 'abuse') peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
     return false
+  }
+
+  /**
+   * Whether a twin report (`twr`) is within the device's rate: it draws one token from the
+   * session's telemetry budget, valid or not (CONTRACT §7: like a telemetry frame), so reports and
+   * readings share FLEETGATE_DEVICE_RATE. Sustained abuse closes the session with 1008.
+   */
+  admitTwinReport(peer: IngestPeer): boolean {
+    return this.#admit(peer, peer.ingest.telemetry)
+  }
+
+  #admit(peer: IngestPeer, budget: RateLimit): boolean {
+    const verdict = budget.take(this.#clock.now())
+    if (verdict === 'abuse') peer.close(CloseCode.rateAbuse, 'sustained rate abuse')
+    return verdict === 'ok'
   }
 
   /**

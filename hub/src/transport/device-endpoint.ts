@@ -7,6 +7,7 @@ import type { Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { HubMetrics } from '../observability/index.js'
 import type { Ingest } from '../telemetry/index.js'
+import type { Twins } from '../twins/index.js'
 import { tune } from '../tuning.js'
 import { DeviceSession, type SocketData } from './device-session.js'
 import { bearerToken } from './http.js'
@@ -16,8 +17,8 @@ import type { Exchange, GuardedApp } from './uws-guard.js'
 export interface DeviceEndpointTuning {
   /**
    * Bytes the hub holds for one session that its device has not read yet (uWS `maxBackpressure`);
-   * default 1 MiB (1,048,576). Past it uWS writes nothing more: acks and naks wait in order,
-   * commands stay `queued`, and both go out in `drain`, as the device reads. Each session may hold
+   * default 1 MiB (1,048,576). Past it uWS writes nothing more: acks, naks and twin answers wait in
+   * order, commands stay `queued`, the desired twin is owed, and all go out in `drain`, as the device reads. Each session may hold
    * this much, so it bounds the memory a device that does not read can cost.
    */
   readonly maxBackpressureBytes: number
@@ -31,8 +32,9 @@ export interface DeviceEndpointOptions {
   readonly authenticator: Pick<DeviceAuthenticator, 'verify'>
   readonly failures: FailureLimiter
   readonly sessions: Sessions
-  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'closed' | 'drained'>
+  readonly ingest: Pick<Ingest, 'windowFrames' | 'newState' | 'accept' | 'refuseInvalid' | 'admitResult' | 'admitTwinReport' | 'closed' | 'drained'>
   readonly commands: Pick<Commands, 'result' | 'invalidResult' | 'drained'>
+  readonly twins: Pick<Twins, 'report' | 'refuse' | 'drained'>
   readonly metrics: HubMetrics
   readonly log: Logger
   /** The hub's version, sent in `hello`. */
@@ -62,7 +64,7 @@ interface Handshake {
 
 /** Mounts `/v1/connect` (CONTRACT §3) on a guarded uWS app: a throw in any callback ends one session (1011), never the hub. */
 export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOptions): void {
-  const { authenticator, failures, sessions, ingest, commands, metrics, log } = options
+  const { authenticator, failures, sessions, ingest, commands, twins, metrics, log } = options
   const now = (): number => options.clock.now()
   const { maxBackpressureBytes } = tune('DeviceEndpoint', DEVICE_ENDPOINT_DEFAULTS, options.tuning)
   const limits = {
@@ -139,7 +141,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
       const session = socket.getUserData().session
       session.socket = socket
       accepted.inc()
-      // CONTRACT §3: hello is the first frame; going online then delivers queued commands.
+      // CONTRACT §3: hello is the first frame; going online then sends the desired twin (§7) and delivers queued commands.
       session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
       sessions.opened(session)
     },
@@ -165,6 +167,12 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
           ingest.refuseInvalid(session, decoded.s)
           return
         }
+        if (decoded.code === 'invalid' && decoded.id !== undefined && decoded.t === 'twr') {
+          // CONTRACT §7: a report that names its id is answered, and draws from the rate all the same.
+          ingest.admitTwinReport(session)
+          twins.refuse(session, decoded.id, 'invalid')
+          return
+        }
         if (decoded.code === 'invalid' && decoded.id !== undefined) {
           // A result that names its command but does not validate ends that command as failed.
           if (ingest.admitResult(session)) commands.invalidResult(session, decoded.id, decoded.reason)
@@ -184,16 +192,21 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
         case 'res':
           if (ingest.admitResult(session)) commands.result(session, frame)
           return
+        case 'twr':
+          if (ingest.admitTwinReport(session)) twins.report(session, frame.id, frame.p)
+          else twins.refuse(session, frame.id, 'rate')
+          return
       }
     },
 
     drain(socket) {
       // uWS refuses a send while more than maxBackpressure bytes wait; once under it, what the
-      // socket refused goes out: the answers to telemetry first, then queued commands.
+      // socket refused goes out: the answers to telemetry first, then queued commands, then twins.
       if (socket.getBufferedAmount() > maxBackpressureBytes) return
       const session = socket.getUserData().session
       ingest.drained(session)
       commands.drained(session)
+      twins.drained(session)
     },
 
     pong(socket) {

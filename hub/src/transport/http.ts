@@ -29,6 +29,10 @@ export const API_ERROR_CODES = [
   'exists',
   'device_offline',
   'queue_full',
+  /** CONTRACT §7: `ifVersion` is not the current desired version. */
+  'version_conflict',
+  /** CONTRACT §7: a twin document would pass 32 KiB (a body over 1 MiB is `payload_too_large`). */
+  'too_large',
   'too_many_requests',
   'not_ready',
   'internal',

@@ -1,6 +1,6 @@
 // The shared part of the OpenAPI document: the operator token, the schemas of bodies and answers,
 // and the error answers every route shares. Limits come from the constants the handlers use.
-import { COMMAND_ID_PATTERN, DEVICE_ID_PATTERN, MAX_TAG_VALUE_BYTES, MAX_TAGS, METRIC_KEY_PATTERN, RESERVED_TAG_KEY } from '@fleetgate/device-sdk/wire'
+import { COMMAND_ID_PATTERN, DEVICE_ID_PATTERN, MAX_TAG_VALUE_BYTES, MAX_TAGS, MAX_TWIN_BYTES, MAX_TWIN_DEPTH, MAX_TWIN_KEY_BYTES, METRIC_KEY_PATTERN, RESERVED_TAG_KEY } from '@fleetgate/device-sdk/wire'
 import {
   COMMAND_STATUSES,
   DEFAULT_TIMEOUT_MS,
@@ -193,7 +193,7 @@ const SCHEMAS: Readonly<Record<string, Json>> = {
       actor: { type: 'string', description: 'The operator token\'s name, or `uplink`.' },
       action: {
         type: 'string',
-        examples: ['device.create', 'device.update', 'device.delete', 'device.key_rotate', 'device.disconnect', 'command.create', 'command.batch'],
+        examples: ['device.create', 'device.update', 'device.delete', 'device.key_rotate', 'device.disconnect', 'command.create', 'command.batch', 'twin.desired'],
       },
       target: { type: 'string', description: 'A device id, `device/commandId`, or a batch id.' },
       outcome: string,
@@ -210,6 +210,34 @@ const SCHEMAS: Readonly<Record<string, Json>> = {
         description: 'Oldest first.',
         items: { type: 'object', required: ['ts'], properties: { ts: dateTime }, additionalProperties: { type: ['number', 'boolean', 'string'] } },
       },
+    },
+  },
+  TwinDocument: {
+    type: 'object',
+    description: `A JSON object of at most ${MAX_TWIN_BYTES} bytes as compact JSON, nesting at most ${MAX_TWIN_DEPTH} levels (the document is level 1, each object or array inside one more), keys of 1 to ${MAX_TWIN_KEY_BYTES} bytes that do not start with \`$\`, text in valid Unicode.`,
+    propertyNames: { minLength: 1, not: { pattern: '^\\$' } },
+  },
+  Twin: {
+    type: 'object',
+    required: ['device', 'desired', 'desiredVersion', 'reported', 'reportedVersion', 'delta'],
+    properties: {
+      device: schema('DeviceId'),
+      desired: schema('TwinDocument', { description: 'What operators want.' }),
+      desiredVersion: { type: 'integer', minimum: 0, description: 'Grows by 1 with each change; 0 while never changed.' },
+      reported: schema('TwinDocument', { description: 'What the device reported.' }),
+      reportedVersion: { type: 'integer', minimum: 0 },
+      delta: schema('TwinDocument', { description: 'The part of `desired` that `reported` does not match, key by key, recursively; `{}` in sync.' }),
+      desiredAt: { ...dateTime, description: 'When `desired` last changed; absent at version 0.' },
+      reportedAt: { ...dateTime, description: 'When `reported` last changed; absent at version 0.' },
+    },
+  },
+  TwinPatch: {
+    type: 'object',
+    required: ['desired'],
+    additionalProperties: false,
+    properties: {
+      desired: schema('TwinDocument', { description: 'A merge patch (RFC 7386) of `desired`, by the same rules; a `null` member deletes its key.' }),
+      ifVersion: { type: 'integer', minimum: 0, description: 'Change only if this is the current `desiredVersion` (else 409 `version_conflict`).' },
     },
   },
   Readiness: {
@@ -250,7 +278,7 @@ export const COMPONENTS: {
       type: 'http',
       scheme: 'bearer',
       description:
-        'An operator token (`Authorization: Bearer <token>`). Each has a scope: `reader` (every GET), `operator` (reader, plus commands), `admin` (everything). A route\'s security requirement names the scope it needs; a higher one passes.',
+        'An operator token (`Authorization: Bearer <token>`). Each has a scope: `reader` (every GET), `operator` (reader, plus commands and twin `desired` changes), `admin` (everything). A route\'s security requirement names the scope it needs; a higher one passes.',
     },
   },
   schemas: SCHEMAS,

@@ -7,12 +7,13 @@ import { DEVICE_PATHS } from './devices.js'
 import { HEALTH_PATHS } from './health.js'
 import type { Paths } from './shapes.js'
 import { TELEMETRY_PATHS } from './telemetry.js'
+import { TWIN_PATHS } from './twins.js'
 
 /** Where the document is served. */
 export const OPENAPI_PATH = '/api/v1/openapi.json'
 
 /** Every path of the API, by concern. */
-const PATHS: Paths = { ...DEVICE_PATHS, ...COMMAND_PATHS, ...TELEMETRY_PATHS, ...HEALTH_PATHS }
+const PATHS: Paths = { ...DEVICE_PATHS, ...COMMAND_PATHS, ...TELEMETRY_PATHS, ...TWIN_PATHS, ...HEALTH_PATHS }
 
 /** The OpenAPI 3.1 document of the REST API. */
 export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths } & Readonly<Record<string, unknown>> = {
@@ -21,7 +22,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     title: 'Fleetgate hub REST API',
     version: 'v1',
     description: [
-      'Operators manage devices, send commands and read telemetry here. JSON in and out; times are ISO 8601; errors are `{"error": code, "message": text}` with the codes of docs/errors.md in the repository.',
+      'Operators manage devices, send commands, read telemetry and change device twins here. JSON in and out; times are ISO 8601; errors are `{"error": code, "message": text}` with the codes of docs/errors.md in the repository.',
       'Not here: the device endpoint `GET /v1/connect` (a WebSocket, docs/protocol.md), the MQTT topics (docs/mqtt.md) and the console at `/console/`.',
       'An unknown path, or a method a path does not take, is answered 404 `not_found`.',
     ].join('\n\n'),
@@ -33,6 +34,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     { name: 'commands', description: 'Commands to one device, fan-out to many.' },
     { name: 'audit', description: 'Who changed what.' },
     { name: 'telemetry', description: 'Readings, as stored.' },
+    { name: 'twins', description: 'Desired and reported state (CONTRACT §7).' },
     { name: 'health', description: 'Probes, figures and this document.' },
   ],
   paths: PATHS,

@@ -8,8 +8,8 @@ export const storeDir = (dataDir: string): string => join(dataDir, 'store')
 
 /**
  * Options of the lmdb environment, the same in every process that opens it (hub, start-up check,
- * backup). Named databases: 3 of the registry, 7 of commands, 2 of the spool, 1 each of batches and
- * audit, and the legacy `meta`; room for the concerns still to come (twins, history).
+ * backup). Named databases: 3 of the registry, 7 of commands, 2 of the spool, 1 each of batches,
+ * audit and twins, and the legacy `meta`; room for the concerns still to come (history).
  */
 export const ENVIRONMENT_OPTIONS = { maxDbs: 32, compression: false } as const
 
@@ -28,14 +28,19 @@ export const STORE_DATABASES = [
   'command-sent',
   'command-batches',
   'command-batch-info',
+  'twins',
   'meta',
 ] as const
 
 /** One of STORE_DATABASES. */
 export type StoreDatabase = (typeof STORE_DATABASES)[number]
 
-/** Opens (creating when missing) a named database of the environment: only those STORE_DATABASES lists. */
-export function database<V, K extends Key>(root: RootDatabase, name: StoreDatabase, options: { cache?: boolean; encoding?: 'binary' } = {}): Database<V, K> {
+/**
+ * Opens (creating when missing) a named database of the environment: only those STORE_DATABASES
+ * lists. Values are msgpack unless `encoding` says otherwise; `json` keeps every object key as
+ * written (msgpack renames `__proto__`).
+ */
+export function database<V, K extends Key>(root: RootDatabase, name: StoreDatabase, options: { cache?: boolean; encoding?: 'binary' | 'json' } = {}): Database<V, K> {
   return root.openDB<V, K>({ name, ...options })
 }
 

@@ -5,6 +5,7 @@ import { LmdbCommandStore } from './command-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
+import { LmdbTwinStore } from './twin-store.js'
 import { readAtStart } from './store-check.js'
 
 /** A node's own lmdb environment with its spool: all that cluster mode keeps locally. */
@@ -43,6 +44,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     commands: new LmdbCommandStore(root),
     batches: loaded('the fan-out batches', () => new LmdbBatchStore(root)),
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
+    twins: new LmdbTwinStore(root),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     shared: false,
     engines: [{ name: 'store', healthy: () => answers(root) }],

@@ -8,6 +8,7 @@ import { PgListener } from './listener.js'
 import { migrate } from './migrate.js'
 import { clientConfig, openPool, postgresTuning, type Db, type PostgresTuning } from './pool.js'
 import { PgRegistryStore } from './registry-store.js'
+import { PgTwinStore } from './twin-store.js'
 
 export { migrate, readMigrations, type Migration, type MigrationOutcome } from './migrate.js'
 export { POSTGRES_DEFAULTS, type PostgresTuning } from './pool.js'
@@ -63,6 +64,7 @@ export async function openPostgresStores(options: PostgresStoresOptions, local: 
     commands,
     batches: new PgBatchStore(db),
     audit,
+    twins: new PgTwinStore(db),
     spool: node.spool,
     shared: true,
     engines: [node.engine, { name: 'postgres', healthy: () => listener.healthy() }],

@@ -1,0 +1,37 @@
+import { twinDelta, type TwinDocument } from '@fleetgate/device-sdk/wire'
+import type { TwinRecord } from '../store/index.js'
+
+/** A twin as REST answers it and MQTT carries it (CONTRACT §7); times are ISO 8601. */
+export interface TwinView {
+  readonly device: string
+  readonly desired: TwinDocument
+  readonly desiredVersion: number
+  readonly reported: TwinDocument
+  readonly reportedVersion: number
+  /** The part of `desired` that `reported` does not match; `{}` in sync. */
+  readonly delta: TwinDocument
+  readonly desiredAt?: string
+  readonly reportedAt?: string
+}
+
+/** The twin of a device that never had a change: both sides `{}` at version 0. */
+export function emptyTwin(device: string): TwinRecord {
+  return { device, desired: {}, desiredVersion: 0, reported: {}, reportedVersion: 0 }
+}
+
+/** The operator's view of a stored twin. */
+export function twinView(twin: TwinRecord): TwinView {
+  const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
+  const desiredAt = iso(twin.desiredAt)
+  const reportedAt = iso(twin.reportedAt)
+  return {
+    device: twin.device,
+    desired: twin.desired,
+    desiredVersion: twin.desiredVersion,
+    reported: twin.reported,
+    reportedVersion: twin.reportedVersion,
+    delta: twinDelta(twin.desired, twin.reported),
+    ...(desiredAt === undefined ? {} : { desiredAt }),
+    ...(reportedAt === undefined ? {} : { reportedAt }),
+  }
+}
