@@ -97,7 +97,10 @@ describe('the OpenAPI document (GET /api/v1/openapi.json)', () => {
     const batch = (await hub.api('POST', '/api/v1/commands', { target: { ids: ['doc-1'] }, name: 'ping' })).body.batch as string
     expect(await admin('get', '/api/v1/commands/{batch}', `/api/v1/commands/${batch}`)).toBe(200)
     expect(await admin('get', '/api/v1/audit', '/api/v1/audit?limit=5')).toBe(200)
-    expect(await admin('get', '/api/v1/devices/{id}/telemetry', '/api/v1/devices/doc-1/telemetry')).toBe(503)
+    expect(await admin('get', '/api/v1/devices/{id}/telemetry', '/api/v1/devices/doc-1/telemetry')).toBe(200)
+    expect(await admin('get', '/api/v1/devices/{id}/telemetry', '/api/v1/devices/doc-1/telemetry?every=1h&fn=max')).toBe(200)
+    expect(await admin('get', '/api/v1/devices/{id}/telemetry', '/api/v1/devices/doc-1/telemetry?fn=max')).toBe(400)
+    expect(await admin('get', '/api/v1/events', '/api/v1/events?type=weather')).toBe(400)
     expect(await admin('get', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin')).toBe(200)
     expect(await admin('get', '/api/v1/devices/{id}/twin', '/api/v1/devices/nobody/twin')).toBe(404)
     expect(await admin('patch', '/api/v1/devices/{id}/twin', '/api/v1/devices/doc-1/twin', { desired: { setpoint: 19, fan: { speed: 2 } }, ifVersion: 0 })).toBe(200)

@@ -72,6 +72,16 @@ describe('the hub on PostgreSQL', () => {
     ])
   })
 
+  it('answers the telemetry API 503 without InfluxDB, even with FLEETGATE_HISTORY=on: a node holds only what it received (CONTRACT §8)', async () => {
+    const url = await pg.createDatabase()
+    const hub = await processes.start(testEnv(processes.dir(), { ...clusterEnv(url, 'solo'), FLEETGATE_HISTORY: 'on' }))
+    expect((await api(hub.base, 'POST', '/api/v1/devices', { id: 'metered' })).status).toBe(201)
+    expect(await api(hub.base, 'GET', '/api/v1/devices/metered/telemetry')).toEqual({
+      status: 503,
+      body: { error: 'not_ready', message: 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset' },
+    })
+  })
+
   it('exits 1 at once, saying so, when PostgreSQL cannot be reached at start', async () => {
     // Port 2 on loopback: nothing listens there, and no other test can take it meanwhile.
     const nobody = 2

@@ -43,18 +43,21 @@ describe('the fleetgate-sim command', () => {
   let influx: Influxd
   let hub: TestHub
   let offHub: TestHub
+  let historyHub: TestHub
   const dir = tempDir('fleetgate-sim-cli-')
 
   beforeAll(async () => {
     assertBuilt('firmware-sim')
     influx = await startInfluxd()
     hub = await startTestHub({ FLEETGATE_INFLUX_URL: influx.url, FLEETGATE_INFLUX_DB: 'sim_cli' })
-    offHub = await startTestHub()
+    offHub = await startTestHub({ FLEETGATE_HISTORY: 'off' })
+    historyHub = await startTestHub()
   })
   afterAll(async () => {
     for (const child of children) child.kill('SIGKILL')
     await hub?.stop()
     await offHub?.stop()
+    await historyHub?.stop()
     await influx?.destroy()
     dir.cleanup()
   })
@@ -114,11 +117,17 @@ describe('the fleetgate-sim command', () => {
     expect(snapshots.at(-1)?.readings.acked).toBe(snapshots.at(-1)?.readings.sent)
   }, 30_000)
 
-  it('exits 1 when --verify cannot read the points back (InfluxDB off), with the reason', async () => {
+  it('passes --verify against the embedded history, with no InfluxDB (CONTRACT §5)', async () => {
+    const run = await sim(['--hub', historyHub.base, '--token', ADMIN_TOKEN, '--provision', '--fleet', join(dir.path, 'history.json'), '--devices', '5', '--readings', '30', '--rate', '30', '--verify', '--quiet'])
+    expect(run.code, run.stderr + run.stdout).toBe(0)
+    expect(run.stdout).toMatch(/\n {2}verify \(api\) +devices 5\/5 match {2}acked 150 {2}stored 150 {2}missing 0 {2}duplicates 0 {2}extra 0 /)
+  }, 60_000)
+
+  it('exits 1 when --verify cannot read the points back (no InfluxDB, history off), with the reason', async () => {
     const run = await sim(['--hub', offHub.base, '--token', ADMIN_TOKEN, '--provision', '--fleet', join(dir.path, 'off.json'), '--devices', '3', '--readings', '5', '--rate', '10', '--verify', '--quiet'])
     expect(run.code, run.stderr).toBe(1)
     expect(run.stdout).toMatch(/^fleetgate-sim FAIL /)
-    expect(run.stdout).toContain('  FAIL: verify: GET /api/v1/devices/sim-000001/telemetry answered 503 not_ready: InfluxDB shipping is off (FLEETGATE_INFLUX_URL=off)\n')
+    expect(run.stdout).toContain('  FAIL: verify: GET /api/v1/devices/sim-000001/telemetry answered 503 not_ready: this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off\n')
     expect(run.stdout).toContain('  FAIL: verify: 15 acked readings not stored\n')
     expect(run.stdout).toMatch(/\n {4}acked +15 /)
   }, 60_000)

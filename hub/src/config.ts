@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import { BridgeError, DEFAULT_MAX_PACKET_BYTES, parseUplinkUrl } from '@fleetgate/bridge'
 import { HubError } from './errors.js'
+import { parseDurationMs } from './validate.js'
 
 /**
  * Bounds of the embedded broker's connections (additions to CONTRACT §1's table; docs/security.md
@@ -23,6 +24,14 @@ export interface MqttLimits {
   readonly softBacklogSec: number
 }
 
+/** The embedded telemetry history's bounds (CONTRACT §1, §5). */
+export interface HistoryConfig {
+  /** `FLEETGATE_HISTORY_RETENTION`: how long readings are kept, by their `ts`, in ms; default 7 days. */
+  readonly retentionMs: number
+  /** `FLEETGATE_HISTORY_MAX_BYTES`: the history's size bound, oldest readings first out; default 1 GiB. */
+  readonly maxBytes: number
+}
+
 /** The validated, frozen hub configuration (CONTRACT §1). */
 export interface HubConfig {
   /** Address of the device + REST listener; default `0.0.0.0`. */
@@ -37,7 +46,7 @@ export interface HubConfig {
   readonly adminToken: string | undefined
   /** JSON file of extra operator tokens, or undefined. */
   readonly tokensFile: string | undefined
-  /** InfluxDB 1.x base URL, or undefined when shipping is `off`; default `http://127.0.0.1:8086`. */
+  /** InfluxDB 1.x base URL, or undefined when unset or `off` (CONTRACT §1 v2: no InfluxDB by default). */
   readonly influxUrl: string | undefined
   /** InfluxDB database; default `fleetgate`. */
   readonly influxDb: string
@@ -59,6 +68,8 @@ export interface HubConfig {
   readonly idleTimeoutSec: number
   /** Spool quota in bytes; default 1 GiB. */
   readonly spoolMaxBytes: number
+  /** The embedded telemetry history (CONTRACT §5); undefined when `FLEETGATE_HISTORY=off`. */
+  readonly history: HistoryConfig | undefined
   /**
    * `FLEETGATE_POSTGRES_URL`: the PostgreSQL of cluster mode (CONTRACT §8), which then holds the
    * registry, commands, fan-outs and audit (the spool stays in the data dir); undefined (default):
@@ -112,9 +123,9 @@ function host(env: Env, name: string, fallback: string): string {
   return value
 }
 
-function httpUrl(env: Env, name: string, fallback: string): string | undefined {
-  const value = text(env, name, fallback)
-  if (value === 'off') return undefined
+function httpUrl(env: Env, name: string): string | undefined {
+  const value = optional(env, name)
+  if (value === undefined || value === 'off') return undefined
   let url: URL | undefined
   try {
     url = new URL(value)
@@ -125,6 +136,17 @@ function httpUrl(env: Env, name: string, fallback: string): string | undefined {
     fail(name, 'an http:// or https:// URL, or "off"', value)
   }
   return value.replace(/\/+$/, '')
+}
+
+/** Shortest and longest `FLEETGATE_HISTORY_RETENTION`: 1 s (tests of retention) to 3,650 days. */
+const MIN_RETENTION_MS = 1000
+const MAX_RETENTION_MS = 3650 * 86_400_000
+
+function duration(env: Env, name: string, fallback: string, minMs: number, maxMs: number): number {
+  const raw = text(env, name, fallback)
+  const ms = parseDurationMs(raw)
+  if (ms === undefined || ms < minMs || ms > maxMs) fail(name, 'a duration from 1s to 3650d: a whole number and one of s, m, h, d (e.g. 7d)', raw)
+  return ms
 }
 
 /** CONTRACT §1: a node id. */
@@ -204,6 +226,19 @@ export function loadConfig(env: Env = process.env): HubConfig {
   const nodeId = text(env, 'FLEETGATE_NODE_ID', defaultNodeId(hostname(), port))
   if (!NODE_ID_PATTERN.test(nodeId)) fail('FLEETGATE_NODE_ID', '1 to 64 of A-Z a-z 0-9 _ . -', nodeId)
 
+  // CONTRACT §1 v2: the history is on by default exactly when nothing else keeps telemetry.
+  const influxUrl = httpUrl(env, 'FLEETGATE_INFLUX_URL')
+  const historyDefault = influxUrl === undefined && postgres === undefined ? 'on' : 'off'
+  const historySwitch = text(env, 'FLEETGATE_HISTORY', historyDefault)
+  if (historySwitch !== 'on' && historySwitch !== 'off') fail('FLEETGATE_HISTORY', '"on" or "off"', historySwitch)
+  const history: HistoryConfig | undefined =
+    historySwitch === 'off'
+      ? undefined
+      : Object.freeze({
+          retentionMs: duration(env, 'FLEETGATE_HISTORY_RETENTION', '7d', MIN_RETENTION_MS, MAX_RETENTION_MS),
+          maxBytes: integer(env, 'FLEETGATE_HISTORY_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
+        })
+
   const maxBacklogBytes = integer(env, 'FLEETGATE_MQTT_MAX_BACKLOG', 67_108_864, 16_384, 1_073_741_824)
 
   const logLevel = text(env, 'FLEETGATE_LOG_LEVEL', 'info')
@@ -217,7 +252,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
     dataDir: text(env, 'FLEETGATE_DATA_DIR', './.fleetgate'),
     adminToken,
     tokensFile: optional(env, 'FLEETGATE_TOKENS_FILE'),
-    influxUrl: httpUrl(env, 'FLEETGATE_INFLUX_URL', 'http://127.0.0.1:8086'),
+    influxUrl,
     influxDb: text(env, 'FLEETGATE_INFLUX_DB', 'fleetgate'),
     mqttHost: host(env, 'FLEETGATE_MQTT_HOST', '127.0.0.1'),
     mqttPort,
@@ -236,6 +271,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
     maxFrameBytes: integer(env, 'FLEETGATE_MAX_FRAME', 65_536, 256, 16 * 1024 * 1024),
     idleTimeoutSec: integer(env, 'FLEETGATE_IDLE_SEC', 60, 8, MAX_IDLE_SEC),
     spoolMaxBytes: integer(env, 'FLEETGATE_SPOOL_MAX_BYTES', 1_073_741_824, 1_048_576, Number.MAX_SAFE_INTEGER),
+    history,
     postgresUrl: postgres,
     nodeId,
     logLevel: level,

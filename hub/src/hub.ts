@@ -8,6 +8,7 @@ import {
   registerCommandRoutes,
   registerConsoleRoutes,
   registerDeviceRoutes,
+  registerEventRoutes,
   registerHealthRoutes,
   registerOpenApiRoute,
   registerTelemetryRoutes,
@@ -18,11 +19,12 @@ import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensF
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
 import { Registry, Sessions, type Peer } from './devices/index.js'
+import { EventBus, EventStreams, type EventStreamsTuning } from './events/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
 import { openLmdbSpool, openLmdbStores, openPostgresStores, readAtStartAsync, type HubStores } from './store/index.js'
-import { createTelemetry, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
+import { createTelemetry, type HistoryTuning, type IngestTuning, type ShipperTuning } from './telemetry/index.js'
 import {
   GuardedApp,
   loadNativeUws,
@@ -73,6 +75,10 @@ export interface HubOptions {
   readonly twins?: Partial<TwinsTuning>
   /** The device endpoint's tuning knobs (the bytes held for a device that does not read); defaults in DEVICE_ENDPOINT_DEFAULTS. */
   readonly deviceEndpoint?: Partial<DeviceEndpointTuning>
+  /** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
+  readonly history?: Partial<HistoryTuning>
+  /** The live event streams' tuning knobs; defaults in EVENT_STREAMS_DEFAULTS. */
+  readonly eventStreams?: Partial<EventStreamsTuning>
 }
 
 /** A running hub. */
@@ -120,11 +126,19 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  const status = (peer: Peer, online: boolean): void =>
-    mqtt?.broker.publishStatus(peer.deviceId, { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() })
+  // CONTRACT §4: the live events carry what MQTT carries, published beside it.
+  const events = new EventBus()
+  const status = (peer: Peer, online: boolean): void => {
+    const message = { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() }
+    mqtt?.broker.publishStatus(peer.deviceId, message)
+    events.publish('status', peer.deviceId, message)
+  }
   // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
   // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
-  const publishTwin = (twin: TwinView): void => mqtt?.broker.publishTwin(twin.device, twin)
+  const publishTwin = (twin: TwinView): void => {
+    mqtt?.broker.publishTwin(twin.device, twin)
+    events.publish('twin', twin.device, twin)
+  }
   const clearTwin = (device: string): void => mqtt?.broker.publishTwin(device, undefined)
   // Sessions, twins and commands call each other back (a device coming online gets its desired
   // twin, then its queued commands; a command or a twin change goes to the device's session);
@@ -143,7 +157,14 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       registry.touch(peer.deviceId, clock.now())
     },
   })
-  const metrics = new HubMetrics({ sessions: () => sessions.size, spoolBytes: () => stores.spool.bytes, pendingFrames: (): number => telemetry.ingest.pendingFrames })
+  const metrics = new HubMetrics({
+    sessions: () => sessions.size,
+    spoolBytes: () => stores.spool.bytes,
+    pendingFrames: (): number => telemetry.ingest.pendingFrames,
+    historyBytes: (): number | undefined => telemetry.history?.bytes,
+    eventStreams: (): number => streams.size,
+  })
+  const streams: EventStreams = new EventStreams({ bus: events, clock, log, counters: metrics, ...(options.eventStreams === undefined ? {} : { tuning: options.eventStreams }) })
   // What commands and twins both work with: which devices exist, where they are connected, the audit.
   const concern = { registry, sessions, audit, log, clock, counters: metrics }
   const { commands, batches } = createCommands({
@@ -152,6 +173,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     batchStore: stores.batches,
     sharedStore: stores.shared,
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
+    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
+    stored: (record) => events.publish('command', record.device, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
@@ -167,6 +190,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const shipperTuning = { ...options.shipper, ...(options.influxLagHighWater === undefined ? {} : { maxLagReadings: options.influxLagHighWater }) }
   const telemetry = createTelemetry({
     spool: stores.spool,
+    history:
+      config.history === undefined
+        ? undefined
+        : { store: stores.history, ...config.history, ...(options.history === undefined ? {} : { tuning: options.history }) },
     registry,
     influx: config.influxUrl === undefined ? undefined : { url: config.influxUrl, database: config.influxDb },
     dataDir: config.dataDir,
@@ -175,7 +202,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     counters: metrics,
     ratePerSec: config.deviceRatePerSec,
     spoolMaxBytes: config.spoolMaxBytes,
-    publish: (message) => mqtt?.broker.publishTelemetry(message.device, message),
+    publish: (message) => {
+      mqtt?.broker.publishTelemetry(message.device, message)
+      events.publish('telemetry', message.device, message)
+    },
     egressBusy: () => (mqtt?.broker.pendingPublishes ?? 0) >= mqttHighWater,
     ...(options.ingest === undefined ? {} : { ingest: options.ingest }),
     shipper: shipperTuning,
@@ -242,7 +272,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   })
   registerCommandRoutes(router, { commands, batches, audit })
   registerTwinRoutes(router, { twins })
-  registerTelemetryRoutes(router, { registry, influx: writer, log, clock })
+  registerTelemetryRoutes(router, {
+    registry,
+    // CONTRACT §8: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
+    query: stores.shared && telemetry.writer === undefined ? undefined : telemetry.query,
+    unavailable: stores.shared
+      ? 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset'
+      : 'this hub keeps no telemetry: FLEETGATE_INFLUX_URL is unset and FLEETGATE_HISTORY=off',
+    log,
+    clock,
+  })
+  registerEventRoutes(router, streams)
   registerHealthRoutes(
     router,
     [
@@ -272,6 +312,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
+        // CONTRACT §4: event streams end cleanly, before the listener closes.
+        streams.closeAll()
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)

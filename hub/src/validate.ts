@@ -51,3 +51,16 @@ export function checkBoolean(value: unknown, field: string, fallback: boolean): 
   if (value === undefined) return ok(fallback)
   return typeof value === 'boolean' ? ok(value) : bad(`${field}: true or false`)
 }
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * A duration such as `90s`, `15m`, `12h` or `7d` (a whole number of at most 9 digits and one unit),
+ * in ms; undefined when `text` is not one. `FLEETGATE_HISTORY_RETENTION` and the telemetry API's
+ * `every` take this form.
+ */
+export function parseDurationMs(text: string): number | undefined {
+  const match = /^(\d{1,9})([smhd])$/.exec(text)
+  if (match === null) return undefined
+  return Number(match[1]) * (DURATION_UNITS_MS[match[2] as string] as number)
+}

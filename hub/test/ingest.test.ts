@@ -11,6 +11,7 @@ import { tempDir } from '../../test/support/hub.js'
 import { IoLog } from '../../test/support/io.js'
 import { createLogger } from '../src/logger.js'
 import { openLmdbStores, type HubStores, type SpoolStore } from '../src/store/index.js'
+import { commitTarget } from '../src/telemetry/commit-target.js'
 import { INGEST_DEFAULTS, Ingest, type CommittedFrame, type IngestOptions, type IngestPeer, type IngestState } from '../src/telemetry/ingest.js'
 
 const START_MS = 1_700_000_000_000
@@ -65,7 +66,7 @@ describe('Ingest', () => {
 
   const build = (options: Partial<IngestOptions> = {}): Ingest =>
     new Ingest({
-      spool,
+      target: commitTarget({ spool: { store: spool, maxBytes: 1 << 30 } }),
       log: createLogger('silent'),
       counters: {
         accepted: (frames, readings) => {
@@ -79,7 +80,6 @@ describe('Ingest', () => {
       publish: (message) => published.push(message),
       committed: (frames) => committed.push(...frames),
       ratePerSec: 100,
-      spoolMaxBytes: 1 << 30,
       shippingLags: () => holds.lag,
       egressBusy: () => holds.egress,
       clock,
@@ -275,7 +275,7 @@ describe('Ingest', () => {
 
   describe('holds and resume', () => {
     it('at the spool quota, frames wait uncommitted (within the window) until a trim frees room and the shipper resumes', async () => {
-      ingest = build({ spoolMaxBytes: 1 })
+      ingest = build({ target: commitTarget({ spool: { store: spool, maxBytes: 1 } }) })
       const device = peer('d1')
       send(device, tm(1))
       await commit()
@@ -371,7 +371,7 @@ describe('Ingest', () => {
       const failing: SpoolStore = new Proxy(spool, {
         get: (target, key) => (key === 'append' ? () => Promise.reject(new Error('disk full')) : Reflect.get(target, key, target)),
       })
-      ingest = build({ spool: failing })
+      ingest = build({ target: commitTarget({ spool: { store: failing, maxBytes: 1 << 30 } }) })
       const a = peer('a')
       const b = peer('b')
       send(a, tm(1))

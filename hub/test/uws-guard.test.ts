@@ -11,6 +11,7 @@ import { Registry, Sessions } from '../src/devices/index.js'
 import { HubMetrics, type UncaughtWhere } from '../src/observability/index.js'
 import { openLmdbStores, type HubStores } from '../src/store/index.js'
 import { Ingest } from '../src/telemetry/index.js'
+import { commitTarget } from '../src/telemetry/commit-target.js'
 import { GuardedApp, loadNativeUws, mountDeviceEndpoint, Router } from '../src/transport/index.js'
 
 const uws = loadNativeUws()
@@ -19,7 +20,7 @@ const INTERNAL = { error: 'internal', message: 'internal error; see the hub log'
 /** A real uWS app on 127.0.0.1:0 behind the guard, with every caught error kept and counted. */
 class GuardedServer {
   readonly app: TemplatedApp = uws.App()
-  readonly metrics = new HubMetrics({ sessions: () => 0, spoolBytes: () => 0, pendingFrames: () => 0 })
+  readonly metrics = new HubMetrics({ sessions: () => 0, spoolBytes: () => 0, pendingFrames: () => 0, historyBytes: () => undefined, eventStreams: () => 0 })
   readonly caught: Array<{ where: UncaughtWhere; err: unknown; detail: Readonly<Record<string, unknown>> }> = []
   readonly guarded = new GuardedApp(this.app, (where, err, detail) => {
     this.metrics.uncaught(where)
@@ -133,13 +134,11 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
       }),
     )
     ingest = new Ingest({
-      spool: store.spool,
+      target: commitTarget({ spool: { store: store.spool, maxBytes: 1 << 30 } }),
       log,
       counters: server.metrics,
       publish: () => undefined,
-      committed: () => undefined,
       ratePerSec: 100,
-      spoolMaxBytes: 1 << 30,
       clock: realClock,
     })
     const authenticator = new DeviceAuthenticator(registry, realClock)

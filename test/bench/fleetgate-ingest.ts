@@ -25,6 +25,13 @@ export interface IngestRunOptions {
   readonly subscriber: boolean
   /** How long InfluxDB and the subscriber may take to hold every acked reading after the load stops. */
   readonly catchUpSec: number
+  /** Environment of the hub beyond the bench's (e.g. `FLEETGATE_HISTORY`). */
+  readonly env?: Record<string, string>
+  /**
+   * Whether the hub ships to the bench influxd (default true). Without it (`FLEETGATE_INFLUX_URL`
+   * off), nothing lands: "landed" then counts what was acked, and zero loss means acked = sent.
+   */
+  readonly influx?: boolean
 }
 
 /** What one ingest measurement found. */
@@ -76,7 +83,8 @@ interface Window {
 /** Runs one ingest measurement of Fleetgate; everything it started is stopped, also on failure. */
 export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptions): Promise<IngestRunResult> {
   const db = `fg_${options.label.replace(/[^A-Za-z0-9_]/g, '_')}`
-  const hub = await startBenchHub(ctx, options.label, db)
+  const withInflux = options.influx !== false
+  const hub = await startBenchHub(ctx, options.label, db, { ...options.env, ...(withInflux ? {} : { FLEETGATE_INFLUX_URL: 'off' }) })
   const rss = new RssSampler(hub.pid)
   let fleet: Worker | undefined
   let counter: Worker | undefined
@@ -100,9 +108,9 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
       const [fleetSample, counterSample, count] = await Promise.all([
         (fleet as Worker).call<FleetSample>('fleet.sample', { resetLatency: true }),
         counter?.call<CounterSample>('counter.sample'),
-        landed(ctx, db, COUNT_FIELD),
+        withInflux ? landed(ctx, db, COUNT_FIELD) : undefined,
       ])
-      return { fleet: fleetSample, counter: counterSample, landed: count, landedAt: (queryAt + Date.now()) / 2 }
+      return { fleet: fleetSample, counter: counterSample, landed: count ?? fleetSample.counters.ackedReadings, landedAt: count === undefined ? fleetSample.at : (queryAt + Date.now()) / 2 }
     }
     const hubCpu = cpuMark(hub.pid)
     const loadCpu = cpuMark(fleet.pid)
@@ -129,7 +137,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
     const final = await fleet.call<FleetSample>('fleet.stop', { drainMs: 30_000 })
     const stoppedAt = performance.now()
     const acked = final.counters.ackedReadings
-    const influx = await catchUp(() => landed(ctx, db, COUNT_FIELD), acked, options.catchUpSec * 1000)
+    const influx = withInflux ? await catchUp(() => landed(ctx, db, COUNT_FIELD), acked, options.catchUpSec * 1000) : { reached: true, afterSec: 0, perSec: 0 }
     let delivered: CounterSample | undefined
     let mqtt: CatchUp | undefined
     // The subscriber is checked after InfluxDB: its catch-up time is an upper bound.
@@ -142,7 +150,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
       await sleep(300)
       delivered = await counter.call<CounterSample>('counter.sample')
     }
-    const landedCount = await landed(ctx, db, COUNT_FIELD)
+    const landedCount = withInflux ? await landed(ctx, db, COUNT_FIELD) : final.counters.sentReadings
     hubAliveAtEnd = hub.alive()
     const zeroLoss = landedCount === acked && (delivered === undefined || delivered.uniqueReadings === acked)
     const result: IngestRunResult = {

@@ -24,6 +24,7 @@ import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { stopAll } from '../support/service.js'
 import { commands } from './commands.js'
 import { connections } from './connections.js'
+import { history } from './history.js'
 import type { BenchContext } from './context.js'
 import { ingestBatch } from './ingest-batch.js'
 import { ingestSingle } from './ingest-single.js'
@@ -40,6 +41,7 @@ const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: Benc
   { name: 'commands', run: commands },
   { name: 'twins', run: twins },
   { name: 'overload', run: overload },
+  { name: 'history', run: history },
 ]
 
 interface Args {

@@ -56,7 +56,10 @@ describe('console: a device page', () => {
 
     await assertHubFeatures(suite.hub.base, ADMIN_TOKEN, 'dev-view')
     if (!HUB_HAS.twins) expect(await tab.page.getByTestId('twin-absent').textContent()).toContain('This hub has no device twins')
-    if (!HUB_HAS.events) {
+    if (HUB_HAS.events) {
+      await expect.poll(() => tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('live')
+      expect(await tab.page.getByTestId('range-note').textContent()).toContain('; live readings are appended')
+    } else {
       expect(await tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('unavailable')
       expect(await tab.page.getByTestId('range-note').textContent()).toContain('live readings need the event stream')
     }
@@ -64,7 +67,72 @@ describe('console: a device page', () => {
     await tab.shot('device')
     await tab.page.getByRole('button', { name: '24 h' }).click()
     await expect.poll(() => tab.page.getByRole('button', { name: '24 h' }).getAttribute('aria-pressed')).toBe('true')
-    await expect.poll(() => tab.page.getByTestId('range-note').textContent()).toContain('points, raw')
+    // 24 h is read aggregated: the hub answers means per 5 minutes (CONTRACT §4 `every`).
+    const intervals = new Set([now - 600_000, now - 30_000, now - 20_000, now - 10_000].map((ts) => Math.floor(ts / 300_000))).size
+    await expect.poll(() => tab.page.getByTestId('range-note').textContent()).toBe(`${intervals} points, mean per 5m; live readings are appended`)
+    await tab.close()
+  })
+
+  it('follows a device live: connection history, readings appended to the chart and the latest values, no reload', async () => {
+    const creds = await suite.hub.provision('dev-live')
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
+    // The page's own loads end with the older latest values (`fn=last`): from then on, only the stream.
+    const loaded = tab.page.waitForResponse((response) => response.url().includes('/telemetry?') && response.url().includes('fn=last'))
+    await tab.go('#/devices/dev-live')
+    await loaded
+    await expect.poll(() => tab.page.getByTestId('live-state').getAttribute('data-state')).toBe('live')
+    const history = tab.page.locator('ol.history li')
+    expect(await history.count()).toBe(0)
+    const reads: string[] = []
+    tab.page.on('request', (request) => reads.push(request.url()))
+
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    await expect.poll(() => history.allTextContents()).toEqual([expect.stringMatching(/^Connected /)])
+    await expect.poll(() => tab.page.getByTestId('device-online').textContent()).toBe('Online')
+    const now = Date.now()
+    await send(ws, [{ ts: now - 2000, m: { temp: 20.5 } }, { ts: now - 1000, m: { temp: 21.5, mode: 'eco' } }], 1)
+    const latest = (metric: string) => tab.page.locator(`tr[data-metric="${metric}"] .value`)
+    await expect.poll(() => latest('temp').textContent()).toBe('21.5')
+    expect(await latest('mode').textContent()).toBe('eco')
+    const chart = tab.page.locator('.chart-box[aria-label^="temp"]')
+    await expect.poll(() => chart.getAttribute('data-points')).toBe('2')
+    await send(ws, [{ ts: now, m: { temp: 22 } }], 3)
+    await expect.poll(() => chart.getAttribute('data-points')).toBe('3')
+    await expect.poll(() => latest('temp').textContent()).toBe('22')
+
+    ws.close()
+    await expect.poll(() => history.allTextContents()).toEqual([expect.stringMatching(/^Disconnected /), expect.stringMatching(/^Connected /)])
+    await expect.poll(() => tab.page.getByTestId('device-online').textContent()).toBe('Offline')
+    // All of it came over the one event stream opened with the page: no page load, no telemetry read.
+    expect(reads).toEqual([])
+    await tab.close()
+  })
+
+  it('reads 7 days as means per 15 minutes, aggregated by the hub', async () => {
+    const creds = await suite.hub.provision('dev-week')
+    const ws = await suite.devices.connect(suite.hub.wsUrl, creds)
+    const now = Date.now()
+    // Two readings in each 15-minute interval of the week (epoch-aligned, as the hub aligns them), in batches.
+    const QUARTER = 900_000
+    const first = Math.ceil((now - 7 * 86_400_000) / QUARTER) * QUARTER
+    const readings: Array<{ ts: number; m: { temp: number } }> = []
+    for (let start = first; start + 2000 < now - 60_000; start += QUARTER) {
+      readings.push({ ts: start + 1000, m: { temp: 20 } }, { ts: start + 2000, m: { temp: 21 } })
+    }
+    const intervals = readings.length / 2
+    for (let i = 0; i < readings.length; i += 500) {
+      ws.send({ t: 'tb', s: i / 500 + 1, r: readings.slice(i, i + 500) })
+      await ws.untilAck(i / 500 + 1)
+    }
+    const stored = async (): Promise<number> =>
+      ((await suite.hub.api('GET', `/api/v1/devices/dev-week/telemetry?from=${new Date(first).toISOString()}&limit=10000`)).body.points as unknown[]).length
+    await eventually(stored, (n) => n === readings.length)
+    const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
+    await tab.go('#/devices/dev-week')
+    await tab.page.getByRole('button', { name: '7 d' }).click()
+    await expect.poll(() => tab.page.getByTestId('range-note').textContent()).toBe(`${intervals.toLocaleString('en-US')} points, mean per 15m; live readings are appended`)
+    expect(await tab.page.locator('.chart-box[aria-label^="temp"]').getAttribute('data-points')).toBe(String(intervals))
+    await tab.shot('device-week')
     await tab.close()
   })
 
@@ -85,8 +153,14 @@ describe('console: a device page', () => {
     expect(frame.p).toEqual({ c: 19 })
     const row = tab.page.locator(`tr[data-command="${frame.id}"]`)
     await expect.poll(() => row.getByTestId('command-status').textContent()).toBe('sent')
+    // With the event stream, the change comes live: the page reads the command list no more.
+    const reads: string[] = []
+    tab.page.on('request', (request) => {
+      if (request.method() === 'GET' && request.url().includes('/commands')) reads.push(request.url())
+    })
     ws.send({ t: 'res', id: frame.id, ok: true, r: { applied: 19, note: HOSTILE } })
     await expect.poll(() => row.getByTestId('command-status').textContent()).toBe('succeeded')
+    if (HUB_HAS.events) expect(reads).toEqual([])
     expect(JSON.parse((await row.getByTestId('command-result').locator('pre').textContent()) ?? '')).toEqual({ applied: 19, note: HOSTILE })
     expect(await tab.page.locator('img').count()).toBe(0)
     await tab.shot('device-command')

@@ -21,7 +21,7 @@ export const PHONE = { width: 390, height: 844 } as const
  */
 export const HUB_HAS = {
   /** `GET /api/v1/events` (CONTRACT §4). */
-  events: false,
+  events: true,
   /** `GET/PATCH /api/v1/devices/{id}/twin` (CONTRACT §7). */
   twins: true,
   /** `GET /api/v1/nodes` (CONTRACT §8). */

@@ -1,8 +1,9 @@
 // The REST API of CONTRACT §4 and §7: devices, commands and fan-out, audit, telemetry queries,
-// twins, health, and its OpenAPI document.
+// live events, twins, health, and its OpenAPI document.
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'
 export { MAX_BULK_DEVICES, registerDeviceRoutes, type DevicesApiDeps } from './devices.js'
+export { registerEventRoutes } from './events.js'
 export { influxProbe, registerHealthRoutes, type Readiness, type ReadinessProbe } from './health.js'
 export { OPENAPI_DOCUMENT, OPENAPI_PATH, registerOpenApiRoute } from './openapi/document.js'
 export { registerTelemetryRoutes, type TelemetryApiDeps } from './telemetry.js'

@@ -68,6 +68,8 @@ export interface CommandsOptions {
    * of its undoing when a new record could not be stored (`after` undefined); default none.
    */
   readonly changed?: (before: CommandRecord | undefined, after: CommandRecord | undefined) => void
+  /** Told of every record once it is stored, new or changed, in the order of the writes (the live event stream); default none. */
+  readonly stored?: (record: CommandRecord) => void
   /** Time and timers (command timeouts, TTLs, the expiry sweep). */
   readonly clock: Clock
   /** Tuning knobs; defaults in COMMANDS_DEFAULTS. */
@@ -409,6 +411,7 @@ export class Commands {
     } finally {
       if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
     }
+    this.#options.stored?.(after)
   }
 
   /**

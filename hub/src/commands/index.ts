@@ -34,6 +34,8 @@ export interface CommandsConcernOptions {
   readonly counters: CommandCounters
   /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
   readonly publishResult: (record: CommandRecord) => void
+  /** Told of every record once it is stored, new or changed (the live event stream); default none. */
+  readonly stored?: (record: CommandRecord) => void
   /** Whether other nodes share the stores (PostgreSQL): fan-out counts are then read from the store. Default false. */
   readonly sharedStore?: boolean
   /** Tuning knobs of Commands; defaults in COMMANDS_DEFAULTS. */
@@ -61,6 +63,7 @@ export function createCommands(options: CommandsConcernOptions): CommandsConcern
     log,
     counters: options.counters,
     publishResult: options.publishResult,
+    ...(options.stored === undefined ? {} : { stored: options.stored }),
     changed: (before, after) => batches.changed(before, after),
     clock,
     ...(options.commands === undefined ? {} : { tuning: options.commands }),

@@ -1,7 +1,8 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
-import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, IngestCounters, ShipperCounters } from '../telemetry/index.js'
+import type { EventStreamCounters } from '../events/index.js'
+import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, HistoryCounters, IngestCounters, ShipperCounters, TrimReason } from '../telemetry/index.js'
 import type { DesiredOutcome, ReportOutcome, TwinCounters } from '../twins/index.js'
 
 /**
@@ -57,10 +58,14 @@ export interface MetricsSources {
   readonly spoolBytes: () => number
   /** Telemetry frames accepted and not yet committed. */
   readonly pendingFrames: () => number
+  /** Bytes held in the history, or undefined when it is off. */
+  readonly historyBytes: () => number | undefined
+  /** Live event streams open. */
+  readonly eventStreams: () => number
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -84,6 +89,10 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly twinDesired: LabelledCounter
   readonly twinReports: LabelledCounter
   readonly twinDesiredFrames: LabelledCounter
+  readonly historyTrimmedReadings: Counter<'reason'>
+  readonly historyCompactions: Counter
+  readonly eventStreamsCut: Counter
+  readonly eventStreamsRefused: Counter<'reason'>
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry]
@@ -196,6 +205,46 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
       'Desired documents (twd) sent to sessions, or held for a socket that does not take them (its drain sends the latest)',
       ['sent', 'held'],
     )
+    new Gauge({
+      name: 'fleetgate_history_bytes',
+      help: 'Bytes held in the embedded telemetry history (absent when FLEETGATE_HISTORY=off)',
+      registers,
+      collect() {
+        const bytes = sources.historyBytes()
+        if (bytes !== undefined) this.set(bytes)
+      },
+    })
+    this.historyTrimmedReadings = new Counter({
+      name: 'fleetgate_history_trimmed_readings_total',
+      help: 'Readings removed from the history by retention, by reason (age: older than FLEETGATE_HISTORY_RETENTION; size: over FLEETGATE_HISTORY_MAX_BYTES)',
+      labelNames: ['reason'],
+      registers,
+    })
+    for (const reason of ['age', 'size']) this.historyTrimmedReadings.inc({ reason }, 0)
+    this.historyCompactions = new Counter({
+      name: 'fleetgate_history_compactions_total',
+      help: "Device-hours of the history whose small blocks were merged into large ones",
+      registers,
+    })
+    new Gauge({
+      name: 'fleetgate_event_streams',
+      help: 'Live event streams (GET /api/v1/events) open',
+      registers,
+      collect() {
+        this.set(sources.eventStreams())
+      },
+    })
+    this.eventStreamsCut = new Counter({
+      name: 'fleetgate_event_streams_cut_total',
+      help: 'Event streams cut because their client did not read fast enough',
+      registers,
+    })
+    this.eventStreamsRefused = new Counter({
+      name: 'fleetgate_event_streams_refused_total',
+      help: 'Event streams refused 429, by the bound reached (token: streams per token; hub: streams per hub)',
+      labelNames: ['reason'],
+      registers,
+    })
     this.droppedResults = new Counter({
       name: 'fleetgate_command_results_dropped_total',
       help: 'Command results (res frames) dropped over their session\'s rate',
@@ -260,6 +309,22 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
 
   desiredSent(outcome: 'sent' | 'held'): void {
     this.twinDesiredFrames.inc(outcome)
+  }
+
+  historyTrimmed(reason: TrimReason, readings: number): void {
+    this.historyTrimmedReadings.inc({ reason }, readings)
+  }
+
+  historyCompacted(): void {
+    this.historyCompactions.inc()
+  }
+
+  eventStreamCut(): void {
+    this.eventStreamsCut.inc()
+  }
+
+  eventStreamRefused(reason: 'token' | 'hub'): void {
+    this.eventStreamsRefused.inc({ reason })
   }
 
   /** Counts one exception caught by a last-resort guard (see transport/uws-guard.ts and main.ts). */

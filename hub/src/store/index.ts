@@ -1,7 +1,22 @@
 // The hub's persistence: the records it keeps, one small interface per concern, and their two
 // implementations: lmdb (one node, everything in one environment) and PostgreSQL (cluster mode,
-// beside the node's lmdb spool).
-export type { AuditStore, BatchStore, CommandStore, DevicePage, DeviceQuery, HubStores, RegistryStore, SpoolStore, StorageEngine, TwinStore } from './interfaces.js'
+// beside the node's lmdb spool and history).
+export type {
+  AuditStore,
+  BatchStore,
+  CommandStore,
+  DevicePage,
+  DeviceQuery,
+  HistoryBlock,
+  HistoryHour,
+  HistoryStore,
+  HubStores,
+  RegistryStore,
+  SpoolStore,
+  StorageEngine,
+  StoredHistoryBlock,
+  TwinStore,
+} from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
   migrate,

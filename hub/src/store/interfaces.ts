@@ -171,11 +171,89 @@ export interface SpoolStore {
   readonly entries: number
   /** The bytes `entry` takes in the spool, as `bytes` and the quota count it. */
   sizeOf(entry: SpoolEntry): number
-  append(entries: readonly SpoolEntry[]): Promise<number>
+  /**
+   * Appends `entries`; `alongside` runs inside the same transaction, so that what it writes (the
+   * history's blocks) is durable exactly when the entries are. A throw in it stores nothing.
+   */
+  append(entries: readonly SpoolEntry[], alongside?: () => void): Promise<number>
   /** Entries after seq `after` and, when `before` is given, below it; oldest first, read as the caller walks. */
   read(after: number, before?: number): Iterable<SpooledEntry>
   /** Removes entries that have been shipped. */
   trim(shipped: readonly SpoolSlot[]): Promise<void>
+}
+
+/** Readings of one device within one hour, as the history (telemetry/history/) encodes them. */
+export interface HistoryBlock {
+  readonly deviceId: string
+  /** Start of the hour the readings fall in (Unix ms, a multiple of HISTORY_HOUR_MS). */
+  readonly hourMs: number
+  /** The earliest reading's ts (Unix ms): a device's blocks are kept in (hour, minTs) order. */
+  readonly minTs: number
+  /** Readings (points) the block holds, for the time index. */
+  readonly readings: number
+  readonly value: Uint8Array
+}
+
+/** A block as stored, with its place among the device's blocks. */
+export interface StoredHistoryBlock {
+  readonly deviceId: string
+  readonly hourMs: number
+  readonly minTs: number
+  /** Write order: a later commit's blocks have a higher order; a compacted block keeps the highest order it merged. */
+  readonly order: number
+  /** 0 for a block ingest wrote; a compaction writes one more than the highest part it merged at its order. */
+  readonly part: number
+  readonly value: Uint8Array
+}
+
+/** One device's hour in the history's time index: what its blocks hold. */
+export interface HistoryHour {
+  readonly hourMs: number
+  readonly deviceId: string
+  /** Bytes its blocks take, as HistoryStore.bytes counts them. */
+  readonly bytes: number
+  readonly readings: number
+  readonly blocks: number
+  /**
+   * Blocks at or below this order are settled compacted blocks (or what a crash left of blocks
+   * already merged into them); a compaction merges only the blocks above it. -1 before any.
+   */
+  readonly settledOrder: number
+}
+
+/**
+ * The embedded telemetry history (CONTRACT §5): blocks of readings keyed by device, hour, earliest
+ * ts and write order, a time index of device-hours oldest first, and the byte total. Local to the
+ * node (lmdb), like the spool, since ingest writes it in the commit that makes a frame durable.
+ *
+ * An implementation must guarantee:
+ * - `write` runs inside a transaction already open on the same storage (SpoolStore.append's
+ *   `alongside`), `append` in its own; either way the blocks, the time index and the byte total
+ *   change together, durable when the transaction commits, and each commit's blocks get orders
+ *   above every order given before.
+ * - `read` sees one snapshot for its whole walk, however long the caller takes.
+ * - `remove` removes the blocks that are still there and counts only those in the index and the total.
+ */
+export interface HistoryStore {
+  /** Bytes held, as committed: each block's value plus a fixed overhead for its key. */
+  readonly bytes: number
+  /** Writes blocks inside the transaction that is open now (see SpoolStore.append). */
+  write(blocks: readonly HistoryBlock[]): void
+  /** Writes blocks in a transaction of their own; resolves once they are durable. */
+  append(blocks: readonly HistoryBlock[]): Promise<void>
+  /**
+   * Writes the blocks a compaction of one device-hour made, at `order` and `part`, beside the blocks
+   * they replace; with `settle`, records `order` as the device-hour's `settledOrder`.
+   */
+  writeCompacted(blocks: readonly HistoryBlock[], order: number, part: number, settle: boolean): Promise<void>
+  /** A device's blocks with `hourMs` from `fromHourMs` to `toHourMs` (inclusive), in key order, read as the caller walks. */
+  read(deviceId: string, fromHourMs: number, toHourMs: number): Iterable<StoredHistoryBlock>
+  /** One device-hour's time index entry, or undefined when it holds no block. */
+  hour(hourMs: number, deviceId: string): HistoryHour | undefined
+  /** Time index entries after `after` (oldest hour first, then device id), at most `limit`. */
+  hours(after: Pick<HistoryHour, 'hourMs' | 'deviceId'> | undefined, limit: number): HistoryHour[]
+  /** Removes blocks of one device-hour; `readings` counts each block's readings, in the same order. Resolves with the bytes freed. */
+  remove(blocks: readonly StoredHistoryBlock[], readings: readonly number[]): Promise<number>
 }
 
 /** A storage engine the stores live in, as `/readyz` reports it. */
@@ -194,6 +272,8 @@ export interface HubStores {
   readonly audit: AuditStore
   readonly twins: TwinStore
   readonly spool: SpoolStore
+  /** The node's own telemetry history (lmdb, beside the spool), used or not. */
+  readonly history: HistoryStore
   /** Whether other nodes share the registry, commands, batches and audit (PostgreSQL): then only the store knows their counts. */
   readonly shared: boolean
   /** The engines behind the stores, for `/readyz`; REST writes are refused while one does not answer. */

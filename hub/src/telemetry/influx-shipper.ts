@@ -7,6 +7,7 @@ import { tune } from '../tuning.js'
 import type { DeadLetter } from './dead-letter.js'
 import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
+import type { HistoryFrame } from './history/index.js'
 import { readingsOf, type CommittedFrame } from './ingest.js'
 
 /** CONTRACT §5: the measurement telemetry lands in. */
@@ -58,8 +59,13 @@ export const SHIPPER_DEFAULTS: ShipperTuning = Object.freeze({
 export interface ShipperOptions {
   readonly spool: SpoolStore
   readonly registry: Registry
-  /** InfluxDB, or undefined when shipping is `off`: entries are then released once committed. */
+  /** InfluxDB, or undefined when there is none: entries are then released once committed. */
   readonly writer: Pick<InfluxWriter, 'writeOrDeadLetter'> | undefined
+  /**
+   * Without InfluxDB, where the entries left in the spool by an earlier run go instead of being
+   * released (the history's `append`); a write that fails is retried like an InfluxDB write.
+   */
+  readonly history?: (frames: readonly HistoryFrame[]) => Promise<void>
   readonly deadLetter: DeadLetter
   readonly log: Logger
   readonly counters: ShipperCounters
@@ -78,6 +84,8 @@ export interface ShipperOptions {
 interface Batch {
   readonly entries: SpoolSlot[]
   readonly lines: string[]
+  /** Readings read back from the spool, for `history`. */
+  readonly frames: HistoryFrame[]
   /** The device of each line, for the dead letter. */
   readonly devices: string[]
   points: number
@@ -252,7 +260,7 @@ export class InfluxShipper {
    * frame after a gap the spool does not fill follows a failed commit.
    */
   #collect(): Batch {
-    const batch: Batch = { entries: [], lines: [], devices: [], points: 0, counted: 0 }
+    const batch: Batch = { entries: [], lines: [], frames: [], devices: [], points: 0, counted: 0 }
     let cursor = this.#cursor
     const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#tuning.batchPoints
     const take = (slot: SpoolSlot, deviceId: string, points: number, lines: readonly string[]): void => {
@@ -281,6 +289,7 @@ export class InfluxShipper {
         full = !fits(readings.length)
         if (full) break
         take(entry, entry.deviceId, readings.length, this.#lines(entry.deviceId, readings))
+        if (this.#options.history !== undefined) batch.frames.push({ deviceId: entry.deviceId, readings })
       }
       if (full || hot === undefined) break
       if (fromSpool === 0) {
@@ -366,10 +375,24 @@ export class InfluxShipper {
     return []
   }
 
+  /** Moves a batch read back from the spool into the history, when there is one; false when the write failed. */
+  async #toHistory(batch: Batch): Promise<boolean> {
+    const history = this.#options.history
+    if (history === undefined || batch.frames.length === 0) return true
+    try {
+      await history(batch.frames)
+      return true
+    } catch (err) {
+      this.#options.log.warn({ err, frames: batch.frames.length }, 'moving spooled telemetry into the history failed; retrying with backoff')
+      return false
+    }
+  }
+
   /** Writes a batch; false when InfluxDB is away and the batch must be retried. */
   async #ship(batch: Batch): Promise<boolean> {
     const writer = this.#options.writer
-    if (writer === undefined || batch.lines.length === 0) return true
+    if (writer === undefined) return this.#toHistory(batch)
+    if (batch.lines.length === 0) return true
     const result = await writer.writeOrDeadLetter(batch.lines, batch.devices)
     if ('retry' in result) {
       this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')

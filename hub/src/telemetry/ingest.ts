@@ -3,8 +3,9 @@ import type { Clock, NakReason, Reading } from '@fleetgate/device-sdk'
 import { CloseCode, nextStamp, type AckFrame, type BatchFrame, type NakFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
 import type { Peer } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { SpoolEntry, SpoolSlot, SpoolStore } from '../store/index.js'
+import type { SpoolSlot } from '../store/index.js'
 import { tune } from '../tuning.js'
+import type { AcceptedFrame, CommitTarget } from './commit-target.js'
 import { RateLimit, type RateVerdict } from './rate-limit.js'
 
 /** Ingest's tuning knobs; defaults in INGEST_DEFAULTS. */
@@ -91,17 +92,16 @@ export interface IngestCounters {
 
 /** What ingest is built from. */
 export interface IngestOptions {
-  readonly spool: SpoolStore
+  /** Where commits make frames durable: the spool, the history or both (commit-target.ts). */
+  readonly target: CommitTarget
   readonly log: Logger
   readonly counters: IngestCounters
   /** Called with each frame's readings once durable (the MQTT bridge); must not block. */
   readonly publish: (message: TelemetryMessage) => void
-  /** Called after each commit, before its acks, with the frames it made durable (the InfluxDB shipper). */
-  readonly committed: (frames: readonly CommittedFrame[]) => void
+  /** Called after each commit to the spool, before its acks, with the frames it made durable (the InfluxDB shipper); default none. */
+  readonly committed?: (frames: readonly CommittedFrame[]) => void
   /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
   readonly ratePerSec: number
-  /** The spool quota in bytes: above it acks stop until the shipper frees room. */
-  readonly spoolMaxBytes: number
   /**
    * Whether InfluxDB lags behind what was committed: accepted frames then wait uncommitted, as at
    * the quota, until a trim calls `resume`. The lag then passes its bound by at most the commits
@@ -124,11 +124,9 @@ export interface IngestOptions {
   readonly tuning?: Partial<IngestTuning>
 }
 
-interface Pending {
+interface Pending extends AcceptedFrame {
   readonly peer: IngestPeer
   readonly s: number
-  readonly entry: SpoolEntry
-  readonly readings: readonly Reading[]
 }
 
 /**
@@ -343,10 +341,10 @@ export class Ingest {
   #commit(ignoreQuota: boolean): void {
     if (this.#pendingFrames === 0) return
     if (!ignoreQuota) {
-      const { spool, spoolMaxBytes, shippingLags, egressBusy } = this.#options
-      // CONTRACT §1: at the quota the hub stops acknowledging; frames wait (bounded by the window).
+      const { target, shippingLags, egressBusy } = this.#options
+      // CONTRACT §1: at the spool quota the hub stops acknowledging; frames wait (bounded by the window).
       // The shipper calls `resume` after each trim; nothing does when egress frees up, so that is polled.
-      if (spool.bytes >= spoolMaxBytes || shippingLags?.() === true) return
+      if (target.full || shippingLags?.() === true) return
       if (egressBusy?.() === true) return this.#retryWhenEgressFrees()
     }
     // A commit's callback builds the lines of all its readings in one task: once frames piled up
@@ -373,17 +371,16 @@ export class Ingest {
     }
     this.#pendingFrames -= batch.length
     if (this.#pendingFrames > 0) this.#schedule()
-    const commit = this.#options.spool.append(batch.map((p) => p.entry)).then(
-      (firstSeq) => this.#committed(batch, firstSeq),
+    const commit = this.#options.target.commit(batch).then(
+      (slots) => this.#committed(batch, slots),
       (err: unknown) => this.#failed(batch, err),
     )
     this.#commits.add(commit)
     void commit.finally(() => this.#commits.delete(commit))
   }
 
-  #committed(batch: readonly Pending[], firstSeq: number): void {
-    const spool = this.#options.spool
-    this.#options.committed(batch.map(({ peer, entry, readings }, i) => ({ seq: firstSeq + i, bytes: spool.sizeOf(entry), deviceId: peer.deviceId, readings })))
+  #committed(batch: readonly Pending[], slots: readonly SpoolSlot[] | undefined): void {
+    if (slots !== undefined) this.#options.committed?.(batch.map(({ peer, readings }, i) => ({ ...(slots[i] as SpoolSlot), deviceId: peer.deviceId, readings })))
     this.#held.push(batch)
     if (this.#releaseQueued) return
     // lmdb often finishes several queued commits at once: releasing after all their callbacks
@@ -432,7 +429,7 @@ export class Ingest {
   }
 
   #failed(batch: readonly Pending[], err: unknown): void {
-    this.#options.log.error({ err, frames: batch.length }, 'spool commit failed; closing the sessions concerned')
+    this.#options.log.error({ err, frames: batch.length }, 'telemetry commit failed; closing the sessions concerned')
     for (const peer of new Set(batch.map((p) => p.peer))) {
       if (peer.isOpen()) peer.close(CloseCode.storageFailure, 'storage failure; resend unacknowledged frames')
     }

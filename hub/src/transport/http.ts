@@ -1,7 +1,7 @@
 import type { HttpRequest } from 'uWebSockets.js'
 import { scopeAllows, type FailureLimiter, type Operator, type OperatorAuthenticator, type Scope } from '../auth/index.js'
 import { hasCode } from '../errors.js'
-import type { Exchange, GuardedApp } from './uws-guard.js'
+import type { Exchange, GuardedApp, ResponseStream } from './uws-guard.js'
 
 /** CONTRACT §4: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -74,6 +74,12 @@ export interface RouteOptions {
 
 /** A route handler; a thrown error or a rejection is logged, counted and answered 500 (uws-guard.ts). */
 export type Handler = (ctx: RequestContext) => Reply | Promise<Reply>
+
+/** Opens a streamed `200 OK` with `headers`, `first` its first chunk; undefined when the client has gone. */
+export type OpenStream = (headers: Readonly<Record<string, string>>, first: string) => ResponseStream | undefined
+
+/** A streaming route's handler: it answers a Reply (an error, say), or opens the stream and answers undefined. */
+export type StreamHandler = (ctx: RequestContext, open: OpenStream) => Reply | undefined
 
 /** An error answer in the contract's shape. */
 export function apiError(status: number, error: ApiErrorCode, message: string): Reply {
@@ -178,12 +184,12 @@ export class Router {
 
   /** Adds `method pattern` (uWS pattern syntax, e.g. `/api/v1/devices/:id`). */
   route(method: 'get' | 'post' | 'patch' | 'del', pattern: string, options: RouteOptions, handler: Handler): void {
-    const name = method === 'del' ? 'DELETE' : method.toUpperCase()
-    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
-    this.#routes.push({ method: name, pattern, scope: options.scope })
-    const paramCount = (pattern.match(/\/:/g) ?? []).length
-    const served = this.#storeAware(handler, method !== 'get')
-    this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, served))
+    this.#add(method, pattern, options, this.#storeAware(handler, method !== 'get'))
+  }
+
+  /** Adds a GET route whose answer is a stream (Server-Sent Events), with the same auth and throttle as `route`. */
+  stream(pattern: string, options: Omit<RouteOptions, 'body'>, handler: StreamHandler): void {
+    this.#add('get', pattern, { ...options, body: 'none' }, (ctx, exchange) => handler(ctx, (headers, first) => exchange.stream(headers, first)))
   }
 
   /** Every route registered, in registration order (the OpenAPI document is held to this list). */
@@ -204,6 +210,19 @@ export class Router {
     })
   }
 
+  #add(
+    method: 'get' | 'post' | 'patch' | 'del',
+    pattern: string,
+    options: RouteOptions,
+    handler: (ctx: RequestContext, exchange: Exchange) => Reply | undefined | Promise<Reply>,
+  ): void {
+    const name = method === 'del' ? 'DELETE' : method.toUpperCase()
+    this.#methods.set(pattern, [...(this.#methods.get(pattern) ?? []), name])
+    this.#routes.push({ method: name, pattern, scope: options.scope })
+    const paramCount = (pattern.match(/\/:/g) ?? []).length
+    this.#app.http(method, pattern, (exchange, req) => this.#serve(exchange, req, paramCount, options, (ctx) => handler(ctx, exchange)))
+  }
+
   /**
    * A handler answered 503 `not_ready` when the shared store became unreachable under it, and, for
    * one that changes something (`writes`), refused so at once while the stores cannot take writes:
@@ -222,7 +241,7 @@ export class Router {
     }
   }
 
-  #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: Handler): void {
+  #serve(exchange: Exchange, req: HttpRequest, paramCount: number, options: RouteOptions, handler: (ctx: RequestContext) => Reply | undefined | Promise<Reply>): void {
     // uWS: `req` dies with this callback, so everything needed later is copied now.
     const rawParams: string[] = []
     for (let i = 0; i < paramCount; i++) rawParams.push(req.getParameter(i))
@@ -256,7 +275,11 @@ export class Router {
       return
     }
 
-    const run = (body: unknown): void => exchange.finish(handler({ params, query, operator, body }), (reply) => writeReply(exchange, reply))
+    // A streaming handler that opened its stream answers undefined: the stream is the answer.
+    const run = (body: unknown): void =>
+      exchange.finish(handler({ params, query, operator, body }), (reply) => {
+        if (reply !== undefined) writeReply(exchange, reply)
+      })
     if (options.body === 'none') {
       run(undefined)
       return

@@ -31,6 +31,85 @@ export interface ReplyOptions {
   readonly closeConnection?: boolean
 }
 
+/**
+ * A response streamed for as long as the client stays (Server-Sent Events): chunks written as they
+ * come, never awaited. uWS buffers whatever the socket does not take at once, without bound, so
+ * the caller watches `write`'s answer and ends a stream whose client stopped reading.
+ */
+export class ResponseStream {
+  readonly #res: HttpResponse
+  readonly #report: (err: unknown) => void
+  readonly #closed: Array<() => void> = []
+  #open = true
+
+  constructor(res: HttpResponse, report: (err: unknown) => void) {
+    this.#res = res
+    this.#report = report
+  }
+
+  /** Whether the stream still writes: not ended, and the client has not gone. */
+  get open(): boolean {
+    return this.#open
+  }
+
+  /** Calls `fn` once when the stream ends, whoever ends it. */
+  onClose(fn: () => void): void {
+    if (this.#open) this.#closed.push(fn)
+    else fn()
+  }
+
+  /**
+   * Writes a chunk (corked: a late write). True when the socket took it all; false when some of it
+   * waits in uWS's buffer, or the stream is closed and nothing was written.
+   */
+  write(chunk: string): boolean {
+    if (!this.#open) return false
+    let sent = false
+    try {
+      this.#res.cork(() => {
+        sent = this.#res.write(chunk)
+      })
+    } catch (err) {
+      this.#report(err)
+      this.#finish()
+    }
+    return sent
+  }
+
+  /** Ends the response cleanly: the last chunk (uWS's `closeConnection` would write a header after the body). */
+  end(): void {
+    if (!this.#open) return
+    try {
+      this.#res.cork(() => this.#res.end())
+    } catch (err) {
+      this.#report(err)
+    }
+    this.#finish()
+  }
+
+  /** Drops the connection at once, without the last chunk: for a client that stopped reading. */
+  cut(): void {
+    if (!this.#open) return
+    try {
+      this.#res.close()
+    } catch (err) {
+      this.#report(err)
+    }
+    this.#finish()
+  }
+
+  /** The client went away (uWS's onAborted). */
+  aborted(): void {
+    this.#finish()
+  }
+
+  #finish(): void {
+    if (!this.#open) return
+    this.#open = false
+    for (const fn of this.#closed.splice(0)) fn()
+  }
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
 }
@@ -50,6 +129,7 @@ export class Exchange {
   #aborted = false
   #answered = false
   #waiting = false
+  #streamed: ResponseStream | undefined
 
   constructor(res: HttpResponse, address: string, report: (err: unknown) => void) {
     this.#res = res
@@ -72,6 +152,7 @@ export class Exchange {
     this.#waiting = true
     this.#res.onAborted(() => {
       this.#aborted = true
+      this.#streamed?.aborted()
     })
   }
 
@@ -97,6 +178,23 @@ export class Exchange {
       if (closeConnection) res.end(body.text, true)
       else this.#stream(res, typeof body.text === 'string' ? Buffer.from(body.text) : body.text)
     })
+  }
+
+  /**
+   * Answers `200 OK` with `headers` and keeps the response open for `ResponseStream` writes; the
+   * first chunk goes out with the headers. Undefined when answered already or the client has gone.
+   */
+  stream(headers: Readonly<Record<string, string>>, first: string): ResponseStream | undefined {
+    this.wait()
+    const stream = new ResponseStream(this.#res, this.#report)
+    const opened = this.#respond((res) => {
+      res.writeStatus('200 OK')
+      for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value)
+      res.write(first)
+    })
+    if (!opened) return undefined
+    this.#streamed = stream
+    return stream
   }
 
   /** Upgrades to a WebSocket (see uWS `HttpResponse.upgrade`); false when answered already or the client has gone. */

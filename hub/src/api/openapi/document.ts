@@ -22,7 +22,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     title: 'Fleetgate hub REST API',
     version: 'v1',
     description: [
-      'Operators manage devices, send commands, read telemetry and change device twins here. JSON in and out; times are ISO 8601; errors are `{"error": code, "message": text}` with the codes of docs/errors.md in the repository.',
+      'Operators manage devices, send commands, read telemetry, follow live events and change device twins here. JSON in and out; times are ISO 8601; errors are `{"error": code, "message": text}` with the codes of docs/errors.md in the repository.',
       'Not here: the device endpoint `GET /v1/connect` (a WebSocket, docs/protocol.md), the MQTT topics (docs/mqtt.md) and the console at `/console/`.',
       'An unknown path, or a method a path does not take, is answered 404 `not_found`.',
     ].join('\n\n'),
@@ -33,7 +33,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     { name: 'devices', description: 'The registry: devices, their tags and keys.' },
     { name: 'commands', description: 'Commands to one device, fan-out to many.' },
     { name: 'audit', description: 'Who changed what.' },
-    { name: 'telemetry', description: 'Readings, as stored.' },
+    { name: 'telemetry', description: 'Readings, as stored, and live events.' },
     { name: 'twins', description: 'Desired and reported state (CONTRACT §7).' },
     { name: 'health', description: 'Probes, figures and this document.' },
   ],

@@ -8,8 +8,8 @@ export const storeDir = (dataDir: string): string => join(dataDir, 'store')
 
 /**
  * Options of the lmdb environment, the same in every process that opens it (hub, start-up check,
- * backup). Named databases: 3 of the registry, 7 of commands, 2 of the spool, 1 each of batches,
- * audit and twins, and the legacy `meta`; room for the concerns still to come (history).
+ * backup). Named databases: 3 of the registry, 7 of commands, 2 of the spool, 3 of the history,
+ * 1 each of batches, audit and twins, and the legacy `meta`.
  */
 export const ENVIRONMENT_OPTIONS = { maxDbs: 32, compression: false } as const
 
@@ -20,6 +20,9 @@ export const STORE_DATABASES = [
   'device-tags',
   'spool',
   'spool-bytes',
+  'history',
+  'history-hours',
+  'history-meta',
   'audit',
   'commands',
   'command-order',

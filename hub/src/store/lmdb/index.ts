@@ -1,16 +1,18 @@
-import type { HubStores, SpoolStore, StorageEngine } from '../interfaces.js'
+import type { HistoryStore, HubStores, SpoolStore, StorageEngine } from '../interfaces.js'
 import { LmdbAuditStore } from './audit-store.js'
 import { LmdbBatchStore } from './batch-store.js'
 import { LmdbCommandStore } from './command-store.js'
+import { LmdbHistoryStore } from './history-store.js'
 import { answers, openEnvironment } from './environment.js'
 import { LmdbRegistryStore } from './registry-store.js'
 import { LmdbSpoolStore } from './spool-store.js'
 import { LmdbTwinStore } from './twin-store.js'
 import { readAtStart } from './store-check.js'
 
-/** A node's own lmdb environment with its spool: all that cluster mode keeps locally. */
+/** A node's own lmdb environment with its spool and history: all that cluster mode keeps locally. */
 export interface LocalStore {
   readonly spool: SpoolStore
+  readonly history: HistoryStore
   /** `store`: whether the environment answers a read. */
   readonly engine: StorageEngine
   close(): Promise<void>
@@ -18,13 +20,14 @@ export interface LocalStore {
 
 /**
  * Opens (creating when missing) the lmdb environment in `dataDir/store` with only the telemetry
- * spool in use: a cluster node's local storage.
+ * spool and history in use: a cluster node's local storage.
  * @throws HubError `HUB_ERR_STORE` when the environment cannot be opened.
  */
 export function openLmdbSpool(dataDir: string): LocalStore {
   const root = openEnvironment(dataDir)
   return {
     spool: readAtStart(dataDir, 'the telemetry spool', () => new LmdbSpoolStore(root)),
+    history: readAtStart(dataDir, 'the telemetry history', () => new LmdbHistoryStore(root)),
     engine: { name: 'store', healthy: () => answers(root) },
     close: () => root.close(),
   }
@@ -46,6 +49,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     audit: loaded('the audit log', () => new LmdbAuditStore(root)),
     twins: new LmdbTwinStore(root),
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
+    history: loaded('the telemetry history', () => new LmdbHistoryStore(root)),
     shared: false,
     engines: [{ name: 'store', healthy: () => answers(root) }],
     close: () => root.close(),

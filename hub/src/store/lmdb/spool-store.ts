@@ -80,7 +80,7 @@ export class LmdbSpoolStore implements SpoolStore {
     return entrySize(entry)
   }
 
-  append(entries: readonly SpoolEntry[]): Promise<number> {
+  append(entries: readonly SpoolEntry[], alongside?: () => void): Promise<number> {
     const spool = this.#spool
     const totals = this.#totals
     const values = entries.map(encodeEntry)
@@ -91,6 +91,7 @@ export class LmdbSpoolStore implements SpoolStore {
     this.#bytes += added
     return this.#root
       .transaction(() => {
+        alongside?.()
         values.forEach((value, i) => spool.put(firstSeq + i, value))
         totals.put(BYTES_KEY, heldBytes(totals) + added)
       })

@@ -66,6 +66,7 @@ export async function openPostgresStores(options: PostgresStoresOptions, local: 
     audit,
     twins: new PgTwinStore(db),
     spool: node.spool,
+    history: node.history,
     shared: true,
     engines: [node.engine, { name: 'postgres', healthy: () => listener.healthy() }],
     async close() {
