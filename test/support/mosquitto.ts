@@ -16,6 +16,13 @@ export interface MosquittoOptions {
    */
   readonly persistence?: boolean
   /**
+   * `max_queued_messages`: QoS 1 and 2 messages queued per client beyond those in flight; past it
+   * mosquitto drops them silently. 0 means no maximum. Default 100,000 (mosquitto's own is 1,000).
+   */
+  readonly maxQueuedMessages?: number
+  /** `max_inflight_messages`: outgoing QoS 1 and 2 messages in flight per client; 0 means no maximum. Default 1,000 (mosquitto's own is 20). */
+  readonly maxInflightMessages?: number
+  /**
    * The text of an `acl_file` (mosquitto.conf(5): `user NAME`, then `topic read|write|readwrite
    * FILTER` lines); with it, what a user may publish and subscribe to is only what the file grants.
    * Default: no ACL.
@@ -28,6 +35,8 @@ export interface Mosquitto {
   /** `mqtt://127.0.0.1:PORT`, without credentials. */
   readonly url: string
   readonly port: number
+  /** The running mosquitto's pid (a new one after `restart()`), for its CPU figures; throws while it is stopped. */
+  readonly pid: number
   /** `mqtt://user:pass@127.0.0.1:PORT` for one of `users` (percent-encoded). */
   urlFor(user: string): string
   /** The last 64 KiB of mosquitto's log. */
@@ -64,10 +73,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'log_type warning',
     'log_type notice',
     'log_type information',
-    'max_queued_messages 100000',
+    `max_queued_messages ${options.maxQueuedMessages ?? 100_000}`,
+    `max_inflight_messages ${options.maxInflightMessages ?? 1000}`,
     // Small messages that a hub waits for (a cluster's node-to-node messages) go out at once.
     'set_tcp_nodelay true',
-    'max_inflight_messages 1000',
   ]
   if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')
   if (users.length > 0) {
@@ -100,6 +109,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   const broker: Mosquitto = {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    get pid() {
+      if (service === undefined || service.exited) throw new Error('mosquitto is not running')
+      return service.pid
+    },
     urlFor(user) {
       const password = options.users?.[user]
       if (password === undefined) throw new Error(`startMosquitto: no user ${JSON.stringify(user)}`)
