@@ -691,7 +691,11 @@ export class Commands {
     } catch (err) {
       this.#options.log.error({ err, device: after.device, id: after.id, status: after.status }, 'command change not stored')
       if (this.#options.routing === undefined) return true
+      // Still under way meanwhile: the sweep must not take the stored `sent` for a command to send.
+      const key = keyOf(after.device, after.id)
+      this.#unsettled.set(key, after)
       await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#tuning.retryMs))
+      if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
       return this.#running && this.#update(before, after)
     }
   }
