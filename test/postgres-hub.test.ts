@@ -42,9 +42,11 @@ describe('the hub on PostgreSQL', () => {
     if (one === undefined || two === undefined) throw new Error('two hubs expected')
     // The SQL files were found from hub/dist, and only one node applied them.
     const migrated = [...one.logs, ...two.logs].filter((entry) => entry['msg'] === 'PostgreSQL schema migrated')
-    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql', '0002_twins.sql'])
+    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql', '0002_twins.sql', '0003_cluster.sql'])
+    // All by one of the two nodes.
+    expect([one, two].map((hub) => hub.logs.filter((entry) => entry['msg'] === 'PostgreSQL schema migrated').length).sort()).toEqual([0, 3])
     const rows = await pg.query<{ version: number }>('SELECT version FROM fleetgate.schema_migrations ORDER BY version', [], url.slice(url.lastIndexOf('/') + 1))
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }])
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
 
     const created = await api(one.base, 'POST', '/api/v1/devices', { id: 'roamer', tags: { site: 'north' } })
     expect(created.status).toBe(201)

@@ -226,7 +226,8 @@ export class SimDevice {
   #openClient(): void {
     const host = this.#host
     const client = new DeviceClient({
-      url: host.options.hub,
+      // A list of hubs (a cluster's nodes without a balancer): spread round-robin.
+      url: host.options.hubs[this.index % host.options.hubs.length] ?? host.options.hub,
       deviceId: this.identity.id,
       key: this.identity.key,
       keyType: this.identity.keyType,

@@ -56,8 +56,15 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     const wait = checkBoolean(object['wait'], 'wait', true)
     if (!wait.ok) return invalid(wait.message)
 
-    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false })
+    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false, awaited: true })
     switch (outcome.kind) {
+      case 'unreachable':
+        // CONTRACT §8: a call that needs another node fails fast while the broker between them is away.
+        return apiError(
+          503,
+          'not_ready',
+          `device "${device}" is connected to node "${outcome.node}", which cannot be reached now: the cluster's MQTT broker (FLEETGATE_MQTT_UPLINK) is unreachable; retry shortly`,
+        )
       case 'not_found':
         return apiError(404, 'not_found', `no device "${device}"`)
       case 'device_offline':
@@ -68,7 +75,8 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
         if (wait.value && outcome.record.status === 'sent') return waited(outcome.record)
         return { status: 200, body: commandView(outcome.record) }
       case 'created':
-        if (outcome.record.status === 'sent' && wait.value) return waited(outcome.record)
+        // In cluster mode a command another node delivered may have ended already when this one hears it was sent.
+        if (wait.value && outcome.record.status !== 'queued') return waited(outcome.record)
         return { status: 202, body: commandView(outcome.record) }
       case 'held':
         return wait.value ? waited(outcome.record) : { status: 202, body: commandView(outcome.record) }

@@ -40,6 +40,8 @@ export class EventBus {
   readonly #everyDevice = new Map<EventType, Set<EventSubscriber>>(EVENT_TYPES.map((type) => [type, new Set()]))
   /** Subscribers that named a device, by device. */
   readonly #byDevice = new Map<string, Set<EventSubscriber>>()
+  /** Told when a device gets its first naming subscriber (true) or loses its last (false). */
+  readonly #namedWatchers: Array<(device: string, named: boolean) => void> = []
 
   /** Publishes one event about `device`. */
   publish<T extends EventType>(type: T, device: string, payload: HubEvents[T]): void {
@@ -52,6 +54,14 @@ export class EventBus {
     for (const subscriber of named) if (subscriber.types.has(type)) subscriber.deliver(type, (json ??= JSON.stringify(payload)))
   }
 
+  /**
+   * Calls `watcher` when a device gets its first subscriber that names it, and when it loses its
+   * last: in cluster mode, which devices' telemetry to take from the shared broker.
+   */
+  watchNamed(watcher: (device: string, named: boolean) => void): void {
+    this.#namedWatchers.push(watcher)
+  }
+
   /** Adds a subscriber; returns the function that removes it. */
   subscribe(subscriber: EventSubscriber): () => void {
     if (subscriber.devices === undefined) {
@@ -62,6 +72,7 @@ export class EventBus {
         if (set === undefined) {
           set = new Set()
           this.#byDevice.set(device, set)
+          for (const watcher of this.#namedWatchers) watcher(device, true)
         }
         set.add(subscriber)
       }
@@ -71,7 +82,9 @@ export class EventBus {
       for (const device of subscriber.devices ?? []) {
         const set = this.#byDevice.get(device)
         set?.delete(subscriber)
-        if (set?.size === 0) this.#byDevice.delete(device)
+        if (set?.size !== 0) continue
+        this.#byDevice.delete(device)
+        for (const watcher of this.#namedWatchers) watcher(device, false)
       }
     }
   }

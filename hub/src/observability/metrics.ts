@@ -1,5 +1,6 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { BusCounters } from '../cluster/index.js'
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { EventStreamCounters } from '../events/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, HistoryCounters, IngestCounters, ShipperCounters, TrimReason } from '../telemetry/index.js'
@@ -65,7 +66,7 @@ export interface MetricsSources {
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters, BusCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -89,6 +90,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly twinDesired: LabelledCounter
   readonly twinReports: LabelledCounter
   readonly twinDesiredFrames: LabelledCounter
+  readonly busMessages: Counter<'direction' | 'type'>
   readonly historyTrimmedReadings: Counter<'reason'>
   readonly historyCompactions: Counter
   readonly eventStreamsCut: Counter
@@ -250,6 +252,16 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
       help: 'Command results (res frames) dropped over their session\'s rate',
       registers,
     })
+    this.busMessages = new Counter({
+      name: 'fleetgate_cluster_bus_messages_total',
+      help: 'Cluster mode: node-to-node messages over the shared broker, by direction (sent, received, refused) and type',
+      labelNames: ['direction', 'type'],
+      registers,
+    })
+  }
+
+  busMessage(direction: 'sent' | 'received' | 'refused', type: string): void {
+    this.busMessages.inc({ direction, type })
   }
 
   /** A device session ended with `code`. */

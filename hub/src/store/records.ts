@@ -22,6 +22,12 @@ export interface DeviceRecord {
    * RegistryStore.touch); read it through Registry.lastSeenAt. Live sessions are tracked by the session table.
    */
   readonly lastSeenAt?: number
+  /**
+   * Forced disconnects so far (disable, key rotation with `disconnect`; absent: 0). A session keeps
+   * the count its device had when it opened and ends, on whichever node holds it, once the record
+   * counts more (CONTRACT §3, §8): a change, not a message, so it cannot be lost or overtaken.
+   */
+  readonly revocations?: number
 }
 
 /** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
@@ -56,6 +62,11 @@ export interface CommandRecord {
   readonly batch?: string
   /** Who asked (the operator token's name). */
   readonly actor: string
+  /**
+   * Cluster mode: the node where a REST call waits for this command, told over the bus of each
+   * change that another node makes (the node that delivers it). Absent when nobody waits (fan-out, MQTT).
+   */
+  readonly waiter?: string
 }
 
 /** A fan-out as recorded when it starts (CONTRACT §4); its counts come from its commands. */

@@ -3,7 +3,7 @@ import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS,
 import type { HttpRequest, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/index.js'
 import type { Commands } from '../commands/index.js'
-import type { Sessions } from '../devices/index.js'
+import { grantOf, type Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { HubMetrics } from '../observability/index.js'
 import type { Ingest } from '../telemetry/index.js'
@@ -91,7 +91,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
       return
     }
     exchange.upgrade<SocketData>(
-      { session: new DeviceSession(result.device.id, now(), ingest.newState()) },
+      { session: new DeviceSession(result.device.id, now(), grantOf(result.device), ingest.newState()) },
       handshake.key,
       handshake.protocol,
       handshake.extensions,
