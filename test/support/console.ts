@@ -24,7 +24,7 @@ export const HUB_HAS = {
   events: true,
   /** `GET/PATCH /api/v1/devices/{id}/twin` (CONTRACT §7). */
   twins: true,
-  /** `GET /api/v1/nodes` (CONTRACT §8). */
+  /** `GET /api/v1/nodes` (CONTRACT §8): 404 on a hub that is not in a cluster (test/console/nodes.test.ts runs one). */
   nodes: false,
 } as const
 

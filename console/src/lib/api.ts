@@ -83,6 +83,8 @@ export interface NodeInfo {
   readonly lastSeenAt: string
   readonly sessions: number
   readonly version: string
+  /** False for a node that stopped beating (it is listed for a day); a hub that does not say is taken as alive. */
+  readonly alive: boolean
 }
 
 /** One telemetry point: `ts` in Unix ms and each metric present at it. */
@@ -300,6 +302,7 @@ export class Api {
         lastSeenAt: text(node, 'lastSeenAt'),
         sessions: num(node, 'sessions'),
         version: text(node, 'version'),
+        alive: node['alive'] === undefined ? true : bool(node, 'alive'),
       }
     })
   }
