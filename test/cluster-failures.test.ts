@@ -11,7 +11,7 @@ import { OpenDevices, type Credentials } from './support/ws.js'
 const DB = 'cluster_failures'
 
 /**
- * CONTRACT §8 when a node dies: three hub processes behind a real HAProxy on one PostgreSQL, one
+ * docs/cluster.md when a node dies: three hub processes behind a real HAProxy on one PostgreSQL, one
  * Mosquitto and one influxd; one is killed with SIGKILL while a simulated fleet runs through the
  * balancer with churn, commands and desired twin changes, and started again on its data dir.
  */

@@ -8,7 +8,7 @@ import { eventually } from './support/telemetry.js'
 import { connectDevice, OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
 /**
- * CONTRACT §8 with three nodes in this process on one PostgreSQL and one Mosquitto (password file
+ * docs/cluster.md with three nodes in this process on one PostgreSQL and one Mosquitto (password file
  * and ACL): whichever node a device or an operator reaches, they act as one hub.
  */
 describe('a cluster of three nodes', () => {
@@ -304,7 +304,7 @@ describe('a cluster of three nodes', () => {
       expect((await reply).body.status).toBe('succeeded')
       expect((await node(1).api('PATCH', `/api/v1/devices/${device.deviceId}/twin`, { desired: { e: 1 } })).status).toBe(200)
       expect(await ws.next()).toMatchObject({ t: 'twd', d: { e: 1 } })
-      // Without named devices: every device's status, command and twin, and no telemetry (CONTRACT §4).
+      // Without named devices: every device's status, command and twin, and no telemetry (docs/rest.md).
       const seen = await eventually(
         () => everything.events.items.map((event) => [event.type, (JSON.parse(event.data) as { device: string }).device, (JSON.parse(event.data) as { status?: string }).status]),
         (list) => list.some(([type, , status]) => type === 'command' && status === 'succeeded') && list.some(([type]) => type === 'twin'),

@@ -98,7 +98,7 @@ interface Pending {
 /**
  * Connects to the external broker of `FLEETGATE_MQTT_UPLINK` and keeps reconnecting forever.
  *
- * Outbound (CONTRACT §6): the hub's telemetry, status and command results, published at QoS 1.
+ * Outbound (docs/mqtt.md): the hub's telemetry, status and command results, published at QoS 1.
  * mqtt.js would queue without bound while offline, so the uplink keeps its own bounded buffer and
  * hands mqtt.js a message only while connected and fewer than `maxInflight` are unacknowledged;
  * whatever does not fit is dropped oldest-first and counted. The uplink is a best-effort mirror:

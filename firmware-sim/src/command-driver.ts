@@ -1,4 +1,4 @@
-// The operator side of commands (--command-rate): commands go through the REST API (CONTRACT §4,
+// The operator side of commands (--command-rate): commands go through the REST API (docs/rest.md,
 // `wait: true`) to random connected devices of the fleet, and each round trip is timed from the
 // call to the final record. The driver knows what each simulated device should answer, so a
 // wrong answer is caught, not just counted.

@@ -247,7 +247,7 @@ export class SimDevice {
     client.connect().catch(() => undefined)
   }
 
-  // CONTRACT §7: the model takes its settings from desired and reports what it applied. A report is
+  // docs/twins.md: the model takes its settings from desired and reports what it applied. A report is
   // made for every new desired version, even one that changes nothing, so its answer says when the
   // device has caught up (it is merged with any report still waiting).
   #onDesired(client: DeviceClient, desired: TwinDocument, version: number): void {

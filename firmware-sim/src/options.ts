@@ -163,7 +163,7 @@ export const FLAGS: Readonly<Record<keyof SimOptions, string>> = Object.freeze({
 
 /** Largest --churn: every connected device cut once a second. */
 export const MAX_CHURN_PERCENT_PER_MIN = 6000
-/** Largest --clock-skew: with 1 h tokens, the hub still accepts a token from a clock 1 h behind (CONTRACT §3). */
+/** Largest --clock-skew: with 1 h tokens, the hub still accepts a token from a clock 1 h behind (docs/protocol.md). */
 export const MAX_CLOCK_SKEW_MS = 3_600_000
 const DAY_MS = 86_400_000
 

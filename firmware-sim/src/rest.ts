@@ -1,4 +1,4 @@
-// The hub's operator REST API (CONTRACT §4), JSON in and out, through fetch.
+// The hub's operator REST API (docs/rest.md), JSON in and out, through fetch.
 import { SimError } from './errors.js'
 
 /** A REST answer: the HTTP status and the parsed JSON body (undefined when empty or not JSON). */

@@ -1,4 +1,4 @@
-// The operator side of twins (--twin-rate): desired changes through the REST API (CONTRACT §7)
+// The operator side of twins (--twin-rate): desired changes through the REST API (docs/twins.md)
 // to random devices of the fleet, connected or not, and the time each takes to converge, from
 // the PATCH call until the device reported settings applying that desired version or a later one.
 // The call, not its 200, starts the clock: the hub sends `twd` as it answers, so a device may

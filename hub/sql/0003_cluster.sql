@@ -1,4 +1,4 @@
--- The cluster runtime (CONTRACT §8): which nodes run, and which node holds each device's session.
+-- The cluster runtime (docs/cluster.md): which nodes run, and which node holds each device's session.
 -- Liveness is judged on PostgreSQL's clock alone (now_ms), so that nodes on machines whose clocks
 -- differ agree on which node is alive.
 

@@ -59,7 +59,7 @@ export interface HubOptions {
    * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
    */
   readonly operatorAuthFailureLimit?: Partial<FailureLimitOptions>
-  /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
+  /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (docs/telemetry.md). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
@@ -128,8 +128,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  // CONTRACT §4: the live events carry what MQTT carries, published beside it; in cluster mode
-  // (§8) every node's events reach every node's streams (see Cluster.relay).
+  // docs/rest.md: the live events carry what MQTT carries, published beside it; in cluster mode
+  // (docs/cluster.md) every node's events reach every node's streams (see Cluster.relay).
   const events = new EventBus()
   const publishEvent = <T extends EventType>(type: T, device: string, payload: HubEvents[T]): void => {
     events.publish(type, device, payload)
@@ -140,8 +140,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     mqtt?.broker.publishStatus(deviceId, message)
     publishEvent('status', deviceId, message)
   }
-  // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
-  // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
+  // Every change of a twin goes out through here (docs/twins.md: the retained MQTT topic; docs/rest.md:
+  // the `twin` event of the live event stream); a deleted device's retained twin is cleared.
   const publishTwin = (twin: TwinView): void => {
     mqtt?.broker.publishTwin(twin.device, twin)
     publishEvent('twin', twin.device, twin)
@@ -154,7 +154,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     online: (peer) => {
       status(peer.deviceId, true)
       cluster?.opened(peer)
-      // CONTRACT §7: the desired twin comes right after hello, before any queued command
+      // docs/twins.md: the desired twin comes right after hello, before any queued command
       twins
         .opened(peer)
         .catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent'))
@@ -169,7 +169,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     replaced: (peer) => cluster?.closed(peer),
     current: (id) => registry.get(id),
   })
-  // CONTRACT §3, §8: a session ends once its device's record no longer admits it, whichever node changed the record.
+  // docs/protocol.md, docs/cluster.md: a session ends once its device's record no longer admits it, whichever node changed the record.
   registry.watch((id, record) => sessions.recordChanged(id, record))
   const metrics = new HubMetrics({
     sessions: () => sessions.size,
@@ -200,7 +200,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
             await commands.sweep(here)
             await twins.sweep(here)
           },
-          // CONTRACT §8: a dead node's devices read offline; the retained status says so too.
+          // docs/cluster.md: a dead node's devices read offline; the retained status says so too.
           released: (devices) => {
             for (const device of devices) status(device, false)
           },
@@ -214,7 +214,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     sharedStore: stores.shared,
     ...(cluster === undefined ? {} : { routing: cluster.routing }),
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
-    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
+    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (docs/mqtt.md).
     stored: (record) => publishEvent('command', record.device, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
@@ -317,7 +317,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   registerTwinRoutes(router, { twins })
   registerTelemetryRoutes(router, {
     registry,
-    // CONTRACT §8: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
+    // docs/cluster.md: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
     query: stores.shared && telemetry.writer === undefined ? undefined : telemetry.query,
     unavailable: stores.shared
       ? 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset'
@@ -330,7 +330,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     router,
     [
       ...stores.engines.map((engine) => ({ name: engine.name, check: () => (engine.healthy() ? 'ok' as const : 'unreachable' as const) })),
-      // CONTRACT §8: in cluster mode, the shared broker the nodes talk through.
+      // docs/cluster.md: in cluster mode, the shared broker the nodes talk through.
       { name: 'broker', check: () => (cluster !== undefined ? (cluster.busConnected ? 'ok' : 'unreachable') : mqtt === undefined ? 'off' : 'ok') },
       influxProbe(writer, log, clock),
     ],
@@ -345,7 +345,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   // A listen socket is a socket to uSockets; the typings only name the wider type.
   const http = uws.us_socket_local_port(listenSocket as unknown as us_socket)
   const ports = mqtt?.port === undefined ? { http } : { http, mqtt: mqtt.port }
-  // CONTRACT §1: tools read the bound ports from this line, so a quieter log level keeps it.
+  // docs/configuration.md: tools read the bound ports from this line, so a quieter log level keeps it.
   const lifecycle = log.isLevelEnabled('info') || log.level === 'silent' ? log : log.child({}, { level: 'info' })
   lifecycle.info({ ...ports, host: config.host, tls: tlsOptions !== undefined, version: HUB_VERSION }, 'listening')
 
@@ -357,12 +357,12 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
-        // CONTRACT §4: event streams end cleanly, before the listener closes.
+        // docs/rest.md: event streams end cleanly, before the listener closes.
         streams.closeAll()
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
-        // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
+        // docs/configuration.md: flush what is accepted before exiting; the commit starts before the sessions
         // close, since a closing session drops its frames that wait for a commit.
         const flushed = telemetry.stop()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
@@ -379,7 +379,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
 
 /**
  * The stores: with `FLEETGATE_POSTGRES_URL`, the shared ones in PostgreSQL (cluster mode,
- * CONTRACT §8) beside this node's lmdb spool; else everything in the data dir's lmdb.
+ * docs/cluster.md) beside this node's lmdb spool; else everything in the data dir's lmdb.
  */
 async function openStores(config: HubConfig, log: Logger): Promise<HubStores> {
   if (config.postgresUrl === undefined) return openLmdbStores(config.dataDir)

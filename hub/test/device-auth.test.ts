@@ -33,7 +33,7 @@ interface Work {
   readonly reason: string | undefined
 }
 
-describe('DeviceAuthenticator: the same work whether a device id exists or not (CONTRACT §3)', () => {
+describe('DeviceAuthenticator: the same work whether a device id exists or not (docs/protocol.md)', () => {
   let dir: { path: string; cleanup(): void }
   let store: HubStores
   let registry: Registry

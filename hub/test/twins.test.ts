@@ -1,4 +1,4 @@
-// Twins without a socket (CONTRACT §7): the core over a real lmdb store in a temp dir, sessions a
+// Twins without a socket (docs/twins.md): the core over a real lmdb store in a temp dir, sessions a
 // test supplies, and the stepping clock.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { HubFrame, TwinDocument } from '@fleetgate/device-sdk/wire'

@@ -1,4 +1,4 @@
-// A cluster for tests (CONTRACT §8): one PostgreSQL, one Mosquitto whose ACL lets only the nodes'
+// A cluster for tests (docs/cluster.md): one PostgreSQL, one Mosquitto whose ACL lets only the nodes'
 // credentials write under fleetgate-cluster/ (as docs/cluster.md configures it), and hubs on them.
 import { freePort } from './ports.js'
 import { HubProcesses, startTestHub, stopHubProcess, testEnv, type HubProcess, type HubProcessOptions, type TestHub } from './hub.js'

@@ -22,7 +22,7 @@ export interface CommandsApiDeps {
 export const MAX_LIST = 1000
 /** `limit` of a command or audit listing when not given: 100. */
 export const DEFAULT_LIST = 100
-/** CONTRACT §4: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
+/** docs/rest.md: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
 export const MAX_TARGET_IDS = 10_000
 
 
@@ -32,12 +32,12 @@ function limitOf(text: string | null): number | undefined {
   return /^\d+$/.test(text) && limit >= 1 && limit <= MAX_LIST ? limit : undefined
 }
 
-/** Registers the command and audit routes of CONTRACT §4. */
+/** Registers the command and audit routes of docs/rest.md. */
 export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): void {
   const { commands, batches, audit } = deps
 
   /**
-   * 200 with the final record, or 504 when the wait ended without a result (CONTRACT §4, `wait:
+   * 200 with the final record, or 504 when the wait ended without a result (docs/rest.md, `wait:
    * true`): `timeout`, or `expired` for a held command its device's connection never took.
    */
   const waited = async (record: CommandRecord): Promise<Reply> => {
@@ -59,7 +59,7 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false, awaited: true })
     switch (outcome.kind) {
       case 'unreachable':
-        // CONTRACT §8: a call that needs another node fails fast while the broker between them is away.
+        // docs/cluster.md: a call that needs another node fails fast while the broker between them is away.
         return apiError(
           503,
           'not_ready',

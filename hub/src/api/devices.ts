@@ -12,7 +12,7 @@ import {
   type Checked,
 } from '../validate.js'
 
-/** CONTRACT §4: bulk creation takes up to 10,000 devices. */
+/** docs/rest.md: bulk creation takes up to 10,000 devices. */
 export const MAX_BULK_DEVICES = 10_000
 /** Listing page size when `limit` is not given: 100. */
 export const DEFAULT_PAGE = 100
@@ -33,7 +33,7 @@ export interface DevicesApiDeps {
   readonly deleted: (id: string) => Promise<void>
 }
 
-/** Registers the device routes of CONTRACT §4 (create, bulk, list, get, patch, delete, key rotation). */
+/** Registers the device routes of docs/rest.md (create, bulk, list, get, patch, delete, key rotation). */
 export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void {
   const { registry, presence, audit } = deps
   const actorOf = (ctx: RequestContext): string => ctx.operator?.name ?? 'unknown'
@@ -46,7 +46,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     if (wasOnline) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
   }
 
-  /** The device as REST shows it (CONTRACT §4); in cluster mode with the node that holds its session, or null (§8). */
+  /** The device as REST shows it (docs/rest.md); in cluster mode with the node that holds its session, or null (docs/cluster.md). */
   const view = async (device: DeviceRecord, place?: SessionPlace): Promise<Record<string, unknown>> => {
     const session = place ?? (await placeOf(device.id))
     const lastSeenAt = session?.lastSeenAt ?? (await registry.lastSeenAt(device))
@@ -146,7 +146,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const id = ctx.params[0] ?? ''
     const change = checkPatch(ctx.body)
     if (!change.ok) return invalid(change.message)
-    // CONTRACT §3: a disabled device's session ends with 4003 (the registry counts the revocation).
+    // docs/protocol.md: a disabled device's session ends with 4003 (the registry counts the revocation).
     const disabling = change.value.disabled === true && registry.get(id)?.disabled === false
     const wasOnline = disabling && (await placeOf(id)) !== undefined
     const device = await registry.update(id, change.value)

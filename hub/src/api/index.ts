@@ -1,4 +1,4 @@
-// The REST API of CONTRACT §4, §7 and §8: devices, commands and fan-out, audit, telemetry queries,
+// The REST API of docs/rest.md, docs/twins.md, docs/cluster.md: devices, commands and fan-out, audit, telemetry queries,
 // live events, twins, the cluster's nodes, health, and its OpenAPI document.
 export { registerCommandRoutes, type CommandsApiDeps } from './commands.js'
 export { registerConsoleRoutes } from './console.js'

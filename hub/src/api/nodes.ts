@@ -10,7 +10,7 @@ export interface NodesApiDeps {
 const iso = (ms: number): string => new Date(ms).toISOString()
 
 /**
- * `GET /api/v1/nodes` (reader, CONTRACT §8): `{items: [{id, startedAt, lastSeenAt, sessions,
+ * `GET /api/v1/nodes` (reader, docs/cluster.md): `{items: [{id, startedAt, lastSeenAt, sessions,
  * version, alive}]}`. A node that stopped cleanly is gone from the list; one that stopped beating
  * (a crash) stays, `alive: false` with no sessions, for a day or until it starts again. A hub that
  * is not in a cluster answers 404 `not_found`: it has no nodes to list (the console then shows none).
@@ -26,7 +26,7 @@ export function registerNodeRoutes(router: Router, deps: NodesApiDeps): void {
           id: node.id,
           startedAt: iso(node.startedAt),
           lastSeenAt: iso(node.lastSeenAt),
-          // A dead node's sessions are gone: its devices read offline (CONTRACT §8).
+          // A dead node's sessions are gone: its devices read offline (docs/cluster.md).
           sessions: node.alive ? node.sessions : 0,
           version: node.version,
           alive: node.alive,

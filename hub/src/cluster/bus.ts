@@ -87,7 +87,7 @@ export function decodeBusMessage(payload: Buffer): BusMessage | undefined {
 }
 
 /**
- * The node-to-node bus over the shared MQTT broker (CONTRACT §8). Each node reads its own topic
+ * The node-to-node bus over the shared MQTT broker (docs/cluster.md). Each node reads its own topic
  * with a persistent session (`clean: false`, client id `fleetgate-node-{nodeId}`) at QoS 1, so a
  * node that blips gets, when it is back, what was sent to it meanwhile. Sending never waits: while
  * the broker is away `send` says so at once (the caller fails fast or leaves it to a sweep).

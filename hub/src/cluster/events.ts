@@ -24,7 +24,7 @@ export interface ClusterEventsOptions {
 }
 
 /**
- * Every node's events on every node's streams (CONTRACT §4, §8). Status, command and twin events
+ * Every node's events on every node's streams (docs/rest.md, docs/cluster.md). Status, command and twin events
  * are few: each node relays its own on `fleetgate-cluster/events/{nodeId}` (QoS 0: live news, kept
  * for nobody; one JSON array per turn of the event loop) and takes the others'. Telemetry is many: it is on the shared broker already (the
  * uplink mirrors `fleetgate/devices/{id}/telemetry`), so a node subscribes to it only for the

@@ -1,4 +1,4 @@
-// Cluster mode (CONTRACT §8): this node's identity and heartbeat, who holds each device's session,
+// Cluster mode (docs/cluster.md): this node's identity and heartbeat, who holds each device's session,
 // the node-to-node bus over the shared MQTT broker, and the sweeps that make good what the bus loses.
 import type { MqttFormat } from '@fleetgate/bridge'
 import type { CommandRouting } from '../commands/index.js'
@@ -41,7 +41,7 @@ export interface ClusterOptions {
   /** `FLEETGATE_MQTT_UPLINK`: the broker the nodes share, with their own credentials. */
   readonly brokerUrl: string
   readonly sessions: Pick<Sessions, 'get' | 'size' | 'replace'>
-  /** This node's event bus: other nodes' events are published on it (CONTRACT §4: every node's events on every stream). */
+  /** This node's event bus: other nodes' events are published on it (docs/rest.md: every node's events on every stream). */
   readonly events: EventBus
   /** `FLEETGATE_MQTT_FORMAT`, as telemetry is encoded on the shared broker. */
   readonly format: MqttFormat
@@ -79,7 +79,7 @@ export interface Cluster {
   /** A session opened here (claims it), and one that left this node's table. */
   opened(peer: Peer): void
   closed(peer: Peer): void
-  /** Every node that beat within a day, alive or not (CONTRACT §8, `GET /nodes`). */
+  /** Every node that beat within a day, alive or not (docs/cluster.md, `GET /nodes`). */
   nodes(): Promise<NodeRecord[]>
   /** Stops the loops, leaves (a clean stop: this node's row goes), and disconnects the bus. */
   stop(): Promise<void>

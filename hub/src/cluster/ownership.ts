@@ -19,7 +19,7 @@ interface Held {
 export interface OwnershipOptions {
   readonly store: ClusterStore
   readonly nodeId: string
-  /** Closes a session that a newer one elsewhere replaced, with 4001 (CONTRACT §3, §8). */
+  /** Closes a session that a newer one elsewhere replaced, with 4001 (docs/protocol.md, docs/cluster.md). */
   readonly replace: (peer: Peer) => void
   /** Tells `node` that `device` has a newer session at `epoch`; false when it could not be sent. */
   readonly tell: (node: string, device: string, epoch: number) => boolean
@@ -29,7 +29,7 @@ export interface OwnershipOptions {
 }
 
 /**
- * Who holds each device's session across the cluster (CONTRACT §8: one session per device in the
+ * Who holds each device's session across the cluster (docs/cluster.md: one session per device in the
  * whole cluster). Each session that opens here claims its device in PostgreSQL, which gives it an
  * epoch above every earlier one and names the node that held it before; that node is told over
  * the bus and closes its older session with 4001. A session that ends releases its claim if no

@@ -11,7 +11,7 @@ import { tune } from '../tuning.js'
 import { checkJson, checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
 import { commandKey as keyOf, CommandWaiters } from './command-waiters.js'
 
-/** CONTRACT §4: at most 100 queued commands per device. */
+/** docs/rest.md: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100
 
 /** The command module's tuning knobs; defaults in COMMANDS_DEFAULTS. */
@@ -66,7 +66,7 @@ export interface CreateOptions {
 }
 
 /**
- * Cluster mode (CONTRACT §8): where the devices whose sessions are not here are, and the bus to the
+ * Cluster mode (docs/cluster.md): where the devices whose sessions are not here are, and the bus to the
  * nodes that hold them. Everything these carry is in the store first: a lost message only delays.
  */
 export interface CommandRouting {
@@ -100,7 +100,7 @@ export interface CommandsOptions {
   readonly audit: Pick<AuditLog, 'record'>
   readonly log: Logger
   readonly counters: CommandCounters
-  /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
+  /** Publishes a command's final record (MQTT result topic, docs/mqtt.md). */
   readonly publishResult: (record: CommandRecord) => void
   /**
    * Told of every change of a record as it becomes visible (`before` undefined for a new one), and
@@ -215,7 +215,7 @@ export class Commands {
     const session = this.#options.sessions.get(device)
     const here = session !== undefined && session.isOpen() ? session : undefined
     // Commands queued for an online device are going out, or wait for its connection to drain: a
-    // new one goes behind them, so that none overtakes another (CONTRACT §4: creation order). In
+    // new one goes behind them, so that none overtakes another (docs/rest.md: creation order). In
     // cluster mode an id is an idempotency key another node may be creating too: the store decides first.
     if (here !== undefined && !this.#queuedCount.has(device) && (routing === undefined || request.id === undefined)) {
       const sent = this.#deliver(here, base)
@@ -227,7 +227,7 @@ export class Commands {
       }
     }
     const elsewhere = here === undefined && routing !== undefined ? await routing.locate(device) : undefined
-    // CONTRACT §8: a call that needs another node fails fast while the bus to it is down.
+    // docs/cluster.md: a call that needs another node fails fast while the bus to it is down.
     if (elsewhere !== undefined && routing?.reachable !== true) return { kind: 'unreachable', node: elsewhere }
     const online = here !== undefined || elsewhere !== undefined
     if (!online && request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
@@ -304,7 +304,7 @@ export class Commands {
   }
 
   /**
-   * A command published on MQTT (CONTRACT §6): the REST rules, no one to answer. A device this hub
+   * A command published on MQTT (docs/mqtt.md): the REST rules, no one to answer. A device this hub
    * does not know is ignored quietly (several hubs may share the uplink broker); an invalid request
    * is audited and dropped; an offline device with ttl 0 gets an `expired` record.
    */
@@ -342,7 +342,7 @@ export class Commands {
   }
 
   /**
-   * CONTRACT §4: a device's queued commands go out in creation order: right after `hello`, when
+   * docs/rest.md: a device's queued commands go out in creation order: right after `hello`, when
    * its connection drains, and after a create that queued behind others. One delivery runs per
    * device at a time; a call while it runs makes it read the queue once more when it ends.
    */
@@ -421,7 +421,7 @@ export class Commands {
     this.result(peer, { t: 'res', id, ok: false, e: `invalid result: ${reason}` })
   }
 
-  /** CONTRACT §4: a deleted device's queued commands end `expired`. */
+  /** docs/rest.md: a deleted device's queued commands end `expired`. */
   async deviceDeleted(device: string): Promise<void> {
     // As the sweep does: a stored queued record may already be changing (expired, or delivered).
     const queued = (await this.#options.store.queued(device)).map((record) => this.current(record))
@@ -440,7 +440,7 @@ export class Commands {
   /**
    * Cluster mode, each sweep of the node: what the bus may have lost is read from the store.
    * Commands other nodes handed to this one are sent; sent commands of dead nodes whose deadline
-   * passed end `timeout` (CONTRACT §8); queued commands of the devices whose sessions are here
+   * passed end `timeout` (docs/cluster.md); queued commands of the devices whose sessions are here
    * (`here`) are delivered; calls waiting here read their commands again.
    */
   async sweep(here: readonly string[]): Promise<void> {

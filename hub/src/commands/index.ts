@@ -40,7 +40,7 @@ export interface CommandsConcernOptions {
   readonly log: Logger
   readonly clock: Clock
   readonly counters: CommandCounters
-  /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
+  /** Publishes a command's final record (MQTT result topic, docs/mqtt.md). */
   readonly publishResult: (record: CommandRecord) => void
   /** Told of every record once it is stored, new or changed (the live event stream); default none. */
   readonly stored?: (record: CommandRecord) => void

@@ -1,6 +1,6 @@
 import type { Sessions } from './sessions.js'
 
-/** Where a device's live session is, as the REST views show it (CONTRACT §4, §8). */
+/** Where a device's live session is, as the REST views show it (docs/rest.md, docs/cluster.md). */
 export interface SessionPlace {
   /** The node that holds it, in cluster mode; undefined on one node. */
   readonly node: string | undefined

@@ -19,7 +19,7 @@ export const grantOf = (device: DeviceRecord): SessionGrant => ({ createdAt: dev
 
 /**
  * Why `device` as it is now (undefined: deleted) no longer admits a session granted `grant`, or
- * undefined while it does (CONTRACT §3: disabled, deleted, or its key rotated with `disconnect`).
+ * undefined while it does (docs/protocol.md: disabled, deleted, or its key rotated with `disconnect`).
  * A device deleted and created again under its id is another device.
  */
 export function revokedReason(device: DeviceRecord | undefined, grant: SessionGrant): string | undefined {

@@ -18,7 +18,7 @@ export interface Peer {
   isOpen(): boolean
   /** Sends one frame; false when it was not written (closed, or dropped for backpressure). */
   send(frame: HubFrame): boolean
-  /** Starts closing the session with a close code of CONTRACT §3. */
+  /** Starts closing the session with a close code of docs/protocol.md. */
   close(code: number, reason: string): void
 }
 
@@ -58,7 +58,7 @@ export class Sessions {
   }
 
   /**
-   * Registers a new session; an older one of the same device is closed with 4001 (CONTRACT §3). A
+   * Registers a new session; an older one of the same device is closed with 4001 (docs/protocol.md). A
    * session whose device changed while it was admitted (disabled, deleted, rotated with
    * `disconnect`) is closed at once with 4003.
    */
@@ -76,7 +76,7 @@ export class Sessions {
     this.#hooks.online?.(peer)
   }
 
-  /** Closes `peer` with 4001: a newer session of its device opened on another node (CONTRACT §8). */
+  /** Closes `peer` with 4001: a newer session of its device opened on another node (docs/cluster.md). */
   replace(peer: Peer): void {
     this.#replaced.add(peer)
     peer.close(CloseCode.replaced, 'replaced by a newer session')
@@ -92,7 +92,7 @@ export class Sessions {
 
   /**
    * A device's record changed (here or on another node; undefined: deleted): its live session ends
-   * with 4003 if the record no longer admits it (CONTRACT §3). Whether one was ended.
+   * with 4003 if the record no longer admits it (docs/protocol.md). Whether one was ended.
    */
   recordChanged(deviceId: string, record: DeviceRecord | undefined): boolean {
     const peer = this.#live.get(deviceId)

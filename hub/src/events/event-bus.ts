@@ -1,13 +1,13 @@
 import type { StatusMessage, TelemetryMessage } from '@fleetgate/bridge'
 import type { TwinView } from '../twins/index.js'
 
-/** The live event types (CONTRACT §4 `GET /events`), in the order the contract names them. */
+/** The live event types (docs/rest.md `GET /events`), in the order the contract names them. */
 export const EVENT_TYPES = ['status', 'telemetry', 'command', 'twin'] as const
 /** One of EVENT_TYPES. */
 export type EventType = (typeof EVENT_TYPES)[number]
 
 /**
- * Each event type's payload: exactly what MQTT carries for it (CONTRACT §4, §6, §7), sent as JSON
+ * Each event type's payload: exactly what MQTT carries for it (docs/rest.md, docs/mqtt.md, docs/twins.md), sent as JSON
  * whatever `FLEETGATE_MQTT_FORMAT` is.
  */
 export interface HubEvents {
@@ -15,16 +15,16 @@ export interface HubEvents {
   readonly status: StatusMessage
   /** `fleetgate/devices/{id}/telemetry`: `{device, seq, readings}`, once a frame is durably stored. */
   readonly telemetry: TelemetryMessage
-  /** `fleetgate/devices/{id}/commands/{cmdId}`: the command record (CONTRACT §4), at every change of its status. */
+  /** `fleetgate/devices/{id}/commands/{cmdId}`: the command record (docs/rest.md), at every change of its status. */
   readonly command: Readonly<Record<string, unknown>>
-  /** `fleetgate/devices/{id}/twin`: the twin as REST returns it (CONTRACT §7), after every change. */
+  /** `fleetgate/devices/{id}/twin`: the twin as REST returns it (docs/twins.md), after every change. */
   readonly twin: TwinView
 }
 
 /** Who receives events: the types it asked for, the devices it named (undefined: every device), and where they go. */
 export interface EventSubscriber {
   readonly types: ReadonlySet<EventType>
-  /** Named devices; undefined for every device, which then gets no `telemetry` (CONTRACT §4). */
+  /** Named devices; undefined for every device, which then gets no `telemetry` (docs/rest.md). */
   readonly devices: ReadonlySet<string> | undefined
   /** Takes one event, its payload as JSON text (shared by every subscriber); must not block. */
   deliver(type: EventType, json: string): void

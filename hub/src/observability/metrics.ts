@@ -38,7 +38,7 @@ class LabelledCounter {
   }
 }
 
-/** WebSocket close codes the hub names in `fleetgate_session_closes_total`: CONTRACT §3's, 1011, and what uWS reports for a lost or bare close. */
+/** WebSocket close codes the hub names in `fleetgate_session_closes_total`: docs/protocol.md's, 1011, and what uWS reports for a lost or bare close. */
 const NAMED_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4001, 4003])
 
 /**
@@ -343,7 +343,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     this.uncaughtErrors.inc({ where })
   }
 
-  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
+  /** The figures of docs/telemetry.md's `fleetgate_hub` measurement, from the same counters. */
   async snapshot(): Promise<Record<string, number>> {
     const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
       (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)

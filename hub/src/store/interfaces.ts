@@ -107,7 +107,7 @@ export interface CommandStore {
   sent(): Promise<CommandRecord[]>
   /**
    * Sent commands whose deadline (`sentAt + timeoutMs`) is at or before `now` and whose sending
-   * node is dead, at most `limit` (cluster mode: a survivor ends them `timeout`, CONTRACT §8). On
+   * node is dead, at most `limit` (cluster mode: a survivor ends them `timeout`, docs/cluster.md). On
    * one node's lmdb none: that node's own timers end its sent commands.
    */
   orphaned(now: number, limit: number): Promise<CommandRecord[]>
@@ -158,7 +158,7 @@ export interface AuditStore {
 }
 
 /**
- * Device twins (CONTRACT §7), one record per device that ever had a change.
+ * Device twins (docs/twins.md), one record per device that ever had a change.
  *
  * A second implementation must guarantee:
  * - `update` runs `change` on the twin as stored (undefined when there is none) and, when it
@@ -195,7 +195,7 @@ export interface TwinStore {
  * An implementation must guarantee:
  * - `append` stores its entries in one atomic step and resolves, with the seq of the first (the
  *   others follow one by one), only once they survive a kill of the process: that is when the
- *   device gets its ack (CONTRACT §3). A failed append stores nothing and leaves its seqs unused.
+ *   device gets its ack (docs/protocol.md). A failed append stores nothing and leaves its seqs unused.
  * - the byte total is exact after a crash (kept with the data, in the same transactions);
  * - `read` yields entries in seq order; `trim` removes entries for good and frees their bytes.
  */
@@ -219,7 +219,7 @@ export interface SpoolStore {
   trim(shipped: readonly SpoolSlot[]): Promise<void>
 }
 
-/** A node of the cluster as its row says (CONTRACT §8, `GET /nodes`). */
+/** A node of the cluster as its row says (docs/cluster.md, `GET /nodes`). */
 export interface NodeRecord {
   readonly id: string
   /** When it started, Unix ms (its own clock). */
@@ -325,7 +325,7 @@ export interface HistoryHour {
 }
 
 /**
- * The embedded telemetry history (CONTRACT §5): blocks of readings keyed by device, hour, earliest
+ * The embedded telemetry history (docs/telemetry.md): blocks of readings keyed by device, hour, earliest
  * ts and write order, a time index of device-hours oldest first, and the byte total. Local to the
  * node (lmdb), like the spool, since ingest writes it in the commit that makes a frame durable.
  *

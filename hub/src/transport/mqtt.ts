@@ -17,7 +17,7 @@ import type { Logger } from '../logger.js'
 /** The share name under which the nodes of a cluster take commands from the shared broker. */
 export const SHARED_COMMAND_GROUP = 'fleetgate-nodes'
 
-/** Where the embedded broker listens, how it speaks, and the bounds of its connections (CONTRACT §1, §6). */
+/** Where the embedded broker listens, how it speaks, and the bounds of its connections (docs/configuration.md, docs/mqtt.md). */
 export interface MqttListenerOptions {
   /** `FLEETGATE_MQTT_HOST`. */
   readonly host: string
@@ -46,15 +46,15 @@ export interface MqttListener {
 
 /** What the broker hands the hub. */
 export interface MqttHooks {
-  /** A decoded command from a local client or the uplink (CONTRACT §6). */
+  /** A decoded command from a local client or the uplink (docs/mqtt.md). */
   readonly onCommand: (deviceId: string, payload: unknown, actor: Operator, source: CommandSource) => void
 }
 
 /**
- * Starts the aedes broker (authenticated by operator tokens, CONTRACT §6) and listens for it on
+ * Starts the aedes broker (authenticated by operator tokens, docs/mqtt.md) and listens for it on
  * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off` and there is no uplink.
  * With the port `off` and an uplink, the broker runs without a listener: what the hub publishes
- * still reaches the external broker, and commands come from it (a cluster's nodes need that, CONTRACT §8).
+ * still reaches the external broker, and commands come from it (a cluster's nodes need that, docs/cluster.md).
  * Its figures go to `registry` (`fleetgate_mqtt_*`).
  */
 export async function startMqtt(

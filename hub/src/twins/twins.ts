@@ -50,7 +50,7 @@ export interface TwinsOptions {
   readonly counters: TwinCounters
   /**
    * Called once each change (desired or reported) is durable, with the twin after it, in the order
-   * of each device's changes: the retained MQTT topic and the `twin` event (CONTRACT §4, §6, §7).
+   * of each device's changes: the retained MQTT topic and the `twin` event (docs/rest.md, docs/mqtt.md, docs/twins.md).
    */
   readonly changed: (twin: TwinView) => void
   /** Called once a deleted device's twin is gone (its retained topic is cleared). */
@@ -81,7 +81,7 @@ interface Owed {
 type ReportResult = { readonly kind: 'changed' | 'unchanged'; readonly twin: TwinRecord } | { readonly kind: 'too_large' } | { readonly kind: 'gone' }
 
 /**
- * Device twins (CONTRACT §7): operators change `desired` (REST), devices change `reported` (`twr`
+ * Device twins (docs/twins.md): operators change `desired` (REST), devices change `reported` (`twr`
  * frames), each by RFC 7386 merge patches, each side with its own version. Every change of one
  * device runs after the one before it has settled (a chain per device), so reports apply in the
  * order received and a deletion comes after the changes asked for before it. After `hello` and
@@ -184,7 +184,7 @@ export class Twins {
 
   /**
    * Answers a report refused before it reached the twin (`invalid`, `rate`): nothing changed. The
-   * answer follows those of the device's reports received before it (CONTRACT §7: in order).
+   * answer follows those of the device's reports received before it (docs/twins.md: in order).
    */
   refuse(peer: Peer, id: string, reason: TwinRefusal): void {
     this.#options.counters.reported(reason)
@@ -213,7 +213,7 @@ export class Twins {
 
   /**
    * A session opened (after its `hello`): sends it the whole desired document, `{}` at version 0
-   * when there is none (CONTRACT §7). The versions of a turn's new sessions are read together (a
+   * when there is none (docs/twins.md). The versions of a turn's new sessions are read together (a
    * connect storm costs a read a turn), and the document only when it is not the empty one.
    * Resolves once sent (or found not needed). Also how a session gets a change made on another node.
    */

@@ -35,7 +35,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     { name: 'commands', description: 'Commands to one device, fan-out to many.' },
     { name: 'audit', description: 'Who changed what.' },
     { name: 'telemetry', description: 'Readings, as stored, and live events.' },
-    { name: 'twins', description: 'Desired and reported state (CONTRACT §7).' },
+    { name: 'twins', description: 'Desired and reported state (docs/twins.md).' },
     { name: 'health', description: 'Probes, figures and this document.' },
   ],
   paths: PATHS,

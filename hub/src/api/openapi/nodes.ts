@@ -1,7 +1,7 @@
 // The cluster's nodes in the OpenAPI document (handler: ../nodes.ts).
 import { answer, jsonAnswer, needs, schema, TOKEN_ANSWERS, type Paths } from './shapes.js'
 
-/** `GET /api/v1/nodes` (CONTRACT §8). */
+/** `GET /api/v1/nodes` (docs/cluster.md). */
 export const NODE_PATHS: Paths = {
   '/api/v1/nodes': {
     get: {

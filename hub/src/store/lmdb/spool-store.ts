@@ -18,7 +18,7 @@ const heldBytes = (totals: Database<number, string>): number => totals.get(BYTES
 const entrySize = (entry: SpoolEntry): number => 1 + entry.deviceId.length + 8 + entry.frame.byteLength
 
 function encodeEntry(entry: SpoolEntry): Buffer {
-  // Device ids are ASCII (CONTRACT §2), so one char is one byte.
+  // Device ids are ASCII (docs/protocol.md), so one char is one byte.
   const idLength = entry.deviceId.length
   const value = Buffer.allocUnsafe(entrySize(entry))
   value[0] = idLength

@@ -24,7 +24,7 @@ export interface PostgresTuning {
   /** How long the registry cache remembers a deleted device's last version, in ms; default 60,000. */
   readonly tombstoneMs: number
   /**
-   * A node whose last heartbeat is older than this is dead (CONTRACT §8: its devices read offline,
+   * A node whose last heartbeat is older than this is dead (docs/cluster.md: its devices read offline,
    * its sent commands end `timeout`), in ms, on PostgreSQL's clock; default 10,000.
    */
   readonly nodeDeadAfterMs: number
