@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { clusterEnv, NodeProcesses, startClusterServices, startNodes, type ClusterServices } from '../support/cluster.js'
 import { consoleSuite } from '../support/console.js'
 import { ADMIN_TOKEN, type TestHub } from '../support/hub.js'
+import { eventually } from '../support/telemetry.js'
 
 let services: ClusterServices | undefined
 let other: TestHub | undefined
@@ -30,6 +31,12 @@ describe('console: a cluster node', () => {
     if (hub2 === undefined || processes === undefined) throw new Error('the cluster has not started')
     const device = await hub2.provision('on-n2')
     await suite.devices.connect(hub2.wsUrl, device)
+    // A node's session count is as of its last heartbeat (every 2 s); the page reads it when it loads.
+    await eventually(
+      async () => (await suite.hub.api('GET', '/api/v1/nodes')).body.items.find((n: { id: string }) => n.id === 'n2')?.sessions as number | undefined,
+      (sessions) => sessions === 1,
+      5000,
+    )
 
     const tab = await suite.browser.open(suite.hub.base, ADMIN_TOKEN)
     // The fleet's online count is every node's sessions, not only those of the node serving the console.
