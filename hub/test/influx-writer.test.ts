@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DeadLetter } from '../src/telemetry/dead-letter.js'
 import { HubError } from '../src/errors.js'
-import { appendLine } from '../src/telemetry/influx-line.js'
-import { InfluxWriter } from '../src/telemetry/influx-writer.js'
+import { appendLine, LineBuffer, seriesKey } from '../src/telemetry/influx-line.js'
+import { InfluxWriter, type LineBatch } from '../src/telemetry/influx-writer.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
 
 /** `devices` x `perDevice` readings of `telemetry` with a float `v`, times from `startMs`. */
@@ -29,8 +29,13 @@ function scalar(answer: unknown): number | undefined {
   return value === undefined ? undefined : (value as number)
 }
 
-/** The `device` tag of each line, as the shipper hands them over with the lines. */
-const devicesOf = (lines: readonly string[]): string[] => lines.map((line) => /,device=([^, ]+)/.exec(line)?.[1] ?? '')
+/** Lines as text, each with the `device` tag it carries, as the shipper hands them over. */
+const textBatch = (lines: readonly string[]): LineBatch => ({
+  lines: lines.length,
+  body: (from, to) => lines.slice(from, to).join('\n'),
+  line: (index) => lines[index] ?? '',
+  device: (index) => /,device=([^, ]+)/.exec(lines[index] ?? '')?.[1] ?? '',
+})
 
 function databases(answer: unknown): string[] {
   const results = (answer as { results: Array<{ series?: Array<{ values: string[][] }> }> }).results
@@ -79,7 +84,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     await w.ensureDatabase()
     const lines = batch(50, 100)
     expect(lines).toHaveLength(5000)
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
     expect(await count('bulk')).toBe(5000)
     expect(deadLetter.count).toBe(0)
   })
@@ -99,7 +104,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     lines.splice(700, 0, unparsable)
     bad.push(unparsable)
 
-    const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
+    const result = await w.writeOrDeadLetter(textBatch(lines))
     expect(result).toMatchObject({ written: 1000, deadLettered: 4 })
     expect(await count('conflict')).toBe(1000)
     expect(await count('conflict', `WHERE device = 'liar'`)).toBeUndefined()
@@ -120,6 +125,20 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     }
   })
 
+  it('a LineBuffer lands as its bytes; a line of it InfluxDB refuses is dead-lettered as text with its device', async () => {
+    const { writer: w, deadLetter } = writer('buffer', 'buffer.jsonl')
+    await w.ensureDatabase()
+    const lines = new LineBuffer(256)
+    const series = (device: string): Uint8Array => seriesKey('telemetry', { device, site: 'lab' }) as Uint8Array
+    for (let i = 0; i < 999; i++) lines.point(`dev-${i % 7}`, series(`dev-${i % 7}`), { v: i + 0.25, note: 'é' }, 1_700_000_000_000 + i)
+    lines.point('liar', series('liar'), { v: 'text' }, 1_700_000_001_000)
+    expect(await w.writeOrDeadLetter(lines)).toMatchObject({ written: 999, deadLettered: 1 })
+    expect(await count('buffer')).toBe(999)
+    expect(scalar(await influx.query(`SELECT SUM(v) FROM telemetry WHERE device = 'dev-3'`, 'buffer'))).toBe(Array.from({ length: 999 }, (_, i) => i).filter((i) => i % 7 === 3).reduce((a, i) => a + i + 0.25, 0))
+    const entries = readFileSync(deadLetter.path, 'utf8').trimEnd().split('\n').map((text) => JSON.parse(text) as { device: string; line: string })
+    expect(entries.map(({ device, line }) => [device, line])).toStrictEqual([['liar', 'telemetry,device=liar,site=lab v="text" 1700000001000']])
+  })
+
   it('a body over the server limit is split, not dead-lettered', async () => {
     const small = await startInfluxd({ maxBodyBytes: 64 * 1024 })
     try {
@@ -127,7 +146,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const w = new InfluxWriter({ url: small.url, database: 'split', deadLetter })
       const lines = batch(20, 100) // about 110 KiB
       expect(await w.write(lines)).toMatchObject({ ok: false, retry: false, status: 413 })
-      const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
+      const result = await w.writeOrDeadLetter(textBatch(lines))
       expect(result).toMatchObject({ written: 2000, deadLettered: 0 })
       expect(scalar(await small.query('SELECT COUNT(v) FROM telemetry', 'split'))).toBe(2000)
     } finally {
@@ -145,15 +164,15 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const down = await w.write(lines)
       expect(down).toMatchObject({ ok: false, retry: true })
       expect(Date.now() - started).toBeLessThan(2000)
-      const shipped = await w.writeOrDeadLetter(lines, devicesOf(lines))
+      const shipped = await w.writeOrDeadLetter(textBatch(lines))
       expect(shipped).toMatchObject({ retry: true })
       expect(await w.ping()).toBe(false)
     } finally {
       await influx.restart()
     }
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
     expect(deadLetter.count).toBe(0)
   })

@@ -40,6 +40,7 @@ export {
   type DeviceRecord,
   type SpooledEntry,
   type SpoolEntry,
+  type SpoolRun,
   type SpoolSlot,
   type TwinChange,
   type TwinRecord,

@@ -107,7 +107,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     log,
     counters,
     publish: options.publish,
-    committed: (frames) => shipper?.committed(frames),
+    committed: (frames, firstSeq) => shipper?.committed(frames, firstSeq),
     shippingLags: () => shipper?.lagging === true,
     ...(options.egressBusy === undefined ? {} : { egressBusy: options.egressBusy }),
     ratePerSec: options.ratePerSec,

@@ -37,6 +37,18 @@ export interface QuerySeries {
   readonly values: ReadonlyArray<readonly unknown[]>
 }
 
+/** Lines for `writeOrDeadLetter`, with the device each belongs to (a LineBuffer is one). */
+export interface LineBatch {
+  /** Lines held. */
+  readonly lines: number
+  /** Lines `from` to `to` (exclusive) joined by newlines: one request body. */
+  body(from: number, to: number): string | Uint8Array<ArrayBuffer>
+  /** Line `index` as text. */
+  line(index: number): string
+  /** The device of line `index`. */
+  device(index: number): string
+}
+
 /** Outcome of `writeOrDeadLetter`: lines landed, lines dead-lettered, HTTP requests spent; or back off and retry. */
 export type ShipResult =
   | { readonly written: number; readonly deadLettered: number; readonly requests: number }
@@ -153,8 +165,44 @@ export class InfluxWriter {
    * A missing database (404) is created and the batch sent once more.
    */
   async write(lines: readonly string[]): Promise<WriteResult> {
-    if (lines.length === 0) return { ok: true }
-    const body = lines.join('\n')
+    return lines.length === 0 ? { ok: true } : this.#send(lines.join('\n'))
+  }
+
+  /**
+   * Writes `batch`; when InfluxDB refuses part of it for good, bisects down to the single lines it
+   * refuses, hands those to the dead letter (with InfluxDB's reason), and writes the rest.
+   * Rewriting a line that already landed is harmless: it is the same series and time, so the
+   * same point. Any retryable failure returns `retry` at once: the caller backs off and ships the
+   * whole batch again. Resolves after the dead letters are in their file; never rejects.
+   */
+  async writeOrDeadLetter(batch: LineBatch): Promise<ShipResult> {
+    const tally = { written: 0, deadLettered: 0, requests: 0 }
+    const failure = await this.#ship(batch, 0, batch.lines, tally)
+    await this.#deadLetter.flush()
+    return failure ?? tally
+  }
+
+  async #ship(batch: LineBatch, from: number, to: number, tally: { written: number; deadLettered: number; requests: number }): Promise<{ retry: true; error: Error } | undefined> {
+    if (to <= from) return undefined
+    tally.requests++
+    const result = await this.#send(batch.body(from, to))
+    if (result.ok) {
+      tally.written += to - from
+      return undefined
+    }
+    if (result.retry) return { retry: true, error: result.error }
+    if (to - from === 1) {
+      this.#deadLetter.add({ device: batch.device(from), reason: 'influx_refused', message: `InfluxDB ${result.status}: ${result.reason}`, line: batch.line(from) })
+      tally.deadLettered++
+      return undefined
+    }
+    // InfluxDB 1.x says how many points it dropped, not which: halve until the refused lines stand alone.
+    const middle = from + Math.ceil((to - from) / 2)
+    return (await this.#ship(batch, from, middle, tally)) ?? (await this.#ship(batch, middle, to, tally))
+  }
+
+  /** One body, once more after creating a missing database. */
+  async #send(body: string | Uint8Array<ArrayBuffer>): Promise<WriteResult> {
     const first = await this.#post(body)
     if (!('missingDatabase' in first)) return first
     try {
@@ -165,49 +213,7 @@ export class InfluxWriter {
     return strip(await this.#post(body))
   }
 
-  /**
-   * Writes `lines` (`devices[i]` is the device of `lines[i]`); when InfluxDB refuses part of them for
-   * good, bisects down to the single lines it refuses, hands those to the dead letter (with
-   * InfluxDB's reason), and writes the rest. Rewriting a
-   * line that already landed is harmless: it is the same series and time, so the same point.
-   * Any retryable failure returns `retry` at once: the caller backs off and ships the whole batch again.
-   * Resolves after the dead letters are in their file; never rejects.
-   */
-  async writeOrDeadLetter(lines: readonly string[], devices: readonly string[]): Promise<ShipResult> {
-    const tally = { written: 0, deadLettered: 0, requests: 0 }
-    const failure = await this.#ship(lines, devices, 0, lines.length, tally)
-    await this.#deadLetter.flush()
-    return failure ?? tally
-  }
-
-  async #ship(
-    lines: readonly string[],
-    devices: readonly string[],
-    from: number,
-    to: number,
-    tally: { written: number; deadLettered: number; requests: number },
-  ): Promise<{ retry: true; error: Error } | undefined> {
-    if (to <= from) return undefined
-    const slice = from === 0 && to === lines.length ? lines : lines.slice(from, to)
-    tally.requests++
-    const result = await this.write(slice)
-    if (result.ok) {
-      tally.written += to - from
-      return undefined
-    }
-    if (result.retry) return { retry: true, error: result.error }
-    if (to - from === 1) {
-      const line = lines[from] as string
-      this.#deadLetter.add({ device: devices[from] ?? '', reason: 'influx_refused', message: `InfluxDB ${result.status}: ${result.reason}`, line })
-      tally.deadLettered++
-      return undefined
-    }
-    // InfluxDB 1.x says how many points it dropped, not which: halve until the refused lines stand alone.
-    const middle = from + Math.ceil((to - from) / 2)
-    return (await this.#ship(lines, devices, from, middle, tally)) ?? (await this.#ship(lines, devices, middle, to, tally))
-  }
-
-  async #post(body: string): Promise<WriteResult | MissingDatabase> {
+  async #post(body: string | Uint8Array<ArrayBuffer>): Promise<WriteResult | MissingDatabase> {
     let response: Response
     let text: string
     try {
