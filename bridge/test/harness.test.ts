@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { freePort } from '../../test/support/ports.js'
 import { startService, stopAll, tcpAnswers } from '../../test/support/service.js'
 
@@ -26,10 +26,11 @@ describe('test harness: startService', () => {
       setTimeout(() => require('node:net').createServer().listen(${port}, '127.0.0.1', () => console.log('up')), 200)`
     const service = await startService({ name: 'stubborn', command: process.execPath, args: ['-e', script], ready: { port }, stopTimeoutMs: 300 })
     expect(await tcpAnswers(port)).toBe(true)
-    expect(service.output()).toContain('up')
+    // The port answers as soon as it listens; the line the child prints then comes through a pipe a little later.
+    await vi.waitFor(() => expect(service.output()).toContain('up'))
     await service.stop()
     expect(service.exited).toBe(true)
-    expect(service.output()).toContain('ignoring SIGTERM')
+    await vi.waitFor(() => expect(service.output()).toContain('ignoring SIGTERM'))
     expect(await tcpAnswers(port)).toBe(false)
   })
 

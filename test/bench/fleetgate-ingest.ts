@@ -9,6 +9,7 @@ import { COUNT_FIELD, provisionBulk, type LatencySummary } from './load.js'
 import { catchUp, coresSince, cpuMark, RssSampler, sleep, type CatchUp } from './measure.js'
 import type { CounterSample } from './mqtt-load.js'
 import { Worker } from './procs.js'
+import { atMost, microsPerItem, ratioOf, type Figure, type PeerFigure } from './report.js'
 
 /** How to run one ingest measurement. */
 export interface IngestRunOptions {
@@ -57,6 +58,8 @@ export interface IngestRunResult {
   /** How fast InfluxDB filled while it caught up, per second. */
   readonly landingAfterStopPerSec: number
   readonly hubCores: number
+  /** The hub's CPU per reading acked over the steady window, in µs (issue 16's yardstick: it carries to other machines). */
+  readonly hubCpuPerReadingUs: number | undefined
   readonly hubRssMaxBytes: number
   readonly loadCores: number
   /** influxd's CPU over the steady window: it shares the machine's cores with the hub. */
@@ -167,6 +170,7 @@ export async function fleetgateIngest(ctx: BenchContext, options: IngestRunOptio
       deliveredAfterSec: mqtt?.reached === true ? mqttFrom + mqtt.afterSec : undefined,
       landingAfterStopPerSec: influx.perSec,
       hubCores,
+      hubCpuPerReadingUs: microsPerItem(hubCores, ackedPerSec),
       hubRssMaxBytes: rss.maxBytes,
       loadCores,
       influxCores,
@@ -200,4 +204,22 @@ export function lossNote(r: IngestRunResult): string | undefined {
     )
   }
   return `COUNTS DIFFER: ${r.ackedReadings} acked, ${r.landedReadings} in InfluxDB${delivered}`
+}
+
+/**
+ * The row of a CPU target (issue 16) for one ingest run: the hub's CPU per reading acked, at most
+ * `targetUs`; missed when the run lost readings. With `peer`, the peer's CPU per reading beside it.
+ */
+export function cpuTargetFigure(scenario: string, figure: string, run: IngestRunResult, targetUs: number, peer?: PeerFigure): Figure {
+  return {
+    scenario,
+    figure,
+    unit: 'µs',
+    fleetgate: run.hubCpuPerReadingUs,
+    cpuPerReadingUs: { fleetgate: run.hubCpuPerReadingUs, ...(peer === undefined ? {} : { peer: peer.value }) },
+    ...(peer === undefined ? {} : { peer, ratio: ratioOf(run.hubCpuPerReadingUs, peer.value) }),
+    target: `<= ${targetUs} µs`,
+    verdict: run.zeroLoss ? atMost(run.hubCpuPerReadingUs, targetUs) : 'missed',
+    note: `hub CPU core-seconds / readings acked over the steady window${peer === undefined ? '' : `; ratio < 1 means leaner than the ${peer.name}`}`,
+  }
 }

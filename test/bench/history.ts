@@ -23,8 +23,8 @@ const HOUR_MS = 3_600_000
 const WEEK_READINGS = 7 * 24 * 3600
 const LOAD_PER_SEC = 10_000
 
-/** µs of hub CPU per acked reading. */
-const microsPerReading = (r: IngestRunResult): number => (r.hubCores * 1e6) / Math.max(1, r.ackedPerSec)
+/** µs of hub CPU per acked reading (NaN when nothing was acked: the row shows "-"). */
+const microsPerReading = (r: IngestRunResult): number => r.hubCpuPerReadingUs ?? Number.NaN
 
 /** One GET over a keep-alive connection: status, parsed body and ms taken until its last byte (the parse after). */
 function timedGet(agent: Agent, base: string, path: string): Promise<{ status: number; body: unknown; ms: number }> {
@@ -113,6 +113,7 @@ async function ingestCost(ctx: BenchContext): Promise<void> {
       fleetgate: rate(on),
       peer: { name: 'the same run with the history off', value: rate(off) },
       ratio,
+      cpuPerReadingUs: { fleetgate: on.hubCpuPerReadingUs, peer: off.hubCpuPerReadingUs },
       target: 'ratio >= 0.85',
       verdict: on.zeroLoss && off.zeroLoss ? atLeast(ratio, 0.85) : 'missed',
       note: `acked ${Math.round(on.ackedPerSec)}/s on, ${Math.round(off.ackedPerSec)}/s off; ${lossNote(on) ?? 'zero loss'}`,
@@ -123,6 +124,7 @@ async function ingestCost(ctx: BenchContext): Promise<void> {
       figure: `hub CPU per reading added by the history, ${where}`,
       unit: 'µs',
       fleetgate: added,
+      cpuPerReadingUs: { fleetgate: on.hubCpuPerReadingUs, peer: off.hubCpuPerReadingUs },
       target: '<= 1 µs',
       verdict: atMost(added, 1),
       note: `${microsPerReading(on).toFixed(2)} µs on (${on.hubCores.toFixed(2)} cores), ${microsPerReading(off).toFixed(2)} µs off (${off.hubCores.toFixed(2)} cores)`,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { medianOf, spreadOf, type Spread } from './report.js'
 
 /** Resident set size of a process, in bytes (Linux /proc). */
 export function rssBytes(pid: number): number {
@@ -126,4 +127,34 @@ export function tcpCounters(): { listenOverflows: number; synRetransmits: number
   const values = lines[header + 1]?.split(/\s+/) ?? []
   const value = (name: string): number => Number(values[names.indexOf(name)] ?? Number.NaN)
   return { listenOverflows: value('ListenOverflows'), synRetransmits: value('TCPSynRetrans') }
+}
+
+/**
+ * How many times each peer is measured in one run: 3. The table shows the median and flags a
+ * spread too wide to compare (report.ts, `PEER_SPREAD_LIMIT`).
+ */
+export const PEER_RUNS = 3
+
+/** A measurement repeated: every run, the run whose figure is the median, and the figures' spread. */
+export interface Repeated<T> {
+  readonly runs: readonly T[]
+  /** The run with the median figure; undefined when no run had a figure. */
+  readonly median: T | undefined
+  /** Over the runs that had a figure; undefined when none had. */
+  readonly spread: Spread | undefined
+}
+
+/**
+ * Runs `measure` `count` times, one after another (each sees the runs before it, e.g. to start a
+ * rate search where the last one ended), and picks the run whose `figure` is the median. Runs
+ * without a figure (nothing passed) are kept but neither chosen nor counted in the spread.
+ */
+export async function repeatRuns<T>(count: number, measure: (before: readonly T[]) => Promise<T>, figure: (run: T) => number | undefined): Promise<Repeated<T>> {
+  const runs: T[] = []
+  for (let i = 0; i < count; i++) runs.push(await measure(runs))
+  const measured = runs.filter((r) => figure(r) !== undefined)
+  if (measured.length === 0) return { runs, median: undefined, spread: undefined }
+  const values = measured.map((r) => figure(r) as number)
+  const median = measured[values.indexOf(medianOf(values))]
+  return { runs, median, spread: spreadOf(values) }
 }

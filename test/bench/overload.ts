@@ -43,9 +43,12 @@ export async function overload(ctx: BenchContext): Promise<void> {
   ctx.detail('run', { ...run, sustainablePerSec: sustainable, offeredPerSec: offered, calibrated })
   const closes = Object.entries(run.closes).filter(([code]) => code !== '1000' && code !== '1005' && code !== '1006')
   const crashed = !run.hubAliveAtEnd
+  // An ingest run like the others: the hub's CPU per reading acked goes in every row.
+  const cpu = { fleetgate: run.hubCpuPerReadingUs }
   const basis = `${calibrated ? 'calibrated here' : 'from ingest 1/frame'}: ${Math.round(sustainable)}/s`
   ctx.figure({
     scenario: SCENARIO,
+    cpuPerReadingUs: cpu,
     figure: `no crash (${durationSec} s at 2x sustainable)`,
     unit: '',
     fleetgate: crashed ? 0 : 1,
@@ -55,6 +58,7 @@ export async function overload(ctx: BenchContext): Promise<void> {
   })
   ctx.figure({
     scenario: SCENARIO,
+    cpuPerReadingUs: cpu,
     figure: 'hub RSS max (sampled each second)',
     unit: 'MiB',
     fleetgate: run.hubRssMaxBytes / 1048576,
@@ -64,6 +68,7 @@ export async function overload(ctx: BenchContext): Promise<void> {
   const share = run.ackedPerSec / sustainable
   ctx.figure({
     scenario: SCENARIO,
+    cpuPerReadingUs: cpu,
     figure: 'acked rate / sustainable rate',
     unit: '',
     fleetgate: share,
@@ -73,6 +78,7 @@ export async function overload(ctx: BenchContext): Promise<void> {
   })
   ctx.figure({
     scenario: SCENARIO,
+    cpuPerReadingUs: cpu,
     figure: 'acked readings lost',
     unit: '',
     fleetgate: run.ackedReadings - Math.min(run.landedReadings, run.deliveredReadings ?? run.landedReadings),

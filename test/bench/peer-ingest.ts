@@ -2,12 +2,13 @@
 // counted at InfluxDB and at the subscriber): the reference hub at fixed offered rates, Mosquitto
 // QoS 1, and raw line-protocol writes straight to influxd.
 import { fileURLToPath } from 'node:url'
-import { startMosquitto } from '../support/mosquitto.js'
+import { startMosquitto, type MosquittoOptions } from '../support/mosquitto.js'
 import { dropDatabase, influxPid, landed, type BenchContext } from './context.js'
 import type { InfluxWriteSample } from './influx-load.js'
 import type { JsonSample } from './json-fleet.js'
 import { COUNT_FIELD } from './load.js'
 import { catchUp, coresSince, cpuMark, RssSampler, sleep } from './measure.js'
+import { microsPerItem } from './report.js'
 import type { CounterSample } from './mqtt-load.js'
 import { Worker } from './procs.js'
 
@@ -37,6 +38,8 @@ export interface ReferenceStep {
   /** Zero loss, and acks, InfluxDB and MQTT kept within 10% of the offered rate. */
   readonly passed: boolean
   readonly hubCores: number
+  /** The reference hub's CPU per reading acked over the steady window, in µs. */
+  readonly hubCpuPerReadingUs: number | undefined
   readonly hubRssMaxBytes: number
   readonly loadCores: number
   readonly stats: unknown
@@ -104,6 +107,7 @@ export async function referenceStep(ctx: BenchContext, offeredPerSec: number, ti
       zeroLoss,
       passed: zeroLoss && sentPerSec >= 0.9 * offeredPerSec && endToEndPerSec >= 0.9 * offeredPerSec,
       hubCores,
+      hubCpuPerReadingUs: microsPerItem(hubCores, ackedPerSec),
       hubRssMaxBytes: rss.maxBytes,
       loadCores,
       stats: await hub.call('stats'),
@@ -119,18 +123,20 @@ export async function referenceStep(ctx: BenchContext, offeredPerSec: number, ti
   }
 }
 
+/** A search of the reference hub's highest zero-loss rate: every step tried, and the best that passed. */
+export interface ReferenceSearch {
+  readonly steps: readonly ReferenceStep[]
+  /** The passed step with the highest end-to-end rate; undefined when none passed. */
+  readonly best: ReferenceStep | undefined
+}
+
 /**
- * Finds the reference hub's highest zero-loss rate: steps the offered rate up through `rates` until
- * a step loses readings or falls behind; if the first step already fails, steps down through
- * `below` until one passes. Every step is a fresh process and database, and is kept.
+ * Finds the reference hub's highest zero-loss rate on `ladder` (offered readings/s, ascending):
+ * from `ladder[start]` up until a step loses readings or falls behind; if that first step already
+ * fails, down from the next lower rate until one passes. Every step is a fresh process and
+ * database, and is kept.
  */
-export async function referenceSteps(
-  ctx: BenchContext,
-  rates: readonly number[],
-  below: readonly number[],
-  timing: PeerTiming,
-  devices: number,
-): Promise<ReferenceStep[]> {
+export async function referenceSearch(ctx: BenchContext, ladder: readonly number[], start: number, timing: PeerTiming, devices: number): Promise<ReferenceSearch> {
   const steps: ReferenceStep[] = []
   const one = async (rate: number): Promise<ReferenceStep> => {
     let step: ReferenceStep
@@ -147,14 +153,16 @@ export async function referenceSteps(
     )
     return step
   }
-  for (const rate of rates) {
+  for (const rate of ladder.slice(start)) {
     if (!(await one(rate)).passed) break
   }
-  if (steps.some((s) => s.passed)) return steps
-  for (const rate of below) {
-    if ((await one(rate)).passed) break
+  if (!steps.some((s) => s.passed)) {
+    for (const rate of ladder.slice(0, start).reverse()) {
+      if ((await one(rate)).passed) break
+    }
   }
-  return steps
+  const best = steps.filter((s) => s.passed).reduce<ReferenceStep | undefined>((x, s) => (x === undefined || s.endToEndPerSec > x.endToEndPerSec ? s : x), undefined)
+  return { steps, best }
 }
 
 function failedStep(offeredPerSec: number, err: unknown): ReferenceStep {
@@ -171,6 +179,7 @@ function failedStep(offeredPerSec: number, err: unknown): ReferenceStep {
     zeroLoss: false,
     passed: false,
     hubCores: 0,
+    hubCpuPerReadingUs: undefined,
     hubRssMaxBytes: 0,
     loadCores: 0,
     stats: undefined,
@@ -178,7 +187,18 @@ function failedStep(offeredPerSec: number, err: unknown): ReferenceStep {
   }
 }
 
-/** Mosquitto with QoS 1 publishers and one QoS 1 subscriber, as fast as the broker acks. */
+/**
+ * Mosquitto as a user who wants lossless QoS 1 configures it (mosquitto.conf(5)). No bound on the
+ * queue per client (`max_queued_messages 0`; `max_queued_bytes` keeps its default, no bound): past
+ * a bound mosquitto drops QoS 1 messages for a subscriber that lags, silently to the publisher.
+ * 1,000 messages in flight to a client instead of 20, so that the subscriber's window is not the
+ * limit (Fleetgate's embedded aedes has none). `persistence` keeps its default, false: mosquitto
+ * saves its database on an interval, which makes no message durable when it is acked, so it would
+ * add work without giving what Fleetgate's ack promises.
+ */
+export const MOSQUITTO_LOSSLESS: MosquittoOptions = { maxQueuedMessages: 0, maxInflightMessages: 1000 }
+
+/** Mosquitto with QoS 1 publishers and one QoS 1 subscriber, as fast as the broker acks or at a set rate. */
 export interface MosquittoResult {
   /** Offered publishes/s, or undefined for as fast as Mosquitto acks. */
   readonly offeredPerSec: number | undefined
@@ -188,19 +208,25 @@ export interface MosquittoResult {
   readonly published: number
   readonly delivered: number
   readonly duplicates: number
+  /** The subscriber held every acked message when the wait after the load ended. */
   readonly zeroLoss: boolean
   readonly publisherCores: number
   readonly subscriberCores: number
+  /** Mosquitto's own CPU over the steady window. */
+  readonly brokerCores: number
+  /** Mosquitto's CPU per message delivered to the subscriber, in µs. */
+  readonly brokerCpuPerMessageUs: number | undefined
   /** Mosquitto's own log lines about dropping messages (its notice when a client's queue overflows). */
   readonly dropNotices: readonly string[]
 }
 
 /**
- * Runs `publishers` QoS 1 publishers (window `window` each) against a fresh mosquitto, one QoS 1
- * subscriber; as fast as Mosquitto acks, or `ratePerSec` over all publishers.
+ * Runs `publishers` QoS 1 publishers (window `window` each) against a fresh mosquitto configured
+ * `MOSQUITTO_LOSSLESS`, one QoS 1 subscriber; as fast as Mosquitto acks, or `ratePerSec` over all
+ * publishers.
  */
-export async function mosquittoPeer(ctx: BenchContext, timing: PeerTiming, publishers: number, window: number, ratePerSec?: number): Promise<MosquittoResult> {
-  const broker = await startMosquitto()
+export async function mosquittoPeer(timing: PeerTiming, publishers: number, window: number, ratePerSec?: number): Promise<MosquittoResult> {
+  const broker = await startMosquitto(MOSQUITTO_LOSSLESS)
   let counter: Worker | undefined
   let pubs: Worker | undefined
   try {
@@ -212,12 +238,14 @@ export async function mosquittoPeer(ctx: BenchContext, timing: PeerTiming, publi
     await sleep(timing.warmupSec * 1000)
     const pubCpu = cpuMark(pubs.pid)
     const subCpu = cpuMark(counter.pid)
+    const brokerCpu = cpuMark(broker.pid)
     type PubSample = { at: number; acked: number }
     const [pa, ca] = await Promise.all([pubs.call<PubSample>('publishers.sample'), counter.call<CounterSample>('counter.sample')])
     await sleep(timing.steadySec * 1000)
     const [pb, cb] = await Promise.all([pubs.call<PubSample>('publishers.sample'), counter.call<CounterSample>('counter.sample')])
     const publisherCores = coresSince(pubs.pid, pubCpu)
     const subscriberCores = coresSince(counter.pid, subCpu)
+    const brokerCores = coresSince(broker.pid, brokerCpu)
     const final = await pubs.call<PubSample>('publishers.stop', { drainMs: timing.catchUpSec * 1000 })
     await catchUp(async () => (await (counter as Worker).call<CounterSample>('counter.sample')).uniqueReadings, final.acked, timing.catchUpSec * 1000, 100)
     await sleep(300)
@@ -235,6 +263,8 @@ export async function mosquittoPeer(ctx: BenchContext, timing: PeerTiming, publi
       zeroLoss: last.uniqueReadings === final.acked,
       publisherCores,
       subscriberCores,
+      brokerCores,
+      brokerCpuPerMessageUs: microsPerItem(brokerCores, deliveredPerSec),
       dropNotices: broker
         .output()
         .split('\n')
@@ -250,28 +280,34 @@ export async function mosquittoPeer(ctx: BenchContext, timing: PeerTiming, publi
   }
 }
 
+/** A search of Mosquitto's highest zero-loss delivered rate: every run, and the best without loss. */
+export interface MosquittoSearch {
+  readonly runs: readonly MosquittoResult[]
+  readonly best: MosquittoResult | undefined
+}
+
 /**
- * Mosquitto's highest zero-loss delivered rate: first as fast as it acks; if it then drops QoS 1
- * messages (its per-client queue, max_queued_messages, overflows behind the subscriber), again at a
- * strict offered rate of 85%, 65%, 50% and 35% of the rate the subscriber took, until a run loses
- * nothing. Every run is kept.
+ * Mosquitto's highest zero-loss delivered rate: first as fast as it acks; if its subscriber then
+ * does not hold every acked message by the end of the wait (it fell behind, or, with a bounded
+ * queue, mosquitto dropped), again at a strict offered rate of 85%, 65%, 50% and 35% of the rate
+ * the subscriber took, until a run loses nothing. Every run is kept.
  */
-export async function mosquittoSearch(ctx: BenchContext, timing: PeerTiming, publishers: number, window: number): Promise<MosquittoResult[]> {
+export async function mosquittoSearch(ctx: BenchContext, timing: PeerTiming, publishers: number, window: number): Promise<MosquittoSearch> {
   const runs: MosquittoResult[] = []
-  const max = await mosquittoPeer(ctx, timing, publishers, window)
+  const max = await mosquittoPeer(timing, publishers, window)
   runs.push(max)
   for (const share of [0.85, 0.65, 0.5, 0.35]) {
     if (runs.at(-1)?.zeroLoss === true) break
-    runs.push(await mosquittoPeer(ctx, timing, publishers, window, Math.round(share * max.deliveredPerSec)))
+    runs.push(await mosquittoPeer(timing, publishers, window, Math.round(share * max.deliveredPerSec)))
   }
   for (const run of runs) {
     ctx.log(
       `Mosquitto QoS 1 ${run.offeredPerSec === undefined ? 'at max' : `at ${run.offeredPerSec}/s`}: published ${Math.round(run.publishedPerSec)}/s, ` +
         `delivered ${Math.round(run.deliveredPerSec)}/s, ${run.zeroLoss ? 'zero loss' : `LOSS (${run.published} published, ${run.delivered} delivered)`}, ` +
-        `publishers ${run.publisherCores.toFixed(2)} cores, subscriber ${run.subscriberCores.toFixed(2)} cores`,
+        `mosquitto ${run.brokerCores.toFixed(2)} cores, publishers ${run.publisherCores.toFixed(2)} cores, subscriber ${run.subscriberCores.toFixed(2)} cores`,
     )
   }
-  return runs
+  return { runs, best: runs.filter((r) => r.zeroLoss).sort((x, y) => y.endToEndPerSec - x.endToEndPerSec)[0] }
 }
 
 /** Raw line-protocol writes straight to influxd: the ceiling of what any hub can land there. */

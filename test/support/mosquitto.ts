@@ -15,6 +15,13 @@ export interface MosquittoOptions {
    * SIGTERM and loads it on start). Default false.
    */
   readonly persistence?: boolean
+  /**
+   * `max_queued_messages`: QoS 1 and 2 messages queued per client beyond those in flight; past it
+   * mosquitto drops them silently. 0 means no maximum. Default 100,000 (mosquitto's own is 1,000).
+   */
+  readonly maxQueuedMessages?: number
+  /** `max_inflight_messages`: outgoing QoS 1 and 2 messages in flight per client; 0 means no maximum. Default 1,000 (mosquitto's own is 20). */
+  readonly maxInflightMessages?: number
 }
 
 /** A mosquitto started for a test, on 127.0.0.1 and a port of its own. */
@@ -22,6 +29,8 @@ export interface Mosquitto {
   /** `mqtt://127.0.0.1:PORT`, without credentials. */
   readonly url: string
   readonly port: number
+  /** The running mosquitto's pid (a new one after `restart()`), for its CPU figures; throws while it is stopped. */
+  readonly pid: number
   /** `mqtt://user:pass@127.0.0.1:PORT` for one of `users` (percent-encoded). */
   urlFor(user: string): string
   /** The last 64 KiB of mosquitto's log. */
@@ -74,8 +83,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'log_type warning',
     'log_type notice',
     'log_type information',
-    'max_queued_messages 100000',
-    'max_inflight_messages 1000',
+    `max_queued_messages ${options.maxQueuedMessages ?? 100_000}`,
+    `max_inflight_messages ${options.maxInflightMessages ?? 1000}`,
   ]
   if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')
   if (users.length > 0) {
@@ -103,6 +112,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   const broker: Mosquitto = {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    get pid() {
+      if (service === undefined || service.exited) throw new Error('mosquitto is not running')
+      return service.pid
+    },
     urlFor(user) {
       const password = options.users?.[user]
       if (password === undefined) throw new Error(`startMosquitto: no user ${JSON.stringify(user)}`)

@@ -290,7 +290,6 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     this.influxWriteErrors.inc()
   }
 
-  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
   commandEnded(status: CommandStatus): void {
     this.commandsEnded.inc({ status })
   }
@@ -332,6 +331,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     this.uncaughtErrors.inc({ where })
   }
 
+  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
   async snapshot(): Promise<Record<string, number>> {
     const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
       (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)
