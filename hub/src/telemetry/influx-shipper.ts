@@ -289,6 +289,8 @@ export class InfluxShipper {
    */
   #collect(): Batch {
     const hot = this.#hot[0]
+    // The next hot batch continues the cursor (the usual case): nothing to read back.
+    if (hot !== undefined && hot.firstSeq === this.#cursor + 1) return this.#takeHot(hot)
     const batch = this.#newBatch()
     const { batchPoints } = this.#tuning
     for (const entry of this.#options.spool.read(this.#cursor, hot?.firstSeq)) {
@@ -299,6 +301,11 @@ export class InfluxShipper {
     }
     if (batch.runs.length > 0 || hot === undefined) return batch
     this.#spare.push(batch.lines)
+    return this.#takeHot(hot)
+  }
+
+  /** Takes the first hot batch off the queue; it takes no more frames. */
+  #takeHot(hot: Batch): Batch {
     this.#hot.shift()
     if (this.#open === hot) this.#open = undefined
     this.#hotReadings -= hot.points
