@@ -1,4 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -194,6 +196,107 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       influx.resume()
     }
     expect(await w.ping()).toBe(true)
+  })
+})
+
+/**
+ * A loopback HTTP server in InfluxDB's place, answering each write as `answer` says, that counts
+ * the connections it was opened and keeps them, so a test sees which the writer ended.
+ */
+async function standIn(answer: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ url: string; server: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = []
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => answer(request, response, Buffer.concat(chunks).toString('utf8')))
+  })
+  server.on('connection', (socket) => sockets.push(socket))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, sockets }
+}
+
+const closed = (socket: Socket): Promise<void> => (socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve())))
+
+describe('InfluxWriter over HTTP, against a stand-in server', () => {
+  const deadLetter = new DeadLetter({ dir: tmpdir() })
+  const servers: Server[] = []
+  afterAll(async () => {
+    for (const server of servers) {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+  const serve = async (answer: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ url: string; sockets: Socket[] }> => {
+    const stand = await standIn(answer)
+    servers.push(stand.server)
+    return stand
+  }
+
+  it('keeps one connection for successive writes, and close ends it', async () => {
+    const { url, sockets } = await serve((_request, response) => response.writeHead(204).end())
+    const w = new InfluxWriter({ url, database: 'kept', deadLetter })
+    for (let i = 0; i < 3; i++) expect(await w.write([`telemetry,device=d v=${i} 1700000000000`])).toEqual({ ok: true })
+    expect(sockets).toHaveLength(1)
+    w.close()
+    await closed(sockets[0] as Socket)
+    expect(sockets[0]?.closed).toBe(true)
+  })
+
+  it('close ends a write under way: it resolves as retry without waiting for its deadline', async () => {
+    let received: () => void = () => undefined
+    const arrived = new Promise<void>((resolve) => (received = resolve))
+    // never answers; the writer's deadline is beyond the test's timeout, so only close can end the write
+    const { url } = await serve(() => received())
+    const w = new InfluxWriter({ url, database: 'held', deadLetter, timeoutMs: 600_000 })
+    const result = w.write(['telemetry,device=d v=1 1700000000000'])
+    await arrived
+    w.close()
+    expect(await result).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ code: 'HUB_ERR_INFLUX', message: expect.stringContaining('unreachable') }) })
+  })
+
+  it.each([
+    [503, '{"error":"engine overloaded"}', 'InfluxDB answered 503: engine overloaded'],
+    [500, '<html>proxy error</html>\n', 'InfluxDB answered 500: <html>proxy error</html>'],
+    [429, '', 'InfluxDB answered 429: HTTP 429'],
+    [401, '{"error":"authorization failed"}', 'InfluxDB answered 401: authorization failed'],
+    [404, '{"error":"page not found"}', 'InfluxDB answered 404: page not found'],
+  ])('answers %i as retry with the reason', async (status, body, message) => {
+    const { url } = await serve((_request, response) => response.writeHead(status).end(body))
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ code: 'HUB_ERR_INFLUX', message }) })
+    w.close()
+  })
+
+  it.each([400, 413] as const)('answers %i as refused for good, with InfluxDB\'s reason', async (status) => {
+    const { url } = await serve((_request, response) => response.writeHead(status).end('{"error":"partial write: field type conflict"}'))
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toEqual({ ok: false, retry: false, status, reason: 'partial write: field type conflict' })
+    w.close()
+  })
+
+  it('a connection that ends in the middle of the answer is a retry', async () => {
+    const { url } = await serve((_request, response) => {
+      response.writeHead(200, { 'content-length': '100' })
+      response.write('{"err')
+      setImmediate(() => response.socket?.destroy())
+    })
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ message: expect.stringContaining('unreachable') }) })
+    w.close()
+  })
+
+  it('sends the lines as the body of POST /write with the database, ms precision and Basic auth', async () => {
+    const seen: Array<{ method: string | undefined; url: string | undefined; authorization: string | undefined; body: string }> = []
+    const { url } = await serve((request, response, body) => {
+      seen.push({ method: request.method, url: request.url, authorization: request.headers.authorization, body })
+      response.writeHead(204).end()
+    })
+    const w = new InfluxWriter({ url: url.replace('http://', 'http://ops:s%40cret@') + '/proxy/', database: 'my db', deadLetter })
+    expect(await w.write(['a,device=d v=1 1', 'a,device=d v=2 2'])).toEqual({ ok: true })
+    w.close()
+    expect(seen).toEqual([
+      { method: 'POST', url: '/proxy/write?db=my%20db&precision=ms', authorization: `Basic ${Buffer.from('ops:s@cret').toString('base64')}`, body: 'a,device=d v=1 1\na,device=d v=2 2' },
+    ])
   })
 })
 

@@ -145,6 +145,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       // CONTRACT §1: flush what is accepted before exiting.
       await ingest.drain()
       await shipper?.stop()
+      // a write still under way gives up: its batch stays in the spool for the next start
+      writer?.close()
       await history?.stop()
       await deadLetter.flush()
     },
