@@ -18,6 +18,7 @@ import {
   show,
 } from './frame-checks.js'
 import type { Decoded, DecodeFailure, DeviceFrame, HubFrame, Metrics, Reading } from './frames.js'
+import { readTelemetry } from './telemetry-reader.js'
 
 export * from './frames.js'
 
@@ -142,6 +143,16 @@ function encodeAck(s: number): Uint8Array {
  * detach the buffer at once (uWS neuters message ArrayBuffers when the handler returns).
  */
 export function decodeDeviceFrame(bytes: Uint8Array): Decoded<DeviceFrame> {
+  // Telemetry in its plain form is read directly (the hub's hot path); everything else, refusals
+  // included, the general way, which gives the same answer for any frame the reader takes.
+  return (bytes instanceof Uint8Array ? readTelemetry(bytes) : undefined) ?? decodeDeviceFrameGenerally(bytes)
+}
+
+/**
+ * decodeDeviceFrame the general way, for every input: scan, cbor-x, field checks. Not part of the
+ * wire surface; its tests hold the direct telemetry reader to it.
+ */
+export function decodeDeviceFrameGenerally(bytes: Uint8Array): Decoded<DeviceFrame> {
   const map = decodeMap(bytes)
   if (!(map instanceof Map)) return map
   const t = map.get('t')
