@@ -210,52 +210,55 @@ function readings(): Reading[] | undefined {
 
 /** A metrics map: 1 to 64 entries, keys as checkMetrics wants them, each once; or undefined. */
 function metrics(): Metrics | undefined {
-  const entries = mapHead()
-  if (entries < 1 || entries > MAX_METRICS) return undefined
-  const out: Metrics = {}
-  for (let i = 0; i < entries; i++) {
-    const name = metricKey()
-    if (name === undefined || Object.hasOwn(out, name)) return undefined
-    const initial = src[pos++]
-    if (initial === undefined) return undefined
-    if (initial <= 0x1b) {
-      const n = unsignedArgument(initial)
-      if (n < 0) return undefined
-      out[name] = n
-    } else if (initial >= 0x20 && initial <= 0x3b) {
-      // -1 - n: at least -(2^53 - 1), as checkMetrics keeps it
-      const n = unsignedArgument(initial)
-      if (n < 0 || n >= Number.MAX_SAFE_INTEGER) return undefined
-      out[name] = -1 - n
-    } else if (initial === 0xfb) {
-      const value = float64()
-      if (!Number.isFinite(value)) return undefined
-      out[name] = value
-    } else if (initial === 0xf4 || initial === 0xf5) {
-      out[name] = initial === 0xf5
-    } else {
-      pos--
-      const text = asciiText(MAX_METRIC_TEXT_BYTES)
-      if (text === undefined) return undefined
-      out[name] = text
-    }
-  }
-  return out
+  return keyed(1, MAX_METRICS, undefined, metricValue)
 }
 
 /** A tags map: at most 16 entries, keys as checkTags wants them (not `device`), values 1 to 128 bytes; or undefined. */
 function tags(): Tags | undefined {
+  return keyed(0, MAX_TAGS, RESERVED_TAG_KEY, tagValue)
+}
+
+/** A map of `min` to `max` entries under distinct metric keys (not `reserved`), each value read by `value`; or undefined. */
+function keyed<V>(min: number, max: number, reserved: string | undefined, value: () => V | undefined): Record<string, V> | undefined {
   const entries = mapHead()
-  if (entries < 0 || entries > MAX_TAGS) return undefined
-  const out: Tags = {}
+  if (entries < min || entries > max) return undefined
+  const out: Record<string, V> = {}
   for (let i = 0; i < entries; i++) {
     const name = metricKey()
-    if (name === undefined || name === RESERVED_TAG_KEY || Object.hasOwn(out, name)) return undefined
-    const value = asciiText(MAX_TAG_VALUE_BYTES)
-    if (value === undefined || value.length === 0) return undefined
-    out[name] = value
+    if (name === undefined || name === reserved || Object.hasOwn(out, name)) return undefined
+    const item = value()
+    if (item === undefined) return undefined
+    out[name] = item
   }
   return out
+}
+
+/** A metric's value as checkMetrics keeps it: a safe integer, a finite float64, a bool or ASCII text; or undefined. */
+function metricValue(): number | boolean | string | undefined {
+  const initial = src[pos++]
+  if (initial === undefined) return undefined
+  if (initial <= 0x1b) {
+    const n = unsignedArgument(initial)
+    return n < 0 ? undefined : n
+  }
+  if (initial >= 0x20 && initial <= 0x3b) {
+    // -1 - n: at least -(2^53 - 1), as checkMetrics keeps it
+    const n = unsignedArgument(initial)
+    return n < 0 || n >= Number.MAX_SAFE_INTEGER ? undefined : -1 - n
+  }
+  if (initial === 0xfb) {
+    const value = float64()
+    return Number.isFinite(value) ? value : undefined
+  }
+  if (initial === 0xf4 || initial === 0xf5) return initial === 0xf5
+  pos--
+  return asciiText(MAX_METRIC_TEXT_BYTES)
+}
+
+/** A tag's value: ASCII text of 1 to 128 bytes; or undefined. */
+function tagValue(): string | undefined {
+  const value = asciiText(MAX_TAG_VALUE_BYTES)
+  return value === undefined || value.length === 0 ? undefined : value
 }
 
 /** The float64 after its head. */
