@@ -8,7 +8,7 @@ import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 const READER = 'reader-token-for-commands-0001'
 const OPERATOR = 'operator-token-for-commands-01'
 
-describe('commands (CONTRACT §4, §6)', () => {
+describe('commands (docs/rest.md, docs/mqtt.md)', () => {
   let hub: TestHub
   const tokens = tempDir()
 

@@ -9,7 +9,7 @@ import { OpenDevices, connectDevice, connectRaw, tokenFor, type Credentials, typ
 const UNAUTHORIZED = { ok: false, status: 401, body: '{"error":"unauthorized"}' }
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true })
 
-describe('device endpoint /v1/connect (CONTRACT §3)', () => {
+describe('device endpoint /v1/connect (docs/protocol.md)', () => {
   let hub: TestHub
   const devices = new OpenDevices()
   let address = 1
@@ -40,7 +40,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
         expect(hello).toMatchObject({ t: 'hello', dev: device.deviceId, lim: { frame: 1024, batch: 500, rate: 100, window: 64 } })
         expect(hello.t === 'hello' && Math.abs(hello.now - Date.now()) < 5000).toBe(true)
         expect(hello.t === 'hello' && hello.v).toMatch(/^\d+\.\d+\.\d+/)
-        // CONTRACT §7: the desired twin right after hello, also when empty
+        // docs/twins.md: the desired twin right after hello, also when empty
         expect(await ws.next()).toStrictEqual({ t: 'twd', v: 0, d: {} })
       }
     }
@@ -124,7 +124,7 @@ describe('device endpoint /v1/connect (CONTRACT §3)', () => {
     expect(rotated.status).toBe(200)
     expect(Object.keys(rotated.body)).toEqual(['key'])
     expect(rotated.body.key).not.toBe(device.key)
-    // CONTRACT §3: the live session does not end without `disconnect`.
+    // docs/protocol.md: the live session does not end without `disconnect`.
     live.send({ t: 'res', id: 'c1', ok: true })
     expect(live.ws.readyState).toBe(1)
     expect(await refusedWith(await tokenFor(device))).toEqual(UNAUTHORIZED)

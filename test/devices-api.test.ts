@@ -5,7 +5,7 @@ import { connectDevice } from './support/ws.js'
 const READER = 'reader-token-0123456789abcdef'
 const OPERATOR = 'operator-token-0123456789abcdef'
 
-describe('devices REST API (CONTRACT §4)', () => {
+describe('devices REST API (docs/rest.md)', () => {
   let hub: TestHub
   const tokens = tempDir()
 
@@ -275,7 +275,7 @@ describe('readiness with an unreachable InfluxDB', () => {
   })
 })
 
-describe('last seen (CONTRACT §4: GET /devices/{id} lastSeenAt)', () => {
+describe('last seen (docs/rest.md: GET /devices/{id} lastSeenAt)', () => {
   const data = tempDir()
   afterAll(() => data.cleanup())
 

@@ -1,6 +1,7 @@
 // Every relative link of the README and of docs/*.md points at a file of the repository and, with a
 // #fragment, at a heading of that file, as GitHub renders it: the documentation is read on GitHub
 // and in a checkout, never through a link that leads nowhere.
+import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -89,7 +90,7 @@ describe('heading anchors follow GitHub', () => {
     ['Hub errors (HUB_ERR_*)', 'hub-errors-hub_err_'],
     ["The hub's own figures", 'the-hubs-own-figures'],
     ['Commands, storage and recovery', 'commands-storage-and-recovery'],
-    ['Telemetry (§3, §5)', 'telemetry-3-5'],
+    ['Telemetry (rates, §5)', 'telemetry-rates-5'],
     ['The `listening` line', 'the-listening-line'],
     ['Who can slow ingest, and who cannot', 'who-can-slow-ingest-and-who-cannot'],
     ['[Close codes](#close-codes) and more', 'close-codes-and-more'],
@@ -131,5 +132,22 @@ describe('every relative link of the documentation leads somewhere', () => {
       '../../elsewhere.md: points outside the repository',
       '#cluster: no heading "#cluster" in docs/example.md',
     ])
+  })
+})
+
+describe('the repository documents itself', () => {
+  /** What in `text` sends a reader to a document outside the repository (the spec the hub was first built from). */
+  const outsideCites = (text: string): string[] => [...text.matchAll(/CONTRACT(?:\.md)?\s*§\s*\d|\.\.\/shared\//g)].map((m) => m[0])
+
+  it('finds a cite of a document outside the repository', () => {
+    expect(outsideCites('see CONTRACT §4 and ../shared/STYLE.md, not docs/rest.md')).toEqual(['CONTRACT §4', '../shared/'])
+  })
+
+  it('has no file that cites one: docs/ says it all', () => {
+    const files = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' })
+      .split('\0')
+      .filter((file) => /\.(ts|tsx|md|sql|sh|js|cjs|mjs|json|yml|yaml)$/.test(file) && !file.endsWith('package-lock.json') && file !== 'test/docs-links.test.ts')
+    const found = files.flatMap((file) => outsideCites(readFileSync(join(ROOT, file), 'utf8')).map((cite) => `${file}: ${cite}`))
+    expect(found).toEqual([])
   })
 })

@@ -53,7 +53,7 @@ async function resendRest(hub: HubProcess, device: Credentials, from: number): P
 }
 
 /**
- * CONTRACT §3 "durable": an acknowledged reading survives a kill -9 of the hub and reaches
+ * docs/protocol.md "durable": an acknowledged reading survives a kill -9 of the hub and reaches
  * InfluxDB once, and a device's resends after the restart land on the same points.
  */
 describe('durability across a SIGKILL of the hub', () => {
@@ -92,7 +92,7 @@ describe('durability across a SIGKILL of the hub', () => {
 })
 
 /**
- * CONTRACT §5: with no InfluxDB, the embedded history holds every acknowledged reading, written in
+ * docs/telemetry.md: with no InfluxDB, the embedded history holds every acknowledged reading, written in
  * the commit that acked it: a kill -9 loses none, and resends after the restart are the same points.
  */
 describe('the history across a SIGKILL of the hub (no InfluxDB)', () => {

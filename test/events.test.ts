@@ -12,8 +12,8 @@ import { OpenDevices, type RawDevice } from './support/ws.js'
 const READER = 'reader-token-0123456789'
 const cbor = new Decoder({ useRecords: false, mapsAsObjects: true })
 
-/** CONTRACT §4 `GET /events`: Server-Sent Events of status, telemetry, command and twin changes. */
-describe('the live event stream (CONTRACT §4)', () => {
+/** docs/rest.md `GET /events`: Server-Sent Events of status, telemetry, command and twin changes. */
+describe('the live event stream (docs/rest.md)', () => {
   let hub: TestHub
   let mqtt: TestClient
   const tokens = tempDir()
@@ -122,7 +122,7 @@ describe('the live event stream (CONTRACT §4)', () => {
     expect(statusOfB.events.items).toEqual([])
   })
 
-  it('carries every twin change, desired and reported, as the retained MQTT topic carries it (CONTRACT §7)', async () => {
+  it('carries every twin change, desired and reported, as the retained MQTT topic carries it (docs/twins.md)', async () => {
     const twins = await open('/api/v1/events?type=twin&device=ev-twin', READER)
     const ws = await connect('ev-twin')
     expect((await hub.api('PATCH', '/api/v1/devices/ev-twin/twin', { desired: { setpoint: 19 } })).status).toBe(200)

@@ -10,7 +10,7 @@ const DB = 'history_equal'
 const DEVICE = 'twin-feed'
 
 /**
- * CONTRACT §4, §5: the telemetry API answers the same from InfluxDB and from the embedded history.
+ * docs/rest.md, docs/telemetry.md: the telemetry API answers the same from InfluxDB and from the embedded history.
  * The same frames go to a hub that ships to a real influxd and to a hub that keeps the history; every
  * query is asked of both and the answers must be equal, raw and for each `fn`. Values are multiples
  * of 1/4, so that every sum (and so every mean) is exact whatever order each back end adds in.

@@ -7,7 +7,7 @@ import { OpenDevices, type RawDevice } from './support/ws.js'
 
 const HOUR = 3_600_000
 
-/** CONTRACT §1, §5: FLEETGATE_HISTORY_RETENTION and FLEETGATE_HISTORY_MAX_BYTES, the oldest readings first out, counted. */
+/** docs/configuration.md, docs/telemetry.md: FLEETGATE_HISTORY_RETENTION and FLEETGATE_HISTORY_MAX_BYTES, the oldest readings first out, counted. */
 describe('history retention', () => {
   const devices = new OpenDevices()
   const hubs: TestHub[] = []

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { ADMIN_TOKEN, HUB_MAIN, api, stopHubProcess, testEnv, type HubProcess, HubProcesses } from './support/hub.js'
 import { connectDevice } from './support/ws.js'
 
-describe('the hub process (CONTRACT §1)', () => {
+describe('the hub process (docs/configuration.md)', () => {
   const hubs = new HubProcesses()
   const dir = (): string => hubs.dir()
   const start = (env: Record<string, string>): Promise<HubProcess> => hubs.start(env)
@@ -95,7 +95,7 @@ describe('the hub process (CONTRACT §1)', () => {
     ['FLEETGATE_NODE_ID', 'node 1', 'FLEETGATE_NODE_ID="node 1" is invalid: FLEETGATE_NODE_ID accepts 1 to 64 of A-Z a-z 0-9 _ . -'],
     // The password never reaches the message.
     ['FLEETGATE_POSTGRES_URL', 'mysql://fleet:s3cret@db:5432/fleet', 'FLEETGATE_POSTGRES_URL="mysql://fleet:***@db:5432/fleet" is invalid: FLEETGATE_POSTGRES_URL accepts a postgres://user:password@host:port/database URL (or postgresql://)'],
-    ['FLEETGATE_POSTGRES_URL', 'postgres://fleet:s3cret@db:5432/fleet', 'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, CONTRACT §8): FLEETGATE_MQTT_UPLINK accepts the mqtt://user:pass@host:port of the MQTT broker that every node shares'],
+    ['FLEETGATE_POSTGRES_URL', 'postgres://fleet:s3cret@db:5432/fleet', 'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, docs/cluster.md): FLEETGATE_MQTT_UPLINK accepts the mqtt://user:pass@host:port of the MQTT broker that every node shares'],
   ])('exits non-zero at once when %s=%s, naming the variable', (name, value, message) => {
     const result = spawnSync(process.execPath, [HUB_MAIN], {
       env: { PATH: process.env['PATH'] ?? '', ...testEnv(dir(), { [name]: value }) },

@@ -7,7 +7,7 @@ import { eventually } from './support/telemetry.js'
 import { connectDevice, OpenDevices } from './support/ws.js'
 
 /**
- * The hub on PostgreSQL (FLEETGATE_POSTGRES_URL, CONTRACT §8): the schema migrated once by nodes
+ * The hub on PostgreSQL (FLEETGATE_POSTGRES_URL, docs/cluster.md): the schema migrated once by nodes
  * that start together, the registry shared, and a PostgreSQL restart under a running hub.
  */
 describe('the hub on PostgreSQL', () => {
@@ -42,16 +42,18 @@ describe('the hub on PostgreSQL', () => {
     if (one === undefined || two === undefined) throw new Error('two hubs expected')
     // The SQL files were found from hub/dist, and only one node applied them.
     const migrated = [...one.logs, ...two.logs].filter((entry) => entry['msg'] === 'PostgreSQL schema migrated')
-    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql', '0002_twins.sql'])
+    expect(migrated.map((entry) => entry['name'])).toEqual(['0001_initial.sql', '0002_twins.sql', '0003_cluster.sql'])
+    // All by one of the two nodes.
+    expect([one, two].map((hub) => hub.logs.filter((entry) => entry['msg'] === 'PostgreSQL schema migrated').length).sort()).toEqual([0, 3])
     const rows = await pg.query<{ version: number }>('SELECT version FROM fleetgate.schema_migrations ORDER BY version', [], url.slice(url.lastIndexOf('/') + 1))
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }])
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
 
     const created = await api(one.base, 'POST', '/api/v1/devices', { id: 'roamer', tags: { site: 'north' } })
     expect(created.status).toBe(201)
     // The other node serves the device from its cache, which takes the create within a second.
     const seen = await eventually(() => api(two.base, 'GET', '/api/v1/devices/roamer'), (reply) => reply.status === 200, 1000)
     expect(seen.body).toMatchObject({ id: 'roamer', tags: { site: 'north' }, disabled: false })
-    // The twin is shared too (CONTRACT §7, §8): changed on one node, read and delivered by the other.
+    // The twin is shared too (docs/twins.md, docs/cluster.md): changed on one node, read and delivered by the other.
     expect((await api(one.base, 'PATCH', '/api/v1/devices/roamer/twin', { desired: { setpoint: 19 } })).body).toMatchObject({ desiredVersion: 1 })
     expect(await api(two.base, 'PATCH', '/api/v1/devices/roamer/twin', { desired: { mode: 'eco' }, ifVersion: 0 })).toMatchObject({ status: 409, body: { error: 'version_conflict' } })
     const credentials = { deviceId: 'roamer', keyType: 'hmac' as const, key: created.body.key as string }
@@ -72,7 +74,7 @@ describe('the hub on PostgreSQL', () => {
     ])
   })
 
-  it('answers the telemetry API 503 without InfluxDB, even with FLEETGATE_HISTORY=on: a node holds only what it received (CONTRACT §8)', async () => {
+  it('answers the telemetry API 503 without InfluxDB, even with FLEETGATE_HISTORY=on: a node holds only what it received (docs/cluster.md)', async () => {
     const url = await pg.createDatabase()
     const hub = await processes.start(testEnv(processes.dir(), { ...clusterEnv(url, 'solo'), FLEETGATE_HISTORY: 'on' }))
     expect((await api(hub.base, 'POST', '/api/v1/devices', { id: 'metered' })).status).toBe(201)

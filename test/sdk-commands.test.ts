@@ -1,4 +1,4 @@
-// The SDK's command handlers against the real hub (CONTRACT §3, §4): results, failures, unknown
+// The SDK's command handlers against the real hub (docs/protocol.md, docs/rest.md): results, failures, unknown
 // names, and a result that waits out a lost session and is resent after the reconnect.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { DeviceClient } from '@fleetgate/device-sdk'

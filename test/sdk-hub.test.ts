@@ -1,4 +1,4 @@
-// The real DeviceClient against the real hub (CONTRACT §3): both key types and both ways of
+// The real DeviceClient against the real hub (docs/protocol.md): both key types and both ways of
 // carrying the token, reconnecting on its own across a SIGKILL of the hub process, the WHATWG
 // WebSocket of Node (in a child process: Node 20 has it only behind --experimental-websocket),
 // and wss:// with a self-signed certificate the client trusts through its WebSocket constructor.

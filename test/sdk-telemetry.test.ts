@@ -1,4 +1,4 @@
-// The real DeviceClient's telemetry against the real hub and a real influxd (CONTRACT §3, §5):
+// The real DeviceClient's telemetry against the real hub and a real influxd (docs/protocol.md, docs/telemetry.md):
 // exact point counts, acks and naks as promise outcomes, the offline queue, resends across a
 // SIGKILL of the hub, and a FileQueueStore across a SIGKILL of the device process.
 import type { ChildProcess } from 'node:child_process'

@@ -1,4 +1,4 @@
-// The SDK's `client.twin` against the real hub (CONTRACT §7): the desired event fires once per new
+// The SDK's `client.twin` against the real hub (docs/twins.md): the desired event fires once per new
 // version (not again after a reconnect), reports made offline arrive merged and in order, a refused
 // report rejects with the hub's code, and a FileQueueStore keeps reports across a SIGKILL of the
 // device process.

@@ -117,7 +117,7 @@ describe('the fleetgate-sim command', () => {
     expect(snapshots.at(-1)?.readings.acked).toBe(snapshots.at(-1)?.readings.sent)
   }, 30_000)
 
-  it('passes --verify against the embedded history, with no InfluxDB (CONTRACT §5)', async () => {
+  it('passes --verify against the embedded history, with no InfluxDB (docs/telemetry.md)', async () => {
     const run = await sim(['--hub', historyHub.base, '--token', ADMIN_TOKEN, '--provision', '--fleet', join(dir.path, 'history.json'), '--devices', '5', '--readings', '30', '--rate', '30', '--verify', '--quiet'])
     expect(run.code, run.stderr + run.stdout).toBe(0)
     expect(run.stdout).toMatch(/\n {2}verify \(api\) +devices 5\/5 match {2}acked 150 {2}stored 150 {2}missing 0 {2}duplicates 0 {2}extra 0 /)

@@ -12,7 +12,7 @@ import { OpenDevices, type Credentials, type RawDevice } from './support/ws.js'
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true })
 
-describe('telemetry: spool, acks, InfluxDB and MQTT (CONTRACT §3, §5, §6)', () => {
+describe('telemetry: spool, acks, InfluxDB and MQTT (docs/protocol.md, docs/telemetry.md, docs/mqtt.md)', () => {
   let influx: Influxd
   let hub: TestHub
   let subscriber: TestClient

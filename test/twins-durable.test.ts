@@ -1,4 +1,4 @@
-// CONTRACT §7: an acknowledged twin change (REST 200, `twa`) survives kill -9 of the hub. A real
+// docs/twins.md: an acknowledged twin change (REST 200, `twa`) survives kill -9 of the hub. A real
 // hub process, killed with SIGKILL right after the answer, then started again on its data dir.
 import { afterEach, describe, expect, it } from 'vitest'
 import { api, HubProcesses, testEnv } from './support/hub.js'

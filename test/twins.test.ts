@@ -1,5 +1,5 @@
-// Device twins through the wire and REST (CONTRACT §7, the `twin.desired` audit of §4, the retained
-// topic of §6): a real hub in-process, raw devices speaking CBOR frames, a real MQTT client.
+// Device twins through the wire and REST (docs/twins.md, the `twin.desired` audit of docs/rest.md,
+// the retained topic of docs/mqtt.md): a real hub in-process, raw devices speaking CBOR frames, a real MQTT client.
 import { encodeFrame, type HubFrame, type TwinDocument } from '@fleetgate/device-sdk/wire'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { hubMetrics } from './support/hostile.js'
@@ -59,7 +59,7 @@ async function report(ws: RawDevice, id: string, p: TwinDocument): Promise<HubFr
   return await ws.next()
 }
 
-describe('twins over REST (CONTRACT §7)', () => {
+describe('twins over REST (docs/twins.md)', () => {
   it('a device that never changed has the empty twin; an unknown device is 404', async () => {
     await provisioned('tw-empty')
     expect(await getTwin('tw-empty')).toStrictEqual({ device: 'tw-empty', desired: {}, desiredVersion: 0, reported: {}, reportedVersion: 0, delta: {} })
@@ -158,7 +158,7 @@ describe('twins over REST (CONTRACT §7)', () => {
   })
 })
 
-describe('twins on the wire (CONTRACT §7)', () => {
+describe('twins on the wire (docs/twins.md)', () => {
   it('sends twd {v 0, d {}} right after hello, before queued commands', async () => {
     await provisioned('tw-hello')
     const queued = await hub.api('POST', '/api/v1/devices/tw-hello/commands', { name: 'reboot', ttlMs: 60_000 })

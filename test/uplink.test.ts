@@ -5,7 +5,7 @@ import { connectMqtt, type TestClient } from './support/mqtt-client.js'
 import { eventually } from './support/telemetry.js'
 import { connectDevice, type RawDevice } from './support/ws.js'
 
-describe('MQTT uplink to an external Mosquitto (CONTRACT §6)', () => {
+describe('MQTT uplink to an external Mosquitto (docs/mqtt.md)', () => {
   let mosquitto: Mosquitto
   let hub: TestHub
   let external: TestClient

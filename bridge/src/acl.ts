@@ -35,10 +35,10 @@ export type PublishVerdict =
   | { readonly ok: false; readonly reason: RefusalReason }
 
 /**
- * CONTRACT §6, deny by default: a client may publish only a command, only with an `operator` or
+ * docs/mqtt.md, deny by default: a client may publish only a command, only with an `operator` or
  * `admin` token, only on exactly `fleetgate/devices/{id}/commands` with a valid id, not retained
  * (a retained command would run again for every new subscriber) and at QoS 0 or 1 (the bridge
- * offers no exactly-once; the command `id` is the idempotency key, CONTRACT §4). Telemetry,
+ * offers no exactly-once; the command `id` is the idempotency key, docs/rest.md). Telemetry,
  * status and result topics are published only by the hub, which does not pass through here.
  */
 export function authorizePublish(actor: Actor | undefined, topic: string, qos: number, retain: boolean): PublishVerdict {
@@ -51,7 +51,7 @@ export function authorizePublish(actor: Actor | undefined, topic: string, qos: n
   return { ok: true, deviceId, actor }
 }
 
-/** CONTRACT §6: every authenticated scope may subscribe to filters under `fleetgate/`; nothing else. */
+/** docs/mqtt.md: every authenticated scope may subscribe to filters under `fleetgate/`; nothing else. */
 export function authorizeSubscribe(actor: Actor | undefined, filter: string): boolean {
   return actor !== undefined && isAllowedFilter(filter)
 }

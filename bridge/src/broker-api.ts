@@ -9,7 +9,7 @@ import type { Uplink, UplinkConfig } from './uplink.js'
 /** Where a command came from: a client of the embedded broker, or the external broker. */
 export type CommandSource = 'mqtt' | 'uplink'
 
-/** CONTRACT §6 telemetry payload: one stored frame of a device, its readings as the device sent them (a `tm` stamped with the receive time when it had no `ts`). */
+/** docs/mqtt.md telemetry payload: one stored frame of a device, its readings as the device sent them (a `tm` stamped with the receive time when it had no `ts`). */
 export interface TelemetryMessage {
   readonly device: string
   /** The frame's `s`. */
@@ -17,7 +17,7 @@ export interface TelemetryMessage {
   readonly readings: readonly Reading[]
 }
 
-/** CONTRACT §6 status payload: whether a device is connected, as of `at` (ISO 8601). */
+/** docs/mqtt.md status payload: whether a device is connected, as of `at` (ISO 8601). */
 export interface StatusMessage {
   readonly device: string
   readonly online: boolean
@@ -99,7 +99,7 @@ export interface BrokerStats {
   readonly disconnects: Readonly<Record<CutReason, number>>
 }
 
-/** The embedded MQTT broker of CONTRACT §6; the hub owns the listener and hands over each connection. */
+/** The embedded MQTT broker of docs/mqtt.md; the hub owns the listener and hands over each connection. */
 export interface Broker {
   /** Serves one accepted connection (a TCP socket, or a WebSocket stream) under the connection limits. After `close`, destroys it. */
   handle(stream: Duplex): void
@@ -108,7 +108,7 @@ export interface Broker {
   /** Publishes a device's status on `fleetgate/devices/{id}/status`, QoS 1, retained. Never waits, never drops. */
   publishStatus(deviceId: string, message: StatusMessage): void
   /**
-   * Publishes a device's twin on `fleetgate/devices/{id}/twin`, QoS 1, retained (CONTRACT §7); with
+   * Publishes a device's twin on `fleetgate/devices/{id}/twin`, QoS 1, retained (docs/twins.md); with
    * `twin` undefined, an empty retained payload, which clears the topic (a deleted device). Never
    * waits, never drops.
    */

@@ -110,7 +110,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     connectTimeout: limits.connectTimeoutMs + 1000,
     preConnect(_client, packet, callback) {
       // No Last Will: the only topic a client may publish is a command, and a command fired by a
-      // dropped connection is not one its operator sent (CONTRACT §6: commands are operators' acts).
+      // dropped connection is not one its operator sent (docs/mqtt.md: commands are operators' acts).
       delete packet.will
       // No persistent sessions: aedes would queue every QoS 1 message for an absent subscriber in
       // memory without bound. CONNACK then says sessionPresent = 0, which is the truth.

@@ -1,13 +1,13 @@
 import { Decoder, Encoder } from 'cbor-x'
 import { BridgeError } from './errors.js'
 
-/** CONTRACT §1 `FLEETGATE_MQTT_FORMAT`: payload encoding of MQTT messages; default `json`. */
+/** docs/configuration.md `FLEETGATE_MQTT_FORMAT`: payload encoding of MQTT messages; default `json`. */
 export type MqttFormat = 'json' | 'cbor'
 
 /** The accepted values of `FLEETGATE_MQTT_FORMAT`, default first. */
 export const MQTT_FORMATS: readonly MqttFormat[] = ['json', 'cbor']
 
-/** Largest command payload the bridge decodes, in bytes: 131072 (params are at most 64 KiB, CONTRACT §4). */
+/** Largest command payload the bridge decodes, in bytes: 131072 (params are at most 64 KiB, docs/rest.md). */
 export const MAX_COMMAND_PAYLOAD_BYTES = 131_072
 
 /** Deepest nesting of arrays and maps accepted in a decoded payload: 64 levels. */
@@ -39,7 +39,7 @@ const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true })
 /**
  * Whether `value` is what `JSON.parse` could have produced. CBOR can carry more (byte strings,
  * tags such as dates, `undefined`, NaN, bigints, maps with non-text keys); a command must follow
- * the same rules whether it arrived as JSON, CBOR or over REST (CONTRACT §6), so those are refused.
+ * the same rules whether it arrived as JSON, CBOR or over REST (docs/mqtt.md), so those are refused.
  */
 function isJsonValue(value: unknown, depth: number): boolean {
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return true

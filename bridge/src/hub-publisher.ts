@@ -172,7 +172,7 @@ export class HubPublisher {
       for (const filter of Object.keys(subscriptions)) {
         if (matchesFilter(filter, topic)) qos = Math.max(qos, subscriptions[filter]?.qos ?? -1)
       }
-      // The hub publishes at QoS 1 (CONTRACT §6); a QoS 2 subscription gets QoS 1 (MQTT 3.1.1 §3.8.4).
+      // The hub publishes at QoS 1 (docs/mqtt.md); a QoS 2 subscription gets QoS 1 (MQTT 3.1.1 §3.8.4).
       if (qos >= 0) targets.push({ outbox, qos: qos === 0 ? 0 : 1 })
     }
     if (cache.size >= MAX_CACHED_ROUTES) cache.clear()

@@ -1,5 +1,5 @@
 /**
- * CONTRACT §4 operator scopes, weakest first: `reader` reads (REST GETs, MQTT subscriptions),
+ * docs/rest.md operator scopes, weakest first: `reader` reads (REST GETs, MQTT subscriptions),
  * `operator` also sends commands, `admin` may do everything. Defined here, where both the broker's
  * ACL and the hub's REST auth (the hub imports the bridge, never the reverse) reach them.
  */

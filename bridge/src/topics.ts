@@ -10,7 +10,7 @@ export const COMMAND_FILTER = 'fleetgate/devices/+/commands'
 const DEVICES_PREFIX = 'fleetgate/devices/'
 const COMMANDS_SUFFIX = '/commands'
 
-/** Whether `id` is a device id (CONTRACT §2). */
+/** Whether `id` is a device id (docs/protocol.md). */
 export function isDeviceId(id: string): boolean {
   return DEVICE_ID_PATTERN.test(id)
 }
@@ -34,32 +34,32 @@ export function isCommandId(id: string): boolean {
 
 function device(deviceId: string): string {
   if (!DEVICE_ID_PATTERN.test(deviceId)) {
-    throw new BridgeError('BRIDGE_ERR_INVALID_ARGUMENT', `not a device id (CONTRACT §2): ${JSON.stringify(deviceId.slice(0, 80))}`)
+    throw new BridgeError('BRIDGE_ERR_INVALID_ARGUMENT', `not a device id (docs/protocol.md): ${JSON.stringify(deviceId.slice(0, 80))}`)
   }
   return DEVICES_PREFIX + deviceId
 }
 
-/** CONTRACT §6: `fleetgate/devices/{id}/telemetry`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+/** docs/mqtt.md: `fleetgate/devices/{id}/telemetry`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function telemetryTopic(deviceId: string): string {
   return device(deviceId) + '/telemetry'
 }
 
-/** CONTRACT §6: `fleetgate/devices/{id}/status` (retained); throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+/** docs/mqtt.md: `fleetgate/devices/{id}/status` (retained); throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function statusTopic(deviceId: string): string {
   return device(deviceId) + '/status'
 }
 
-/** CONTRACT §7: `fleetgate/devices/{id}/twin` (retained); throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+/** docs/twins.md: `fleetgate/devices/{id}/twin` (retained); throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function twinTopic(deviceId: string): string {
   return device(deviceId) + '/twin'
 }
 
-/** CONTRACT §6: `fleetgate/devices/{id}/commands`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+/** docs/mqtt.md: `fleetgate/devices/{id}/commands`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function commandTopic(deviceId: string): string {
   return device(deviceId) + COMMANDS_SUFFIX
 }
 
-/** CONTRACT §6: `fleetgate/devices/{id}/commands/{cmdId}`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
+/** docs/mqtt.md: `fleetgate/devices/{id}/commands/{cmdId}`; throws `BRIDGE_ERR_INVALID_ARGUMENT` for a bad id. */
 export function commandResultTopic(deviceId: string, cmdId: string): string {
   if (!isCommandId(cmdId)) {
     throw new BridgeError('BRIDGE_ERR_INVALID_ARGUMENT', `not a command id usable in a topic: ${JSON.stringify(cmdId.slice(0, 80))}`)

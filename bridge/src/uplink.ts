@@ -22,6 +22,12 @@ export interface UplinkConfig {
   readonly keepaliveSec?: number
   /** MQTT client id; default `fleetgate-` and 16 random hex digits (a clean session each time). */
   readonly clientId?: string
+  /**
+   * Takes commands through the shared subscription `$share/{group}/fleetgate/devices/+/commands`,
+   * so that of several hubs reading one broker (the nodes of a cluster) exactly one gets each
+   * command; default none: a plain subscription, every hub gets every command.
+   */
+  readonly commandGroup?: string
 }
 
 /** Options of `createUplink`: the tuning plus where inbound commands and errors go. */
@@ -76,7 +82,7 @@ export interface Uplink {
   close(): Promise<void>
 }
 
-const CONFIG_KEYS = ['url', 'maxBufferedMessages', 'maxInflight', 'reconnectPeriodMs', 'connectTimeoutMs', 'keepaliveSec', 'clientId']
+const CONFIG_KEYS = ['url', 'maxBufferedMessages', 'maxInflight', 'reconnectPeriodMs', 'connectTimeoutMs', 'keepaliveSec', 'clientId', 'commandGroup']
 /** Every option of `createUplink`. */
 export const UPLINK_OPTION_KEYS: readonly string[] = [...CONFIG_KEYS, 'onCommand', 'onError', 'onConnectionChange']
 /** The options of `UplinkConfig`, as accepted by `createBroker({ uplink })`. */
@@ -92,13 +98,13 @@ interface Pending {
 /**
  * Connects to the external broker of `FLEETGATE_MQTT_UPLINK` and keeps reconnecting forever.
  *
- * Outbound (CONTRACT §6): the hub's telemetry, status and command results, published at QoS 1.
+ * Outbound (docs/mqtt.md): the hub's telemetry, status and command results, published at QoS 1.
  * mqtt.js would queue without bound while offline, so the uplink keeps its own bounded buffer and
  * hands mqtt.js a message only while connected and fewer than `maxInflight` are unacknowledged;
  * whatever does not fit is dropped oldest-first and counted. The uplink is a best-effort mirror:
  * the hub's spool and InfluxDB are the durable path, and nothing here ever waits on the network.
  *
- * Inbound: `fleetgate/devices/+/commands` at QoS 1, on a clean session, re-subscribed on every
+ * Inbound: `fleetgate/devices/+/commands` at QoS 1 (shared with `commandGroup`), on a clean session, re-subscribed on every
  * connect. Commands published while the uplink was away are not replayed later: a command that
  * runs hours late is worse than one that never runs (its sender sees no result record and can
  * retry with the same `id`). Retained command messages are ignored for the same reason: the
@@ -119,6 +125,12 @@ export function createUplink(options: UplinkOptions): Uplink {
   if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 128) {
     throw new BridgeError('BRIDGE_ERR_INVALID_OPTION', 'uplink clientId must be 1 to 128 characters')
   }
+  const group = options.commandGroup
+  // MQTT 5 §4.8.2: a share name is one topic level, without wildcards.
+  if (group !== undefined && (typeof group !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(group))) {
+    throw new BridgeError('BRIDGE_ERR_INVALID_OPTION', 'uplink commandGroup must be 1 to 64 of A-Z a-z 0-9 _ . -')
+  }
+  const commandFilter = group === undefined ? COMMAND_FILTER : `$share/${group}/${COMMAND_FILTER}`
 
   const queue = new BoundedQueue<Pending>(capacity)
   // Latest payload per retained topic; Map order is insertion order, re-inserted on update.
@@ -211,9 +223,9 @@ export function createUplink(options: UplinkOptions): Uplink {
     connected = true
     lastError = ''
     counts.connects++
-    client.subscribe(COMMAND_FILTER, { qos: 1 }, (err) => {
+    client.subscribe(commandFilter, { qos: 1 }, (err) => {
       // mqtt.js reports a refused filter (SUBACK 0x80) as an error too.
-      if (err) report(`subscribe to ${COMMAND_FILTER} failed: ${err.message}`, err)
+      if (err) report(`subscribe to ${commandFilter} failed: ${err.message}`, err)
       else subscribed = connected
     })
     changed(true)

@@ -23,7 +23,7 @@ async function flush(local: LocalBroker, watcher: TestClient, device = 'sentinel
   await vi.waitFor(() => expect(watcher.on(`fleetgate/devices/${device}/telemetry`)).toHaveLength(1))
 }
 
-describe('authentication (CONTRACT §6: password = operator token)', () => {
+describe('authentication (docs/mqtt.md: password = operator token)', () => {
   it.each(Object.entries(TOKENS))('accepts %s as %o, with any user name', async (token) => {
     const local = await startLocalBroker()
     const client = await local.client(token, { username: `user-${token}` })
@@ -70,7 +70,7 @@ describe('publish ACL (deny by default)', () => {
     await publisher.client.publishAsync('fleetgate/devices/d1/commands', payload, { qos })
     await vi.waitFor(() => expect(local.commands).toHaveLength(1))
     expect(local.commands).toEqual([{ deviceId: 'd1', payload: { name: 'reboot', params: { delay: 5 } }, actor, source: 'mqtt' }])
-    // Local subscribers see the command itself (CONTRACT §6 lists the topic as published by operators).
+    // Local subscribers see the command itself (docs/mqtt.md lists the topic as published by operators).
     await flush(local, watcher)
     expect(watcher.on('fleetgate/devices/d1/commands').map((m) => m.payload.toString())).toEqual([payload])
     expect(publisher.client.connected).toBe(true)

@@ -14,7 +14,7 @@ import { matchesFilter } from '../src/topics.js'
 
 const id64 = 'a'.repeat(64)
 
-describe('topic names (CONTRACT §6)', () => {
+describe('topic names (docs/mqtt.md)', () => {
   it.each([
     ['d1', 'fleetgate/devices/d1/telemetry', 'fleetgate/devices/d1/status', 'fleetgate/devices/d1/commands'],
     ['A_b-9', 'fleetgate/devices/A_b-9/telemetry', 'fleetgate/devices/A_b-9/status', 'fleetgate/devices/A_b-9/commands'],

@@ -39,7 +39,7 @@ async function flushOut({ local, external }: Setup): Promise<void> {
   await vi.waitFor(() => expect(external.on('fleetgate/devices/sentinel/telemetry')).toHaveLength(1), WAIT)
 }
 
-describe('uplink: mirror out (CONTRACT §6)', () => {
+describe('uplink: mirror out (docs/mqtt.md)', () => {
   it.each(['json', 'cbor'] as MqttFormat[])('%s: telemetry, status and results reach the external broker byte for byte; commands do not', async (format) => {
     const s = await setup({ broker: { format } })
     const codec = getCodec(format)

@@ -70,7 +70,7 @@ describe('mergePatchBetween (RFC 7386)', () => {
   }
 })
 
-describe('checkTwinDocument (CONTRACT §7)', () => {
+describe('checkTwinDocument (docs/twins.md)', () => {
   it('accepts an object', () => expect(checkTwinDocument('{"a":{"b":[1,{"c":"x"}]}}')).toEqual({ ok: true, value: { a: { b: [1, { c: 'x' }] } } }))
   const bad: ReadonlyArray<readonly [string, string, string]> = [
     ['not JSON', '{a:1}', 'not valid JSON'],

@@ -13,7 +13,7 @@
 //   (shared references: one decoded object aliased many times, or cycles), 105 and 0xdff9..0xffff
 //   (records, compiled to functions after a few uses, and bundled strings).
 // Every other tag is left to cbor-x: it decodes to a Date, Set, typed array or Tag object that the
-// field checks then refuse as `invalid`, which lets the hub `nak` the frame (CONTRACT §3).
+// field checks then refuse as `invalid`, which lets the hub `nak` the frame (docs/protocol.md).
 // Well-formedness (truncation, trailing bytes, reserved additional information, chunks of
 // indefinite-length strings) is checked here too, so errors read the same way.
 //

@@ -1,7 +1,7 @@
-// DeviceClient: a device's session with the hub (CONTRACT §3). It signs a fresh token for every
+// DeviceClient: a device's session with the hub (docs/protocol.md). It signs a fresh token for every
 // attempt, waits for `hello`, dispatches hub frames, and reconnects with backoff. Telemetry
 // (send/sendBatch/flush, the offline queue, the ack window, pacing) lives in TelemetryQueue, twin
-// reports in TwinReports (CONTRACT §7); the client feeds them the session's hello, acks, naks,
+// reports in TwinReports (docs/twins.md); the client feeds them the session's hello, acks, naks,
 // twin answers and end.
 //
 // What ends a session, and what happens next:
@@ -71,7 +71,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   #hubOffsetMs = 0
 
   /**
-   * The device's twin (CONTRACT §7): the desired document from the hub, its `desired` event, and
+   * The device's twin (docs/twins.md): the desired document from the hub, its `desired` event, and
    * report() for the device's reported state.
    */
   readonly twin: DeviceTwin
@@ -106,7 +106,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
   }
 
   /**
-   * Runs `handler` for every command named `name` (CONTRACT §3 `cmd`); its result, or its thrown
+   * Runs `handler` for every command named `name` (docs/protocol.md `cmd`); its result, or its thrown
    * error's message as `ok: false`, goes back to the hub. A name without a handler is answered
    * `unknown_command`; a command past its deadline is not run; results wait for the next session.
    * `P` names the params the handler expects (default any JSON value). The hub checks only that
@@ -271,7 +271,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     let token: string
     try {
       ;({ WebSocket, auth } = await this.#resolveWebSocket())
-      // CONTRACT §3: exp in Unix seconds; a fresh token per attempt
+      // docs/protocol.md: exp in Unix seconds; a fresh token per attempt
       token = await signToken({ deviceId, keyType, key, expSec: Math.floor(clock.now() / 1000) + tokenTtlSec })
     } catch (error) {
       if (generation !== this.#generation) return
@@ -307,7 +307,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     }, helloTimeoutMs)
   }
 
-  // The one switch on the hub's frame types (CONTRACT §3).
+  // The one switch on the hub's frame types (docs/protocol.md).
   #onFrame(connection: Connection, frame: HubFrame): void {
     // after close(), what is still in flight no longer matters
     if (this.#state === 'closing') return
@@ -359,7 +359,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#hubOffsetMs = hello.now - this.#connectedAt
     const waiters = this.#waiters
     this.#waiters = []
-    // CONTRACT §3: unacked frames go again first, with their seq and ts; waiting twin reports share their pace
+    // docs/protocol.md: unacked frames go again first, with their seq and ts; waiting twin reports share their pace
     this.#telemetry.open(hello.lim)
     this.#reports.open(hello.lim, this.#telemetry.pace)
     this.#commands.resend()
@@ -371,7 +371,7 @@ export class DeviceClient extends TypedEmitter<DeviceClientEvents> {
     this.#report(new SdkError('SDK_ERR_HUB', `the hub reports ${frame.e}: ${frame.msg}`, { cause: frame }))
   }
 
-  // CONTRACT §3: hello is the first frame of every session.
+  // docs/protocol.md: hello is the first frame of every session.
   #expectSession(connection: Connection, t: string): boolean {
     if (this.#state === 'open') return true
     this.#protocolError(connection, `the hub sent ${t} before hello`)

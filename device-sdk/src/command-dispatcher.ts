@@ -1,4 +1,4 @@
-// Runs the hub's commands on the device (CONTRACT §3 `cmd` / `res`): one handler per command name,
+// Runs the hub's commands on the device (docs/protocol.md `cmd` / `res`): one handler per command name,
 // results sent back, and kept for resending when the session is down.
 import { SdkError } from './errors.js'
 import type { CommandFrame, JsonValue, ResultFrame } from './frames.js'

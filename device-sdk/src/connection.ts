@@ -68,7 +68,7 @@ export class Connection {
     } else if (ArrayBuffer.isView(data)) {
       bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
     } else {
-      // CONTRACT §3: every message is binary
+      // docs/protocol.md: every message is binary
       this.#fail(new SdkError('SDK_ERR_PROTOCOL', 'the hub sent a text frame'), CloseCode.textFrame)
       return
     }

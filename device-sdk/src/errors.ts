@@ -8,7 +8,7 @@ import type { NakReason, TwinRefusal } from './frames.js'
  * - `SDK_ERR_QUEUE_FULL`: the offline queue has no room left for another reading (overflow `'reject'`),
  *   or 10,000 twin reports wait for the hub's answer already.
  * - `SDK_ERR_DROPPED`: a queued reading was dropped to make room for a newer one (overflow `'drop-oldest'`).
- * - `SDK_ERR_INVALID_READING`: a reading breaks the wire rules (CONTRACT §3) or does not fit in the
+ * - `SDK_ERR_INVALID_READING`: a reading breaks the wire rules (docs/protocol.md) or does not fit in the
  *   hub's frame limit; it was never sent.
  * - `SDK_ERR_STORE`: the queue store failed to load, write or remove readings (the `cause` says why).
  * - `SDK_ERR_INVALID_OPTION`: an option or argument is missing, unknown or out of range.
@@ -25,7 +25,7 @@ import type { NakReason, TwinRefusal } from './frames.js'
  *   answered `ok: false`).
  * - `SDK_ERR_ABORTED`: the caller's AbortSignal ended a wait (connect, send, sendBatch, flush, close,
  *   twin.report); what the call started goes on (see WaitOptions).
- * - `SDK_ERR_INVALID_REPORT`: a twin report breaks the twin rules (CONTRACT §7: a JSON object, 8
+ * - `SDK_ERR_INVALID_REPORT`: a twin report breaks the twin rules (docs/twins.md: a JSON object, 8
  *   levels, keys of 1 to 128 bytes without `$`) or does not fit in the hub's frame limit; it was never sent.
  * - `SDK_ERR_REPORT_REFUSED`: the hub refused a twin report (`twa` with `e`); `reason` holds its code
  *   (`invalid`, `too_large`, `rate`). Nothing changed on the hub.

@@ -1,4 +1,4 @@
-// Field-by-field validation of decoded CBOR (CONTRACT §3). This is the hub's per-frame hot path:
+// Field-by-field validation of decoded CBOR (docs/protocol.md). This is the hub's per-frame hot path:
 // patterns are module constants, success builds only the result objects, and reason strings
 // (with their paths) are built only when a check fails.
 import {
@@ -270,7 +270,7 @@ export function checkMetrics(value: unknown): Metrics | string {
         break
       case 'bigint':
         // a 64-bit CBOR integer: kept only when exact as a number; a device wanting a larger
-        // value sends a float (InfluxDB stores every metric as a float anyway, CONTRACT §5)
+        // value sends a float (InfluxDB stores every metric as a float anyway, docs/telemetry.md)
         if (item < MIN_SAFE_BIGINT || item > MAX_SAFE_BIGINT) return `.${name}: integer ${item} beyond ±(2^53 - 1)`
         out[name] = Number(item)
         break
@@ -314,7 +314,7 @@ class NotJson {
   constructor(public reason: string) {}
 }
 
-// Command params and results are JSON (CONTRACT §4) and go on to REST and MQTT as JSON, so what
+// Command params and results are JSON (docs/rest.md) and go on to REST and MQTT as JSON, so what
 // JSON cannot hold (byte strings, tags, undefined, NaN, non-text keys) is refused here rather than
 // breaking JSON.stringify later. Recursion is bounded: cbor-scan refuses nesting deeper than 32 and
 // shared references, so no value is visited twice.

@@ -1,4 +1,4 @@
-// Packing queued readings into one telemetry frame within the hub's limits (CONTRACT §3): one
+// Packing queued readings into one telemetry frame within the hub's limits (docs/protocol.md): one
 // reading is a `tm`, more are a `tb` of at most `maxReadings`, never more than `maxFrameBytes`.
 // Pure: the queue decides what waits, this decides what fits.
 import type { Reading } from './frames.js'

@@ -1,35 +1,35 @@
-// Frame types and limits of the wire format (CONTRACT §2 and §3). Times are Unix milliseconds.
+// Frame types and limits of the wire format (docs/protocol.md). Times are Unix milliseconds.
 
-/** Most readings in one `tb` frame; default 500 (CONTRACT §3). */
+/** Most readings in one `tb` frame; default 500 (docs/protocol.md). */
 export const MAX_BATCH_READINGS = 500
-/** Most entries in a metrics map `m`, at least 1; default 64 (CONTRACT §3). */
+/** Most entries in a metrics map `m`, at least 1; default 64 (docs/protocol.md). */
 export const MAX_METRICS = 64
-/** Most entries in a tags map `g`; default 16 (CONTRACT §3). */
+/** Most entries in a tags map `g`; default 16 (docs/protocol.md). */
 export const MAX_TAGS = 16
-/** Longest text metric value, in UTF-8 bytes; default 256 (CONTRACT §3). */
+/** Longest text metric value, in UTF-8 bytes; default 256 (docs/protocol.md). */
 export const MAX_METRIC_TEXT_BYTES = 256
-/** Longest tag value, in UTF-8 bytes (at least 1); default 128 (CONTRACT §3). */
+/** Longest tag value, in UTF-8 bytes (at least 1); default 128 (docs/protocol.md). */
 export const MAX_TAG_VALUE_BYTES = 128
 /**
  * Latest `ts` a reading may carry, in Unix ms: InfluxDB keeps time as int64 nanoseconds, so
- * 9,223,372,036,854 ms (April 2262) is the last whole millisecond it can store (CONTRACT §5). `ts`
+ * 9,223,372,036,854 ms (April 2262) is the last whole millisecond it can store (docs/telemetry.md). `ts`
  * is a uint, so this is the only bound; a reading beyond it is refused `invalid` before it is acked.
  */
 export const MAX_TS_MS = 9_223_372_036_854
-/** Device id: 1 to 64 of `A-Z a-z 0-9 _ -`; safe in a URL path, an MQTT topic level and an InfluxDB tag (CONTRACT §2). */
+/** Device id: 1 to 64 of `A-Z a-z 0-9 _ -`; safe in a URL path, an MQTT topic level and an InfluxDB tag (docs/protocol.md). */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
-/** Metric and tag key: a letter or `_`, then up to 63 of `A-Z a-z 0-9 _ . -` (CONTRACT §3). */
+/** Metric and tag key: a letter or `_`, then up to 63 of `A-Z a-z 0-9 _ . -` (docs/protocol.md). */
 export const METRIC_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/
-/** Command id and command name: 1 to 64 of `A-Z a-z 0-9 _ . -` (CONTRACT §3 and §4). */
+/** Command id and command name: 1 to 64 of `A-Z a-z 0-9 _ . -` (docs/protocol.md, docs/rest.md). */
 export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
-/** The tag key a reading may not use: the hub sets tag `device` itself (CONTRACT §3 and §5). */
+/** The tag key a reading may not use: the hub sets tag `device` itself (docs/protocol.md, docs/telemetry.md). */
 export const RESERVED_TAG_KEY = 'device'
 
 /** Metric values by metric name: a finite number, a bool, or text of at most 256 UTF-8 bytes; 1 to 64 entries. */
 export type Metrics = Record<string, number | boolean | string>
 /** Tag values by tag name: text of 1 to 128 UTF-8 bytes; at most 16 entries, never `device`. */
 export type Tags = Record<string, string>
-/** A JSON value: what command params `p` and results `r` carry (CONTRACT §4: params are JSON). */
+/** A JSON value: what command params `p` and results `r` carry (docs/rest.md: params are JSON). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 
 /** One reading of a `tb` batch: `ts` Unix ms (required), metrics, optional tags. */
@@ -65,7 +65,7 @@ export interface ResultFrame {
 }
 
 /**
- * A twin document (CONTRACT §7): a JSON object, at most MAX_TWIN_BYTES as compact JSON, nesting at
+ * A twin document (docs/twins.md): a JSON object, at most MAX_TWIN_BYTES as compact JSON, nesting at
  * most MAX_TWIN_DEPTH levels, keys of 1 to 128 UTF-8 bytes not starting with `$`. A merge patch
  * (RFC 7386) has the same shape; in a patch, a `null` member deletes its key.
  */
@@ -104,7 +104,7 @@ export interface AckFrame {
   s: number
 }
 
-/** Why the hub refuses a frame (CONTRACT §3); docs/protocol.md and docs/errors.md say what each asks of a device. */
+/** Why the hub refuses a frame (docs/protocol.md); docs/protocol.md and docs/errors.md say what each asks of a device. */
 export const NAK_REASONS = ['invalid', 'rate', 'seq', 'too_many'] as const
 
 /** One of NAK_REASONS. */
@@ -152,7 +152,7 @@ export interface TwinDesiredFrame {
   d: TwinDocument
 }
 
-/** Why the hub refused a twin report (CONTRACT §7); nothing changed. */
+/** Why the hub refused a twin report (docs/twins.md); nothing changed. */
 export type TwinRefusal = 'invalid' | 'too_large' | 'rate'
 
 /** Every TwinRefusal, in the contract's order. */
@@ -197,7 +197,7 @@ export type Decoded<F> = { ok: true; frame: F } | DecodeFailure
  * The stamp of the next reading of a series whose last stamp was `lastMs`, at `nowMs` (Unix ms):
  * `nowMs`, or 1 ms after the last on a tie (or a clock that stepped back). Two readings of one
  * device stamped within one millisecond would otherwise land on one InfluxDB point, the later
- * overwriting the earlier (CONTRACT §5: time is `ts` in ms).
+ * overwriting the earlier (docs/telemetry.md: time is `ts` in ms).
  */
 export function nextStamp(lastMs: number, nowMs: number): number {
   return Math.max(nowMs, lastMs + 1)

@@ -108,7 +108,7 @@ export const MAX_LINGER_MS = 60_000
 /** Default maxQueuedReadings: readings held while offline. */
 export const DEFAULT_MAX_QUEUED_READINGS = 10_000
 
-/** Longest tokenTtlSec: the hub refuses a token whose exp is more than 24 h ahead (CONTRACT §3). */
+/** Longest tokenTtlSec: the hub refuses a token whose exp is more than 24 h ahead (docs/protocol.md). */
 export const MAX_TOKEN_TTL_SEC = 86_400
 // setTimeout fires at once for delays over 2^31 - 1 ms
 const MAX_TIMER_MS = 2_147_483_647

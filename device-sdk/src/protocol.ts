@@ -1,4 +1,4 @@
-// The Fleetgate wire codec (CONTRACT §3): typed frames <-> CBOR bytes, with validation. Pure: no
+// The Fleetgate wire codec (docs/protocol.md): typed frames <-> CBOR bytes, with validation. Pure: no
 // socket, clock or logger, so the hub and the SDK share one definition of the wire format.
 import { Decoder, Encoder, type Options as CborOptions } from 'cbor-x'
 import { definiteStrings, INDEFINITE_STRINGS, scanCbor } from './cbor-scan.js'
@@ -22,7 +22,7 @@ import { readTelemetry } from './telemetry-reader.js'
 
 export * from './frames.js'
 
-// CONTRACT §3: each message is one standard CBOR data item, a map with text keys, readable by any
+// docs/protocol.md: each message is one standard CBOR data item, a map with text keys, readable by any
 // decoder. cbor-x defaults to its own extensions, so every one is switched off explicitly: no
 // records (tag 105 / 0xdfff), no bundled strings, no packing, no shared references, no tag 64 on
 // Uint8Array, no tag 259 on Map. Preferred (shortest) map headers.

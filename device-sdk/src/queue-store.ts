@@ -111,8 +111,8 @@ export interface LoadedQueue {
 }
 
 /**
- * Loads `store` and checks what it holds: readings by the codec's rules (CONTRACT §3) with ids
- * increasing, a next seq >= 0, and twin reports by the twin rules (CONTRACT §7) with ids
+ * Loads `store` and checks what it holds: readings by the codec's rules (docs/protocol.md) with ids
+ * increasing, a next seq >= 0, and twin reports by the twin rules (docs/twins.md) with ids
  * increasing. Throws SdkError SDK_ERR_STORE when it fails or holds anything else.
  */
 export function loadQueueStore(store: QueueStore): LoadedQueue {

@@ -1,5 +1,5 @@
 // Local validation of the readings an application hands to send()/sendBatch(), with the codec's own
-// rules (CONTRACT §3), so a reading the hub would nak `invalid` is refused before it is queued.
+// rules (docs/protocol.md), so a reading the hub would nak `invalid` is refused before it is queued.
 import { checkMetrics, checkTags, timestamp } from './frame-checks.js'
 import { MAX_TS_MS, type Metrics, type Reading, type Tags } from './frames.js'
 

@@ -1,6 +1,6 @@
 // The telemetry side of a DeviceClient, without a socket: readings wait in a bounded queue, are
 // packed into `tm`/`tb` frames within the hub's limits, sent within the ack window and paced to
-// the hub's rate, and settle on `ack`/`nak` (CONTRACT §3). The client feeds it session events
+// the hub's rate, and settle on `ack`/`nak` (docs/protocol.md). The client feeds it session events
 // (open with the hello's limits, lost, ack, nak) and gives it a function that sends bytes.
 //
 // Invariants: #frames holds the frames sent and not yet acked or naked, in seq order; the first
@@ -118,7 +118,7 @@ export class TelemetryQueue {
   }
 
   /**
-   * The pace of the current session (CONTRACT §1: the hub's rate, burst 2x, less the jitter
+   * The pace of the current session (docs/configuration.md: the hub's rate, burst 2x, less the jitter
    * reserve), which twin reports draw from too; undefined without a session or with pacing off.
    */
   get pace(): TokenBucket | undefined {
@@ -220,7 +220,7 @@ export class TelemetryQueue {
     this.#clearTimer('pace')
   }
 
-  /** CONTRACT §3: `ack` s covers every frame of this session with seq <= s that was not naked. */
+  /** docs/protocol.md: `ack` s covers every frame of this session with seq <= s that was not naked. */
   ack(s: number): void {
     let count = 0
     while (count < this.#sent && (this.#frames[count] as Frame).s <= s) count++
@@ -273,7 +273,7 @@ export class TelemetryQueue {
 
   // Stamps are device time at send, strictly increasing: two readings of one series sent within
   // the same millisecond would otherwise land on one InfluxDB point, the later overwriting the
-  // earlier (CONTRACT §5: time is `ts` in ms).
+  // earlier (docs/telemetry.md: time is `ts` in ms).
   #stamp(): number {
     const now = Math.max(0, Math.floor(this.#options.clock.now()))
     this.#lastStampTs = nextStamp(this.#lastStampTs, now)
@@ -330,7 +330,7 @@ export class TelemetryQueue {
     if (limits === undefined || this.#closed) return
     const clock = this.#options.clock
     for (;;) {
-      // CONTRACT §3: at most lim.window frames sent and not yet acked or naked
+      // docs/protocol.md: at most lim.window frames sent and not yet acked or naked
       if (this.#sent >= limits.window) return
       const resend = this.#sent < this.#frames.length
       if (!resend && (this.queued === 0 || !(this.#lingerDone || this.queued >= this.#batchLimit()))) return

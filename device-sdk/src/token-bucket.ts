@@ -1,5 +1,5 @@
 // A token bucket on an injected time source, the shape of the hub's per-session rate limit
-// (CONTRACT §1: FLEETGATE_DEVICE_RATE frames per second, burst 2x).
+// (docs/configuration.md: FLEETGATE_DEVICE_RATE frames per second, burst 2x).
 
 /** A token bucket: `ratePerSec` tokens per second, at most `capacity`, full at first. Times are Unix ms. */
 export class TokenBucket {
@@ -52,7 +52,7 @@ export class TokenBucket {
  */
 export const PACING_JITTER_RESERVE_SEC = 0.5
 
-/** A bucket for sending to a hub that allows `ratePerSec` frames/s with a burst of 2x (CONTRACT §1), less the jitter reserve. */
+/** A bucket for sending to a hub that allows `ratePerSec` frames/s with a burst of 2x (docs/configuration.md), less the jitter reserve. */
 export function hubPacer(ratePerSec: number, nowMs: number): TokenBucket {
   return new TokenBucket(ratePerSec, 2 * ratePerSec - ratePerSec * PACING_JITTER_RESERVE_SEC, nowMs)
 }

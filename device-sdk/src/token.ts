@@ -1,4 +1,4 @@
-// Device tokens (CONTRACT §3):
+// Device tokens (docs/protocol.md):
 //   token  = "v1." deviceId "." exp "." sig      exp: decimal Unix seconds
 //   signed = "v1." deviceId "." exp
 //   sig    = base64url(HMAC-SHA256(key, signed)) | base64url(Ed25519-sign(privateKey, signed))

@@ -1,5 +1,5 @@
 // The WebSocket the SDK talks through, described structurally (no DOM lib, no `ws` types in the
-// public API), plus where the endpoint is and how the token travels (CONTRACT §3).
+// public API), plus where the endpoint is and how the token travels (docs/protocol.md).
 import { SdkError } from './errors.js'
 
 /**
@@ -35,7 +35,7 @@ export type WebSocketConstructor = new (
 /** How the token reaches the hub: `Authorization: Bearer` header, or `?token=` where a client cannot set headers. */
 export type AuthMode = 'header' | 'query'
 
-/** The path of the device endpoint on the hub (CONTRACT §1 and §3). */
+/** The path of the device endpoint on the hub (docs/configuration.md, docs/protocol.md). */
 export const DEVICE_ENDPOINT_PATH = '/v1/connect'
 
 /**

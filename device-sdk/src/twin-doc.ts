@@ -1,4 +1,4 @@
-// Twin documents and JSON merge patches (CONTRACT §7, RFC 7386), for the hub, the SDK and the
+// Twin documents and JSON merge patches (docs/twins.md, RFC 7386), for the hub, the SDK and the
 // console alike. Pure: no codec, socket or clock, so a browser bundle takes it without cbor-x.
 //
 // Documents are treated as immutable: every function here returns new objects (sharing what did
@@ -6,16 +6,16 @@
 // included (as JSON.parse makes it), so no document can reach a prototype.
 import { utf8ByteLength, type JsonValue, type TwinDocument } from './frames.js'
 
-/** Largest twin document, as compact JSON in UTF-8 bytes: 32 KiB (CONTRACT §7). */
+/** Largest twin document, as compact JSON in UTF-8 bytes: 32 KiB (docs/twins.md). */
 export const MAX_TWIN_BYTES = 32 * 1024
 /**
- * Deepest nesting of a twin document or patch: 8 levels (CONTRACT §7). The document object is
+ * Deepest nesting of a twin document or patch: 8 levels (docs/twins.md). The document object is
  * level 1 and every object or array inside it one more; scalars add none, so `{"a":{"b":1}}` nests 2.
  */
 export const MAX_TWIN_DEPTH = 8
-/** Longest key of a twin document, in UTF-8 bytes: 128; keys are at least 1 byte (CONTRACT §7). */
+/** Longest key of a twin document, in UTF-8 bytes: 128; keys are at least 1 byte (docs/twins.md). */
 export const MAX_TWIN_KEY_BYTES = 128
-/** Longest twin report id (`twr` `id`), in characters (Unicode code points): 64 (CONTRACT §7). */
+/** Longest twin report id (`twr` `id`), in characters (Unicode code points): 64 (docs/twins.md). */
 export const MAX_TWIN_REPORT_ID_CHARS = 64
 
 // With the `u` flag a proper surrogate pair is one code point, not Cs.
@@ -42,7 +42,7 @@ function setMember(document: TwinDocument, key: string, value: JsonValue): void 
   else document[key] = value
 }
 
-/** Whether a report id is 1 to 64 characters of text (CONTRACT §7). */
+/** Whether a report id is 1 to 64 characters of text (docs/twins.md). */
 export function isTwinReportId(value: unknown): value is string {
   // 64 code points take at most 128 UTF-16 units: longer text is refused before it is counted
   if (typeof value !== 'string' || value.length === 0 || value.length > 2 * MAX_TWIN_REPORT_ID_CHARS) return false
@@ -186,7 +186,7 @@ export function composeMergePatches(first: TwinDocument, second: TwinDocument): 
 }
 
 /**
- * CONTRACT §7 `delta`: the part of `desired` that `reported` does not match, key by key,
+ * docs/twins.md `delta`: the part of `desired` that `reported` does not match, key by key,
  * recursively: a member of `desired` whose value `reported` lacks or holds otherwise, with objects
  * compared member by member; `{}` when `reported` matches all of `desired`. Members only in
  * `reported` are not part of it.

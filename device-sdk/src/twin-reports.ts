@@ -1,4 +1,4 @@
-// The twin reports of a DeviceClient, without a socket (CONTRACT §7): each report is kept in the
+// The twin reports of a DeviceClient, without a socket (docs/twins.md): each report is kept in the
 // store until the hub answers it, reports wait while there is no session, and the ones waiting
 // are merged into as few merge patches as RFC 7386 allows, sent in order, one `twr` at a time.
 //

@@ -1,4 +1,4 @@
-// `client.twin`: the device's side of its twin (CONTRACT §7). The hub sends the whole desired
+// `client.twin`: the device's side of its twin (docs/twins.md). The hub sends the whole desired
 // document after every `hello` and after every change; this keeps the last one and says when it
 // changed. Reports go through TwinReports (kept, merged, sent in order, answered by `twa`).
 import type { WaitOptions } from './abort.js'

@@ -1,4 +1,4 @@
-// `@fleetgate/device-sdk/wire`: the wire format as the hub and tools use it (CONTRACT §2 and §3):
+// `@fleetgate/device-sdk/wire`: the wire format as the hub and tools use it (docs/protocol.md):
 // the codec, its limits and patterns, the frame checks, device tokens, byte helpers and close
 // codes. A device program needs none of it; `@fleetgate/device-sdk` is its API.
 export { MAX_CBOR_NESTING, scanCbor } from './cbor-scan.js'

@@ -1,4 +1,4 @@
-// DeviceClient against a real `ws` server on 127.0.0.1 that plays the hub's side of CONTRACT §3:
+// DeviceClient against a real `ws` server on 127.0.0.1 that plays the hub's side of docs/protocol.md:
 // it checks tokens with node:crypto before the upgrade (401 otherwise), sends `hello` as CBOR, and
 // records what it sees. An injected clock drives tokens, timeouts and the backoff schedule.
 import { createHmac, generateKeyPairSync, randomBytes, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
@@ -70,7 +70,7 @@ class TestHub {
       if (this.refuseNext > 0) this.refuseNext--
       this.upgrades.push({ path: url.pathname, via: header !== undefined ? 'header' : query !== null ? 'query' : 'none', token, expSec: parsed?.expSec, accepted })
       if (!accepted) {
-        // CONTRACT §3: 401 before the upgrade, the same body whatever failed
+        // docs/protocol.md: 401 before the upgrade, the same body whatever failed
         socket.end(
           `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(UNAUTHORIZED_BODY)}\r\nConnection: close\r\n\r\n${UNAUTHORIZED_BODY}`,
         )

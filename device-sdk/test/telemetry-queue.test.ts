@@ -1,5 +1,5 @@
 // TelemetryQueue without a socket: a `transmit` that decodes what would go on the wire, a clock the
-// test drives, and the hub's side played by calling open/ack/nak/lost by hand (CONTRACT §3).
+// test drives, and the hub's side played by calling open/ack/nak/lost by hand (docs/protocol.md).
 import { describe, expect, it } from 'vitest'
 import {
   MemoryQueueStore,

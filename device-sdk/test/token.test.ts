@@ -5,13 +5,13 @@ import { base64urlDecode, base64urlEncode, parseToken, signToken, type ParsedTok
 
 const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url')
 
-// The hub's check of an HMAC token (CONTRACT §3: constant-time compare).
+// The hub's check of an HMAC token (docs/protocol.md: constant-time compare).
 function hubVerifiesHmac(parsed: ParsedToken, key: Uint8Array): boolean {
   const expected = createHmac('sha256', key).update(parsed.signed).digest()
   return parsed.sig.length === expected.length && timingSafeEqual(parsed.sig, expected)
 }
 
-// The hub keeps only the 32-byte public key of an Ed25519 device (CONTRACT §2).
+// The hub keeps only the 32-byte public key of an Ed25519 device (docs/protocol.md).
 function hubVerifiesEd25519(parsed: ParsedToken, publicKey32: Uint8Array): boolean {
   const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64url(publicKey32) }, format: 'jwk' })
   return verify(null, Buffer.from(parsed.signed), publicKey, parsed.sig)

@@ -1,4 +1,4 @@
-// Twin documents and merge patches (CONTRACT §7, RFC 7386): the RFC's own examples, composition
+// Twin documents and merge patches (docs/twins.md, RFC 7386): the RFC's own examples, composition
 // checked against applying in turn over seeded random patches, delta, and the document rules.
 import { describe, expect, it } from 'vitest'
 import { fuzzSeed, seededRandom } from '../../test/support/hostile.js'
@@ -142,7 +142,7 @@ describe('jsonEqual', () => {
   })
 })
 
-describe('twinPatchProblem: the document rules (CONTRACT §7)', () => {
+describe('twinPatchProblem: the document rules (docs/twins.md)', () => {
   const nested = (levels: number): unknown => {
     let value: unknown = 1
     for (let i = 0; i < levels; i++) value = { a: value }

@@ -1,4 +1,4 @@
-// TwinReports without a socket (CONTRACT §7): reports wait, merge as RFC 7386 allows, go one at a
+// TwinReports without a socket (docs/twins.md): reports wait, merge as RFC 7386 allows, go one at a
 // time in order, settle on `twa`, survive in the store, and share the session's pace.
 import { describe, expect, it } from 'vitest'
 import { SteppingClock } from '../../test/support/clock.js'

@@ -18,7 +18,7 @@
 import { type Metrics, type SdkError } from '@fleetgate/device-sdk'
 import { encodeFrame } from '@fleetgate/device-sdk/wire'
 
-/** The ways a bad frame breaks CONTRACT §3, used in turn. */
+/** The ways a bad frame breaks docs/protocol.md, used in turn. */
 export const BAD_FRAME_KINDS = Object.freeze(['empty_metrics', 'bad_key', 'reserved_tag', 'long_text', 'not_finite'] as const)
 export type BadFrameKind = (typeof BAD_FRAME_KINDS)[number]
 

@@ -133,7 +133,9 @@ export const USAGE = `fleetgate-sim: a fleet of simulated devices, each a real d
 usage: fleetgate-sim --hub URL [options]
 
 hub and fleet
-  --hub URL               hub base URL, http(s)://host:port (devices connect to ws(s)://host:port/v1/connect)
+  --hub URL[,URL...]      hub base URL, http(s)://host:port (devices connect to ws(s)://host:port/v1/connect):
+                          a hub or a balancer in front of a cluster; with a list of a cluster's nodes, device i
+                          connects to the i-th mod n, and REST calls go to the first
   --token T               operator or admin token (default $FLEETGATE_TOKEN): --provision needs admin,
                           --command-rate and --twin-rate operator, --verify reader
   --devices N             simulated devices (default 10)

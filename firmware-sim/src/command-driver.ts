@@ -1,14 +1,16 @@
-// The operator side of commands (--command-rate): commands go through the REST API (CONTRACT §4,
+// The operator side of commands (--command-rate): commands go through the REST API (docs/rest.md,
 // `wait: true`) to random connected devices of the fleet, and each round trip is timed from the
-// call to the final record. The driver knows what each simulated device should answer, so a
+// call to the final record. Each command has its own id, so a call that got no answer (a cluster
+// node killed under the balancer) is made again and cannot create the command twice. The driver knows what each simulated device should answer, so a
 // wrong answer is caught, not just counted.
+import { randomUUID } from 'node:crypto'
 import type { JsonValue } from '@fleetgate/device-sdk'
 import type { Clock } from './clock.js'
 import type { SimDevice } from './device.js'
 import type { SimOptions } from './options.js'
 import { PacedCalls } from './paced.js'
 import { pick, type Random } from './random.js'
-import { asRecord, describeAnswer, rest } from './rest.js'
+import { asRecord, describeAnswer, restRepeatable } from './rest.js'
 import type { CommandOutcome, Stats } from './stats.js'
 import { SETPOINT_RANGE } from './models.js'
 
@@ -93,13 +95,13 @@ export class CommandDriver {
 
   async #roundTrip(device: SimDevice, name: string, params: JsonValue | undefined, check: (result: unknown) => boolean): Promise<void> {
     const { stats, options } = this.#o
-    const body = { name, timeoutMs: options.commandTimeoutMs, wait: true, ...(params === undefined ? {} : { params }) }
+    const body = { id: randomUUID(), name, timeoutMs: options.commandTimeoutMs, wait: true, ...(params === undefined ? {} : { params }) }
     const started = performance.now()
     let outcome: CommandOutcome
     let detail: string | undefined
     let rttMs: number | undefined
     try {
-      const answer = await rest(options.hub, options.token, 'POST', `/api/v1/devices/${device.id}/commands`, body, options.commandTimeoutMs + 15_000)
+      const answer = await restRepeatable(options.hub, options.token, 'POST', `/api/v1/devices/${device.id}/commands`, body, options.commandTimeoutMs + 15_000, () => stats.commands.repeated++)
       const record = asRecord(answer.body) ?? {}
       if (answer.status === 200) {
         rttMs = performance.now() - started

@@ -1,4 +1,4 @@
-// A simulated device's twin (CONTRACT §7): each model takes some of its settings from `desired`
+// A simulated device's twin (docs/twins.md): each model takes some of its settings from `desired`
 // (the thermostat's setpoint, the meter's interval and relay, the tracker's mode), applies them with
 // the very handlers of the matching commands, and reports the settings it then runs with.
 import type { TwinDocument } from '@fleetgate/device-sdk'

@@ -226,7 +226,8 @@ export class SimDevice {
   #openClient(): void {
     const host = this.#host
     const client = new DeviceClient({
-      url: host.options.hub,
+      // A list of hubs (a cluster's nodes without a balancer): spread round-robin.
+      url: host.options.hubs[this.index % host.options.hubs.length] ?? host.options.hub,
       deviceId: this.identity.id,
       key: this.identity.key,
       keyType: this.identity.keyType,
@@ -246,7 +247,7 @@ export class SimDevice {
     client.connect().catch(() => undefined)
   }
 
-  // CONTRACT §7: the model takes its settings from desired and reports what it applied. A report is
+  // docs/twins.md: the model takes its settings from desired and reports what it applied. A report is
   // made for every new desired version, even one that changes nothing, so its answer says when the
   // device has caught up (it is merged with any report still waiting).
   #onDesired(client: DeviceClient, desired: TwinDocument, version: number): void {

@@ -47,8 +47,13 @@ export interface SimOptionsInput {
 
 /** Validated options, defaults filled in. Frozen. */
 export interface SimOptions {
-  /** The hub's base URL, http(s)://host:port (no trailing slash); devices use ws(s)://host:port/v1/connect. */
+  /**
+   * The hub's base URL, http(s)://host:port (no trailing slash): a hub, or a balancer in front of a
+   * cluster's nodes; devices use ws(s)://host:port/v1/connect. With a list, the first: REST goes there.
+   */
   readonly hub: string
+  /** Every hub of `--hub URL,URL,...` (one for a single URL): device i connects to hubs[i mod n]. */
+  readonly hubs: readonly string[]
   /** Operator or admin token for provisioning (admin), commands (operator) and --verify (reader); default `$FLEETGATE_TOKEN`. */
   readonly token: string | undefined
   /** Simulated devices, 1 to 1,000,000; default 10. */
@@ -121,6 +126,7 @@ export const DEFAULT_COMMANDS: readonly string[] = Object.freeze(['ping', 'get_c
 /** The flag of each option, for error messages. */
 export const FLAGS: Readonly<Record<keyof SimOptions, string>> = Object.freeze({
   hub: '--hub',
+  hubs: '--hub',
   token: '--token',
   devices: '--devices',
   prefix: '--prefix',
@@ -157,7 +163,7 @@ export const FLAGS: Readonly<Record<keyof SimOptions, string>> = Object.freeze({
 
 /** Largest --churn: every connected device cut once a second. */
 export const MAX_CHURN_PERCENT_PER_MIN = 6000
-/** Largest --clock-skew: with 1 h tokens, the hub still accepts a token from a clock 1 h behind (CONTRACT §3). */
+/** Largest --clock-skew: with 1 h tokens, the hub still accepts a token from a clock 1 h behind (docs/protocol.md). */
 export const MAX_CLOCK_SKEW_MS = 3_600_000
 const DAY_MS = 86_400_000
 
@@ -168,7 +174,8 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
     if (!(key in FLAGS)) optionError(key, 'unknown option')
   }
   const v = input
-  const hub = checkHub(v.hub)
+  const hubs = checkHubs(v.hub)
+  const hub = hubs[0] as string
   const token = v.token ?? undefined
   if (token !== undefined && (typeof token !== 'string' || token === '' || /\s/.test(token))) optionError(FLAGS.token, 'expected a token without spaces')
 
@@ -232,6 +239,7 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
 
   return Object.freeze({
     hub,
+    hubs: Object.freeze(hubs),
     token,
     devices,
     prefix,
@@ -267,8 +275,16 @@ export function resolveSimOptions(input: SimOptionsInput): SimOptions {
   })
 }
 
-function checkHub(hub: unknown): string {
-  if (typeof hub !== 'string' || hub === '') optionError(FLAGS.hub, 'required: the hub base URL, http(s)://host:port')
+/** `--hub`: one base URL, or several separated by commas (the nodes of a cluster). */
+function checkHubs(hubs: unknown): string[] {
+  if (typeof hubs !== 'string' || hubs === '') optionError(FLAGS.hub, 'required: the hub base URL, http(s)://host:port')
+  const list = hubs.split(',').map((hub) => checkHub(hub.trim()))
+  if (new Set(list).size !== list.length) optionError(FLAGS.hub, 'a hub is listed twice')
+  return list
+}
+
+function checkHub(hub: string): string {
+  if (hub === '') optionError(FLAGS.hub, 'an empty URL in the list')
   let url: URL
   try {
     url = new URL(hub)

@@ -1,5 +1,5 @@
 // The fleet: device ids, and their keys in the fleet file (mode 0600), created on demand through
-// the bulk REST call (CONTRACT §4: up to 10,000 per call, keys shown once). A later run reads the
+// the bulk REST call (docs/rest.md: up to 10,000 per call, keys shown once). A later run reads the
 // file and reuses the same devices without touching the registry.
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises'
 import type { KeyType } from '@fleetgate/device-sdk'
@@ -8,7 +8,7 @@ import { causeText, SimError } from './errors.js'
 import type { SimOptions } from './options.js'
 import { asRecord, describeAnswer, rest } from './rest.js'
 
-/** CONTRACT §4: devices per bulk call. */
+/** docs/rest.md: devices per bulk call. */
 export const BULK_MAX_DEVICES = 10_000
 /** Digits of a device id's index: `sim-000001`. */
 export const ID_DIGITS = 6

@@ -103,14 +103,14 @@ export function summaryTable(s: Summary): string {
   ]
   if (c.sent > 0 || c.skipped > 0) {
     lines.push(
-      row('commands', `sent ${int(c.sent)}  ok ${int(c.succeeded)}  unknown_command ${int(c.expectedFailures)}  wrong ${int(c.unexpected)}  timeout ${int(c.timeout)}  offline ${int(c.offline)}  errors ${int(c.errors)}  skipped ${int(c.skipped)}`),
+      row('commands', `sent ${int(c.sent)}  ok ${int(c.succeeded)}  unknown_command ${int(c.expectedFailures)}  wrong ${int(c.unexpected)}  timeout ${int(c.timeout)}  offline ${int(c.offline)}  errors ${int(c.errors)}  skipped ${int(c.skipped)}  repeated calls ${int(c.repeated)}`),
       row('command rtt ms', pct(c.rttMs)),
     )
   }
   const t = s.twins
   if (t.changed > 0 || t.errors > 0 || t.skipped > 0) {
     lines.push(
-      row('twin changes', `ok ${int(t.changed)}  converged ${int(t.converged)}  unconverged ${int(t.unconverged)}  errors ${int(t.errors)}  skipped ${int(t.skipped)}`),
+      row('twin changes', `ok ${int(t.changed)}  converged ${int(t.converged)}  unconverged ${int(t.unconverged)}  errors ${int(t.errors)}  skipped ${int(t.skipped)}  repeated calls ${int(t.repeated)}`),
       row('convergence ms', pct(t.convergenceMs)),
     )
   }

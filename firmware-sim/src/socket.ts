@@ -15,7 +15,7 @@ export interface SocketHost {
   attach(deviceId: string, socket: WebSocket): void
 }
 
-/** CONTRACT §3: token = "v1." deviceId "." exp "." sig, and a device id has no ".". */
+/** docs/protocol.md: token = "v1." deviceId "." exp "." sig, and a device id has no ".". */
 export function deviceIdOfToken(authorization: string | undefined): string | undefined {
   if (authorization === undefined) return undefined
   const token = authorization.startsWith('Bearer ') ? authorization.slice(7) : authorization

@@ -150,13 +150,15 @@ export class Stats {
     offline: 0,
     errors: 0,
     skipped: 0,
+    /** Calls made again after no answer or a 502/503 (restRepeatable). */
+    repeated: 0,
     byName: {} as Record<string, Record<CommandOutcome, number>>,
     last: [] as string[],
     /** The latest detail of each outcome that has one (wrong answers, timeouts, errors). */
     lastByOutcome: {} as Partial<Record<CommandOutcome, string>>,
   }
   /** Desired twin changes through REST (--twin-rate): answered 200, failed, skipped (too many in flight), converged. */
-  readonly twins = { changed: 0, errors: 0, skipped: 0, converged: 0, last: [] as string[] }
+  readonly twins = { changed: 0, errors: 0, skipped: 0, converged: 0, repeated: 0, last: [] as string[] }
   /** Commands the simulated devices ran, by name (unknown names included). */
   readonly handled: Record<string, number> = {}
   readonly perModel: Record<ModelName, ModelCounts>

@@ -83,6 +83,8 @@ export interface Summary {
     readonly offline: number
     readonly errors: number
     readonly skipped: number
+    /** Calls made again after no answer or a 502/503 (a node killed under the balancer): the command's own id keeps it one command. */
+    readonly repeated: number
     readonly byName: Readonly<Record<string, Readonly<Record<CommandOutcome, number>>>>
     /** From the REST call to the final record (200 answers only). */
     readonly rttMs: Percentiles
@@ -96,6 +98,8 @@ export interface Summary {
     readonly errors: number
     /** Changes not made: too many in flight. */
     readonly skipped: number
+    /** Calls made again after no answer or a 502/503. */
+    readonly repeated: number
     readonly converged: number
     /** Changes answered 200 whose device had not reported applying them when the run ended. */
     readonly unconverged: number
@@ -213,6 +217,7 @@ export function buildSummary(input: SummaryInput): Summary {
       changed: stats.twins.changed,
       errors: stats.twins.errors,
       skipped: stats.twins.skipped,
+      repeated: stats.twins.repeated,
       converged: stats.twins.converged,
       unconverged: input.twins.unconverged,
       convergenceMs: stats.twinConvergence(),

@@ -1,4 +1,4 @@
-// The operator side of twins (--twin-rate): desired changes through the REST API (CONTRACT §7)
+// The operator side of twins (--twin-rate): desired changes through the REST API (docs/twins.md)
 // to random devices of the fleet, connected or not, and the time each takes to converge, from
 // the PATCH call until the device reported settings applying that desired version or a later one.
 // The call, not its 200, starts the clock: the hub sends `twd` as it answers, so a device may
@@ -13,7 +13,7 @@ import { SETPOINT_RANGE, TRACKER_MODES, type ModelName } from './models.js'
 import type { SimOptions } from './options.js'
 import { PacedCalls } from './paced.js'
 import { pick, type Random } from './random.js'
-import { asRecord, describeAnswer, rest } from './rest.js'
+import { asRecord, describeAnswer, rest, restRepeatable } from './rest.js'
 import type { Stats } from './stats.js'
 
 /** Desired changes in flight at most; beyond, a due change is skipped (and counted). */
@@ -133,7 +133,8 @@ export class TwinDriver {
     const startedAt = clock.now()
     let answer
     try {
-      answer = await rest(options.hub, options.token, 'PATCH', `/api/v1/devices/${id}/twin`, { desired })
+      // A merge patch applied twice changes the twin once: a call that got no answer is made again.
+      answer = await restRepeatable(options.hub, options.token, 'PATCH', `/api/v1/devices/${id}/twin`, { desired }, 30_000, () => stats.twins.repeated++)
     } catch (cause) {
       stats.twinChange('error', cause instanceof Error ? cause.message : String(cause))
       return

@@ -14,7 +14,7 @@ import { sleep } from './clock.js'
 import { SimError } from './errors.js'
 import { asRecord, describeAnswer, rest } from './rest.js'
 
-/** The telemetry query's largest page (CONTRACT §4 / decisions: limit 1 to 10,000). */
+/** The telemetry query's largest page (docs/rest.md / decisions: limit 1 to 10,000). */
 export const PAGE_POINTS = 10_000
 
 /** One device to check. */
@@ -233,7 +233,7 @@ export function apiPointSource(hub: string, token: string | undefined): PointSou
   }
 }
 
-/** Reads points from InfluxDB 1.x directly (`SELECT "metric" FROM "telemetry"`, CONTRACT §5). */
+/** Reads points from InfluxDB 1.x directly (`SELECT "metric" FROM "telemetry"`, docs/telemetry.md). */
 export function influxPointSource(url: string, db: string): PointSource {
   return {
     via: 'influx',
@@ -241,7 +241,7 @@ export function influxPointSource(url: string, db: string): PointSource {
       const out: number[] = []
       let from = fromTs
       for (;;) {
-        // ids and metric names are restricted to characters that need no escaping (CONTRACT §2, §3)
+        // ids and metric names are restricted to characters that need no escaping (docs/protocol.md)
         const q = `SELECT "${metric}" FROM "telemetry" WHERE "device" = '${id}' AND time >= ${from}ms AND time <= ${toTs}ms ORDER BY time ASC LIMIT ${PAGE_POINTS}`
         let answer: unknown
         try {

@@ -128,7 +128,7 @@ describe('models', () => {
   })
 })
 
-describe('twin settings (CONTRACT §7)', () => {
+describe('twin settings (docs/twins.md)', () => {
   const commandsOf = (name: ModelName, index: number, intervalMs = 1000) => {
     const target = {
       model: createModel(name, stream(1, Stream.model, index)),

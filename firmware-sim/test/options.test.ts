@@ -29,6 +29,7 @@ describe('parseArgv', () => {
     const options = run(['--seed', '1'])
     expect({ ...options }).toStrictEqual({
       hub: 'http://127.0.0.1:8080',
+      hubs: ['http://127.0.0.1:8080'],
       token: undefined,
       devices: 10,
       prefix: 'sim-',
@@ -101,6 +102,7 @@ describe('parseArgv', () => {
     ])
     expect({ ...options }).toStrictEqual({
       hub: 'http://127.0.0.1:8080',
+      hubs: ['http://127.0.0.1:8080'],
       token: 'tok-123',
       devices: 10_000,
       prefix: 'bench-',
@@ -153,6 +155,14 @@ describe('parseArgv', () => {
     expect(based.kind === 'run' && based.options.hub).toBe('https://hub.example/base')
   })
 
+  it('takes a list of hubs (a cluster\'s nodes): devices spread over them, REST goes to the first', () => {
+    const listed = parseArgv(['--hub', 'http://10.0.0.1:8080, http://10.0.0.2:8080/,http://10.0.0.3:8080'], {})
+    expect(listed.kind === 'run' && [listed.options.hub, listed.options.hubs]).toEqual([
+      'http://10.0.0.1:8080',
+      ['http://10.0.0.1:8080', 'http://10.0.0.2:8080', 'http://10.0.0.3:8080'],
+    ])
+  })
+
   it('answers --help and --version before anything else', () => {
     expect(parseArgv(['--help']).kind).toBe('help')
     expect(parseArgv(['--rate', 'x', '-h']).kind).toBe('help')
@@ -163,6 +173,8 @@ describe('parseArgv', () => {
     [[], '--hub', '--hub: required: the hub base URL, http(s)://host:port'],
     [['--hub', 'ws://x:1'], '--hub', '--hub: expected http:// or https://, got ws:'],
     [['--hub', 'http://x:1/?a=1'], '--hub', '--hub: expected a base URL without query, fragment or credentials'],
+    [['--hub', 'http://x:1,'], '--hub', '--hub: an empty URL in the list'],
+    [['--hub', 'http://x:1,http://x:1/'], '--hub', '--hub: a hub is listed twice'],
     [['--devices', '0'], '--devices', '--devices: expected a whole number from 1 to 1000000, got 0'],
     [['--devices', '1.5'], '--devices', '--devices: expected a whole number, got "1.5"'],
     [['--prefix', 'a.b'], '--prefix', '--prefix: expected 0 to 57 of A-Z a-z 0-9 _ - (device ids are at most 64 characters)'],

@@ -1,4 +1,4 @@
--- Fleetgate's shared state in cluster mode (CONTRACT §8), in the schema `fleetgate`.
+-- Fleetgate's shared state in cluster mode (docs/cluster.md), in the schema `fleetgate`.
 -- Each record is kept whole as `json` (its text exactly as the hub wrote it: key order, escapes
 -- such as \u0000 that `text` and `jsonb` refuse); the other columns are what the hub looks records
 -- up by, written with the record in the same statement. Keys sort bytewise (COLLATE "C"), as in

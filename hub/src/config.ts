@@ -4,7 +4,7 @@ import { HubError } from './errors.js'
 import { parseDurationMs } from './validate.js'
 
 /**
- * Bounds of the embedded broker's connections (additions to CONTRACT §1's table; docs/security.md
+ * Bounds of the embedded broker's connections (additions to docs/configuration.md's table; docs/security.md
  * says what each abuse gets back).
  */
 export interface MqttLimits {
@@ -24,7 +24,7 @@ export interface MqttLimits {
   readonly softBacklogSec: number
 }
 
-/** The embedded telemetry history's bounds (CONTRACT §1, §5). */
+/** The embedded telemetry history's bounds (docs/configuration.md, docs/telemetry.md). */
 export interface HistoryConfig {
   /** `FLEETGATE_HISTORY_RETENTION`: how long readings are kept, by their `ts`, in ms; default 7 days. */
   readonly retentionMs: number
@@ -32,7 +32,7 @@ export interface HistoryConfig {
   readonly maxBytes: number
 }
 
-/** The validated, frozen hub configuration (CONTRACT §1). */
+/** The validated, frozen hub configuration (docs/configuration.md). */
 export interface HubConfig {
   /** Address of the device + REST listener; default `0.0.0.0`. */
   readonly host: string
@@ -46,7 +46,7 @@ export interface HubConfig {
   readonly adminToken: string | undefined
   /** JSON file of extra operator tokens, or undefined. */
   readonly tokensFile: string | undefined
-  /** InfluxDB 1.x base URL, or undefined when unset or `off` (CONTRACT §1 v2: no InfluxDB by default). */
+  /** InfluxDB 1.x base URL, or undefined when unset or `off` (docs/configuration.md v2: no InfluxDB by default). */
   readonly influxUrl: string | undefined
   /** InfluxDB database; default `fleetgate`. */
   readonly influxDb: string
@@ -68,10 +68,10 @@ export interface HubConfig {
   readonly idleTimeoutSec: number
   /** Spool quota in bytes; default 1 GiB. */
   readonly spoolMaxBytes: number
-  /** The embedded telemetry history (CONTRACT §5); undefined when `FLEETGATE_HISTORY=off`. */
+  /** The embedded telemetry history (docs/telemetry.md); undefined when `FLEETGATE_HISTORY=off`. */
   readonly history: HistoryConfig | undefined
   /**
-   * `FLEETGATE_POSTGRES_URL`: the PostgreSQL of cluster mode (CONTRACT §8), which then holds the
+   * `FLEETGATE_POSTGRES_URL`: the PostgreSQL of cluster mode (docs/cluster.md), which then holds the
    * registry, commands, fan-outs and audit (the spool stays in the data dir); undefined (default):
    * one node on its embedded store.
    */
@@ -149,7 +149,7 @@ function duration(env: Env, name: string, fallback: string, minMs: number, maxMs
   return ms
 }
 
-/** CONTRACT §1: a node id. */
+/** docs/configuration.md: a node id. */
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 
 /** The default node id: the host name (its characters outside the pattern made `-`) and the port, within 64 characters. */
@@ -180,7 +180,7 @@ function postgresUrl(env: Env, name: string): string | undefined {
 }
 
 /**
- * Reads the hub's configuration from the environment (CONTRACT §1).
+ * Reads the hub's configuration from the environment (docs/configuration.md).
  * @throws HubError `HUB_ERR_CONFIG`, naming the variable and what it accepts.
  */
 export function loadConfig(env: Env = process.env): HubConfig {
@@ -215,10 +215,10 @@ export function loadConfig(env: Env = process.env): HubConfig {
 
   const postgres = postgresUrl(env, 'FLEETGATE_POSTGRES_URL')
   if (postgres !== undefined && mqttUplink === undefined) {
-    // CONTRACT §8: the nodes of a cluster talk to each other through the broker they share.
+    // docs/cluster.md: the nodes of a cluster talk to each other through the broker they share.
     throw new HubError(
       'HUB_ERR_CONFIG',
-      'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, CONTRACT §8): ' +
+      'FLEETGATE_MQTT_UPLINK is required when FLEETGATE_POSTGRES_URL is set (cluster mode, docs/cluster.md): ' +
         'FLEETGATE_MQTT_UPLINK accepts the mqtt://user:pass@host:port of the MQTT broker that every node shares',
     )
   }
@@ -226,7 +226,7 @@ export function loadConfig(env: Env = process.env): HubConfig {
   const nodeId = text(env, 'FLEETGATE_NODE_ID', defaultNodeId(hostname(), port))
   if (!NODE_ID_PATTERN.test(nodeId)) fail('FLEETGATE_NODE_ID', '1 to 64 of A-Z a-z 0-9 _ . -', nodeId)
 
-  // CONTRACT §1 v2: the history is on by default exactly when nothing else keeps telemetry.
+  // docs/configuration.md v2: the history is on by default exactly when nothing else keeps telemetry.
   const influxUrl = httpUrl(env, 'FLEETGATE_INFLUX_URL')
   const historyDefault = influxUrl === undefined && postgres === undefined ? 'on' : 'off'
   const historySwitch = text(env, 'FLEETGATE_HISTORY', historyDefault)

@@ -10,16 +10,18 @@ import {
   registerDeviceRoutes,
   registerEventRoutes,
   registerHealthRoutes,
+  registerNodeRoutes,
   registerOpenApiRoute,
   registerTelemetryRoutes,
   registerTwinRoutes,
 } from './api/index.js'
 import { AuditLog } from './audit/index.js'
 import { DeviceAuthenticator, FailureLimiter, OperatorAuthenticator, readTokensFile, resolveAdminToken, tokenDigest, type FailureLimitOptions } from './auth/index.js'
+import { startCluster, type Cluster } from './cluster/index.js'
 import { commandView, createCommands, type BatchesTuning, type CommandsTuning } from './commands/index.js'
 import type { HubConfig } from './config.js'
-import { Registry, Sessions, type Peer } from './devices/index.js'
-import { EventBus, EventStreams, type EventStreamsTuning } from './events/index.js'
+import { localPresence, Registry, Sessions } from './devices/index.js'
+import { EventBus, EventStreams, type EventStreamsTuning, type EventType, type HubEvents } from './events/index.js'
 import { HubError } from './errors.js'
 import type { Logger } from './logger.js'
 import { HubMetrics, startHubStats } from './observability/index.js'
@@ -57,7 +59,7 @@ export interface HubOptions {
    * devices' failures; beyond them the address is answered 429 until its window ends. Default 20 per 60 s.
    */
   readonly operatorAuthFailureLimit?: Partial<FailureLimitOptions>
-  /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (CONTRACT §5). */
+  /** How often the hub writes its figures to InfluxDB, in ms; default 10,000 (docs/telemetry.md). */
   readonly hubStatsIntervalMs?: number
   /** MQTT publishes in flight (not yet handed to every subscriber's queue) above which acks wait (egress back-pressure); default 4,096. */
   readonly mqttHighWater?: number
@@ -126,37 +128,49 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const registry = new Registry(stores.registry, clock)
   // The broker starts last, once what it calls (commands) is ready; until then nothing is published.
   let mqtt: MqttListener | undefined
-  // CONTRACT §4: the live events carry what MQTT carries, published beside it.
+  // docs/rest.md: the live events carry what MQTT carries, published beside it; in cluster mode
+  // (docs/cluster.md) every node's events reach every node's streams (see Cluster.relay).
   const events = new EventBus()
-  const status = (peer: Peer, online: boolean): void => {
-    const message = { device: peer.deviceId, online, at: new Date(clock.now()).toISOString() }
-    mqtt?.broker.publishStatus(peer.deviceId, message)
-    events.publish('status', peer.deviceId, message)
+  const publishEvent = <T extends EventType>(type: T, device: string, payload: HubEvents[T]): void => {
+    events.publish(type, device, payload)
+    cluster?.relay(type, device, payload)
   }
-  // Every change of a twin goes out through here (CONTRACT §7: the retained MQTT topic; CONTRACT
-  // §4: the `twin` event of the live event stream); a deleted device's retained twin is cleared.
+  const status = (deviceId: string, online: boolean): void => {
+    const message = { device: deviceId, online, at: new Date(clock.now()).toISOString() }
+    mqtt?.broker.publishStatus(deviceId, message)
+    publishEvent('status', deviceId, message)
+  }
+  // Every change of a twin goes out through here (docs/twins.md: the retained MQTT topic; docs/rest.md:
+  // the `twin` event of the live event stream); a deleted device's retained twin is cleared.
   const publishTwin = (twin: TwinView): void => {
     mqtt?.broker.publishTwin(twin.device, twin)
-    events.publish('twin', twin.device, twin)
+    publishEvent('twin', twin.device, twin)
   }
   const clearTwin = (device: string): void => mqtt?.broker.publishTwin(device, undefined)
-  // Sessions, twins and commands call each other back (a device coming online gets its desired
-  // twin, then its queued commands; a command or a twin change goes to the device's session);
-  // each callback runs only after all exist.
+  // Sessions, the cluster, twins and commands call each other back (a device coming online is
+  // claimed, gets its desired twin, then its queued commands; a command or a twin change goes to
+  // the device's session); each callback runs only after all exist.
   const sessions = new Sessions({
     online: (peer) => {
-      status(peer, true)
-      // CONTRACT §7: the desired twin comes right after hello, before any queued command
+      status(peer.deviceId, true)
+      cluster?.opened(peer)
+      // docs/twins.md: the desired twin comes right after hello, before any queued command
       twins
         .opened(peer)
         .catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent'))
-        .finally(() => commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')))
+        .finally(() => commands.online(peer))
     },
     offline: (peer) => {
-      status(peer, false)
+      status(peer.deviceId, false)
       registry.touch(peer.deviceId, clock.now())
+      cluster?.closed(peer)
     },
+    // Replaced by a newer session on another node: still online, there.
+    replaced: (peer) => cluster?.closed(peer),
+    current: (id) => registry.get(id),
   })
+  // docs/protocol.md, docs/cluster.md: a session ends once its device's record no longer admits it, whichever node changed the record.
+  registry.watch((id, record) => sessions.recordChanged(id, record))
   const metrics = new HubMetrics({
     sessions: () => sessions.size,
     spoolBytes: () => stores.spool.bytes,
@@ -165,6 +179,32 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     eventStreams: (): number => streams.size,
   })
   const streams: EventStreams = new EventStreams({ bus: events, clock, log, counters: metrics, ...(options.eventStreams === undefined ? {} : { tuning: options.eventStreams }) })
+  const cluster: Cluster | undefined =
+    stores.cluster === undefined || config.mqttUplink === undefined
+      ? undefined
+      : await startCluster({
+          store: stores.cluster,
+          nodeId: config.nodeId,
+          version: HUB_VERSION,
+          brokerUrl: config.mqttUplink,
+          sessions,
+          events,
+          format: config.mqttFormat,
+          log,
+          counters: metrics,
+          deliver: (peer) => void commands.deliverQueued(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered')),
+          commandChanged: (record) => commands.changedElsewhere(record),
+          sendFor: (record) => commands.sendFor(record),
+          twinChanged: (peer) => void twins.opened(peer).catch((err: unknown) => log.error({ err, deviceId: peer.deviceId }, 'desired twin not sent')),
+          sweep: async (here) => {
+            await commands.sweep(here)
+            await twins.sweep(here)
+          },
+          // docs/cluster.md: a dead node's devices read offline; the retained status says so too.
+          released: (devices) => {
+            for (const device of devices) status(device, false)
+          },
+        })
   // What commands and twins both work with: which devices exist, where they are connected, the audit.
   const concern = { registry, sessions, audit, log, clock, counters: metrics }
   const { commands, batches } = createCommands({
@@ -172,9 +212,10 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     store: stores.commands,
     batchStore: stores.batches,
     sharedStore: stores.shared,
+    ...(cluster === undefined ? {} : { routing: cluster.routing }),
     publishResult: (record) => mqtt?.broker.publishCommandResult(record.device, record.id, commandView(record)),
-    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (CONTRACT §6).
-    stored: (record) => events.publish('command', record.device, commandView(record)),
+    // The event stream carries every change of a record, so that a console follows a command live; MQTT, its end (docs/mqtt.md).
+    stored: (record) => publishEvent('command', record.device, commandView(record)),
     ...(options.commands === undefined ? {} : { commands: options.commands }),
     ...(options.batches === undefined ? {} : { batches: options.batches }),
   })
@@ -183,6 +224,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     store: stores.twins,
     changed: publishTwin,
     removed: clearTwin,
+    ...(cluster === undefined ? {} : { elsewhere: (device: string) => cluster.twinChanged(device) }),
     ...(options.twins === undefined ? {} : { tuning: options.twins }),
   })
   // Reads of stored state at start: a value that does not decode is damage, said as such (store-check.ts).
@@ -220,6 +262,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
       port: config.mqttPort,
       format: config.mqttFormat,
       uplink: config.mqttUplink,
+      shareCommands: cluster !== undefined,
       limits: {
         maxConnectPacketBytes: limits.maxConnectPacketBytes,
         maxPacketBytes: limits.maxPacketBytes,
@@ -264,7 +307,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const router = new Router(guarded, operators, new FailureLimiter(options.operatorAuthFailureLimit, clock), storesAnswer)
   registerDeviceRoutes(router, {
     registry,
-    sessions,
+    presence: cluster?.presence ?? localPresence(sessions),
     audit,
     deleted: async (id) => {
       await Promise.all([commands.deviceDeleted(id), twins.deviceDeleted(id)])
@@ -274,7 +317,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   registerTwinRoutes(router, { twins })
   registerTelemetryRoutes(router, {
     registry,
-    // CONTRACT §8: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
+    // docs/cluster.md: in cluster mode the telemetry API reads InfluxDB only (a node's history holds what that node received).
     query: stores.shared && telemetry.writer === undefined ? undefined : telemetry.query,
     unavailable: stores.shared
       ? 'in cluster mode the telemetry API reads InfluxDB, and FLEETGATE_INFLUX_URL is unset'
@@ -287,11 +330,13 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     router,
     [
       ...stores.engines.map((engine) => ({ name: engine.name, check: () => (engine.healthy() ? 'ok' as const : 'unreachable' as const) })),
-      { name: 'broker', check: () => (mqtt === undefined ? 'off' : 'ok') },
+      // docs/cluster.md: in cluster mode, the shared broker the nodes talk through.
+      { name: 'broker', check: () => (cluster !== undefined ? (cluster.busConnected ? 'ok' : 'unreachable') : mqtt === undefined ? 'off' : 'ok') },
       influxProbe(writer, log, clock),
     ],
     metrics,
   )
+  registerNodeRoutes(router, { nodes: cluster === undefined ? undefined : () => cluster.nodes() })
   registerOpenApiRoute(router)
   registerConsoleRoutes(guarded, log)
   router.fallback()
@@ -299,8 +344,8 @@ export async function startHub(options: HubOptions): Promise<Hub> {
   const listenSocket = await listen(app, config.host, config.port)
   // A listen socket is a socket to uSockets; the typings only name the wider type.
   const http = uws.us_socket_local_port(listenSocket as unknown as us_socket)
-  const ports = mqtt === undefined ? { http } : { http, mqtt: mqtt.port }
-  // CONTRACT §1: tools read the bound ports from this line, so a quieter log level keeps it.
+  const ports = mqtt?.port === undefined ? { http } : { http, mqtt: mqtt.port }
+  // docs/configuration.md: tools read the bound ports from this line, so a quieter log level keeps it.
   const lifecycle = log.isLevelEnabled('info') || log.level === 'silent' ? log : log.child({}, { level: 'info' })
   lifecycle.info({ ...ports, host: config.host, tls: tlsOptions !== undefined, version: HUB_VERSION }, 'listening')
 
@@ -312,16 +357,17 @@ export async function startHub(options: HubOptions): Promise<Hub> {
     uncaught: (err, origin) => uncaught('process', err, { origin }),
     stop() {
       stopping ??= (async () => {
-        // CONTRACT §4: event streams end cleanly, before the listener closes.
+        // docs/rest.md: event streams end cleanly, before the listener closes.
         streams.closeAll()
         stopHubStats()
         commands.stop()
         uws.us_listen_socket_close(listenSocket)
-        // CONTRACT §1: flush what is accepted before exiting; the commit starts before the sessions
+        // docs/configuration.md: flush what is accepted before exiting; the commit starts before the sessions
         // close, since a closing session drops its frames that wait for a commit.
         const flushed = telemetry.stop()
         sessions.disconnectAll(CloseCode.shuttingDown, 'hub shutting down')
         await flushed
+        await cluster?.stop()
         await mqtt?.close()
         await stores.close()
         log.info('stopped')
@@ -333,7 +379,7 @@ export async function startHub(options: HubOptions): Promise<Hub> {
 
 /**
  * The stores: with `FLEETGATE_POSTGRES_URL`, the shared ones in PostgreSQL (cluster mode,
- * CONTRACT §8) beside this node's lmdb spool; else everything in the data dir's lmdb.
+ * docs/cluster.md) beside this node's lmdb spool; else everything in the data dir's lmdb.
  */
 async function openStores(config: HubConfig, log: Logger): Promise<HubStores> {
   if (config.postgresUrl === undefined) return openLmdbStores(config.dataDir)

@@ -16,7 +16,7 @@ const REDACT = [
   'req.headers.authorization',
 ]
 
-/** JSON lines on stdout (CONTRACT §1), secrets redacted. */
+/** JSON lines on stdout (docs/configuration.md), secrets redacted. */
 export function createLogger(level: string): Logger {
   return pino({
     level,

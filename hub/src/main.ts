@@ -5,7 +5,7 @@ import { startHub } from './hub.js'
 import { createLogger } from './logger.js'
 import { checkStore } from './store/index.js'
 
-/** CONTRACT §1: after SIGTERM/SIGINT the process exits within 10 s. */
+/** docs/configuration.md: after SIGTERM/SIGINT the process exits within 10 s. */
 const STOP_DEADLINE_MS = 9_000
 
 let config

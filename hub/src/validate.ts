@@ -20,7 +20,7 @@ export function onlyKeys(body: Record<string, unknown>, allowed: readonly string
   return ok(true)
 }
 
-/** CONTRACT §2: a device id is `^[A-Za-z0-9_-]{1,64}$`. */
+/** docs/protocol.md: a device id is `^[A-Za-z0-9_-]{1,64}$`. */
 export function checkDeviceId(value: unknown, field = 'id'): Checked<string> {
   return typeof value === 'string' && DEVICE_ID_PATTERN.test(value)
     ? ok(value)
@@ -28,8 +28,8 @@ export function checkDeviceId(value: unknown, field = 'id'): Checked<string> {
 }
 
 /**
- * Registry tags become InfluxDB tags beside the reading's own (CONTRACT §5), so they follow the
- * rules of a reading's `g` (CONTRACT §3), checked by the very code that checks frames.
+ * Registry tags become InfluxDB tags beside the reading's own (docs/telemetry.md), so they follow the
+ * rules of a reading's `g` (docs/protocol.md), checked by the very code that checks frames.
  */
 export function checkTags(value: unknown, field = 'tags'): Checked<Tags> {
   const object = asObject(value)

@@ -43,7 +43,7 @@ afterAll(() => {
   }
 })
 
-describe('console files served by the hub (CONTRACT §9)', () => {
+describe('console files served by the hub (docs/console.md)', () => {
   it('redirects / and /console to /console/', async () => {
     const root = await fetch(`${base}/`, { redirect: 'manual' })
     expect([root.status, root.headers.get('location')]).toEqual([302, '/console/'])

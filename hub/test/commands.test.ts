@@ -50,6 +50,7 @@ class FakePeer implements Peer {
   readonly sent: HubFrame[] = []
   readonly connectedAt = START_MS
   readonly lastSeenAt = START_MS
+  readonly grant = { createdAt: START_MS, revocations: 0 }
   accepting = true
   open = true
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.js'
 
-describe('configuration (CONTRACT §1)', () => {
+describe('configuration (docs/configuration.md)', () => {
   it.each([
     ['nothing set: no InfluxDB, the history on with its defaults', {}, undefined, { retentionMs: 7 * 86_400_000, maxBytes: 1_073_741_824 }],
     ['FLEETGATE_INFLUX_URL=off: the same', { FLEETGATE_INFLUX_URL: 'off' }, undefined, { retentionMs: 7 * 86_400_000, maxBytes: 1_073_741_824 }],

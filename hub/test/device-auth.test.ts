@@ -33,7 +33,7 @@ interface Work {
   readonly reason: string | undefined
 }
 
-describe('DeviceAuthenticator: the same work whether a device id exists or not (CONTRACT §3)', () => {
+describe('DeviceAuthenticator: the same work whether a device id exists or not (docs/protocol.md)', () => {
   let dir: { path: string; cleanup(): void }
   let store: HubStores
   let registry: Registry
@@ -72,8 +72,8 @@ describe('DeviceAuthenticator: the same work whether a device id exists or not (
     await registry.update('ed-off', { disabled: true })
     await create('hmac-grace', 'hmac')
     await create('ed-grace', 'ed25519')
-    await registry.rotateKey('hmac-grace', 600)
-    await registry.rotateKey('ed-grace', 600)
+    await registry.rotateKey('hmac-grace', 600, false)
+    await registry.rotateKey('ed-grace', 600, false)
   })
   afterEach(async () => {
     await store.close()

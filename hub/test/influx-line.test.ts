@@ -228,7 +228,7 @@ describe('appendLine against a real influxd 1.x', () => {
     const fieldTypes = Object.fromEntries(
       seriesOf(await influx.query('SHOW FIELD KEYS FROM telemetry', 'lp'))[0]?.values.map(([key, type]) => [key, type]) ?? [],
     )
-    // CONTRACT §5: 21 and 21.5 are one field type.
+    // docs/telemetry.md: 21 and 21.5 are one field type.
     expect(fieldTypes).toEqual({ v: 'float', on: 'boolean', off: 'boolean', s: 'string', 'f a,b=c': 'float', 'q"': 'float', 'r\\\\"': 'float' })
   })
 

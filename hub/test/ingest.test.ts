@@ -22,6 +22,7 @@ class FakePeer implements IngestPeer {
   readonly sent: HubFrame[] = []
   readonly connectedAt = START_MS
   readonly lastSeenAt = START_MS
+  readonly grant = { createdAt: START_MS, revocations: 0 }
   /** While false, every send is refused, as uWS refuses one for back-pressure. */
   accepting = true
   closedWith: number | undefined

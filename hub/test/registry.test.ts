@@ -41,6 +41,9 @@ class ChangingStore implements RegistryStore {
   list(query: DeviceQuery): Promise<DevicePage> {
     return this.inner.list(query)
   }
+  watch(listener: (id: string, record: DeviceRecord | undefined) => void): void {
+    this.inner.watch(listener)
+  }
 }
 
 /** The secret a create or rotation showed, as signToken takes it. */
@@ -67,7 +70,7 @@ describe('Registry and DeviceAuthenticator', () => {
     return { material: created.device.key.material, secret: secretOf(created.secret) }
   }
   const rotate = async (id: string, graceSec: number): Promise<{ material: string; secret: string }> => {
-    const rotated = await registry.rotateKey(id, graceSec)
+    const rotated = await registry.rotateKey(id, graceSec, false)
     if (rotated === undefined) throw new Error(`${id} is missing`)
     return { material: rotated.device.key.material, secret: secretOf(rotated.secret) }
   }

@@ -1,4 +1,4 @@
-// Twins without a socket (CONTRACT §7): the core over a real lmdb store in a temp dir, sessions a
+// Twins without a socket (docs/twins.md): the core over a real lmdb store in a temp dir, sessions a
 // test supplies, and the stepping clock.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { HubFrame, TwinDocument } from '@fleetgate/device-sdk/wire'
@@ -15,6 +15,7 @@ import { Twins, type ReportOutcome, type TwinView } from '../src/twins/index.js'
 class TestPeer implements Peer {
   readonly connectedAt = 0
   readonly lastSeenAt = 0
+  readonly grant = { createdAt: 0, revocations: 0 }
   readonly sent: HubFrame[] = []
   readonly closes: number[] = []
   full = false
@@ -88,6 +89,11 @@ describe('Twins', () => {
       remove: (device) => stores.twins.remove(device),
       get: async (device) => {
         const seen = await stores.twins.get(device)
+        await new Promise<void>((resolve) => stale.push(resolve))
+        return seen
+      },
+      desiredVersions: async (devices) => {
+        const seen = await stores.twins.desiredVersions(devices)
         await new Promise<void>((resolve) => stale.push(resolve))
         return seen
       },
@@ -169,7 +175,12 @@ describe('Twins', () => {
   })
 
   it('closes the session (1011) when the store fails a report, and answers nothing', async () => {
-    const failing: TwinStore = { get: (d) => stores.twins.get(d), remove: (d) => stores.twins.remove(d), update: () => Promise.reject(new Error('disk full')) }
+    const failing: TwinStore = {
+      get: (d) => stores.twins.get(d),
+      desiredVersions: (devices) => stores.twins.desiredVersions(devices),
+      remove: (d) => stores.twins.remove(d),
+      update: () => Promise.reject(new Error('disk full')),
+    }
     const twins = build(failing)
     const peer = new TestPeer('d1')
     twins.report(peer, 'r1', { a: 1 })

@@ -154,7 +154,7 @@ describe('the uWS guard: a device endpoint whose collaborators throw', () => {
       sessions: new Sessions({
         online(session) {
           if (session.deviceId === 'open-throws') throw new Error('online hook failed')
-          // as the hub does (CONTRACT §7): the desired twin after hello
+          // as the hub does (docs/twins.md): the desired twin after hello
           session.send({ t: 'twd', v: 0, d: {} })
         },
         offline(session) {

@@ -9,7 +9,7 @@ import { hubMetrics } from './context.js'
 import { loadWeek } from './history.js'
 import { sleep } from './measure.js'
 
-/** Devices provisioned; default 10,000 (one bulk call, CONTRACT §4's maximum). */
+/** Devices provisioned; default 10,000 (one bulk call, docs/rest.md's maximum). */
 const DEVICES = Number(process.argv[2] ?? 10_000)
 /** Loads measured with a warm cache after the cold one. */
 const WARM_LOADS = 5

@@ -157,9 +157,9 @@ export function wallMs(): number {
 
 /**
  * A lean, correct Fleetgate device on a raw `ws` socket: frames from the SDK's `encodeFrame`, at
- * most `hello.lim.window` telemetry frames unacked (CONTRACT §3), cumulative acks, naks counted,
+ * most `hello.lim.window` telemetry frames unacked (docs/protocol.md), cumulative acks, naks counted,
  * every `cmd` answered `res ok` at once, every changed desired twin reported back as applied
- * (`twr` with the whole document, CONTRACT §7). It sends while `backlog` (frames it has to send) allows;
+ * (`twr` with the whole document, docs/twins.md). It sends while `backlog` (frames it has to send) allows;
  * `Infinity` means as fast as the hub acks.
  */
 export class LeanDevice {
@@ -205,7 +205,7 @@ export class LeanDevice {
           this.pump()
           return
         case 'nak':
-          // CONTRACT §3: a naked frame is refused for good and leaves the window.
+          // docs/protocol.md: a naked frame is refused for good and leaves the window.
           this.#naked.add(frame.s)
           this.#inflight--
           this.#options.counters.nakedFrames++
@@ -342,7 +342,7 @@ export async function provisionBulk(
   const keyType = options.keyType ?? 'hmac'
   const devices: DeviceCreds[] = []
   for (let start = 0; start < count; start += 10_000) {
-    // An ed25519 device makes its own key pair and registers the public key (CONTRACT §2): the
+    // An ed25519 device makes its own key pair and registers the public key (docs/protocol.md): the
     // hub never sees the private key, and generating pairs is not the hub's work to measure.
     const pairs = new Map<string, string>()
     const batch = Array.from({ length: Math.min(10_000, count - start) }, (_, i) => {

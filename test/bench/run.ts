@@ -1,5 +1,6 @@
 // Fleetgate's benchmark suite: `npm run bench` (quick) or `npm run bench -- --full` (the issue's
-// sizes), `--only ingest-single,connections`, `--out FILE` (default bench-results/latest.json),
+// sizes), `--only ingest-single,connections` (the cluster scenarios run only when named: `--only
+// cluster-commands,cluster-connect,cluster-ingest`), `--out FILE` (default bench-results/latest.json),
 // `--previous FILE` (default docs/bench/published.json, the figures the README shows; `none` for no
 // previous column), `--profile` (each hub runs with --cpu-prof; hot spots are printed).
 //
@@ -22,6 +23,7 @@ import { loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { startInfluxd, type Influxd } from '../support/influxd.js'
 import { stopAll } from '../support/service.js'
+import { clusterCommands, clusterConnect, clusterIngest } from './cluster.js'
 import { commands } from './commands.js'
 import { connections } from './connections.js'
 import { history } from './history.js'
@@ -34,7 +36,8 @@ import { twins } from './twins.js'
 import { killAllChildren, REPO_ROOT } from './procs.js'
 import { machine, markdownTable, readPrevious, textTable, versions, type Figure, type PreviousRun } from './report.js'
 
-const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: BenchContext) => Promise<void> }> = [
+/** The scenarios; those `optIn` run only when `--only` names them (cluster mode needs PostgreSQL, Mosquitto and HAProxy, and minutes more). */
+const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: BenchContext) => Promise<void>; readonly optIn?: true }> = [
   { name: 'ingest-single', run: ingestSingle },
   { name: 'ingest-batch', run: ingestBatch },
   { name: 'connections', run: connections },
@@ -42,6 +45,9 @@ const SCENARIOS: ReadonlyArray<{ readonly name: string; readonly run: (ctx: Benc
   { name: 'twins', run: twins },
   { name: 'overload', run: overload },
   { name: 'history', run: history },
+  { name: 'cluster-commands', run: clusterCommands, optIn: true },
+  { name: 'cluster-connect', run: clusterConnect, optIn: true },
+  { name: 'cluster-ingest', run: clusterIngest, optIn: true },
 ]
 
 interface Args {
@@ -59,7 +65,7 @@ const PUBLISHED = join(REPO_ROOT, 'docs', 'bench', 'published.json')
 function parseArgs(argv: readonly string[]): Args {
   let full = false
   let profile = false
-  let only = SCENARIOS.map((s) => s.name)
+  let only = SCENARIOS.filter((s) => s.optIn !== true).map((s) => s.name)
   let out = join(REPO_ROOT, 'bench-results', 'latest.json')
   let previous: string | undefined = existsSync(PUBLISHED) ? PUBLISHED : undefined
   for (let i = 0; i < argv.length; i++) {

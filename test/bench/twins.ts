@@ -1,4 +1,4 @@
-// Scenario `twins` (CONTRACT §7): how fast a desired change reaches its device, and how fast a fleet
+// Scenario `twins` (docs/twins.md): how fast a desired change reaches its device, and how fast a fleet
 // converges.
 // - Latency: 1,000 devices connected and sending 10,000 readings/s; desired changes made through
 //   REST one after another to devices in turn, each stamped with the wall-clock time of its call

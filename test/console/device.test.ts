@@ -67,7 +67,7 @@ describe('console: a device page', () => {
     await tab.shot('device')
     await tab.page.getByRole('button', { name: '24 h' }).click()
     await expect.poll(() => tab.page.getByRole('button', { name: '24 h' }).getAttribute('aria-pressed')).toBe('true')
-    // 24 h is read aggregated: the hub answers means per 5 minutes (CONTRACT §4 `every`).
+    // 24 h is read aggregated: the hub answers means per 5 minutes (docs/rest.md `every`).
     const intervals = new Set([now - 600_000, now - 30_000, now - 20_000, now - 10_000].map((ts) => Math.floor(ts / 300_000))).size
     await expect.poll(() => tab.page.getByTestId('range-note').textContent()).toBe(`${intervals} points, mean per 5m; live readings are appended`)
     await tab.close()

@@ -15,7 +15,7 @@ describe('console: sign-in and the fleet', () => {
     await suite.devices.connect(suite.hub.wsUrl, online)
 
     const tab = await suite.browser.open(suite.hub.base)
-    // CONTRACT §9: `/` redirects to the console.
+    // docs/console.md: `/` redirects to the console.
     expect(tab.page.url()).toBe(`${suite.hub.base}/console/`)
     const token = tab.page.getByLabel('Operator token')
     await token.fill('not-a-token-0123456789')

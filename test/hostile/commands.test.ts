@@ -13,12 +13,12 @@ const MAX_PARAMS_DEPTH = 31
 const DEPTH_MESSAGE = `params: nested deeper than ${MAX_PARAMS_DEPTH} levels of arrays and objects`
 /** What the router answers, before parsing, for a body nested deeper than 64 levels (docs/security.md, HTTP). */
 const BODY_DEPTH = { status: 400, body: { error: 'invalid', message: 'body: arrays and objects nest at most 64 levels deep' } }
-/** CONTRACT §4: a body over 1 MiB is refused before parsing; the deepest body that parses fills it. */
+/** docs/rest.md: a body over 1 MiB is refused before parsing; the deepest body that parses fills it. */
 const MAX_BODY_BYTES = 1024 * 1024
 
 // JSON bodies are read field by field in assertions, so `any` is the honest type here (as in support/hub.ts).
 type Answer = { status: number; body: any }
-/** The error codes each refusal may carry (CONTRACT §4). */
+/** The error codes each refusal may carry (docs/rest.md). */
 const ERROR_CODES: Record<number, string[]> = {
   400: ['invalid', 'malformed_json'],
   409: ['device_offline'],

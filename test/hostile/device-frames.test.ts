@@ -1,5 +1,5 @@
 // Hostile device frames against a running hub: every bad frame gets one of the contract's answers
-// (CONTRACT §3: a nak with its reason, or close 1003/1007/1008/1009), a witness device on the same
+// (docs/protocol.md: a nak with its reason, or close 1003/1007/1008/1009), a witness device on the same
 // hub keeps its session and its acks, and every reading it had acked lands in InfluxDB.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,7 +15,7 @@ import { OpenDevices } from '../support/ws.js'
 
 const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'))
 
-/** CONTRACT §3 and §7: the answers a device may get to a frame, and the codes a hub closes a bad session with. */
+/** docs/protocol.md, docs/twins.md: the answers a device may get to a frame, and the codes a hub closes a bad session with. */
 const NAK_REASONS = new Set(['invalid', 'rate', 'seq', 'too_many'])
 const TWIN_REFUSALS = new Set(['invalid', 'too_large', 'rate'])
 const ERR_CODES = new Set(['text', 'not_cbor', 'not_map', 'unknown_type', 'invalid', 'too_big'])

@@ -14,7 +14,7 @@ import { ADMIN_TOKEN, startTestHub, tempDir, writeTokensFile, type TestHub } fro
 
 const READER = 'fuzz-reader-token-0123456789'
 const ADMIN = `Bearer ${ADMIN_TOKEN}`
-/** Statuses the REST API may answer to anything a client sends (CONTRACT §4); 500 is never one. */
+/** Statuses the REST API may answer to anything a client sends (docs/rest.md); 500 is never one. */
 const STATUSES = new Set([200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 429, 503])
 /** Error codes a client may see: every REST code but `internal`, which no hostile request may earn. */
 const ERROR_CODES = new Set<string>(API_ERROR_CODES.filter((code) => code !== 'internal'))
@@ -233,7 +233,7 @@ function request(method: string, target: string, headers: ReadonlyArray<[string,
 /** A failure message that carries the seed, so that the run can be replayed. */
 const replay = (seed: number, what: string): string => `${what} (replay: FLEETGATE_FUZZ_SEED=${seed})`
 
-describe('hostile input on the HTTP side (CONTRACT §3, §4)', () => {
+describe('hostile input on the HTTP side (docs/protocol.md, docs/rest.md)', () => {
   let hub: TestHub
   let witness: Witness
   let port: number

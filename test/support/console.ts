@@ -20,11 +20,11 @@ export const PHONE = { width: 390, height: 844 } as const
  * until the flag here is flipped, and then its scenarios run (no test silently passes over it).
  */
 export const HUB_HAS = {
-  /** `GET /api/v1/events` (CONTRACT §4). */
+  /** `GET /api/v1/events` (docs/rest.md). */
   events: true,
-  /** `GET/PATCH /api/v1/devices/{id}/twin` (CONTRACT §7). */
+  /** `GET/PATCH /api/v1/devices/{id}/twin` (docs/twins.md). */
   twins: true,
-  /** `GET /api/v1/nodes` (CONTRACT §8). */
+  /** `GET /api/v1/nodes` (docs/cluster.md): 404 on a hub that is not in a cluster (test/console/nodes.test.ts runs one). */
   nodes: false,
 } as const
 

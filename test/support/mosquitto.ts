@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process'
-import { access, constants, rm, writeFile } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from './ports.js'
-import { makeTempDir, startService, track, untrack, type Service } from './service.js'
+import { findExecutable, makeTempDir, startService, track, untrack, type Service } from './service.js'
 
 /** Options of `startMosquitto`. */
 export interface MosquittoOptions {
@@ -22,6 +22,12 @@ export interface MosquittoOptions {
   readonly maxQueuedMessages?: number
   /** `max_inflight_messages`: outgoing QoS 1 and 2 messages in flight per client; 0 means no maximum. Default 1,000 (mosquitto's own is 20). */
   readonly maxInflightMessages?: number
+  /**
+   * The text of an `acl_file` (mosquitto.conf(5): `user NAME`, then `topic read|write|readwrite
+   * FILTER` lines); with it, what a user may publish and subscribe to is only what the file grants.
+   * Default: no ACL.
+   */
+  readonly acl?: string
 }
 
 /** A mosquitto started for a test, on 127.0.0.1 and a port of its own. */
@@ -46,22 +52,6 @@ export interface Mosquitto {
 }
 
 const INSTALL_HINT = 'apt-get install mosquitto'
-const SEARCH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/opt/homebrew/sbin', '/opt/homebrew/bin']
-
-async function findExecutable(name: string): Promise<string> {
-  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== ''), ...SEARCH]
-  for (const dir of dirs) {
-    const candidate = join(dir, name)
-    try {
-      await access(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  throw new Error(`${name} is not installed (looked in PATH and ${SEARCH.join(', ')}): install it with \`${INSTALL_HINT}\``)
-}
-
 /**
  * Starts a real mosquitto in a temp dir: a listener on 127.0.0.1 and a free port, anonymous
  * access unless `users` are given (then a password file made with `mosquitto_passwd -b`). A
@@ -69,7 +59,7 @@ async function findExecutable(name: string): Promise<string> {
  * file at the latest, also when a test failed.
  */
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
-  const binary = await findExecutable('mosquitto')
+  const binary = await findExecutable('mosquitto', INSTALL_HINT)
   const dir = await makeTempDir('mosquitto')
   const port = await freePort()
   const users = Object.entries(options.users ?? {})
@@ -85,10 +75,12 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'log_type information',
     `max_queued_messages ${options.maxQueuedMessages ?? 100_000}`,
     `max_inflight_messages ${options.maxInflightMessages ?? 1000}`,
+    // Small messages that a hub waits for (a cluster's node-to-node messages) go out at once.
+    'set_tcp_nodelay true',
   ]
   if (options.persistence === true) lines.push('persistence true', `persistence_location ${dir}/`, 'autosave_interval 0')
   if (users.length > 0) {
-    const passwd = await findExecutable('mosquitto_passwd')
+    const passwd = await findExecutable('mosquitto_passwd', INSTALL_HINT)
     const file = join(dir, 'passwd')
     let first = true
     for (const [user, password] of users) {
@@ -96,6 +88,11 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       first = false
     }
     lines.push(`password_file ${file}`)
+  }
+  if (options.acl !== undefined) {
+    const file = join(dir, 'acl')
+    await writeFile(file, options.acl)
+    lines.push(`acl_file ${file}`)
   }
   const config = join(dir, 'mosquitto.conf')
   await writeFile(config, lines.join('\n') + '\n')

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { access, constants, mkdtemp, rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 
 /** Anything a test starts and must stop: a child process, a broker, a temp dir. */
 export interface Stoppable {
@@ -184,4 +184,22 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     if (Date.now() > deadline) return await fail(`was not ready within ${readyTimeoutMs} ms`)
     await sleep(50)
   }
+}
+
+/** Where Debian and Homebrew put servers, searched after PATH. */
+const SEARCH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/opt/homebrew/sbin', '/opt/homebrew/bin']
+
+/** The path of executable `name` (PATH, then the usual places); fails with `installHint` when there is none. */
+export async function findExecutable(name: string, installHint: string): Promise<string> {
+  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== ''), ...SEARCH]
+  for (const dir of dirs) {
+    const candidate = join(dir, name)
+    try {
+      await access(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // not here; try the next directory
+    }
+  }
+  throw new Error(`${name} is not installed (looked in PATH and ${SEARCH.join(', ')}): install it with \`${installHint}\``)
 }

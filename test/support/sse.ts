@@ -5,7 +5,7 @@ import { Inbox } from './inbox.js'
 /** How a stream's response ended: `end` after its last chunk (a clean end), `aborted` when the connection dropped. */
 export type StreamEnd = 'end' | 'aborted'
 
-/** A reader of `GET /api/v1/events` (CONTRACT §4) over node:http, parsed by the console's own SSE parser. */
+/** A reader of `GET /api/v1/events` (docs/rest.md) over node:http, parsed by the console's own SSE parser. */
 export class EventStreamClient {
   readonly events = new Inbox<SseEvent>()
   /** Every character received, comments included. */

@@ -39,8 +39,8 @@ export class RawDevice {
   }
 
   /**
-   * Takes the frames every session opens with: `hello` (CONTRACT §3) and the desired twin right
-   * after it (CONTRACT §7); fails when the hub sends anything else first.
+   * Takes the frames every session opens with: `hello` (docs/protocol.md) and the desired twin right
+   * after it (docs/twins.md); fails when the hub sends anything else first.
    */
   async opening(timeoutMs = 5000): Promise<{ hello: HelloFrame; twd: TwinDesiredFrame }> {
     const hello = await this.next(timeoutMs)

@@ -2,10 +2,10 @@ import type { TwinDocument } from '@fleetgate/device-sdk/wire'
 import { asRecord, bool, document, list, num, optText, record, text, textMap } from './decode.js'
 import { ConsoleError } from './errors.js'
 
-/** REST root of the hub (CONTRACT §4), same origin as the console. */
+/** REST root of the hub (docs/rest.md), same origin as the console. */
 export const API_ROOT = '/api/v1'
 
-/** A device as `GET /devices/{id}` answers it (CONTRACT §4, `node` from §8). */
+/** A device as `GET /devices/{id}` answers it (docs/rest.md, `node` in a cluster: docs/cluster.md). */
 export interface DeviceView {
   readonly id: string
   readonly keyType: string
@@ -24,7 +24,7 @@ export interface IssuedSecret {
   readonly value: string
 }
 
-/** A command record (CONTRACT §4). */
+/** A command record (docs/rest.md). */
 export interface CommandRecord {
   readonly id: string
   readonly device: string
@@ -39,10 +39,10 @@ export interface CommandRecord {
   readonly error?: string
 }
 
-/** Statuses a command does not leave (CONTRACT §4). */
+/** Statuses a command does not leave (docs/rest.md). */
 export const FINAL_COMMAND_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'timeout', 'expired'])
 
-/** A fan-out batch's counts (CONTRACT §4). */
+/** A fan-out batch's counts (docs/rest.md). */
 export interface BatchStatus {
   readonly batch: string
   readonly targeted: number
@@ -54,7 +54,7 @@ export interface BatchStatus {
   readonly expired: number
 }
 
-/** One audit entry (CONTRACT §4). */
+/** One audit entry (docs/rest.md). */
 export interface AuditEntry {
   readonly seq: number
   readonly at: string
@@ -64,7 +64,7 @@ export interface AuditEntry {
   readonly outcome: string
 }
 
-/** A device twin (CONTRACT §7). */
+/** A device twin (docs/twins.md). */
 export interface Twin {
   readonly device: string
   readonly desired: TwinDocument
@@ -76,13 +76,15 @@ export interface Twin {
   readonly reportedAt?: string
 }
 
-/** A cluster node (CONTRACT §8). */
+/** A cluster node (docs/cluster.md). */
 export interface NodeInfo {
   readonly id: string
   readonly startedAt: string
   readonly lastSeenAt: string
   readonly sessions: number
   readonly version: string
+  /** False for a node that stopped beating (it is listed for a day); a hub that does not say is taken as alive. */
+  readonly alive: boolean
 }
 
 /** One telemetry point: `ts` in Unix ms and each metric present at it. */
@@ -91,7 +93,7 @@ export interface TelemetryPoint {
   readonly values: Readonly<Record<string, number | boolean | string>>
 }
 
-/** A device listing's filters and page (CONTRACT §4). */
+/** A device listing's filters and page (docs/rest.md). */
 export interface DeviceQuery {
   readonly tags?: readonly string[]
   readonly online?: boolean
@@ -99,7 +101,7 @@ export interface DeviceQuery {
   readonly limit: number
 }
 
-/** A telemetry query (CONTRACT §4): times in Unix ms; `every` a duration such as `5m`. */
+/** A telemetry query (docs/rest.md): times in Unix ms; `every` a duration such as `5m`. */
 export interface TelemetryQuery {
   readonly from: number
   readonly to: number
@@ -108,7 +110,7 @@ export interface TelemetryQuery {
   readonly fn?: 'mean' | 'min' | 'max' | 'last' | 'count'
 }
 
-/** A command request (CONTRACT §4); the console never waits on the call (`wait: false`). */
+/** A command request (docs/rest.md); the console never waits on the call (`wait: false`). */
 export interface CommandRequest {
   readonly name: string
   readonly params?: unknown
@@ -135,7 +137,7 @@ const path = (id: string): string => encodeURIComponent(id)
 
 /**
  * The REST client: every call carries the operator token, so scopes apply exactly as for any
- * other client (CONTRACT §9). Answers are narrowed field by field before the UI sees them.
+ * other client (docs/console.md). Answers are narrowed field by field before the UI sees them.
  */
 export class Api {
   readonly #token: string
@@ -300,6 +302,7 @@ export class Api {
         lastSeenAt: text(node, 'lastSeenAt'),
         sessions: num(node, 'sessions'),
         version: text(node, 'version'),
+        alive: node['alive'] === undefined ? true : bool(node, 'alive'),
       }
     })
   }

@@ -1,11 +1,11 @@
-/** CONTRACT §2: the device id alphabet, in the byte order the registry lists ids in. */
+/** docs/protocol.md: the device id alphabet, in the byte order the registry lists ids in. */
 export const ID_ALPHABET = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz'
-/** CONTRACT §2: longest device id. */
+/** docs/protocol.md: longest device id. */
 export const MAX_ID_CHARS = 64
 
 const ID_CHARS = /^[A-Za-z0-9_-]{1,64}$/
 
-/** Whether `prefix` can start a device id (CONTRACT §2). */
+/** Whether `prefix` can start a device id (docs/protocol.md). */
 export function isIdPrefix(prefix: string): boolean {
   return ID_CHARS.test(prefix)
 }

@@ -2,7 +2,7 @@ import { decodeCommand, decodePoint, decodeTwin, type CommandRecord, type Teleme
 import { asRecord, bool, list, record, text } from './decode.js'
 import type { SseEvent } from './sse.js'
 
-/** A live event (CONTRACT §4): the JSON that MQTT carries for its type (§6, §7). */
+/** A live event (docs/rest.md): the JSON that MQTT carries for its type (docs/mqtt.md, docs/twins.md). */
 export type HubEvent =
   | { readonly type: 'status'; readonly device: string; readonly online: boolean; readonly at: string }
   | { readonly type: 'telemetry'; readonly device: string; readonly points: TelemetryPoint[] }
@@ -28,7 +28,7 @@ export function decodeHubEvent(event: SseEvent): HubEvent | undefined {
       }
       case 'telemetry': {
         const body = record(data, 'telemetry')
-        // CONTRACT §6: {device, seq, readings: [{ts, m, g?}]}
+        // docs/mqtt.md: {device, seq, readings: [{ts, m, g?}]}
         const points = list(body, 'readings').map((reading) => {
           const r = record(reading, 'reading')
           return decodePoint({ ...(asRecord(r['m']) ?? {}), ts: r['ts'] })
@@ -51,7 +51,7 @@ export function decodeHubEvent(event: SseEvent): HubEvent | undefined {
   }
 }
 
-/** The `/events` URL for `types`, for `devices` (at most 100, CONTRACT §4) or every device. */
+/** The `/events` URL for `types`, for `devices` (at most 100, docs/rest.md) or every device. */
 export function eventsUrl(types: readonly HubEventType[], devices: readonly string[] = []): string {
   const params = new URLSearchParams()
   for (const device of devices.slice(0, 100)) params.append('device', device)

@@ -21,7 +21,7 @@ export function mergePatchBetween(from: Readonly<TwinDocument>, to: Readonly<Twi
 }
 
 /**
- * Checks an edited desired document against CONTRACT §7 before it is sent, by the SDK's twin
+ * Checks an edited desired document against docs/twins.md before it is sent, by the SDK's twin
  * rules: a JSON object, at most 32 KiB compact, 8 levels, keys of 1 to 128 bytes not starting with
  * `$`. `null` is refused too, with a hint: in a merge patch it deletes, so a stored document never
  * holds one where an edit could mean it.

@@ -1,10 +1,10 @@
 import { Api } from './api.js'
 import { ConsoleError, isHttpStatus } from './errors.js'
 
-/** CONTRACT §4 scopes, weakest first. */
+/** docs/rest.md scopes, weakest first. */
 export type Scope = 'reader' | 'operator' | 'admin'
 
-/** The `sessionStorage` key of the token: this tab only, gone when it closes (CONTRACT §9). */
+/** The `sessionStorage` key of the token: this tab only, gone when it closes (docs/console.md). */
 export const TOKEN_KEY = 'fleetgate.operatorToken'
 
 /** What a scope may do, as the UI offers it. */

@@ -140,7 +140,7 @@ const realSleep = (ms: number, signal: AbortSignal): Promise<void> =>
   })
 
 /**
- * The live event stream (CONTRACT §4) read with `fetch`, because `EventSource` cannot send the
+ * The live event stream (docs/rest.md) read with `fetch`, because `EventSource` cannot send the
  * `Authorization` header and the token must never travel in a URL. Reconnects with exponential
  * backoff and full jitter; a 404 means the hub has no stream and is never retried, so an old hub
  * sees one request per page, not a polling storm.

@@ -13,7 +13,7 @@ export const LIVE_TAIL_MS = 15 * MINUTE_MS
 export const RAW_SPAN_MAX_MS = 2 * HOUR_MS
 /** Points an aggregated chart aims at (the bucket is the span divided by this, rounded up to a nice step). */
 export const TARGET_POINTS = 1000
-/** CONTRACT §4 telemetry `limit` the console asks for: the API's maximum, 10,000. */
+/** docs/rest.md telemetry `limit` the console asks for: the API's maximum, 10,000. */
 export const TELEMETRY_LIMIT = 10_000
 /** Readings a chart keeps while live readings arrive; the oldest go first. Default 20,000. */
 export const MAX_CHART_POINTS = 20_000

@@ -9,7 +9,7 @@ import { useSession } from '../ui/context.js'
 import { useAbortableEffect, useBus, type EventBus } from '../ui/hooks.js'
 import { ErrorNote, JsonBlock } from '../ui/widgets.js'
 
-/** The twin (CONTRACT §7): desired (editable for operators), reported, delta and versions. */
+/** The twin (docs/twins.md): desired (editable for operators), reported, delta and versions. */
 export function DeviceTwin(props: { id: string; bus: EventBus }): JSX.Element {
   const { api, abilities } = useSession()
   const [twin, setTwin] = useState<Twin | undefined>(undefined)

@@ -118,10 +118,11 @@ export function HubPage(): JSX.Element {
       {nodes === undefined || nodes === 'absent' ? null : (
         <section class="card" aria-labelledby="nodes-title" data-testid="nodes">
           <h2 id="nodes-title">Nodes</h2>
-          <DataTable label="Nodes" columns={['Node', 'Sessions', 'Started', 'Last seen', 'Version']}>
+          <DataTable label="Nodes" columns={['Node', 'State', 'Sessions', 'Started', 'Last seen', 'Version']}>
             {nodes.map((n) => (
               <tr key={n.id}>
                 <th scope="row">{n.id}</th>
+                <td data-testid="node-state">{n.alive ? 'Alive' : 'Stopped beating'}</td>
                 <td>{count(n.sessions)}</td>
                 <td>{dateTime(n.startedAt)}</td>
                 <td>{ago(Date.parse(n.lastSeenAt), now)}</td>

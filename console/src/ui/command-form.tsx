@@ -3,9 +3,9 @@ import { useState } from 'preact/hooks'
 import type { CommandRequest } from '../lib/api.js'
 import { ErrorNote } from './widgets.js'
 
-/** CONTRACT §4: a command name. */
+/** docs/rest.md: a command name. */
 const COMMAND_NAME = /^[A-Za-z0-9_.-]{1,64}$/
-/** CONTRACT §4: params up to 64 KiB of JSON. */
+/** docs/rest.md: params up to 64 KiB of JSON. */
 const MAX_PARAMS_BYTES = 64 * 1024
 /** Largest timeout or TTL the form takes, in ms: one day. */
 const MAX_MS = 86_400_000

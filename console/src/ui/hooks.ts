@@ -20,7 +20,7 @@ export interface LiveState {
 }
 
 /**
- * Subscribes to the live event stream (CONTRACT §4) while the component is mounted. `onEvent`
+ * Subscribes to the live event stream (docs/rest.md) while the component is mounted. `onEvent`
  * may change between renders; the stream is reopened only when `types` or `devices` change.
  */
 export function useHubEvents(types: readonly HubEventType[], devices: readonly string[], onEvent: (event: HubEvent) => void): LiveState {

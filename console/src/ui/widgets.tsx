@@ -176,7 +176,7 @@ export interface TagRow {
 /** Rows from a tag map. */
 export const tagRows = (tags: Readonly<Record<string, string>>): TagRow[] => Object.entries(tags).map(([name, value]) => ({ name, value }))
 
-/** The tag map of rows (empty rows dropped), or why it is invalid: the SDK's own check (CONTRACT §3). */
+/** The tag map of rows (empty rows dropped), or why it is invalid: the SDK's own check (docs/protocol.md). */
 export function rowsToTags(rows: readonly TagRow[]): { ok: true; tags: Record<string, string> } | { ok: false; message: string } {
   const filled = rows.filter((row) => row.name !== '' || row.value !== '')
   const names = new Set<string>()

@@ -22,7 +22,7 @@ export interface CommandsApiDeps {
 export const MAX_LIST = 1000
 /** `limit` of a command or audit listing when not given: 100. */
 export const DEFAULT_LIST = 100
-/** CONTRACT §4: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
+/** docs/rest.md: fan-out takes the same devices a bulk create does, at most 10,000 listed ids. */
 export const MAX_TARGET_IDS = 10_000
 
 
@@ -32,12 +32,12 @@ function limitOf(text: string | null): number | undefined {
   return /^\d+$/.test(text) && limit >= 1 && limit <= MAX_LIST ? limit : undefined
 }
 
-/** Registers the command and audit routes of CONTRACT §4. */
+/** Registers the command and audit routes of docs/rest.md. */
 export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): void {
   const { commands, batches, audit } = deps
 
   /**
-   * 200 with the final record, or 504 when the wait ended without a result (CONTRACT §4, `wait:
+   * 200 with the final record, or 504 when the wait ended without a result (docs/rest.md, `wait:
    * true`): `timeout`, or `expired` for a held command its device's connection never took.
    */
   const waited = async (record: CommandRecord): Promise<Reply> => {
@@ -56,8 +56,15 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
     const wait = checkBoolean(object['wait'], 'wait', true)
     if (!wait.ok) return invalid(wait.message)
 
-    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false })
+    const outcome = await commands.create(device, request.value, operator?.name ?? 'unknown', { recordRefusal: false, awaited: true })
     switch (outcome.kind) {
+      case 'unreachable':
+        // docs/cluster.md: a call that needs another node fails fast while the broker between them is away.
+        return apiError(
+          503,
+          'not_ready',
+          `device "${device}" is connected to node "${outcome.node}", which cannot be reached now: the cluster's MQTT broker (FLEETGATE_MQTT_UPLINK) is unreachable; retry shortly`,
+        )
       case 'not_found':
         return apiError(404, 'not_found', `no device "${device}"`)
       case 'device_offline':
@@ -68,7 +75,8 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
         if (wait.value && outcome.record.status === 'sent') return waited(outcome.record)
         return { status: 200, body: commandView(outcome.record) }
       case 'created':
-        if (outcome.record.status === 'sent' && wait.value) return waited(outcome.record)
+        // In cluster mode a command another node delivered may have ended already when this one hears it was sent.
+        if (wait.value && outcome.record.status !== 'queued') return waited(outcome.record)
         return { status: 202, body: commandView(outcome.record) }
       case 'held':
         return wait.value ? waited(outcome.record) : { status: 202, body: commandView(outcome.record) }

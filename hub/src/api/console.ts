@@ -8,14 +8,14 @@ import type { Logger } from '../logger.js'
 import type { Exchange, GuardedApp } from '../transport/index.js'
 
 /**
- * CONTRACT §9: the console's Content-Security-Policy. Nothing inline, nothing from another origin:
+ * docs/console.md: the console's Content-Security-Policy. Nothing inline, nothing from another origin:
  * even if device-provided text ever reached the page as markup, it could not run.
  */
 export const CONSOLE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-/** Where the console is served (CONTRACT §9). */
+/** Where the console is served (docs/console.md). */
 export const CONSOLE_PATH = '/console/'
 
 /** Cache-Control of a file whose name carries its content hash: the name changes with the content. */
@@ -109,7 +109,7 @@ function redirect(exchange: Exchange, status: string): void {
 }
 
 /**
- * Serves the console at `/console/` and redirects `/` and `/console` there (CONTRACT §9). Its own
+ * Serves the console at `/console/` and redirects `/` and `/console` there (docs/console.md). Its own
  * routes on the guarded app, since the REST router answers JSON only: register before the
  * router's fallback. `dir` defaults to the installed console's `dist`.
  */

@@ -1,7 +1,6 @@
 import type { KeyType } from '@fleetgate/device-sdk'
-import { CloseCode } from '@fleetgate/device-sdk/wire'
 import type { AuditLog } from '../audit/index.js'
-import { parseEd25519PublicKey, type DeviceRecord, type IssuedSecret, type NewDevice, type Registry, type Sessions } from '../devices/index.js'
+import { parseEd25519PublicKey, type DeviceRecord, type IssuedSecret, type NewDevice, type Presence, type Registry, type SessionPlace } from '../devices/index.js'
 import { apiError, invalid, type Reply, type RequestContext, type Router } from '../transport/index.js'
 import {
   asObject,
@@ -13,7 +12,7 @@ import {
   type Checked,
 } from '../validate.js'
 
-/** CONTRACT §4: bulk creation takes up to 10,000 devices. */
+/** docs/rest.md: bulk creation takes up to 10,000 devices. */
 export const MAX_BULK_DEVICES = 10_000
 /** Listing page size when `limit` is not given: 100. */
 export const DEFAULT_PAGE = 100
@@ -27,23 +26,29 @@ const iso = (ms: number): string => new Date(ms).toISOString()
 /** What the devices API needs. */
 export interface DevicesApiDeps {
   readonly registry: Registry
-  readonly sessions: Sessions
+  /** Where sessions are: this node's, or in cluster mode any node's. */
+  readonly presence: Presence
   readonly audit: AuditLog
   /** Called once a device is deleted (its queued commands end `expired`, its twin is deleted). */
   readonly deleted: (id: string) => Promise<void>
 }
 
-/** Registers the device routes of CONTRACT §4 (create, bulk, list, get, patch, delete, key rotation). */
+/** Registers the device routes of docs/rest.md (create, bulk, list, get, patch, delete, key rotation). */
 export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void {
-  const { registry, sessions, audit } = deps
+  const { registry, presence, audit } = deps
   const actorOf = (ctx: RequestContext): string => ctx.operator?.name ?? 'unknown'
-  /** Ends a live session for an operator's change, and audits the forced disconnect. */
-  const revoke = (ctx: RequestContext, id: string, reason: string): void => {
-    if (sessions.disconnect(id, CloseCode.revoked, reason)) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
+  const placeOf = async (id: string): Promise<SessionPlace | undefined> => (await presence.find([id])).get(id)
+  /**
+   * Audits a forced disconnect when the device was online as the change began. The session itself
+   * ends on whatever node holds it, once the changed record reaches that node (Sessions.recordChanged).
+   */
+  const revoked = (ctx: RequestContext, id: string, reason: string, wasOnline: boolean): void => {
+    if (wasOnline) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
   }
 
-  const view = async (device: DeviceRecord): Promise<Record<string, unknown>> => {
-    const session = sessions.get(device.id)
+  /** The device as REST shows it (docs/rest.md); in cluster mode with the node that holds its session, or null (docs/cluster.md). */
+  const view = async (device: DeviceRecord, place?: SessionPlace): Promise<Record<string, unknown>> => {
+    const session = place ?? (await placeOf(device.id))
     const lastSeenAt = session?.lastSeenAt ?? (await registry.lastSeenAt(device))
     return {
       id: device.id,
@@ -52,6 +57,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
       disabled: device.disabled,
       createdAt: iso(device.createdAt),
       online: session !== undefined,
+      ...(presence.clustered ? { node: session?.node ?? null } : {}),
       ...(session === undefined ? {} : { connectedAt: iso(session.connectedAt) }),
       ...(lastSeenAt === undefined ? {} : { lastSeenAt: iso(lastSeenAt) }),
     }
@@ -117,13 +123,17 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const after = query.get('after') ?? undefined
     if (after !== undefined && !checkDeviceId(after, 'after').ok) return invalid('after: a device id')
     const wantOnline = online === null ? undefined : online === 'true'
-    const page = await registry.list({
-      tags,
-      after,
-      limit,
-      ...(wantOnline === undefined ? {} : { accept: (id: string) => (sessions.get(id) !== undefined) === wantOnline }),
-    })
-    return { status: 200, body: { items: await Promise.all(page.items.map(view)), next: page.next } }
+    const page = await registry.list(
+      { tags, after, limit },
+      wantOnline === undefined
+        ? undefined
+        : async (ids) => {
+            const found = await presence.find(ids)
+            return new Set(ids.filter((id) => found.has(id) === wantOnline))
+          },
+    )
+    const places = await presence.find(page.items.map((device) => device.id))
+    return { status: 200, body: { items: await Promise.all(page.items.map((device) => view(device, places.get(device.id)))), next: page.next } }
   })
 
   router.route('get', '/api/v1/devices/:id', { scope: 'reader', body: 'none' }, async ({ params }) => {
@@ -136,19 +146,22 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const id = ctx.params[0] ?? ''
     const change = checkPatch(ctx.body)
     if (!change.ok) return invalid(change.message)
+    // docs/protocol.md: a disabled device's session ends with 4003 (the registry counts the revocation).
+    const disabling = change.value.disabled === true && registry.get(id)?.disabled === false
+    const wasOnline = disabling && (await placeOf(id)) !== undefined
     const device = await registry.update(id, change.value)
     if (device === undefined) return notFound(id)
     audit.record(actorOf(ctx), 'device.update', id, Object.keys(change.value).join(',') || 'nothing')
-    // CONTRACT §3: a disabled device's session ends with 4003.
-    if (device.disabled) revoke(ctx, id, 'device disabled')
+    revoked(ctx, id, 'device disabled', wasOnline)
     return { status: 200, body: await view(device) }
   })
 
   router.route('del', '/api/v1/devices/:id', { scope: 'admin', body: 'none' }, async (ctx) => {
     const id = ctx.params[0] ?? ''
+    const wasOnline = (await placeOf(id)) !== undefined
     if (!(await registry.remove(id))) return notFound(id)
     audit.record(actorOf(ctx), 'device.delete', id, 'ok')
-    revoke(ctx, id, 'device deleted')
+    revoked(ctx, id, 'device deleted', wasOnline)
     await deps.deleted(id)
     return { status: 204 }
   })
@@ -157,10 +170,12 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const id = ctx.params[0] ?? ''
     const options = checkRotation(ctx.body)
     if (!options.ok) return invalid(options.message)
-    const rotated = await registry.rotateKey(id, options.value.graceSec)
+    const { graceSec, disconnect } = options.value
+    const wasOnline = disconnect && (await placeOf(id)) !== undefined
+    const rotated = await registry.rotateKey(id, graceSec, disconnect)
     if (rotated === undefined) return notFound(id)
-    audit.record(actorOf(ctx), 'device.key_rotate', id, `grace ${options.value.graceSec} s`)
-    if (options.value.disconnect) revoke(ctx, id, 'device key rotated')
+    audit.record(actorOf(ctx), 'device.key_rotate', id, `grace ${graceSec} s`)
+    revoked(ctx, id, 'device key rotated', wasOnline)
     return { status: 200, body: rotated.secret }
   })
 }

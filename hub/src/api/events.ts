@@ -2,14 +2,14 @@ import { EVENT_TYPES, STREAM_HELLO, type EventStreams, type EventType } from '..
 import { apiError, invalid, type Router } from '../transport/index.js'
 import { checkDeviceId } from '../validate.js'
 
-/** CONTRACT §4: `device` may repeat up to 100 times. */
+/** docs/rest.md: `device` may repeat up to 100 times. */
 export const MAX_STREAM_DEVICES = 100
 
 /** Headers of an event stream: SSE, never cached, never buffered by a proxy that honours the hint. */
 const STREAM_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' } as const
 
 /**
- * `GET /api/v1/events` (CONTRACT §4): Server-Sent Events for as long as the client stays. Any
+ * `GET /api/v1/events` (docs/rest.md): Server-Sent Events for as long as the client stays. Any
  * token may read it (`reader`). `device` (repeated, at most 100) narrows every type to those
  * devices, and is what `telemetry` needs at all; `type` is a comma list of event types.
  */

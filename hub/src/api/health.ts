@@ -48,7 +48,7 @@ export function influxProbe(
 }
 
 /**
- * Registers `/healthz`, `/readyz` (no token) and `/metrics` (reader) (CONTRACT §4). The contract
+ * Registers `/healthz`, `/readyz` (no token) and `/metrics` (reader) (docs/rest.md). The contract
  * lists them among the `/api/v1` calls but names them without the prefix, so both paths answer.
  */
 export function registerHealthRoutes(router: Router, probes: readonly ReadinessProbe[], metrics: HubMetrics): void {

@@ -122,7 +122,7 @@ function checkRequest(device: string, query: URLSearchParams, now: number): Tele
 }
 
 /**
- * `GET /api/v1/devices/{id}/telemetry` (CONTRACT §4): a device's points, raw or per interval, from
+ * `GET /api/v1/devices/{id}/telemetry` (docs/rest.md): a device's points, raw or per interval, from
  * InfluxDB when one is configured, else from the embedded history; one validation, one shape.
  */
 export function registerTelemetryRoutes(router: Router, deps: TelemetryApiDeps): void {

@@ -8,7 +8,7 @@ export interface TwinsApiDeps {
   readonly twins: Twins
 }
 
-/** Registers the twin routes of CONTRACT §7: read (reader), change desired (operator). */
+/** Registers the twin routes of docs/twins.md: read (reader), change desired (operator). */
 export function registerTwinRoutes(router: Router, deps: TwinsApiDeps): void {
   const { twins } = deps
   const notFound = (id: string) => apiError(404, 'not_found', `no device "${id}"`)
@@ -25,7 +25,7 @@ export function registerTwinRoutes(router: Router, deps: TwinsApiDeps): void {
     if (object === undefined) return invalid('body: an object {desired, ifVersion?}')
     const keys = onlyKeys(object, ['desired', 'ifVersion'], 'body')
     if (!keys.ok) return invalid(keys.message)
-    // CONTRACT §7: a merge patch of the desired document, by the document rules
+    // docs/twins.md: a merge patch of the desired document, by the document rules
     const problem = object['desired'] === undefined ? ': required, a merge patch (a JSON object)' : twinPatchProblem(object['desired'])
     if (problem !== undefined) return invalid(`desired${problem}`)
     const ifVersion = object['ifVersion'] === undefined ? undefined : checkInteger(object['ifVersion'], 'ifVersion', 0, Number.MAX_SAFE_INTEGER, 0)

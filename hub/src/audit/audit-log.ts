@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js'
 import type { AuditEntry, AuditStore } from '../store/index.js'
 
 /**
- * The audit trail (CONTRACT §4) as the hub writes it: `record` stamps an entry and hands it to the
+ * The audit trail (docs/rest.md) as the hub writes it: `record` stamps an entry and hands it to the
  * AuditStore without waiting (appends join the store's next group commit); a failed append is
  * logged, since the act it records has already happened.
  */

@@ -1,3 +1,3 @@
-// The audit trail of operators' acts (CONTRACT §4), over an AuditStore.
+// The audit trail of operators' acts (docs/rest.md), over an AuditStore.
 export { AuditLog } from './audit-log.js'
 export type { AuditEntry } from '../store/index.js'

@@ -4,7 +4,7 @@ import { parseToken, type ParsedToken } from '@fleetgate/device-sdk/wire'
 import { previousKeyInGrace, type DeviceKey, type DeviceRecord, type Registry } from '../devices/index.js'
 import { tune } from '../tuning.js'
 
-/** Why a device token was refused: for the hub's log only, never for the client (CONTRACT §3). */
+/** Why a device token was refused: for the hub's log only, never for the client (docs/protocol.md). */
 export type DeviceAuthFailure =
   | 'malformed'
   | 'unknown_device'
@@ -18,9 +18,9 @@ export type DeviceAuthResult =
   | { readonly ok: true; readonly device: DeviceRecord }
   | { readonly ok: false; readonly reason: DeviceAuthFailure; readonly deviceId?: string }
 
-/** CONTRACT §3: 30 s of clock skew are allowed on `exp`. */
+/** docs/protocol.md: 30 s of clock skew are allowed on `exp`. */
 const SKEW_SEC = 30
-/** CONTRACT §3: `exp` may lie at most 24 h ahead. */
+/** docs/protocol.md: `exp` may lie at most 24 h ahead. */
 const MAX_AHEAD_SEC = 24 * 3600
 /** An Ed25519 signature's length; every other token signature (parseToken: 32 bytes) is an HMAC-SHA256. */
 const ED25519_SIG_BYTES = 64
@@ -48,7 +48,7 @@ export const nodeSignatureChecks: SignatureChecks = {
  * An HMAC (~10 µs) is checked at once; an Ed25519 signature (~150-300 µs here) on libuv's thread
  * pool, so that in a connect storm the event loop accepts and upgrades while the pool verifies.
  *
- * No answer tells which device ids exist (CONTRACT §3 says the body never says which check
+ * No answer tells which device ids exist (docs/protocol.md says the body never says which check
  * failed; timing must not either). `exp` is judged before the id is looked up, and the signature
  * work follows the token's shape alone: a 64-byte signature costs Ed25519 verifications (an
  * answer after the pool), a 32-byte one HMACs (an answer at once), whether the device exists, is
@@ -141,7 +141,7 @@ export class DeviceAuthenticator {
     return this.#verdict(current, token, held)
   }
 
-  /** Whether `token` carries the HMAC-SHA256 of `key` (CONTRACT §3), compared in constant time. */
+  /** Whether `token` carries the HMAC-SHA256 of `key` (docs/protocol.md), compared in constant time. */
   #hmacSigned(key: DeviceKey, token: ParsedToken): boolean {
     // Decoding the key here costs well under 1 µs of a connect; keeping decoded keys would cost
     // memory for every hmac device.
@@ -163,7 +163,7 @@ export interface FailureLimitOptions {
 export const FAILURE_LIMIT_DEFAULTS: FailureLimitOptions = Object.freeze({ maxFailures: 20, windowMs: 60_000 })
 
 /**
- * Counts authentication failures per remote address in fixed windows (CONTRACT §3: repeated
+ * Counts authentication failures per remote address in fixed windows (docs/protocol.md: repeated
  * failures from one address are answered 429). Memory stays bounded: stale windows are swept.
  */
 export class FailureLimiter {

@@ -45,11 +45,11 @@ export interface AdminToken {
   readonly path: string
 }
 
-/** Where a generated admin token is kept: `DATA_DIR/admin-token` (CONTRACT §1). */
+/** Where a generated admin token is kept: `DATA_DIR/admin-token` (docs/configuration.md). */
 export const adminTokenPath = (dataDir: string): string => join(dataDir, 'admin-token')
 
 /**
- * CONTRACT §1: `FLEETGATE_ADMIN_TOKEN`, else the one kept in `DATA_DIR/admin-token`, else a new
+ * docs/configuration.md: `FLEETGATE_ADMIN_TOKEN`, else the one kept in `DATA_DIR/admin-token`, else a new
  * one written there with mode 0600.
  */
 export function resolveAdminToken(dataDir: string, fromEnv: string | undefined): AdminToken {

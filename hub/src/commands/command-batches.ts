@@ -8,13 +8,13 @@ import { tune } from '../tuning.js'
 import type { CommandRequest } from './command-record.js'
 import type { Commands } from './commands.js'
 
-/** A fan-out's targets (CONTRACT §4): listed ids, devices with every given tag, or both (then both must hold). */
+/** A fan-out's targets (docs/rest.md): listed ids, devices with every given tag, or both (then both must hold). */
 export interface BatchTarget {
   readonly ids: readonly string[] | undefined
   readonly tags: ReadonlyArray<readonly [string, string]> | undefined
 }
 
-/** A fan-out's live counts (CONTRACT §4). */
+/** A fan-out's live counts (docs/rest.md). */
 export type BatchStatus = { readonly batch: string; readonly targeted: number } & Record<CommandStatus, number>
 
 /** Fan-out's tuning knobs; defaults in BATCHES_DEFAULTS. */

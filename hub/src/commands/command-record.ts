@@ -6,7 +6,7 @@ import { asObject, checkInteger, onlyKeys, type Checked } from '../validate.js'
 /** Statuses a command never leaves. */
 export const FINAL_STATUSES: ReadonlySet<CommandStatus> = new Set(['succeeded', 'failed', 'timeout', 'expired'])
 
-/** A validated command request, from REST or MQTT (same rules, CONTRACT §6). */
+/** A validated command request, from REST or MQTT (same rules, docs/mqtt.md). */
 export interface CommandRequest {
   readonly id: string | undefined
   readonly name: string
@@ -17,7 +17,7 @@ export interface CommandRequest {
   readonly ttlMs: number
 }
 
-/** Largest `params`, as JSON text: 64 KiB (CONTRACT §4). */
+/** Largest `params`, as JSON text: 64 KiB (docs/rest.md). */
 export const MAX_PARAMS_BYTES = 64 * 1024
 /**
  * Deepest `params`, in levels of arrays and objects (`{}` is one level): 31. The `cmd` frame is a CBOR
@@ -26,7 +26,7 @@ export const MAX_PARAMS_BYTES = 64 * 1024
  * carries it too. Results come back in a `res` frame under the same bound.
  */
 export const MAX_PARAMS_DEPTH = MAX_CBOR_NESTING - 1
-/** Default wait for a result: 10 s (CONTRACT §4). */
+/** Default wait for a result: 10 s (docs/rest.md). */
 export const DEFAULT_TIMEOUT_MS = 10_000
 /** Longest `timeoutMs`: 1 h. */
 export const MAX_TIMEOUT_MS = 3_600_000
@@ -35,7 +35,7 @@ export const MAX_TTL_MS = 30 * 24 * 3_600_000
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
 
-/** The record as operators see it (CONTRACT §4): times as ISO 8601, internal fields left out. */
+/** The record as operators see it (docs/rest.md): times as ISO 8601, internal fields left out. */
 export function commandView(record: CommandRecord): Record<string, unknown> {
   const view: Record<string, unknown> = {
     id: record.id,
@@ -77,7 +77,7 @@ export function checkCommandFields(body: Record<string, unknown>, allowIdempoten
   }
 }
 
-/** A command request as published on MQTT: `{id?, name, params?, ttlMs?, timeoutMs?}` (CONTRACT §6). */
+/** A command request as published on MQTT: `{id?, name, params?, ttlMs?, timeoutMs?}` (docs/mqtt.md). */
 export function checkMqttCommand(payload: unknown): Checked<CommandRequest> {
   const body = asObject(payload)
   if (body === undefined) return { ok: false, message: 'payload: an object {id?, name, params?, ttlMs?, timeoutMs?}' }

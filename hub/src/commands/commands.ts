@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { Clock, ResultFrame } from '@fleetgate/device-sdk'
+import type { CommandFrame } from '@fleetgate/device-sdk/wire'
 import type { AuditLog } from '../audit/index.js'
 import type { Peer, Registry, Sessions } from '../devices/index.js'
 import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { CommandRecord, CommandStatus, CommandStore } from '../store/index.js'
+import type { CommandRecord, CommandStatus, CommandStore, InsertOutcome } from '../store/index.js'
+import { TurnBatch } from '../turn-batch.js'
 import { tune } from '../tuning.js'
 import { checkJson, checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
+import { commandKey as keyOf, CommandWaiters } from './command-waiters.js'
 
-/** CONTRACT §4: at most 100 queued commands per device. */
+/** docs/rest.md: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100
 
 /** The command module's tuning knobs; defaults in COMMANDS_DEFAULTS. */
@@ -17,10 +20,19 @@ export interface CommandsTuning {
   readonly expirySweepMs: number
   /** Queued commands expired by one sweep at most (the next sweep takes the rest); default 1,000. */
   readonly expiryBatch: number
+  /**
+   * Cluster mode: how long a REST create for a device whose session another node holds waits for
+   * that node to send it before answering it `queued`, in ms; default 2,000.
+   */
+  readonly remoteSendWaitMs: number
+  /** Cluster mode: after a final write PostgreSQL could not take, how long until it is tried again, in ms; default 1,000. */
+  readonly retryMs: number
+  /** Cluster mode: sent commands of dead nodes ended by one sweep at most (the next sweep takes the rest); default 1,000. */
+  readonly orphanBatch: number
 }
 
 /** The defaults of CommandsTuning. */
-export const COMMANDS_DEFAULTS: CommandsTuning = Object.freeze({ expirySweepMs: 250, expiryBatch: 1000 })
+export const COMMANDS_DEFAULTS: CommandsTuning = Object.freeze({ expirySweepMs: 250, expiryBatch: 1000, remoteSendWaitMs: 2000, retryMs: 1000, orphanBatch: 1000 })
 
 /**
  * How a create ended. `held`: a command with ttlMs 0 for a device that is online but whose
@@ -31,6 +43,8 @@ export const COMMANDS_DEFAULTS: CommandsTuning = Object.freeze({ expirySweepMs: 
 export type CreateOutcome =
   | { readonly kind: 'created' | 'existing' | 'held'; readonly record: CommandRecord }
   | { readonly kind: 'not_found' | 'device_offline' | 'queue_full' }
+  /** Cluster mode: the device's session is on `node`, and the bus to it is down now: nothing was stored. */
+  | { readonly kind: 'unreachable'; readonly node: string }
 
 /** Options of one create. */
 export interface CreateOptions {
@@ -43,6 +57,31 @@ export interface CreateOptions {
    * and an MQTT client hears of it on the result topic.
    */
   readonly recordRefusal: boolean
+  /**
+   * A caller waits for the answer (REST): in cluster mode the record names this node as its
+   * `waiter`, so the node that delivers it tells this one of each change, and a create for a
+   * device on another node waits for it to be sent (at most `remoteSendWaitMs`). Default false.
+   */
+  readonly awaited?: boolean
+}
+
+/**
+ * Cluster mode (docs/cluster.md): where the devices whose sessions are not here are, and the bus to the
+ * nodes that hold them. Everything these carry is in the store first: a lost message only delays.
+ */
+export interface CommandRouting {
+  /** This node's id. */
+  readonly nodeId: string
+  /** Whether the bus reaches the other nodes now. */
+  readonly reachable: boolean
+  /** The live node that holds `device`'s session, other than this one, or undefined. */
+  locate(device: string): Promise<string | undefined>
+  /** Tells `node` that `device` has queued commands to deliver; false when the bus cannot send now. */
+  deliver(node: string, device: string): boolean
+  /** Hands `node` a command stored as sent by it, to write to its session; false when the bus cannot send now. */
+  send(node: string, record: CommandRecord): boolean
+  /** Tells `node`, where a call waits for it, that `record` changed. */
+  notify(node: string, record: CommandRecord): void
 }
 
 /** Figures the command module reports. */
@@ -61,7 +100,7 @@ export interface CommandsOptions {
   readonly audit: Pick<AuditLog, 'record'>
   readonly log: Logger
   readonly counters: CommandCounters
-  /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
+  /** Publishes a command's final record (MQTT result topic, docs/mqtt.md). */
   readonly publishResult: (record: CommandRecord) => void
   /**
    * Told of every change of a record as it becomes visible (`before` undefined for a new one), and
@@ -70,18 +109,25 @@ export interface CommandsOptions {
   readonly changed?: (before: CommandRecord | undefined, after: CommandRecord | undefined) => void
   /** Told of every record once it is stored, new or changed, in the order of the writes (the live event stream); default none. */
   readonly stored?: (record: CommandRecord) => void
+  /** Cluster mode: routing over the bus; undefined on one node. */
+  readonly routing?: CommandRouting
   /** Time and timers (command timeouts, TTLs, the expiry sweep). */
   readonly clock: Clock
   /** Tuning knobs; defaults in COMMANDS_DEFAULTS. */
   readonly tuning?: Partial<CommandsTuning>
 }
 
-const keyOf = (device: string, id: string): string => `${device}\0${id}`
-
 /**
  * Commands: one record per command, kept in the store; `sent` only once the `cmd` frame was
  * written to the device's live session; results matched by device and id; timeouts, TTLs and the
  * offline queue enforced here and restored after a restart.
+ *
+ * In cluster mode (`routing`) the store decides between nodes: a create with an id is an
+ * insert-if-absent, the queue bound is counted in the insert's transaction, a node claims a queued
+ * command (`queued` -> `sent`) before it writes the frame, and every later change is a
+ * compare-and-set on the status before it, so that of two nodes exactly one delivers, ends or
+ * expires a command. A command for a device on another node is stored queued and that node is told
+ * to deliver it; a node that dies leaves its sent commands to a survivor's sweep, which ends them `timeout`.
  */
 export class Commands {
   readonly #options: CommandsOptions
@@ -91,17 +137,25 @@ export class Commands {
   readonly #inflight = new Map<string, { record: CommandRecord; timer: unknown }>()
   /** Records between their change and its commit: idempotency and delivery must see them. */
   readonly #unsettled = new Map<string, CommandRecord>()
-  readonly #waiters = new Map<string, Array<(record: CommandRecord) => void>>()
+  readonly #waiters: CommandWaiters
+  /**
+   * Queued commands per device: on one node the count itself, which the store's bound agrees
+   * with; in cluster mode what this node queued (another node's queue for a device is found by the
+   * delivery it asks for, or by the sweep).
+   */
   #queuedCount = new Map<string, number>()
   /** Devices whose queue is being delivered, with the session to deliver to and whether to read the queue again after this pass. */
   readonly #delivering = new Map<string, { peer: Peer; again: boolean }>()
   #sweep: unknown
   #running = false
+  /** Cluster mode: which devices have queued commands, read for a turn's new sessions together. */
+  readonly #hasQueued = new TurnBatch<string, true>(async (devices) => new Map([...(await this.#options.store.queuedAmong(devices))].map((device) => [device, true as const])))
 
   constructor(options: CommandsOptions) {
     this.#options = options
     this.#clock = options.clock
     this.#tuning = tune('Commands', COMMANDS_DEFAULTS, options.tuning)
+    this.#waiters = new CommandWaiters(options.clock)
   }
 
   /** Reads the queue counts, restores sent commands' timeouts after a restart and starts the TTL sweep. */
@@ -132,13 +186,15 @@ export class Commands {
   }
 
   /**
-   * Creates a command and delivers it now (online), queues it (offline with a TTL; online with a
-   * connection that does not take it yet), or refuses it.
+   * Creates a command and delivers it now (online here), queues it (offline with a TTL; online
+   * with a connection that does not take it yet; in cluster mode online on another node, which is
+   * told to deliver it), or refuses it.
    */
   async create(device: string, request: CommandRequest, actor: string, options: CreateOptions): Promise<CreateOutcome> {
     if (this.#options.registry.get(device) === undefined) return { kind: 'not_found' }
+    const routing = this.#options.routing
     const id = request.id ?? randomUUID()
-    if (request.id !== undefined) {
+    if (request.id !== undefined && routing === undefined) {
       // Read again after the store answered: a create of the same id may have begun meanwhile.
       const existing = (await this.get(device, id)) ?? this.#changing(keyOf(device, id))
       if (existing !== undefined) return { kind: 'existing', record: existing }
@@ -154,32 +210,85 @@ export class Commands {
       timeoutMs: request.timeoutMs,
       ...(options.batch === undefined ? {} : { batch: options.batch }),
       actor,
+      ...(routing !== undefined && options.awaited === true ? { waiter: routing.nodeId } : {}),
     }
-    const peer = this.#options.sessions.get(device)
-    const online = peer !== undefined && peer.isOpen()
+    const session = this.#options.sessions.get(device)
+    const here = session !== undefined && session.isOpen() ? session : undefined
     // Commands queued for an online device are going out, or wait for its connection to drain: a
-    // new one goes behind them, so that none overtakes another (CONTRACT §4: creation order).
-    const sent = online && !this.#queuedCount.has(device) ? this.#deliver(peer, base) : undefined
-    if (sent !== undefined) {
-      // The device has the frame already; a command the hub cannot record is forgotten, so that
-      // neither its timeout nor its result writes a record nobody was told of.
-      await this.#storeNew(actor, sent, () => this.#disarm(sent))
-      return { kind: 'created', record: sent }
+    // new one goes behind them, so that none overtakes another (docs/rest.md: creation order). In
+    // cluster mode an id is an idempotency key another node may be creating too: the store decides first.
+    if (here !== undefined && !this.#queuedCount.has(device) && (routing === undefined || request.id === undefined)) {
+      const sent = this.#deliver(here, base)
+      if (sent !== undefined) {
+        // The device has the frame already; a command the hub cannot record is forgotten, so that
+        // neither its timeout nor its result writes a record nobody was told of.
+        await this.#storeNew(actor, sent, () => this.#disarm(sent))
+        return { kind: 'created', record: sent }
+      }
     }
+    const elsewhere = here === undefined && routing !== undefined ? await routing.locate(device) : undefined
+    // docs/cluster.md: a call that needs another node fails fast while the bus to it is down.
+    if (elsewhere !== undefined && routing?.reachable !== true) return { kind: 'unreachable', node: elsewhere }
+    const online = here !== undefined || elsewhere !== undefined
     if (!online && request.ttlMs === 0) return this.#refuse(actor, base, options, 'device_offline', 'device offline')
-    const queued = this.#queuedCount.get(device) ?? 0
-    if (queued >= MAX_QUEUED_PER_DEVICE) {
-      return this.#refuse(actor, base, options, 'queue_full', `device queue full (${MAX_QUEUED_PER_DEVICE} commands)`)
-    }
-    // The slot is taken before the write, so that concurrent creates cannot pass the limit together,
-    // and given back if the write fails: only what was stored counts.
-    this.#queuedCount.set(device, queued + 1)
     // Held for an online device's connection, a command without a TTL waits at most its timeout.
     const record: CommandRecord = { ...base, expiresAt: now + (request.ttlMs > 0 ? request.ttlMs : request.timeoutMs) }
-    await this.#storeNew(actor, record, () => this.#dequeued(device))
+    if (elsewhere !== undefined && request.ttlMs === 0) return this.#sendElsewhere(actor, record, elsewhere)
+    const outcome = await this.#storeQueued(actor, record)
+    if (outcome.kind === 'exists') return { kind: 'existing', record: this.current(outcome.record) }
+    if (outcome.kind === 'queue_full') return this.#refuse(actor, base, options, 'queue_full', `device queue full (${MAX_QUEUED_PER_DEVICE} commands)`)
     if (!online) return { kind: 'created', record }
-    this.#deliverSoon(peer)
-    return { kind: request.ttlMs === 0 ? 'held' : 'created', record }
+    const waited = routing !== undefined && options.awaited === true
+    // Waiting first: the node that delivers it may tell before the request to deliver returns.
+    const sent = waited ? this.#waiters.wait(record, (changed) => changed.status !== 'queued', this.#tuning.remoteSendWaitMs) : undefined
+    if (here !== undefined) this.#deliverSoon(here)
+    else if (elsewhere !== undefined) routing?.deliver(elsewhere, device)
+    const current = (await sent) ?? record
+    return { kind: current.status === 'queued' && request.ttlMs === 0 ? 'held' : 'created', record: current }
+  }
+
+  /**
+   * Cluster mode, a command without a TTL for a device whose session `node` holds: stored as sent
+   * by that node (deliver now, or never), then handed to it over the bus, which writes the frame
+   * (`sendFor`). A hand-over the bus loses is found by that node's sweep; a session gone by then puts
+   * it back in the queue until its `expiresAt`, as for a connection that does not take it (`held`).
+   * Two store writes and two bus hops: a device on another node answers nearly as fast as one here.
+   */
+  async #sendElsewhere(actor: string, queued: CommandRecord, node: string): Promise<CreateOutcome> {
+    const record: CommandRecord = { ...queued, status: 'sent', sentAt: this.#clock.now() }
+    let existing: CommandRecord | undefined
+    try {
+      await this.#settle(undefined, record, async () => {
+        const outcome = await this.#options.store.insertIfAbsent(record, { node })
+        if (outcome.kind === 'exists') existing = outcome.record
+        return outcome.kind === 'stored'
+      })
+    } catch (cause) {
+      throw this.#failed(actor, record, cause)
+    }
+    if (existing !== undefined) return { kind: 'existing', record: this.current(existing) }
+    this.#audit(actor, record, record.status)
+    this.#options.routing?.send(node, record)
+    return { kind: 'created', record }
+  }
+
+  /**
+   * Cluster mode: a command another node stored as sent by this one (`#sendElsewhere`), from the
+   * bus or the sweep: its frame goes to the session here, once; with no session, or one that does
+   * not take it, it goes back to the queue.
+   */
+  sendFor(record: CommandRecord): void {
+    const key = keyOf(record.device, record.id)
+    if (this.#changing(key) !== undefined || record.status !== 'sent') return
+    const peer = this.#options.sessions.get(record.device)
+    const sentAt = record.sentAt ?? this.#clock.now()
+    if (peer !== undefined && peer.isOpen() && peer.send(this.#frame(record, sentAt))) {
+      this.#arm(record, sentAt + record.timeoutMs - this.#clock.now())
+      return
+    }
+    const { sentAt: _unsent, ...rest } = record
+    this.#queuedCount.set(record.device, (this.#queuedCount.get(record.device) ?? 0) + 1)
+    void this.#update(record, { ...rest, status: 'queued' })
   }
 
   /** A command the device cannot take: answered (`kind`), or recorded as `expired` when nobody is there to answer. */
@@ -195,7 +304,7 @@ export class Commands {
   }
 
   /**
-   * A command published on MQTT (CONTRACT §6): the REST rules, no one to answer. A device this hub
+   * A command published on MQTT (docs/mqtt.md): the REST rules, no one to answer. A device this hub
    * does not know is ignored quietly (several hubs may share the uplink broker); an invalid request
    * is audited and dropped; an offline device with ttl 0 gets an `expired` record.
    */
@@ -211,24 +320,29 @@ export class Commands {
     })
   }
 
-  /** Resolves with the record once it is final (its timeout guarantees that it becomes final). */
-  final(record: CommandRecord): Promise<CommandRecord> {
+  /**
+   * Resolves with the record once it is final (its timeout guarantees that it becomes final). In
+   * cluster mode the node that ends it tells this one; should that news be lost, the sweep reads it.
+   */
+  async final(record: CommandRecord): Promise<CommandRecord> {
     const key = keyOf(record.device, record.id)
-    return new Promise((resolve, reject) => {
-      // Waiting first: a change that ends the command while the store is read still wakes it.
-      this.#waiters.set(key, [...(this.#waiters.get(key) ?? []), resolve])
-      if (this.#changing(key) !== undefined) return
-      this.#options.store.get(record.device, record.id).then((stored) => {
-        const current = stored ?? record
-        if (!FINAL_STATUSES.has(current.status) || this.#changing(key) !== undefined) return
-        this.#unwait(key, resolve)
-        resolve(current)
-      }, reject)
-    })
+    const isFinal = (changed: CommandRecord): boolean => FINAL_STATUSES.has(changed.status)
+    // Waiting first: a change that ends the command while the store is read still wakes it.
+    const done = this.#waiters.wait(record, isFinal)
+    if (this.#changing(key) === undefined) {
+      const stored = await this.#options.store.get(record.device, record.id)
+      if (stored !== undefined && this.#changing(key) === undefined) this.#waiters.changed(stored)
+    }
+    return done
+  }
+
+  /** A command that another node changed and that a call here waits for (cluster mode, over the bus). */
+  changedElsewhere(record: CommandRecord): void {
+    this.#waiters.changed(record)
   }
 
   /**
-   * CONTRACT §4: a device's queued commands go out in creation order: right after `hello`, when
+   * docs/rest.md: a device's queued commands go out in creation order: right after `hello`, when
    * its connection drains, and after a create that queued behind others. One delivery runs per
    * device at a time; a call while it runs makes it read the queue once more when it ends.
    */
@@ -250,6 +364,23 @@ export class Commands {
     } finally {
       this.#delivering.delete(device)
     }
+  }
+
+  /**
+   * A session opened: its device's queued commands go out. In cluster mode whether it has any is
+   * asked for the sessions of a turn together, so a connect storm costs a query a turn.
+   */
+  online(peer: Peer): void {
+    if (this.#options.routing === undefined) {
+      this.#deliverSoon(peer)
+      return
+    }
+    this.#hasQueued.get(peer.deviceId).then(
+      (queued) => {
+        if (queued === true && peer.isOpen()) this.#deliverSoon(peer)
+      },
+      (err: unknown) => this.#options.log.warn({ err, deviceId: peer.deviceId }, 'queued commands not looked up; the sweep delivers them'),
+    )
   }
 
   /**
@@ -290,10 +421,10 @@ export class Commands {
     this.result(peer, { t: 'res', id, ok: false, e: `invalid result: ${reason}` })
   }
 
-  /** CONTRACT §4: a deleted device's queued commands end `expired`. */
+  /** docs/rest.md: a deleted device's queued commands end `expired`. */
   async deviceDeleted(device: string): Promise<void> {
     // As the sweep does: a stored queued record may already be changing (expired, or delivered).
-    const queued = (await this.#options.store.queued(device)).map((record) => this.#unsettled.get(keyOf(record.device, record.id)) ?? record)
+    const queued = (await this.#options.store.queued(device)).map((record) => this.current(record))
     await Promise.all(queued.filter((record) => record.status === 'queued').map((record) => this.#expire(record)))
   }
 
@@ -306,11 +437,42 @@ export class Commands {
     return stored.map(current)
   }
 
-  /** One pass over a device's stored queue: each command is expired or written, until the connection refuses one. */
+  /**
+   * Cluster mode, each sweep of the node: what the bus may have lost is read from the store.
+   * Commands other nodes handed to this one are sent; sent commands of dead nodes whose deadline
+   * passed end `timeout` (docs/cluster.md); queued commands of the devices whose sessions are here
+   * (`here`) are delivered; calls waiting here read their commands again.
+   */
+  async sweep(here: readonly string[]): Promise<void> {
+    const { store, sessions } = this.#options
+    if (this.#options.routing === undefined) return
+    const now = this.#clock.now()
+    // Handed over by another node, and the bus lost the news.
+    for (const record of await store.sent()) this.sendFor(record)
+    for (const record of await store.orphaned(now, this.#tuning.orphanBatch)) {
+      if (this.#changing(keyOf(record.device, record.id)) !== undefined) continue
+      void this.#finish(record, { ...record, status: 'timeout', completedAt: now, error: `no result within ${record.timeoutMs} ms` })
+    }
+    for (const device of await store.queuedAmong(here)) {
+      const peer = sessions.get(device)
+      if (peer !== undefined && peer.isOpen()) this.#deliverSoon(peer)
+    }
+    for (const [device, id] of this.#waiters.keys()) {
+      const stored = await store.get(device, id)
+      if (stored !== undefined) this.#waiters.changed(this.current(stored))
+    }
+  }
+
+  /**
+   * One pass over a device's stored queue: each command is expired or sent, until the connection
+   * refuses one. In cluster mode the pass also sets this node's count of the device's queue to
+   * what it left (other nodes queue and deliver too).
+   */
   async #deliverStored(peer: Peer): Promise<void> {
     const queued = await this.#options.store.queued(peer.deviceId)
     const now = this.#clock.now()
-    for (const record of queued) {
+    let left = 0
+    for (const [i, record] of queued.entries()) {
       const key = keyOf(record.device, record.id)
       const current = this.#unsettled.get(key) ?? record
       if (current.status !== 'queued' || this.#inflight.has(key)) continue
@@ -318,13 +480,51 @@ export class Commands {
         void this.#expire(current)
         continue
       }
-      const sent = this.#deliver(peer, current)
       // A connection that refuses a frame (closed, or back-pressure) keeps the rest queued, in
       // order, for its drain or the next connect.
-      if (sent === undefined) return
-      this.#dequeued(current.device)
-      void this.#update(current, sent)
+      if ((await this.#send(peer, current)) === 'refused') {
+        left = queued.length - i
+        break
+      }
     }
+    if (this.#options.routing === undefined) return
+    if (left > 0) this.#queuedCount.set(peer.deviceId, left)
+    else this.#queuedCount.delete(peer.deviceId)
+  }
+
+  /**
+   * Sends a stored queued command. On one node the frame goes first and the store follows. In
+   * cluster mode the node claims it in the store first (`queued` -> `sent`, which one node only
+   * wins: `taken` for the others) and then writes the frame; a frame the connection refuses puts
+   * the command back in the queue.
+   */
+  async #send(peer: Peer, record: CommandRecord): Promise<'sent' | 'taken' | 'refused'> {
+    const { store, routing } = this.#options
+    if (routing === undefined) {
+      const sent = this.#deliver(peer, record)
+      if (sent === undefined) return 'refused'
+      this.#dequeued(record.device)
+      void this.#update(record, sent)
+      return 'sent'
+    }
+    if (!peer.isOpen()) return 'refused'
+    const claim: CommandRecord = { ...record, status: 'sent', sentAt: this.#clock.now() }
+    let claimed: boolean
+    try {
+      claimed = await this.#settle(record, claim, () => store.writeIf(claim, 'queued'))
+    } catch (err) {
+      // The store cannot be reached: the command stays queued for the next delivery or sweep.
+      this.#options.log.warn({ err, device: record.device, id: record.id }, 'queued command not claimed')
+      return 'refused'
+    }
+    if (!claimed) return 'taken'
+    this.#dequeued(record.device)
+    if (peer.send(this.#frame(claim, claim.sentAt ?? 0))) {
+      this.#arm(claim, claim.timeoutMs)
+      return 'sent'
+    }
+    await this.#update(claim, record)
+    return 'refused'
   }
 
   /** Starts a delivery of the device's queue; a failure is logged (the commands stay queued for the next one). */
@@ -332,19 +532,22 @@ export class Commands {
     this.deliverQueued(peer).catch((err: unknown) => this.#options.log.error({ err, deviceId: peer.deviceId }, 'queued commands not delivered'))
   }
 
-  /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */
-  #deliver(peer: Peer | undefined, record: CommandRecord): CommandRecord | undefined {
-    if (peer === undefined || !peer.isOpen()) return undefined
-    const sentAt = this.#clock.now()
-    const frame = {
-      t: 'cmd' as const,
+  #frame(record: CommandRecord, sentAt: number): CommandFrame {
+    return {
+      t: 'cmd',
       id: record.id,
       n: record.name,
       ...(record.params === undefined ? {} : { p: record.params }),
       // The device should not start what the hub will already have given up on.
       exp: sentAt + record.timeoutMs,
     }
-    if (!peer.send(frame)) return undefined
+  }
+
+  /** Writes the `cmd` frame; the record as sent, or undefined when it could not be written. */
+  #deliver(peer: Peer | undefined, record: CommandRecord): CommandRecord | undefined {
+    if (peer === undefined || !peer.isOpen()) return undefined
+    const sentAt = this.#clock.now()
+    if (!peer.send(this.#frame(record, sentAt))) return undefined
     const sent: CommandRecord = { ...record, status: 'sent', sentAt }
     this.#arm(sent, record.timeoutMs)
     return sent
@@ -367,9 +570,9 @@ export class Commands {
     this.#inflight.set(key, { record, timer })
   }
 
-  #expire(record: CommandRecord): Promise<void> {
+  async #expire(record: CommandRecord): Promise<void> {
     this.#dequeued(record.device)
-    return this.#finish(record, { ...record, status: 'expired', completedAt: this.#clock.now(), error: 'not delivered before its TTL ended' })
+    await this.#finish(record, { ...record, status: 'expired', completedAt: this.#clock.now(), error: 'not delivered before its TTL ended' })
   }
 
   /** The next TTL sweep, one interval after the last one ended (so sweeps never overlap). */
@@ -401,72 +604,118 @@ export class Commands {
     else this.#queuedCount.delete(device)
   }
 
-  /** Persists a change; until it is durable the change is what `get` and delivery see. */
-  async #settle(before: CommandRecord | undefined, after: CommandRecord): Promise<void> {
+  /**
+   * Persists a change through `write` (default: on one node a plain write; in cluster mode a
+   * compare-and-set on `before`'s status), resolving whether it was stored. Until it settles the
+   * change is what `get` and delivery see; a change the store did not take is undone in the
+   * fan-out counts. Once stored it wakes the calls waiting for it, and in cluster mode tells the
+   * node where a call waits for it.
+   */
+  async #settle(before: CommandRecord | undefined, after: CommandRecord, write?: () => Promise<boolean>): Promise<boolean> {
+    const { store, routing } = this.#options
     const key = keyOf(after.device, after.id)
     this.#unsettled.set(key, after)
     this.#options.changed?.(before, after)
+    let stored: boolean
     try {
-      await this.#options.store.write(after)
+      stored = await (write ?? (() => (before === undefined || routing === undefined ? store.write(after).then(() => true) : store.writeIf(after, before.status))))()
+    } catch (err) {
+      if (before === undefined) this.#options.changed?.(after, undefined)
+      throw err
     } finally {
       if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
     }
+    if (!stored) {
+      this.#options.changed?.(after, before)
+      return false
+    }
     this.#options.stored?.(after)
+    this.#waiters.changed(after)
+    if (routing !== undefined && after.waiter !== undefined && after.waiter !== routing.nodeId && after.status !== 'queued') routing.notify(after.waiter, after)
+    return true
   }
 
   /**
    * Stores a new record and audits how that ended. A failed write leaves no trace but the audit
-   * entry: `undo` gives back what the create took (a queue slot, a sent command's timer), the
-   * fan-out counts are set back, and the error goes to the caller (REST answers 500).
+   * entry: `undo` gives back what the create took (a sent command's timer), the fan-out counts are
+   * set back, and the error goes to the caller (REST answers 500).
    */
   async #storeNew(actor: string, record: CommandRecord, undo?: () => void): Promise<void> {
     try {
       await this.#settle(undefined, record)
     } catch (cause) {
       undo?.()
-      this.#options.changed?.(record, undefined)
-      const reason = `the store refused the write (${(cause as Error).message})`
-      this.#audit(actor, record, `failed: ${reason}`)
-      throw new HubError('HUB_ERR_STORE', `command ${record.device}/${record.id}: ${reason}`, { cause })
+      throw this.#failed(actor, record, cause)
     }
     this.#audit(actor, record, record.status)
   }
 
   /**
-   * Persists a change of a stored record. What happened (the device answered, the TTL ended) stays
-   * true when the write fails: it is logged, and the record's next write, which puts its indexes in
-   * step with its status whatever the store held (CommandStore.write), sets the store straight.
+   * Stores a new queued record unless its id is taken or its device's queue is full, counted by
+   * the store in the write's own transaction (across nodes in cluster mode). Audited as `queued`
+   * once stored; a store that fails throws as `#storeNew` does.
    */
-  #update(before: CommandRecord, after: CommandRecord): Promise<void> {
-    return this.#settle(before, after).catch((err: unknown) => {
-      this.#options.log.error({ err, device: after.device, id: after.id, status: after.status }, 'command change not stored')
-    })
+  async #storeQueued(actor: string, record: CommandRecord): Promise<InsertOutcome> {
+    let outcome: InsertOutcome = { kind: 'stored' }
+    this.#queuedCount.set(record.device, (this.#queuedCount.get(record.device) ?? 0) + 1)
+    try {
+      await this.#settle(undefined, record, async () => {
+        outcome = await this.#options.store.insertIfAbsent(record, { maxQueued: MAX_QUEUED_PER_DEVICE })
+        return outcome.kind === 'stored'
+      })
+    } catch (cause) {
+      this.#dequeued(record.device)
+      throw this.#failed(actor, record, cause)
+    }
+    if (outcome.kind !== 'stored') this.#dequeued(record.device)
+    else this.#audit(actor, record, record.status)
+    return outcome
   }
 
-  /** Persists a final record, then tells whoever waits for it. */
-  async #finish(before: CommandRecord, done: CommandRecord): Promise<void> {
-    await this.#update(before, done)
-    this.#ended(done)
+  #failed(actor: string, record: CommandRecord, cause: unknown): HubError {
+    const reason = `the store refused the write (${(cause as Error).message})`
+    this.#audit(actor, record, `failed: ${reason}`)
+    return new HubError('HUB_ERR_STORE', `command ${record.device}/${record.id}: ${reason}`, { cause })
+  }
+
+  /**
+   * Persists a change of a stored record; resolves whether it holds. On one node what happened
+   * (the device answered, the TTL ended) stays true when the write fails: it is logged, and the
+   * record's next write, which puts its indexes in step with its status whatever the store held
+   * (CommandStore.write), sets the store straight. In cluster mode a change another node made
+   * first does not hold, and one PostgreSQL could not take is tried again after `retryMs`.
+   */
+  async #update(before: CommandRecord, after: CommandRecord): Promise<boolean> {
+    try {
+      return await this.#settle(before, after)
+    } catch (err) {
+      this.#options.log.error({ err, device: after.device, id: after.id, status: after.status }, 'command change not stored')
+      if (this.#options.routing === undefined) return true
+      // Still under way meanwhile: the sweep must not take the stored `sent` for a command to send.
+      const key = keyOf(after.device, after.id)
+      this.#unsettled.set(key, after)
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#tuning.retryMs))
+      if (this.#unsettled.get(key) === after) this.#unsettled.delete(key)
+      return this.#running && this.#update(before, after)
+    }
+  }
+
+  /** Persists a final record, then tells whoever waits for it; resolves whether this change held. */
+  async #finish(before: CommandRecord, done: CommandRecord): Promise<boolean> {
+    const held = await this.#update(before, done)
+    if (held) this.#ended(done)
+    return held
   }
 
   #ended(done: CommandRecord): void {
     this.#options.counters.commandEnded(done.status)
     this.#options.publishResult(done)
-    const key = keyOf(done.device, done.id)
-    const waiters = this.#waiters.get(key)
-    this.#waiters.delete(key)
-    for (const wake of waiters ?? []) wake(done)
+    this.#waiters.changed(done)
   }
 
   /** A change of the command under way: sent and waiting for its result, or written and not yet settled. */
   #changing(key: string): CommandRecord | undefined {
     return this.#inflight.get(key)?.record ?? this.#unsettled.get(key)
-  }
-
-  #unwait(key: string, resolve: (record: CommandRecord) => void): void {
-    const left = (this.#waiters.get(key) ?? []).filter((waiter) => waiter !== resolve)
-    if (left.length > 0) this.#waiters.set(key, left)
-    else this.#waiters.delete(key)
   }
 
   #audit(actor: string, record: CommandRecord, outcome: string): void {

@@ -6,7 +6,7 @@ import type { Registry, Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { BatchStore, CommandRecord, CommandStore } from '../store/index.js'
 import { CommandBatches, type BatchesTuning } from './command-batches.js'
-import { Commands, type CommandCounters, type CommandsTuning } from './commands.js'
+import { Commands, type CommandCounters, type CommandRouting, type CommandsTuning } from './commands.js'
 
 export { BATCHES_DEFAULTS, CommandBatches, type BatchesTuning, type BatchStatus, type BatchTarget } from './command-batches.js'
 export {
@@ -19,7 +19,15 @@ export {
   MAX_TTL_MS,
   type CommandRequest,
 } from './command-record.js'
-export { COMMANDS_DEFAULTS, Commands, MAX_QUEUED_PER_DEVICE, type CommandCounters, type CommandsTuning, type CreateOutcome } from './commands.js'
+export {
+  COMMANDS_DEFAULTS,
+  Commands,
+  MAX_QUEUED_PER_DEVICE,
+  type CommandCounters,
+  type CommandRouting,
+  type CommandsTuning,
+  type CreateOutcome,
+} from './commands.js'
 export { COMMAND_STATUSES, type CommandRecord, type CommandStatus } from '../store/index.js'
 
 /** What the command concern is built from. */
@@ -32,12 +40,14 @@ export interface CommandsConcernOptions {
   readonly log: Logger
   readonly clock: Clock
   readonly counters: CommandCounters
-  /** Publishes a command's final record (MQTT result topic, CONTRACT §6). */
+  /** Publishes a command's final record (MQTT result topic, docs/mqtt.md). */
   readonly publishResult: (record: CommandRecord) => void
   /** Told of every record once it is stored, new or changed (the live event stream); default none. */
   readonly stored?: (record: CommandRecord) => void
   /** Whether other nodes share the stores (PostgreSQL): fan-out counts are then read from the store. Default false. */
   readonly sharedStore?: boolean
+  /** Cluster mode: how commands reach devices whose sessions other nodes hold; default none (one node). */
+  readonly routing?: CommandRouting
   /** Tuning knobs of Commands; defaults in COMMANDS_DEFAULTS. */
   readonly commands?: Partial<CommandsTuning>
   /** Tuning knobs of fan-out; defaults in BATCHES_DEFAULTS. */
@@ -65,6 +75,7 @@ export function createCommands(options: CommandsConcernOptions): CommandsConcern
     publishResult: options.publishResult,
     ...(options.stored === undefined ? {} : { stored: options.stored }),
     changed: (before, after) => batches.changed(before, after),
+    ...(options.routing === undefined ? {} : { routing: options.routing }),
     clock,
     ...(options.commands === undefined ? {} : { tuning: options.commands }),
   })

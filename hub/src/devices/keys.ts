@@ -6,7 +6,7 @@ import type { DeviceKey } from '../store/index.js'
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4); the raw 32-byte key follows it. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 
-/** The secret shown to the operator once (CONTRACT §2), or nothing when the operator brought a public key. */
+/** The secret shown to the operator once (docs/protocol.md), or nothing when the operator brought a public key. */
 export type IssuedSecret = { key: string } | { privateKey: string } | Record<string, never>
 
 /** Makes a new key of `type`: 32 random bytes for hmac, a fresh pair for ed25519. */

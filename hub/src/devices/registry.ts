@@ -8,6 +8,30 @@ export function previousKeyInGrace(device: DeviceRecord, nowMs: number): DeviceK
   return previous !== undefined && nowMs < previous.until ? previous : undefined
 }
 
+/** What a session was admitted under: its device's record as it stood (creation time, forced disconnects counted). */
+export interface SessionGrant {
+  readonly createdAt: number
+  readonly revocations: number
+}
+
+/** The grant of a session that `device` admits now. */
+export const grantOf = (device: DeviceRecord): SessionGrant => ({ createdAt: device.createdAt, revocations: device.revocations ?? 0 })
+
+/**
+ * Why `device` as it is now (undefined: deleted) no longer admits a session granted `grant`, or
+ * undefined while it does (docs/protocol.md: disabled, deleted, or its key rotated with `disconnect`).
+ * A device deleted and created again under its id is another device.
+ */
+export function revokedReason(device: DeviceRecord | undefined, grant: SessionGrant): string | undefined {
+  if (device === undefined || device.createdAt !== grant.createdAt) return 'device deleted'
+  if (device.disabled) return 'device disabled'
+  if ((device.revocations ?? 0) > grant.revocations) return 'device key rotated'
+  return undefined
+}
+
+/** A narrowing of a listing that only the caller can judge (where sessions are): which of `ids` to keep. */
+export type ListFilter = (ids: readonly string[]) => Promise<ReadonlySet<string>>
+
 /** What an operator asks for when creating a device (already validated). */
 export interface NewDevice {
   readonly id: string
@@ -32,6 +56,13 @@ export class Registry {
   constructor(store: RegistryStore, clock: Clock) {
     this.#store = store
     this.#clock = clock
+    // Keys follow every committed record, this node's changes and other nodes' alike.
+    store.watch((id, record) => this.#holdKeys(id, record))
+  }
+
+  /** Calls `listener` with every change of a device's record, here or on another node (see RegistryStore.watch). */
+  watch(listener: (id: string, record: DeviceRecord | undefined) => void): void {
+    this.#store.watch(listener)
   }
 
   /** The Ed25519 public keys of enabled devices, imported once; a device never used yet is imported on its first lookup. */
@@ -75,44 +106,45 @@ export class Registry {
     return prepared.map((entry, i) => {
       if (inserted[i] !== true) return undefined
       this.#lastSeenPending.delete(entry.device.id)
-      this.#holdKeys(entry.device.id, entry.device)
       return entry
     })
   }
 
-  /** Changes tags and/or the disabled flag; resolves undefined when the device does not exist. */
+  /**
+   * Changes tags and/or the disabled flag; resolves undefined when the device does not exist.
+   * Disabling counts a forced disconnect: the device's session ends wherever it is (revokedReason).
+   */
   async update(id: string, change: { tags?: Tags; disabled?: boolean }): Promise<DeviceRecord | undefined> {
-    const after = await this.#store.update(id, (before) => ({ ...before, ...change }))
-    if (after !== undefined) this.#holdKeys(id, after)
-    return after
+    return this.#store.update(id, (before) => ({
+      ...before,
+      ...change,
+      ...(change.disabled === true && !before.disabled ? { revocations: (before.revocations ?? 0) + 1 } : {}),
+    }))
   }
 
   /** Deletes the device and its tag index entries; resolves false when it did not exist. */
   async remove(id: string): Promise<boolean> {
     const removed = await this.#store.remove(id)
-    if (removed) {
-      this.#lastSeenPending.delete(id)
-      this.#holdKeys(id, undefined)
-    }
+    if (removed) this.#lastSeenPending.delete(id)
     return removed
   }
 
   /**
    * Issues a new key of the device's type. The old one keeps opening sessions for `graceSec`
-   * seconds (0: never again). Resolves undefined when the device does not exist.
+   * seconds (0: never again); `disconnect` counts a forced disconnect, which ends the live session
+   * wherever it is (revokedReason). Resolves undefined when the device does not exist.
    */
-  async rotateKey(id: string, graceSec: number): Promise<{ device: DeviceRecord; secret: IssuedSecret } | undefined> {
+  async rotateKey(id: string, graceSec: number, disconnect: boolean): Promise<{ device: DeviceRecord; secret: IssuedSecret } | undefined> {
     const current = this.get(id)
     if (current === undefined) return undefined
     const issued = generateDeviceKey(current.key.type)
     const until = this.#clock.now() + graceSec * 1000
     const rotated = await this.#store.update(id, (before) => {
       const { previousKey: _expired, ...rest } = before
-      return graceSec > 0 ? { ...rest, key: issued.key, previousKey: { ...before.key, until } } : { ...rest, key: issued.key }
+      const revoked = disconnect ? { revocations: (before.revocations ?? 0) + 1 } : {}
+      return graceSec > 0 ? { ...rest, ...revoked, key: issued.key, previousKey: { ...before.key, until } } : { ...rest, ...revoked, key: issued.key }
     })
-    if (rotated === undefined) return undefined
-    this.#holdKeys(id, rotated)
-    return { device: rotated, secret: issued.secret }
+    return rotated === undefined ? undefined : { device: rotated, secret: issued.secret }
   }
 
   /**
@@ -126,9 +158,32 @@ export class Registry {
     })
   }
 
-  /** One page of devices sorted by id, after the cursor, matching every filter. */
-  list(query: DeviceQuery): Promise<DevicePage> {
-    return this.#store.list(query)
+  /**
+   * One page of devices sorted by id, after the cursor, with every tag of the query and, given
+   * `keep`, only those it keeps: pages are read from the store until the page is full or the
+   * store has no more.
+   */
+  async list(query: DeviceQuery, keep?: ListFilter): Promise<DevicePage> {
+    if (keep === undefined) return this.#store.list(query)
+    const items: DeviceRecord[] = []
+    // One past the page tells whether there is a next one.
+    const want = query.limit + 1
+    let after = query.after
+    for (;;) {
+      const page = await this.#store.list({ tags: query.tags, after, limit: want })
+      const kept = await keep(page.items.map((device) => device.id))
+      for (const device of page.items) {
+        if (!kept.has(device.id)) continue
+        items.push(device)
+        if (items.length === want) break
+      }
+      if (items.length === want || page.next === null) break
+      after = page.next
+    }
+    const more = items.length > query.limit
+    if (more) items.pop()
+    const lastItem = items[items.length - 1]
+    return { items, next: more && lastItem !== undefined ? lastItem.id : null }
   }
 
   /** Holds the public keys that a committed record verifies with: none when deleted, disabled or hmac. */

@@ -1,13 +1,13 @@
 import type { StatusMessage, TelemetryMessage } from '@fleetgate/bridge'
 import type { TwinView } from '../twins/index.js'
 
-/** The live event types (CONTRACT §4 `GET /events`), in the order the contract names them. */
+/** The live event types (docs/rest.md `GET /events`), in the order the contract names them. */
 export const EVENT_TYPES = ['status', 'telemetry', 'command', 'twin'] as const
 /** One of EVENT_TYPES. */
 export type EventType = (typeof EVENT_TYPES)[number]
 
 /**
- * Each event type's payload: exactly what MQTT carries for it (CONTRACT §4, §6, §7), sent as JSON
+ * Each event type's payload: exactly what MQTT carries for it (docs/rest.md, docs/mqtt.md, docs/twins.md), sent as JSON
  * whatever `FLEETGATE_MQTT_FORMAT` is.
  */
 export interface HubEvents {
@@ -15,16 +15,16 @@ export interface HubEvents {
   readonly status: StatusMessage
   /** `fleetgate/devices/{id}/telemetry`: `{device, seq, readings}`, once a frame is durably stored. */
   readonly telemetry: TelemetryMessage
-  /** `fleetgate/devices/{id}/commands/{cmdId}`: the command record (CONTRACT §4), at every change of its status. */
+  /** `fleetgate/devices/{id}/commands/{cmdId}`: the command record (docs/rest.md), at every change of its status. */
   readonly command: Readonly<Record<string, unknown>>
-  /** `fleetgate/devices/{id}/twin`: the twin as REST returns it (CONTRACT §7), after every change. */
+  /** `fleetgate/devices/{id}/twin`: the twin as REST returns it (docs/twins.md), after every change. */
   readonly twin: TwinView
 }
 
 /** Who receives events: the types it asked for, the devices it named (undefined: every device), and where they go. */
 export interface EventSubscriber {
   readonly types: ReadonlySet<EventType>
-  /** Named devices; undefined for every device, which then gets no `telemetry` (CONTRACT §4). */
+  /** Named devices; undefined for every device, which then gets no `telemetry` (docs/rest.md). */
   readonly devices: ReadonlySet<string> | undefined
   /** Takes one event, its payload as JSON text (shared by every subscriber); must not block. */
   deliver(type: EventType, json: string): void
@@ -40,6 +40,8 @@ export class EventBus {
   readonly #everyDevice = new Map<EventType, Set<EventSubscriber>>(EVENT_TYPES.map((type) => [type, new Set()]))
   /** Subscribers that named a device, by device. */
   readonly #byDevice = new Map<string, Set<EventSubscriber>>()
+  /** Told when a device gets its first naming subscriber (true) or loses its last (false). */
+  readonly #namedWatchers: Array<(device: string, named: boolean) => void> = []
 
   /** Publishes one event about `device`. */
   publish<T extends EventType>(type: T, device: string, payload: HubEvents[T]): void {
@@ -52,6 +54,14 @@ export class EventBus {
     for (const subscriber of named) if (subscriber.types.has(type)) subscriber.deliver(type, (json ??= JSON.stringify(payload)))
   }
 
+  /**
+   * Calls `watcher` when a device gets its first subscriber that names it, and when it loses its
+   * last: in cluster mode, which devices' telemetry to take from the shared broker.
+   */
+  watchNamed(watcher: (device: string, named: boolean) => void): void {
+    this.#namedWatchers.push(watcher)
+  }
+
   /** Adds a subscriber; returns the function that removes it. */
   subscribe(subscriber: EventSubscriber): () => void {
     if (subscriber.devices === undefined) {
@@ -62,6 +72,7 @@ export class EventBus {
         if (set === undefined) {
           set = new Set()
           this.#byDevice.set(device, set)
+          for (const watcher of this.#namedWatchers) watcher(device, true)
         }
         set.add(subscriber)
       }
@@ -71,7 +82,9 @@ export class EventBus {
       for (const device of subscriber.devices ?? []) {
         const set = this.#byDevice.get(device)
         set?.delete(subscriber)
-        if (set?.size === 0) this.#byDevice.delete(device)
+        if (set?.size !== 0) continue
+        this.#byDevice.delete(device)
+        for (const watcher of this.#namedWatchers) watcher(device, false)
       }
     }
   }

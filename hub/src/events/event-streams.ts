@@ -9,7 +9,7 @@ export interface EventStreamsTuning {
   readonly maxStreamsPerToken: number
   /** Streams open at once on the hub; default 1,024. */
   readonly maxStreams: number
-  /** A comment line goes to every stream this often, in ms, so that proxies keep it open (CONTRACT §4: 15 s); default 15,000. */
+  /** A comment line goes to every stream this often, in ms, so that proxies keep it open (docs/rest.md: 15 s); default 15,000. */
   readonly keepaliveMs: number
   /** A stream whose unsent backlog grows past this many bytes (about) is cut; default 1,048,576. */
   readonly maxBacklogBytes: number
@@ -78,7 +78,7 @@ export const STREAM_HELLO = ': connected\n\n'
 const KEEPALIVE = ': keepalive\n\n'
 
 /**
- * The live event streams of CONTRACT §4 (Server-Sent Events): each subscribes to the bus with its
+ * The live event streams of docs/rest.md (Server-Sent Events): each subscribes to the bus with its
  * filter and writes `event: <type>` and `data: <json>` per event, a comment every 15 s. A client
  * that stops reading never slows anything: its backlog is bounded in bytes and in time, and past
  * either it is cut. Streams are bounded per token and per hub; on shutdown each ends cleanly.

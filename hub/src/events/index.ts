@@ -1,4 +1,4 @@
-// Live events (CONTRACT §4 `GET /events`): the in-process bus that concerns publish to, and the
+// Live events (docs/rest.md `GET /events`): the in-process bus that concerns publish to, and the
 // Server-Sent Event streams that read it.
 export { EVENT_TYPES, EventBus, type EventSubscriber, type EventType, type HubEvents } from './event-bus.js'
 export {

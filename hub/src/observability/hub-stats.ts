@@ -4,9 +4,9 @@ import type { Logger } from '../logger.js'
 import { appendLine, type InfluxWriter } from '../telemetry/index.js'
 import type { HubMetrics } from './metrics.js'
 
-/** CONTRACT §5: the measurement of the hub's own figures. */
+/** docs/telemetry.md: the measurement of the hub's own figures. */
 export const HUB_MEASUREMENT = 'fleetgate_hub'
-/** CONTRACT §5: the hub writes its figures every 10 s. */
+/** docs/telemetry.md: the hub writes its figures every 10 s. */
 export const HUB_STATS_INTERVAL_MS = 10_000
 
 /**

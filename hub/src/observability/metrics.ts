@@ -1,5 +1,6 @@
 import type { NakReason } from '@fleetgate/device-sdk'
 import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { BusCounters } from '../cluster/index.js'
 import type { CommandCounters, CommandStatus } from '../commands/index.js'
 import type { EventStreamCounters } from '../events/index.js'
 import type { DeadLetterCounters, DeadLetterLoss, DeadLetterReason, HistoryCounters, IngestCounters, ShipperCounters, TrimReason } from '../telemetry/index.js'
@@ -37,7 +38,7 @@ class LabelledCounter {
   }
 }
 
-/** WebSocket close codes the hub names in `fleetgate_session_closes_total`: CONTRACT §3's, 1011, and what uWS reports for a lost or bare close. */
+/** WebSocket close codes the hub names in `fleetgate_session_closes_total`: docs/protocol.md's, 1011, and what uWS reports for a lost or bare close. */
 const NAMED_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1001, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 4001, 4003])
 
 /**
@@ -65,7 +66,7 @@ export interface MetricsSources {
 }
 
 /** The hub's figures, in Prometheus form (`GET /metrics`). */
-export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters {
+export class HubMetrics implements IngestCounters, ShipperCounters, CommandCounters, DeadLetterCounters, TwinCounters, HistoryCounters, EventStreamCounters, BusCounters {
   readonly registry = new PromRegistry()
   readonly sessions: Gauge
   readonly connects: Counter<'outcome'>
@@ -89,6 +90,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
   readonly twinDesired: LabelledCounter
   readonly twinReports: LabelledCounter
   readonly twinDesiredFrames: LabelledCounter
+  readonly busMessages: Counter<'direction' | 'type'>
   readonly historyTrimmedReadings: Counter<'reason'>
   readonly historyCompactions: Counter
   readonly eventStreamsCut: Counter
@@ -250,6 +252,16 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
       help: 'Command results (res frames) dropped over their session\'s rate',
       registers,
     })
+    this.busMessages = new Counter({
+      name: 'fleetgate_cluster_bus_messages_total',
+      help: 'Cluster mode: node-to-node messages over the shared broker, by direction (sent, received, refused) and type',
+      labelNames: ['direction', 'type'],
+      registers,
+    })
+  }
+
+  busMessage(direction: 'sent' | 'received' | 'refused', type: string): void {
+    this.busMessages.inc({ direction, type })
   }
 
   /** A device session ended with `code`. */
@@ -331,7 +343,7 @@ export class HubMetrics implements IngestCounters, ShipperCounters, CommandCount
     this.uncaughtErrors.inc({ where })
   }
 
-  /** The figures of CONTRACT §5's `fleetgate_hub` measurement, from the same counters. */
+  /** The figures of docs/telemetry.md's `fleetgate_hub` measurement, from the same counters. */
   async snapshot(): Promise<Record<string, number>> {
     const total = async (metric: Counter<string> | Gauge<string>): Promise<number> =>
       (await metric.get()).values.reduce((sum, v) => sum + v.value, 0)

@@ -11,8 +11,6 @@ export interface DeviceQuery {
   /** The cursor: the last id of the previous page; undefined for the first. */
   readonly after: string | undefined
   readonly limit: number
-  /** Narrows further (the session table's online filter); applied before `limit`. */
-  readonly accept?: (id: string) => boolean
 }
 
 /** A listing page: `next` is the cursor for `after`, or null at the end. */
@@ -52,6 +50,12 @@ export interface RegistryStore {
   touch(id: string, lastSeenAt: number): Promise<void>
   /** One page of devices sorted by id. */
   list(query: DeviceQuery): Promise<DevicePage>
+  /**
+   * Calls `listener` with each record the store's view takes, new, changed or gone (undefined):
+   * this process's writes once committed, other nodes' once they reach this node (within a second).
+   * Listeners run synchronously and must not throw.
+   */
+  watch(listener: (id: string, record: DeviceRecord | undefined) => void): void
 }
 
 /**
@@ -68,17 +72,19 @@ export interface RegistryStore {
  * - a read that starts after a write resolved sees it. Reads may miss writes still under way:
  *   `Commands` overlays the changes it has not seen settle;
  * - `insertIfAbsent` and `writeIf` decide inside the write's own transaction, against the record
- *   as stored by any node: of concurrent calls for one command, exactly one stores.
+ *   as stored by any node: of concurrent calls for one command, exactly one stores; and an insert
+ *   with a queue bound counts its device's queued commands in that transaction too, so that
+ *   creates on several nodes at once never pass the bound together.
  */
 export interface CommandStore {
   get(device: string, id: string): Promise<CommandRecord | undefined>
   /** Writes a record, new or changed, with its indexes in step with its status. */
   write(after: CommandRecord): Promise<void>
   /**
-   * Stores a new record unless its device already has a command with its id: undefined when it was
-   * stored, else the record stored under that id (an idempotent create, across nodes).
+   * Stores a new record unless its device already has a command with its id (an idempotent create,
+   * across nodes), or, given `maxQueued` for a `queued` record, its device has that many queued.
    */
-  insertIfAbsent(record: CommandRecord): Promise<CommandRecord | undefined>
+  insertIfAbsent(record: CommandRecord, options?: InsertOptions): Promise<InsertOutcome>
   /**
    * Writes `after` only if the stored record's status is `expected`: true when written, false when
    * the status was another or there is no such record. A compare-and-set: of several nodes that
@@ -90,6 +96,8 @@ export interface CommandStore {
   queued(device: string): Promise<CommandRecord[]>
   /** How many commands each device has queued (read once at start). */
   queuedCounts(): Promise<Map<string, number>>
+  /** Which of `devices` have queued commands. */
+  queuedAmong(devices: readonly string[]): Promise<Set<string>>
   /** Queued commands whose TTL ended at or before `now` (Unix ms), at most `limit`. */
   expiredBy(now: number, limit: number): Promise<CommandRecord[]>
   /**
@@ -97,11 +105,35 @@ export interface CommandStore {
    * re-arm their timeouts); on one node's lmdb, every sent command.
    */
   sent(): Promise<CommandRecord[]>
+  /**
+   * Sent commands whose deadline (`sentAt + timeoutMs`) is at or before `now` and whose sending
+   * node is dead, at most `limit` (cluster mode: a survivor ends them `timeout`, docs/cluster.md). On
+   * one node's lmdb none: that node's own timers end its sent commands.
+   */
+  orphaned(now: number, limit: number): Promise<CommandRecord[]>
   /** A device's commands, newest first, those `accept` takes (default all), at most `limit`. */
   list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]>
   /** The commands of a fan-out counted by status, as stored (on PostgreSQL: every node's changes). */
   batchCounts(batch: string): Promise<Record<CommandStatus, number>>
 }
+
+/** How `insertIfAbsent` stores a record. */
+export interface InsertOptions {
+  /** For a `queued` record: refused when its device has this many queued already; default no bound. */
+  readonly maxQueued?: number
+  /**
+   * The node the record is written for (PostgreSQL's `node` column; `sent()` and `orphaned` go by
+   * it): a node that creates a sent command for a device another node holds writes it as that
+   * node's. Default this node; one node's lmdb has no other.
+   */
+  readonly node?: string
+}
+
+/** What `insertIfAbsent` did: stored, found the id taken (the record stored under it), or found the device's queue full. */
+export type InsertOutcome =
+  | { readonly kind: 'stored' }
+  | { readonly kind: 'exists'; readonly record: CommandRecord }
+  | { readonly kind: 'queue_full' }
 
 /**
  * Fan-outs as recorded when they start (their commands are in the CommandStore).
@@ -126,7 +158,7 @@ export interface AuditStore {
 }
 
 /**
- * Device twins (CONTRACT §7), one record per device that ever had a change.
+ * Device twins (docs/twins.md), one record per device that ever had a change.
  *
  * A second implementation must guarantee:
  * - `update` runs `change` on the twin as stored (undefined when there is none) and, when it
@@ -144,6 +176,11 @@ export interface AuditStore {
 export interface TwinStore {
   /** The stored twin, or undefined when the device never had a change. */
   get(device: string): Promise<TwinRecord | undefined>
+  /**
+   * The desired version of each of `devices` that has a twin (absent: none, version 0): what a
+   * session must have got, read for many sessions at once (a connect storm, the cluster's sweep).
+   */
+  desiredVersions(devices: readonly string[]): Promise<Map<string, number>>
   /** See the guarantees above. */
   update<T>(device: string, change: (before: TwinRecord | undefined) => TwinChange<T>): Promise<T>
   /** Deletes a device's twin; false when there was none. */
@@ -158,7 +195,7 @@ export interface TwinStore {
  * An implementation must guarantee:
  * - `append` stores its entries in one atomic step and resolves, with the seq of the first (the
  *   others follow one by one), only once they survive a kill of the process: that is when the
- *   device gets its ack (CONTRACT §3). A failed append stores nothing and leaves its seqs unused.
+ *   device gets its ack (docs/protocol.md). A failed append stores nothing and leaves its seqs unused.
  * - the byte total is exact after a crash (kept with the data, in the same transactions);
  * - `read` yields entries in seq order; `trim` removes entries for good and frees their bytes.
  */
@@ -182,6 +219,72 @@ export interface SpoolStore {
    * were (until then its bytes count; after a restart a group partly shipped ships again whole).
    */
   trim(shipped: readonly SpoolRun[]): Promise<void>
+}
+
+/** A node of the cluster as its row says (docs/cluster.md, `GET /nodes`). */
+export interface NodeRecord {
+  readonly id: string
+  /** When it started, Unix ms (its own clock). */
+  readonly startedAt: number
+  /** Its last heartbeat, Unix ms (PostgreSQL's clock). */
+  readonly lastSeenAt: number
+  /** Device sessions it held at its last heartbeat. */
+  readonly sessions: number
+  /** Its hub version. */
+  readonly version: string
+  /** Whether its last heartbeat is recent enough (within `deadAfterMs`). */
+  readonly alive: boolean
+}
+
+/** A device's session owner as stored: the node that holds its live session, and that session's epoch. */
+export interface SessionOwner {
+  /** The node holding the session, or undefined when none does. */
+  readonly node: string | undefined
+  /** The epoch of the last session opened for the device, anywhere; epochs only grow. */
+  readonly epoch: number
+  /** When that session opened, Unix ms (the owner's clock). */
+  readonly connectedAt: number | undefined
+  /** Whether `node` is alive (a dead node's sessions are gone). */
+  readonly alive: boolean
+}
+
+/** What claiming a device's session found: its new epoch, and the node that held it before (another node must close its session with 4001). */
+export interface Claim {
+  readonly epoch: number
+  readonly previous: string | undefined
+}
+
+/**
+ * The cluster's shared view of nodes and session owners (PostgreSQL only: one node on lmdb needs none).
+ *
+ * An implementation must guarantee:
+ * - liveness is judged on one clock for all nodes (the database's): a node is alive while its last
+ *   heartbeat is younger than `deadAfterMs`;
+ * - `claim` gives each session an epoch greater than every epoch given before, for any device on
+ *   any node, and returns the owner it replaced, atomically: of two claims of one device, the later
+ *   one sees the earlier one's node;
+ * - `release` clears an owner only while it still holds the epoch given, so a session that ended
+ *   never clears a newer one's claim; `releaseDead` clears each dead node's owner once, for one caller.
+ */
+export interface ClusterStore {
+  /** Registers this node (or replaces the row of its previous run) and forgets the sessions that run held. */
+  join(startedAt: number, version: string): Promise<void>
+  /** Renews this node's heartbeat with its session count; resolves with the nodes alive now. */
+  beat(sessions: number): Promise<string[]>
+  /** Removes this node's row (a clean stop): it reads as gone at once. */
+  leave(): Promise<void>
+  /** Every node that beat within `retainMs`, alive or not, by id. */
+  nodes(retainMs: number): Promise<NodeRecord[]>
+  /** Records that this node holds `device`'s newest session, opened at `connectedAt`. */
+  claim(device: string, connectedAt: number): Promise<Claim>
+  /** The session with `epoch` ended: the owner is cleared if it still is this node at that epoch. */
+  release(device: string, epoch: number): Promise<void>
+  /** Puts this node back as owner of sessions it still holds at their epoch (after a survivor cleared them, taking this node for dead); resolves with the devices it could. */
+  reassert(sessions: ReadonlyArray<readonly [string, number]>): Promise<string[]>
+  /** The stored owners of `devices` (those with a row). */
+  owners(devices: readonly string[]): Promise<Map<string, SessionOwner>>
+  /** Clears up to `limit` owners that are dead nodes; resolves with the devices cleared (by this call only). */
+  releaseDead(limit: number): Promise<string[]>
 }
 
 /** Readings of one device within one hour, as the history (telemetry/history/) encodes them. */
@@ -224,7 +327,7 @@ export interface HistoryHour {
 }
 
 /**
- * The embedded telemetry history (CONTRACT §5): blocks of readings keyed by device, hour, earliest
+ * The embedded telemetry history (docs/telemetry.md): blocks of readings keyed by device, hour, earliest
  * ts and write order, a time index of device-hours oldest first, and the byte total. Local to the
  * node (lmdb), like the spool, since ingest writes it in the commit that makes a frame durable.
  *
@@ -278,6 +381,8 @@ export interface HubStores {
   readonly history: HistoryStore
   /** Whether other nodes share the registry, commands, batches and audit (PostgreSQL): then only the store knows their counts. */
   readonly shared: boolean
+  /** Nodes and session owners, in cluster mode (PostgreSQL); undefined on one node's lmdb. */
+  readonly cluster: ClusterStore | undefined
   /** The engines behind the stores, for `/readyz`; REST writes are refused while one does not answer. */
   readonly engines: readonly StorageEngine[]
   /** Closes the storage once every write under way has settled. */

@@ -22,9 +22,15 @@ export interface DeviceRecord {
    * RegistryStore.touch); read it through Registry.lastSeenAt. Live sessions are tracked by the session table.
    */
   readonly lastSeenAt?: number
+  /**
+   * Forced disconnects so far (disable, key rotation with `disconnect`; absent: 0). A session keeps
+   * the count its device had when it opened and ends, on whichever node holds it, once the record
+   * counts more (docs/protocol.md, docs/cluster.md): a change, not a message, so it cannot be lost or overtaken.
+   */
+  readonly revocations?: number
 }
 
-/** CONTRACT §4: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
+/** docs/rest.md: a command's life: `queued` -> `sent` -> `succeeded` | `failed` | `timeout`, or `queued` -> `expired`. */
 export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeout', 'expired'] as const
 /** One of COMMAND_STATUSES. */
 export type CommandStatus = (typeof COMMAND_STATUSES)[number]
@@ -56,9 +62,14 @@ export interface CommandRecord {
   readonly batch?: string
   /** Who asked (the operator token's name). */
   readonly actor: string
+  /**
+   * Cluster mode: the node where a REST call waits for this command, told over the bus of each
+   * change that another node makes (the node that delivers it). Absent when nobody waits (fan-out, MQTT).
+   */
+  readonly waiter?: string
 }
 
-/** A fan-out as recorded when it starts (CONTRACT §4); its counts come from its commands. */
+/** A fan-out as recorded when it starts (docs/rest.md); its counts come from its commands. */
 export interface BatchInfo {
   readonly batch: string
   /** The command name sent to every target. */
@@ -68,7 +79,7 @@ export interface BatchInfo {
   readonly createdAt: number
 }
 
-/** One audit entry (CONTRACT §4): who did what to which target, when, and how it ended. */
+/** One audit entry (docs/rest.md): who did what to which target, when, and how it ended. */
 export interface AuditEntry {
   /** Position in the log: increasing in append order, never reused. */
   readonly seq: number
@@ -84,7 +95,7 @@ export interface AuditEntry {
 }
 
 /**
- * A device's twin as stored (CONTRACT §7): each side a JSON object with its version (0 while it
+ * A device's twin as stored (docs/twins.md): each side a JSON object with its version (0 while it
  * was never changed) and the time of its last change. A device without a stored twin has the
  * empty one: both sides `{}` at version 0.
  */

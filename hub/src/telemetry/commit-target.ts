@@ -8,8 +8,8 @@ export interface AcceptedFrame extends SpoolEntry {
 }
 
 /**
- * Where ingest's group commit makes frames durable before their acks (CONTRACT §3): the spool
- * (InfluxDB's way there), the history (CONTRACT §5), or both in one transaction.
+ * Where ingest's group commit makes frames durable before their acks (docs/protocol.md): the spool
+ * (InfluxDB's way there), the history (docs/telemetry.md), or both in one transaction.
  */
 export interface CommitTarget {
   /** Whether commits must wait: the spool is at its quota (the history trims itself instead). */

@@ -27,7 +27,7 @@ export interface DeadLetterCounters {
 }
 
 /**
- * CONTRACT §5: a point InfluxDB refuses for good lands here, never stalling the rest.
+ * docs/telemetry.md: a point InfluxDB refuses for good lands here, never stalling the rest.
  *
  * Format: JSON lines, one entry per refused reading, `{"at":"<ISO 8601>",...DeadLetterEntry}`, so a
  * human reads it with `less` and a script replays it with `jq -r .line | curl --data-binary @- ...`.

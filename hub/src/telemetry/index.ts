@@ -28,11 +28,11 @@ export interface TelemetryOptions {
   /** Where accepted frames wait until they are shipped (the node's own spool). */
   readonly spool: SpoolStore
   /**
-   * The embedded history (CONTRACT §5): its store, retention and size bound, or undefined when
+   * The embedded history (docs/telemetry.md): its store, retention and size bound, or undefined when
    * `FLEETGATE_HISTORY=off`. Without InfluxDB it is where commits go, and the spool is not used.
    */
   readonly history: { readonly store: HistoryStore; readonly retentionMs: number; readonly maxBytes: number; readonly tuning?: Partial<HistoryTuning> } | undefined
-  /** Registry tags go on every point (CONTRACT §5). */
+  /** Registry tags go on every point (docs/telemetry.md). */
   readonly registry: Registry
   /** InfluxDB 1.x base URL and database, or undefined when shipping is off. */
   readonly influx: { readonly url: string; readonly database: string } | undefined
@@ -41,7 +41,7 @@ export interface TelemetryOptions {
   readonly log: Logger
   readonly clock: Clock
   readonly counters: IngestCounters & ShipperCounters & DeadLetterCounters & HistoryCounters
-  /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
+  /** Sustained frames per second per device; the bucket holds twice that (docs/configuration.md). */
   readonly ratePerSec: number
   /** The spool quota in bytes: above it acks stop until the shipper frees room. */
   readonly spoolMaxBytes: number
@@ -142,7 +142,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       history?.start()
     },
     async stop() {
-      // CONTRACT §1: flush what is accepted before exiting.
+      // docs/configuration.md: flush what is accepted before exiting.
       await ingest.drain()
       await shipper?.stop()
       // a write still under way gives up: its batch stays in the spool for the next start

@@ -19,7 +19,7 @@ export type LineRefusal =
   | 'reserved_key' // a tag or field key `time`: InfluxDB 1.x refuses it for good
   | 'unwritable_text' // a key or tag value that line protocol cannot carry exactly (see `escapeName`)
 
-/** Field values as CONTRACT §3 allows them: finite number, bool, text. */
+/** Field values as docs/protocol.md allows them: finite number, bool, text. */
 export type FieldValue = number | boolean | string
 
 /** Largest |timestamp| in ms InfluxDB 1.x accepts: its int64 nanosecond range, truncated to ms. */
@@ -160,7 +160,7 @@ export function seriesKey(measurement: string, tags: Readonly<Record<string, str
       line += part
     }
   } else {
-    // Insertion sort into a reused array: tag sets are small (CONTRACT §3: at most 16 + registry +
+    // Insertion sort into a reused array: tag sets are small (docs/protocol.md: at most 16 + registry +
     // device), and this allocates nothing, where `Object.keys().sort()` cost 3x the whole line.
     const keys = sortScratch
     let count = 0
@@ -331,7 +331,7 @@ export class LineBuffer {
     this.#length = at
   }
 
-  /** Writes one field value; false (nothing written) when it cannot be. CONTRACT §5: every number is a float, so `21` has no `i` suffix. */
+  /** Writes one field value; false (nothing written) when it cannot be. docs/telemetry.md: every number is a float, so `21` has no `i` suffix. */
   #value(value: FieldValue | undefined): boolean {
     switch (typeof value) {
       case 'number':

@@ -5,7 +5,7 @@ import type { TelemetryPoint, TelemetryQuery, TelemetryRequest } from './telemet
 
 /** An InfluxQL identifier, double-quoted; the key pattern admits no quote or backslash, escaping is belt and braces. */
 const identifier = (name: string): string => `"${name.replace(/[\\"]/g, (c) => `\\${c}`)}"`
-/** The alias of a mean's count column: a space, so that no metric name (CONTRACT §3 key pattern) can be it. */
+/** The alias of a mean's count column: a space, so that no metric name (docs/protocol.md key pattern) can be it. */
 const countAlias = (name: string): string => `count ${name}`
 
 /** An InfluxQL string literal. */
@@ -30,7 +30,7 @@ function pointsOf(series: readonly QuerySeries[]): TelemetryPoint[] {
 }
 
 /**
- * The telemetry query on InfluxDB (CONTRACT §4, §5): raw points with `SELECT`, intervals with
+ * The telemetry query on InfluxDB (docs/rest.md, docs/telemetry.md): raw points with `SELECT`, intervals with
  * `GROUP BY time(every) fill(none)`, each numeric field reduced by `fn` and every other field by
  * `last` (InfluxDB refuses `mean` of a string). Field types come from `SHOW FIELD KEYS`. Every
  * query is built from validated parts only: nothing a caller sends is spliced in unchecked.
@@ -79,7 +79,7 @@ export class InfluxTelemetryQuery implements TelemetryQuery {
     return points
   }
 
-  /** Each field of the measurement, and whether it is numeric (a float; CONTRACT §5 writes every number as one). */
+  /** Each field of the measurement, and whether it is numeric (a float; docs/telemetry.md writes every number as one). */
   async #fieldTypes(): Promise<Map<string, boolean>> {
     const types = new Map<string, boolean>()
     for (const { values } of await this.#influx.query(`SHOW FIELD KEYS FROM ${identifier(TELEMETRY_MEASUREMENT)}`)) {

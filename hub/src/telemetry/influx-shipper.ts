@@ -10,7 +10,7 @@ import type { InfluxWriter } from './influx-writer.js'
 import type { HistoryFrame } from './history/index.js'
 import { readingsOf } from './ingest.js'
 
-/** CONTRACT §5: the measurement telemetry lands in. */
+/** docs/telemetry.md: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'
 
 /** Figures the shipper reports (the dead letter counts its own). */
@@ -21,7 +21,7 @@ export interface ShipperCounters {
 
 /** The shipper's tuning knobs; defaults in SHIPPER_DEFAULTS. */
 export interface ShipperTuning {
-  /** Points per InfluxDB write at most (CONTRACT §5: 5k batches); default 5,000. */
+  /** Points per InfluxDB write at most (docs/telemetry.md: 5k batches); default 5,000. */
   readonly batchPoints: number
   /** A smaller batch is written once its oldest point waited this long, in ms; default 1,000. */
   readonly flushIntervalMs: number
@@ -214,7 +214,7 @@ export class InfluxShipper {
   /**
    * Stops taking new batches and waits up to 2 s for the writes under way. A write that fails or
    * has not landed by then gives up: its entries stay in the spool and ship after the restart, so
-   * an InfluxDB that is away never holds up a shutdown (CONTRACT §1: exit within 10 s).
+   * an InfluxDB that is away never holds up a shutdown (docs/configuration.md: exit within 10 s).
    */
   async stop(): Promise<void> {
     this.#stopped = true
@@ -319,7 +319,7 @@ export class InfluxShipper {
 
   /**
    * Adds a frame to a batch: its place in the spool and its lines (none when shipping is off).
-   * Unwritable readings are dead-lettered. CONTRACT §5: tag `device`, the registry's tags, the
+   * Unwritable readings are dead-lettered. docs/telemetry.md: tag `device`, the registry's tags, the
    * reading's own tags (which win a clash).
    */
   #add(batch: Batch, seq: number, group: number, deviceId: string, readings: readonly Reading[]): void {

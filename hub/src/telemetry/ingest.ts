@@ -9,7 +9,7 @@ import { RateLimit, type RateVerdict } from './rate-limit.js'
 
 /** Ingest's tuning knobs; defaults in INGEST_DEFAULTS. */
 export interface IngestTuning {
-  /** Unacked telemetry frames per session (CONTRACT §3 `lim.window`); default 64. */
+  /** Unacked telemetry frames per session (docs/protocol.md `lim.window`); default 64. */
   readonly windowFrames: number
   /** Rate abuse is judged over this window, in ms: more refusals in it than the rate allows in it close the session (1008); default 5,000. */
   readonly abuseWindowMs: number
@@ -47,7 +47,7 @@ export interface IngestPeer extends Peer {
  * (and so lose) the resends of a device that paces itself correctly.
  */
 export interface IngestState {
-  /** Highest `s` seen on this connection (CONTRACT §3: strictly increasing). */
+  /** Highest `s` seen on this connection (docs/protocol.md: strictly increasing). */
   lastSeq: number
   /** Frames accepted and not yet acked. */
   inflight: number
@@ -96,7 +96,7 @@ export interface IngestOptions {
    * first at spool seq `firstSeq` and the others after it, one group (the InfluxDB shipper); default none.
    */
   readonly committed?: (frames: readonly AcceptedFrame[], firstSeq: number) => void
-  /** Sustained frames per second per device; the bucket holds twice that (CONTRACT §1). */
+  /** Sustained frames per second per device; the bucket holds twice that (docs/configuration.md). */
   readonly ratePerSec: number
   /**
    * Whether InfluxDB lags behind what was committed: accepted frames then wait uncommitted, as at
@@ -161,7 +161,7 @@ export class Ingest {
     this.#sweepStampsAbove = this.#tuning.stampSweepMin
   }
 
-  /** Unacked telemetry frames a session may have (CONTRACT §3 `lim.window`, announced in `hello`). */
+  /** Unacked telemetry frames a session may have (docs/protocol.md `lim.window`, announced in `hello`). */
   get windowFrames(): number {
     return this.#tuning.windowFrames
   }
@@ -180,7 +180,7 @@ export class Ingest {
   }
 
   /**
-   * Refuses a frame that failed validation; its `s` still counts as seen (CONTRACT §3). It draws
+   * Refuses a frame that failed validation; its `s` still counts as seen (docs/protocol.md). It draws
    * from the rate like any telemetry frame, so a flood of bad frames is closed as abuse (1008).
    */
   refuseInvalid(peer: IngestPeer, s: number): void {
@@ -229,7 +229,7 @@ export class Ingest {
 
   /**
    * Whether a twin report (`twr`) is within the device's rate: it draws one token from the
-   * session's telemetry budget, valid or not (CONTRACT §7: like a telemetry frame), so reports and
+   * session's telemetry budget, valid or not (docs/twins.md: like a telemetry frame), so reports and
    * readings share FLEETGATE_DEVICE_RATE. Sustained abuse closes the session with 1008.
    */
   admitTwinReport(peer: IngestPeer): boolean {
@@ -338,7 +338,7 @@ export class Ingest {
     if (this.#pendingFrames === 0) return
     if (!ignoreQuota) {
       const { target, shippingLags, egressBusy } = this.#options
-      // CONTRACT §1: at the spool quota the hub stops acknowledging; frames wait (bounded by the window).
+      // docs/configuration.md: at the spool quota the hub stops acknowledging; frames wait (bounded by the window).
       // The shipper calls `resume` after each trim; nothing does when egress frees up, so that is polled.
       if (target.full || shippingLags?.() === true) return
       if (egressBusy?.() === true) return this.#retryWhenEgressFrees()
@@ -390,7 +390,7 @@ export class Ingest {
 
   /**
    * Publishes held batches, in order, for as long as egress keeps up, then sends each session one
-   * cumulative ack with the highest seq released (CONTRACT §3).
+   * cumulative ack with the highest seq released (docs/protocol.md).
    */
   #release(): void {
     const busy = this.#options.egressBusy

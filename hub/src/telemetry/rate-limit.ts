@@ -4,7 +4,7 @@ import { TokenBucket } from '@fleetgate/device-sdk/wire'
 export type RateVerdict = 'ok' | 'refused' | 'abuse'
 
 /**
- * One session's budget for one kind of frame (CONTRACT §1: FLEETGATE_DEVICE_RATE frames per second,
+ * One session's budget for one kind of frame (docs/configuration.md: FLEETGATE_DEVICE_RATE frames per second,
  * burst 2x), full when the session opens, and the refusals that turn a burst into abuse: more in
  * 5 s than the device may send in 5 s, i.e. sending at twice its rate or more for the whole window.
  */

@@ -1,9 +1,9 @@
-// CONTRACT §4: one telemetry query, answered by InfluxDB when one is configured, else by the
-// embedded history (§5), with the same shape and rules. The API validates a request once and hands
+// docs/rest.md: one telemetry query, answered by InfluxDB when one is configured, else by the
+// embedded history (docs/telemetry.md), with the same shape and rules. The API validates a request once and hands
 // it to whichever back end the hub has; both return points in the same form.
 import type { Metrics } from '@fleetgate/device-sdk'
 
-/** How an interval reduces each numeric metric (CONTRACT §4 `fn`); non-numeric metrics take `last`. */
+/** How an interval reduces each numeric metric (docs/rest.md `fn`); non-numeric metrics take `last`. */
 export const AGGREGATE_FNS = ['mean', 'min', 'max', 'last', 'count'] as const
 /** One of AGGREGATE_FNS; `mean` by default. */
 export type AggregateFn = (typeof AGGREGATE_FNS)[number]

@@ -3,7 +3,7 @@ import { CloseCode, decodeDeviceFrame, DEVICE_ENDPOINT_PATH, MAX_BATCH_READINGS,
 import type { HttpRequest, us_socket_context_t } from 'uWebSockets.js'
 import type { DeviceAuthenticator, DeviceAuthResult, FailureLimiter } from '../auth/index.js'
 import type { Commands } from '../commands/index.js'
-import type { Sessions } from '../devices/index.js'
+import { grantOf, type Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { HubMetrics } from '../observability/index.js'
 import type { Ingest } from '../telemetry/index.js'
@@ -47,7 +47,7 @@ export interface DeviceEndpointOptions {
   readonly tuning?: Partial<DeviceEndpointTuning>
 }
 
-/** CONTRACT §3: the same answer for every failure; only the log says which check failed. */
+/** docs/protocol.md: the same answer for every failure; only the log says which check failed. */
 const UNAUTHORIZED = { contentType: 'application/json', text: '{"error":"unauthorized"}' }
 const THROTTLED = {
   contentType: 'application/json',
@@ -62,7 +62,7 @@ interface Handshake {
   readonly context: us_socket_context_t
 }
 
-/** Mounts `/v1/connect` (CONTRACT §3) on a guarded uWS app: a throw in any callback ends one session (1011), never the hub. */
+/** Mounts `/v1/connect` (docs/protocol.md) on a guarded uWS app: a throw in any callback ends one session (1011), never the hub. */
 export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOptions): void {
   const { authenticator, failures, sessions, ingest, commands, twins, metrics, log } = options
   const now = (): number => options.clock.now()
@@ -91,7 +91,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
       return
     }
     exchange.upgrade<SocketData>(
-      { session: new DeviceSession(result.device.id, now(), ingest.newState()) },
+      { session: new DeviceSession(result.device.id, now(), grantOf(result.device), ingest.newState()) },
       handshake.key,
       handshake.protocol,
       handshake.extensions,
@@ -99,7 +99,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
     )
   }
 
-  // CONTRACT §3: `err` goes out just before the hub closes a session for a protocol error.
+  // docs/protocol.md: `err` goes out just before the hub closes a session for a protocol error.
   const protocolClose = (session: DeviceSession, code: number, e: ErrorFrameCode, msg: string): void => {
     session.send({ t: 'err', e, msg })
     session.close(code, msg)
@@ -110,7 +110,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
   app.ws<SocketData>(DEVICE_ENDPOINT_PATH, {
     // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (1006).
     // Leaving it room above the contract's limit lets the hub answer most oversized frames with
-    // the 1009 of CONTRACT §3 itself; only frames over twice the limit get uWS's bare drop.
+    // the 1009 of docs/protocol.md itself; only frames over twice the limit get uWS's bare drop.
     maxPayloadLength: options.maxFrameBytes * 2,
     // uWS checks idleness on a 4 s tick, so a socket closes up to 4 s before its idleTimeout. One
     // tick more means a device is never dropped before FLEETGATE_IDLE_SEC of silence, at most 4 s after.
@@ -141,7 +141,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
       const session = socket.getUserData().session
       session.socket = socket
       accepted.inc()
-      // CONTRACT §3: hello is the first frame; going online then sends the desired twin (§7) and delivers queued commands.
+      // docs/protocol.md: hello is the first frame; going online then sends the desired twin (docs/twins.md) and delivers queued commands.
       session.send({ t: 'hello', dev: session.deviceId, now: now(), v: options.version, lim: limits })
       sessions.opened(session)
     },
@@ -168,7 +168,7 @@ export function mountDeviceEndpoint(app: GuardedApp, options: DeviceEndpointOpti
           return
         }
         if (decoded.code === 'invalid' && decoded.id !== undefined && decoded.t === 'twr') {
-          // CONTRACT §7: a report that names its id is answered, and draws from the rate all the same.
+          // docs/twins.md: a report that names its id is answered, and draws from the rate all the same.
           ingest.admitTwinReport(session)
           twins.refuse(session, decoded.id, 'invalid')
           return

@@ -1,5 +1,6 @@
 import { encodeFrame, type HubFrame } from '@fleetgate/device-sdk/wire'
 import type { WebSocket } from 'uWebSockets.js'
+import type { SessionGrant } from '../devices/index.js'
 import type { IngestPeer, IngestState } from '../telemetry/index.js'
 
 /** uWS `send` result: the message was dropped because of the backpressure limit. */
@@ -27,14 +28,16 @@ export interface SocketData {
 export class DeviceSession implements IngestPeer {
   readonly deviceId: string
   readonly connectedAt: number
+  readonly grant: SessionGrant
   lastSeenAt: number
   closed = false
   socket: WebSocket<SocketData> | undefined
   readonly ingest: IngestState
 
-  constructor(deviceId: string, connectedAt: number, ingest: IngestState) {
+  constructor(deviceId: string, connectedAt: number, grant: SessionGrant, ingest: IngestState) {
     this.deviceId = deviceId
     this.connectedAt = connectedAt
+    this.grant = grant
     this.lastSeenAt = connectedAt
     this.ingest = ingest
   }

@@ -3,7 +3,7 @@ import { scopeAllows, type FailureLimiter, type Operator, type OperatorAuthentic
 import { hasCode } from '../errors.js'
 import type { Exchange, GuardedApp, ResponseStream } from './uws-guard.js'
 
-/** CONTRACT §4: a body over 1 MiB is answered 413. */
+/** docs/rest.md: a body over 1 MiB is answered 413. */
 export const MAX_BODY_BYTES = 1024 * 1024
 /**
  * Deepest nesting of arrays and objects in a JSON body: 64 levels. JSON.parse takes any depth,
@@ -29,9 +29,9 @@ export const API_ERROR_CODES = [
   'exists',
   'device_offline',
   'queue_full',
-  /** CONTRACT §7: `ifVersion` is not the current desired version. */
+  /** docs/twins.md: `ifVersion` is not the current desired version. */
   'version_conflict',
-  /** CONTRACT §7: a twin document would pass 32 KiB (a body over 1 MiB is `payload_too_large`). */
+  /** docs/twins.md: a twin document would pass 32 KiB (a body over 1 MiB is `payload_too_large`). */
   'too_large',
   'too_many_requests',
   'not_ready',

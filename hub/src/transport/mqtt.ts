@@ -14,7 +14,10 @@ import type { Operator, OperatorAuthenticator } from '../auth/index.js'
 import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
 
-/** Where the embedded broker listens, how it speaks, and the bounds of its connections (CONTRACT §1, §6). */
+/** The share name under which the nodes of a cluster take commands from the shared broker. */
+export const SHARED_COMMAND_GROUP = 'fleetgate-nodes'
+
+/** Where the embedded broker listens, how it speaks, and the bounds of its connections (docs/configuration.md, docs/mqtt.md). */
 export interface MqttListenerOptions {
   /** `FLEETGATE_MQTT_HOST`. */
   readonly host: string
@@ -24,6 +27,11 @@ export interface MqttListenerOptions {
   readonly format: MqttFormat
   /** `FLEETGATE_MQTT_UPLINK`, already validated, or undefined. */
   readonly uplink: string | undefined
+  /**
+   * Cluster mode: the nodes share the uplink's command subscription (`$share/fleetgate-nodes/...`),
+   * so that each command published on the shared broker is created once, by one node.
+   */
+  readonly shareCommands: boolean
   /** The bounds of every connection (`FLEETGATE_MQTT_MAX_PACKET` and friends). */
   readonly limits: ConnectionLimitsConfig
 }
@@ -31,20 +39,23 @@ export interface MqttListenerOptions {
 /** The embedded MQTT broker and the TCP listener the hub owns for it. */
 export interface MqttListener {
   readonly broker: Broker
-  readonly port: number
+  /** The listener's port; undefined when the port is `off` and the broker serves only the uplink. */
+  readonly port: number | undefined
   close(): Promise<void>
 }
 
 /** What the broker hands the hub. */
 export interface MqttHooks {
-  /** A decoded command from a local client or the uplink (CONTRACT §6). */
+  /** A decoded command from a local client or the uplink (docs/mqtt.md). */
   readonly onCommand: (deviceId: string, payload: unknown, actor: Operator, source: CommandSource) => void
 }
 
 /**
- * Starts the aedes broker (authenticated by operator tokens, CONTRACT §6) and listens for it on
- * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off`. Its figures go to
- * `registry` (`fleetgate_mqtt_*`).
+ * Starts the aedes broker (authenticated by operator tokens, docs/mqtt.md) and listens for it on
+ * `FLEETGATE_MQTT_HOST:PORT`; resolves undefined when the broker is `off` and there is no uplink.
+ * With the port `off` and an uplink, the broker runs without a listener: what the hub publishes
+ * still reaches the external broker, and commands come from it (a cluster's nodes need that, docs/cluster.md).
+ * Its figures go to `registry` (`fleetgate_mqtt_*`).
  */
 export async function startMqtt(
   options: MqttListenerOptions,
@@ -54,7 +65,7 @@ export async function startMqtt(
   registry: Registry,
 ): Promise<MqttListener | undefined> {
   const { host, port: wanted } = options
-  if (wanted === undefined) return undefined
+  if (wanted === undefined && options.uplink === undefined) return undefined
   const disconnects = new Counter({
     name: 'fleetgate_mqtt_disconnects_total',
     help: 'MQTT connections the broker cut by a limit, by reason (docs/security.md)',
@@ -79,8 +90,10 @@ export async function startMqtt(
     onUplinkConnectionChange: (connected) => log.info({ connected }, connected ? 'mqtt uplink connected' : 'mqtt uplink lost'),
     format: options.format,
     ...options.limits,
-    ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink } }),
+    ...(options.uplink === undefined ? {} : { uplink: { url: options.uplink, ...(options.shareCommands ? { commandGroup: SHARED_COMMAND_GROUP } : {}) } }),
   })
+  registerBrokerGauges(registry, broker)
+  if (wanted === undefined) return { broker, port: undefined, close: () => broker.close() }
   const server: Server = createServer((socket) => broker.handle(socket))
   try {
     await new Promise<void>((resolve, reject) => {
@@ -98,7 +111,6 @@ export async function startMqtt(
       { cause },
     )
   }
-  registerBrokerGauges(registry, broker)
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : wanted
   return {

@@ -9,7 +9,7 @@ const CLOSE_INTERNAL = 1011
 
 /**
  * The answer to a request whose handler threw. A constant, so that writing it cannot fail the way
- * the handler's own answer did (a value JSON cannot hold, say); the shape is CONTRACT §4's.
+ * the handler's own answer did (a value JSON cannot hold, say); the shape is docs/rest.md's.
  */
 const INTERNAL = { status: '500 Internal Server Error', body: '{"error":"internal","message":"internal error; see the hub log"}' }
 

@@ -1,7 +1,7 @@
 import { twinDelta, type TwinDocument } from '@fleetgate/device-sdk/wire'
 import type { TwinRecord } from '../store/index.js'
 
-/** A twin as REST answers it and MQTT carries it (CONTRACT §7); times are ISO 8601. */
+/** A twin as REST answers it and MQTT carries it (docs/twins.md); times are ISO 8601. */
 export interface TwinView {
   readonly device: string
   readonly desired: TwinDocument

@@ -4,6 +4,7 @@ import type { AuditLog } from '../audit/index.js'
 import type { Peer, Registry, Sessions } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import type { TwinChange, TwinRecord, TwinStore } from '../store/index.js'
+import { TurnBatch } from '../turn-batch.js'
 import { tune } from '../tuning.js'
 import { emptyTwin, twinView, type TwinView } from './twin-view.js'
 
@@ -49,11 +50,17 @@ export interface TwinsOptions {
   readonly counters: TwinCounters
   /**
    * Called once each change (desired or reported) is durable, with the twin after it, in the order
-   * of each device's changes: the retained MQTT topic and the `twin` event (CONTRACT §4, §6, §7).
+   * of each device's changes: the retained MQTT topic and the `twin` event (docs/rest.md, docs/mqtt.md, docs/twins.md).
    */
   readonly changed: (twin: TwinView) => void
   /** Called once a deleted device's twin is gone (its retained topic is cleared). */
   readonly removed: (device: string) => void
+  /**
+   * Cluster mode: called after a desired change of a device whose session is not here, to tell the
+   * node that holds it (over the bus; should the news be lost, that node's sweep finds the change).
+   * Default none.
+   */
+  readonly elsewhere?: (device: string) => void
   /** Time: when each change was made. */
   readonly clock: Clock
   /** Tuning knobs; defaults in TWINS_DEFAULTS. */
@@ -74,7 +81,7 @@ interface Owed {
 type ReportResult = { readonly kind: 'changed' | 'unchanged'; readonly twin: TwinRecord } | { readonly kind: 'too_large' } | { readonly kind: 'gone' }
 
 /**
- * Device twins (CONTRACT §7): operators change `desired` (REST), devices change `reported` (`twr`
+ * Device twins (docs/twins.md): operators change `desired` (REST), devices change `reported` (`twr`
  * frames), each by RFC 7386 merge patches, each side with its own version. Every change of one
  * device runs after the one before it has settled (a chain per device), so reports apply in the
  * order received and a deletion comes after the changes asked for before it. After `hello` and
@@ -91,6 +98,8 @@ export class Twins {
   readonly #sentVersion = new WeakMap<Peer, number>()
   /** What each session's socket refused, until its drain. */
   readonly #owed = new WeakMap<Peer, Owed>()
+  /** The desired versions of the devices whose sessions opened in one turn, read together. */
+  readonly #versions = new TurnBatch<string, number>((devices) => this.#options.store.desiredVersions(devices))
 
   constructor(options: TwinsOptions) {
     this.#options = options
@@ -125,6 +134,7 @@ export class Twins {
       // the device first: the retained topic and the event stream are not on its path
       const peer = this.#options.sessions.get(device)
       if (peer !== undefined) this.#sendDesired(peer, result.record)
+      else this.#options.elsewhere?.(device)
       const view = twinView(result.record)
       this.#changed(view)
       return { kind: 'changed', twin: view }
@@ -174,7 +184,7 @@ export class Twins {
 
   /**
    * Answers a report refused before it reached the twin (`invalid`, `rate`): nothing changed. The
-   * answer follows those of the device's reports received before it (CONTRACT §7: in order).
+   * answer follows those of the device's reports received before it (docs/twins.md: in order).
    */
   refuse(peer: Peer, id: string, reason: TwinRefusal): void {
     this.#options.counters.reported(reason)
@@ -203,17 +213,37 @@ export class Twins {
 
   /**
    * A session opened (after its `hello`): sends it the whole desired document, `{}` at version 0
-   * when there is none (CONTRACT §7). Resolves once sent (or found not needed).
+   * when there is none (docs/twins.md). The versions of a turn's new sessions are read together (a
+   * connect storm costs a read a turn), and the document only when it is not the empty one.
+   * Resolves once sent (or found not needed). Also how a session gets a change made on another node.
    */
   async opened(peer: Peer): Promise<void> {
-    const stored = await this.#options.store.get(peer.deviceId)
-    this.#sendDesired(peer, stored ?? emptyTwin(peer.deviceId))
+    await this.#refresh(peer, (await this.#versions.get(peer.deviceId)) ?? 0)
+  }
+
+  /**
+   * Cluster mode, each sweep: the sessions of `devices` (those here) that lack their device's
+   * latest desired version get it, should the news of a change on another node have been lost.
+   */
+  async sweep(devices: readonly string[]): Promise<void> {
+    for (const [device, version] of await this.#options.store.desiredVersions(devices)) {
+      const peer = this.#options.sessions.get(device)
+      if (peer === undefined || !peer.isOpen()) continue
+      this.#refresh(peer, version).catch((err: unknown) => this.#options.log.error({ err, deviceId: device }, 'desired twin not sent'))
+    }
   }
 
   /** Deletes the twin of a deleted device, after every change asked for before, and clears its retained topic. */
   async deviceDeleted(device: string): Promise<void> {
     const removed = await this.#serial(device, () => this.#options.store.remove(device))
     if (removed) this.#options.removed(device)
+  }
+
+  /** Sends the desired document at `version` unless the session has it (the empty one needs no read). */
+  async #refresh(peer: Peer, version: number): Promise<void> {
+    if (version <= (this.#sentVersion.get(peer) ?? -1)) return
+    const twin = version === 0 ? undefined : await this.#options.store.get(peer.deviceId)
+    this.#sendDesired(peer, twin ?? emptyTwin(peer.deviceId))
   }
 
   /** Runs `job` once every job of `device` asked for before it has settled. */

@@ -15,7 +15,7 @@ import { realClock } from '@fleetgate/device-sdk'
 import { decodeDeviceFrame, encodeFrame, type DeviceFrame, type Reading } from '@fleetgate/device-sdk/wire'
 import type { WebSocket } from 'uWebSockets.js'
 import { tempDir } from '../../../test/support/hub.js'
-import { Registry } from '../../src/devices/index.js'
+import { grantOf, Registry } from '../../src/devices/index.js'
 import { createLogger } from '../../src/logger.js'
 import { HubMetrics } from '../../src/observability/index.js'
 import { openLmdbStores } from '../../src/store/index.js'
@@ -110,7 +110,9 @@ interface Device {
   acked: number
 }
 const devices: Device[] = ids.map((id) => {
-  const session = new DeviceSession(id, clock.now(), ingest.newState())
+  const record = registry.get(id)
+  if (record === undefined) throw new Error(`device ${id} was not created`)
+  const session = new DeviceSession(id, clock.now(), grantOf(record), ingest.newState())
   session.socket = socket
   sessions++
   const frames = Array.from({ length: framesPerDevice }, (_, i) => encodeFrame(frameOf(i + 1)))

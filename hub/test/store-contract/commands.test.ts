@@ -106,11 +106,28 @@ describe.each(BACKENDS)('CommandStore on $name', (backend) => {
     for (const i of tries) {
       const pair = [outcomes[2 * i], outcomes[2 * i + 1]]
       const stored = await opened.stores.commands.get('d1', `k${i}`)
-      expect(pair.filter((outcome) => outcome === undefined), `k${i}`).toHaveLength(1)
-      expect(pair.find((outcome) => outcome !== undefined), `k${i}`).toEqual(stored)
+      expect(pair.filter((outcome) => outcome?.kind === 'stored'), `k${i}`).toHaveLength(1)
+      expect(pair.find((outcome) => outcome?.kind !== 'stored'), `k${i}`).toEqual({ kind: 'exists', record: stored })
     }
-    expect(await opened.stores.commands.insertIfAbsent(command('d1', 'k0', 1))).toEqual(await opened.stores.commands.get('d1', 'k0'))
+    expect(await opened.stores.commands.insertIfAbsent(command('d1', 'k0', 1))).toEqual({ kind: 'exists', record: await opened.stores.commands.get('d1', 'k0') })
     expect(await opened.stores.commands.queued('d1')).toHaveLength(10)
+  })
+
+  it('keeps the queue bound across nodes: of concurrent inserts past it, exactly the bound store, in any order', async () => {
+    const opened = await backend.open()
+    const peer = await opened.peer()
+    await opened.stores.commands.write(command('full', 'before', 900))
+    await opened.stores.commands.write({ ...command('full', 'done', 901), status: 'expired', completedAt: 902 })
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? opened.stores : peer).commands.insertIfAbsent(command('full', `n${i}`, 1000 + i), { maxQueued: 5 })),
+    )
+    expect(outcomes.filter((outcome) => outcome.kind === 'stored')).toHaveLength(4)
+    expect(outcomes.filter((outcome) => outcome.kind === 'queue_full')).toHaveLength(8)
+    expect(await opened.stores.commands.queued('full')).toHaveLength(5)
+    // A taken id is found whatever the queue holds; a record that is not queued takes no slot.
+    expect(await peer.commands.insertIfAbsent(command('full', 'before', 1), { maxQueued: 5 })).toMatchObject({ kind: 'exists', record: { id: 'before' } })
+    expect(await peer.commands.insertIfAbsent({ ...command('full', 'refused', 2000), status: 'expired', completedAt: 2000 }, { maxQueued: 5 })).toEqual({ kind: 'stored' })
+    expect(await peer.commands.queuedAmong(['full', 'nobody', 'd1'])).toEqual(new Set(['full']))
   })
 
   it('lets exactly one node claim a queued command, and exactly one end a sent one', async () => {
@@ -148,6 +165,35 @@ describe.each(BACKENDS)('CommandStore on $name', (backend) => {
     expect(await opened.stores.commands.writeIf(command('d1', 'missing', 1), 'queued')).toBe(false)
     expect(await opened.stores.commands.get('d1', 'missing')).toBeUndefined()
     expect(await opened.stores.commands.writeIf(sentOf(queued[0] as CommandRecord, 9), 'queued')).toBe(false)
+  })
+
+  it('lists as orphaned only the sent commands of nodes that are gone, once their deadline passed', async () => {
+    const opened = await backend.open()
+    const live = sentOf(command('d1', 'live', 1000), 2000)
+    await opened.stores.commands.write(live)
+    // A node that left (its row is gone) wrote this one.
+    const gone = sentOf(command('d2', 'gone', 1000), 2000)
+    const late = sentOf(command('d3', 'late', 1000), 9000)
+    if (opened.url !== undefined) {
+      const peer = await opened.peer()
+      await peer.commands.write(gone)
+      await peer.commands.write(late)
+      await opened.stores.cluster?.join(1, 'test')
+      await peer.cluster?.join(1, 'test')
+      await peer.cluster?.leave()
+      expect(ids(await opened.stores.commands.orphaned(2000 + 5000, 10))).toEqual(['gone'])
+      expect(ids(await opened.stores.commands.orphaned(9000 + 5000, 10))).toEqual(['gone', 'late'])
+      expect(ids(await opened.stores.commands.orphaned(9000 + 5000, 1))).toEqual(['gone'])
+      // Written for another node: it is that node's to send (not in this node's sent()), and orphaned once that node is gone.
+      const delegated = sentOf(command('d4', 'delegated', 1000), 2000)
+      expect(await opened.stores.commands.insertIfAbsent(delegated, { node: 'elsewhere' })).toEqual({ kind: 'stored' })
+      expect(ids(await opened.stores.commands.sent())).toEqual(['live'])
+      expect(ids(await opened.stores.commands.orphaned(2000 + 5000, 10))).toEqual(['gone', 'delegated'])
+    } else {
+      // One node: its own timers end what it sent.
+      await opened.stores.commands.write(gone)
+      expect(await opened.stores.commands.orphaned(Number.MAX_SAFE_INTEGER, 10)).toEqual([])
+    }
   })
 
   it('resolves writes once durable: a reopened store and another node see them', async () => {

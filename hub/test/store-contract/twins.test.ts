@@ -30,6 +30,14 @@ describe.each(BACKENDS)('TwinStore on $name', (backend) => {
     expect(seen).toEqual(first)
   })
 
+  it('reads the desired versions of many devices at once; a device without a twin has none', async () => {
+    const { stores } = await backend.open()
+    await stores.twins.update('v1', () => ({ write: twin('v1', { a: 1 }, 3), outcome: undefined }))
+    await stores.twins.update('v2', () => ({ write: twin('v2', {}, 0), outcome: undefined }))
+    expect(await stores.twins.desiredVersions(['v1', 'v2', 'none'])).toEqual(new Map([['v1', 3], ['v2', 0]]))
+    expect(await stores.twins.desiredVersions([])).toEqual(new Map())
+  })
+
   it('keeps documents exactly: every key an own member, __proto__ and $-free oddities included', async () => {
     const { stores } = await backend.open()
     const desired = JSON.parse('{"__proto__":{"x":1},"constructor":[1,null,{"é":"😀"}],"a\\u0000b":"n\\u0000ul","deep":{"b":{"c":{"d":true}}}}') as TwinDocument

@@ -69,9 +69,25 @@ const SCHEMAS: Readonly<Record<string, Json>> = {
       tags: schema('Tags'),
       disabled: { type: 'boolean' },
       createdAt: dateTime,
-      online: { type: 'boolean' },
+      online: { type: 'boolean', description: 'Whether it has a live session (in cluster mode: on any live node).' },
+      node: { type: ['string', 'null'], description: 'Cluster mode only: the node that holds its live session, or null while offline.' },
       connectedAt: { ...dateTime, description: 'When its live session opened; only while online.' },
-      lastSeenAt: { ...dateTime, description: 'Its last frame or pong; absent for a device never connected.' },
+      lastSeenAt: {
+        ...dateTime,
+        description: "Its last frame or pong; absent for a device never connected. For a session on another node (cluster mode), when that node last confirmed it (its heartbeat).",
+      },
+    },
+  },
+  Node: {
+    type: 'object',
+    required: ['id', 'startedAt', 'lastSeenAt', 'sessions', 'version', 'alive'],
+    properties: {
+      id: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+      startedAt: dateTime,
+      lastSeenAt: { ...dateTime, description: 'Its last heartbeat.' },
+      sessions: { type: 'integer', minimum: 0, description: 'Device sessions it holds (0 when it is not alive).' },
+      version: { type: 'string', description: 'Its hub version.' },
+      alive: { type: 'boolean', description: 'Whether it beat within the last 10 s; a dead node is listed for a day after its last beat.' },
     },
   },
   Secret: {

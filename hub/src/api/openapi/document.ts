@@ -5,6 +5,7 @@ import { COMMAND_PATHS } from './commands.js'
 import { COMPONENTS } from './components.js'
 import { DEVICE_PATHS } from './devices.js'
 import { HEALTH_PATHS } from './health.js'
+import { NODE_PATHS } from './nodes.js'
 import type { Paths } from './shapes.js'
 import { TELEMETRY_PATHS } from './telemetry.js'
 import { TWIN_PATHS } from './twins.js'
@@ -13,7 +14,7 @@ import { TWIN_PATHS } from './twins.js'
 export const OPENAPI_PATH = '/api/v1/openapi.json'
 
 /** Every path of the API, by concern. */
-const PATHS: Paths = { ...DEVICE_PATHS, ...COMMAND_PATHS, ...TELEMETRY_PATHS, ...TWIN_PATHS, ...HEALTH_PATHS }
+const PATHS: Paths = { ...DEVICE_PATHS, ...COMMAND_PATHS, ...TELEMETRY_PATHS, ...TWIN_PATHS, ...NODE_PATHS, ...HEALTH_PATHS }
 
 /** The OpenAPI 3.1 document of the REST API. */
 export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths } & Readonly<Record<string, unknown>> = {
@@ -34,7 +35,7 @@ export const OPENAPI_DOCUMENT: { readonly openapi: string; readonly paths: Paths
     { name: 'commands', description: 'Commands to one device, fan-out to many.' },
     { name: 'audit', description: 'Who changed what.' },
     { name: 'telemetry', description: 'Readings, as stored, and live events.' },
-    { name: 'twins', description: 'Desired and reported state (CONTRACT §7).' },
+    { name: 'twins', description: 'Desired and reported state (docs/twins.md).' },
     { name: 'health', description: 'Probes, figures and this document.' },
   ],
   paths: PATHS,

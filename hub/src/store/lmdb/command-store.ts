@@ -1,5 +1,5 @@
 import type { Database, RootDatabase } from 'lmdb'
-import type { CommandStore } from '../interfaces.js'
+import type { CommandStore, InsertOptions, InsertOutcome } from '../interfaces.js'
 import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { database } from './environment.js'
 
@@ -50,12 +50,15 @@ export class LmdbCommandStore implements CommandStore {
     })
   }
 
-  /** One process writes this store, and the check runs inside the write transaction. */
-  insertIfAbsent(record: CommandRecord): Promise<CommandRecord | undefined> {
-    return this.#root.childTransaction(() => {
+  /** One process writes this store, and the checks run inside the write transaction. */
+  insertIfAbsent(record: CommandRecord, options: InsertOptions = {}): Promise<InsertOutcome> {
+    const { maxQueued } = options
+    return this.#root.childTransaction((): InsertOutcome => {
       const before = this.#get(record.device, record.id)
-      if (before === undefined) this.#put(undefined, record)
-      return before
+      if (before !== undefined) return { kind: 'exists', record: before }
+      if (maxQueued !== undefined && record.status === 'queued' && this.#queuedOf(record.device, maxQueued) >= maxQueued) return { kind: 'queue_full' }
+      this.#put(undefined, record)
+      return { kind: 'stored' }
     })
   }
 
@@ -75,6 +78,10 @@ export class LmdbCommandStore implements CommandStore {
       if (record !== undefined) records.push(record)
     }
     return Promise.resolve(records)
+  }
+
+  queuedAmong(devices: readonly string[]): Promise<Set<string>> {
+    return Promise.resolve(new Set(devices.filter((device) => this.#queuedOf(device, 1) > 0)))
   }
 
   queuedCounts(): Promise<Map<string, number>> {
@@ -101,6 +108,11 @@ export class LmdbCommandStore implements CommandStore {
     return Promise.resolve(records)
   }
 
+  /** One node: its own timers end its sent commands, so none is orphaned. */
+  orphaned(): Promise<CommandRecord[]> {
+    return Promise.resolve([])
+  }
+
   list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]> {
     const records: CommandRecord[] = []
     for (const [, , id] of this.#order.getKeys({ start: [device, Number.MAX_SAFE_INTEGER, END], end: [device], reverse: true })) {
@@ -120,6 +132,11 @@ export class LmdbCommandStore implements CommandStore {
       if (record !== undefined) counts[record.status]++
     }
     return Promise.resolve(counts)
+  }
+
+  /** How many commands `device` has queued, counted up to `upTo`. */
+  #queuedOf(device: string, upTo: number): number {
+    return this.#queue.getCount({ start: [device], end: [device, Number.MAX_SAFE_INTEGER, END], limit: upTo })
   }
 
   #get(device: string, id: string): CommandRecord | undefined {

@@ -51,6 +51,7 @@ export function openLmdbStores(dataDir: string): HubStores {
     spool: loaded('the telemetry spool', () => new LmdbSpoolStore(root)),
     history: loaded('the telemetry history', () => new LmdbHistoryStore(root)),
     shared: false,
+    cluster: undefined,
     engines: [{ name: 'store', healthy: () => answers(root) }],
     close: () => root.close(),
   }

@@ -22,6 +22,7 @@ export class LmdbRegistryStore implements RegistryStore {
   readonly #lastSeen: Database<number, string>
   /** `tagKey=tagValue\0deviceId` -> null: devices by registry tag, sorted by id */
   readonly #tags: Database<null, string>
+  readonly #watchers: Array<(id: string, record: DeviceRecord | undefined) => void> = []
 
   constructor(root: RootDatabase) {
     this.#root = root
@@ -39,10 +40,10 @@ export class LmdbRegistryStore implements RegistryStore {
     return Promise.resolve(this.#lastSeen.get(id))
   }
 
-  insert(records: readonly DeviceRecord[]): Promise<boolean[]> {
+  async insert(records: readonly DeviceRecord[]): Promise<boolean[]> {
     // The existence check runs inside the write transaction, so two concurrent inserts of one id
     // cannot both win.
-    return this.#root.transaction(() =>
+    const inserted = await this.#root.transaction(() =>
       records.map((record) => {
         if (this.#devices.get(record.id) !== undefined) return false
         this.#write(undefined, record)
@@ -51,26 +52,38 @@ export class LmdbRegistryStore implements RegistryStore {
         return true
       }),
     )
+    records.forEach((record, i) => {
+      if (inserted[i] === true) this.#changed(record.id, record)
+    })
+    return inserted
   }
 
-  update(id: string, change: (before: DeviceRecord) => DeviceRecord): Promise<DeviceRecord | undefined> {
-    return this.#root.transaction(() => {
+  async update(id: string, change: (before: DeviceRecord) => DeviceRecord): Promise<DeviceRecord | undefined> {
+    const after = await this.#root.transaction(() => {
       const before = this.#devices.get(id)
       if (before === undefined) return undefined
-      const after = change(before)
-      this.#write(before, after)
-      return after
+      const changed = change(before)
+      this.#write(before, changed)
+      return changed
     })
+    if (after !== undefined) this.#changed(id, after)
+    return after
   }
 
-  remove(id: string): Promise<boolean> {
-    return this.#root.transaction(() => {
+  async remove(id: string): Promise<boolean> {
+    const removed = await this.#root.transaction(() => {
       const before = this.#devices.get(id)
       if (before === undefined) return false
       this.#write(before, undefined)
       this.#lastSeen.remove(id)
       return true
     })
+    if (removed) this.#changed(id, undefined)
+    return removed
+  }
+
+  watch(listener: (id: string, record: DeviceRecord | undefined) => void): void {
+    this.#watchers.push(listener)
   }
 
   /** One small put, which lmdb batches with the other writes of the tick. */
@@ -81,8 +94,7 @@ export class LmdbRegistryStore implements RegistryStore {
   list(query: DeviceQuery): Promise<DevicePage> {
     const items: DeviceRecord[] = []
     const [firstTag, ...otherTags] = query.tags
-    const matches = (device: DeviceRecord): boolean =>
-      otherTags.every(([name, value]) => device.tags[name] === value) && (query.accept?.(device.id) ?? true)
+    const matches = (device: DeviceRecord): boolean => otherTags.every(([name, value]) => device.tags[name] === value)
     const take = (device: DeviceRecord | undefined): boolean => {
       if (device === undefined || !matches(device)) return false
       items.push(device)
@@ -105,6 +117,11 @@ export class LmdbRegistryStore implements RegistryStore {
     if (more) items.pop()
     const last = items[items.length - 1]
     return Promise.resolve({ items, next: more && last !== undefined ? last.id : null })
+  }
+
+  /** One process writes this store: its commits are every change there is. */
+  #changed(id: string, record: DeviceRecord | undefined): void {
+    for (const listener of this.#watchers) listener(id, record)
   }
 
   /** Writes `after` in place of `before` (either may be absent), keeping the tag index in step. */

@@ -26,7 +26,7 @@ const held = (totals: Database<number, string>, key: string): number => totals.g
 const GROUP = 0
 const GROUP_HEAD_BYTES = 9
 
-/** Bytes of one entry in a group. Device ids are ASCII (CONTRACT §2), so one char is one byte. */
+/** Bytes of one entry in a group. Device ids are ASCII (docs/protocol.md), so one char is one byte. */
 const entryBytes = (entry: SpoolEntry): number => 1 + entry.deviceId.length + 8 + 4 + entry.frame.byteLength
 
 function encodeGroup(entries: readonly SpoolEntry[]): Buffer {

@@ -24,6 +24,15 @@ export class LmdbTwinStore implements TwinStore {
     return Promise.resolve(this.#twins.get(device))
   }
 
+  desiredVersions(devices: readonly string[]): Promise<Map<string, number>> {
+    const versions = new Map<string, number>()
+    for (const device of devices) {
+      const twin = this.#twins.get(device)
+      if (twin !== undefined) versions.set(device, twin.desiredVersion)
+    }
+    return Promise.resolve(versions)
+  }
+
   update<T>(device: string, change: (before: TwinRecord | undefined) => TwinChange<T>): Promise<T> {
     return this.#root.transaction(() => {
       const { write, outcome } = change(this.#twins.get(device))

@@ -1,5 +1,6 @@
 import type pg from 'pg'
-import type { CommandStore } from '../interfaces.js'
+import { HubError } from '../../errors.js'
+import type { CommandStore, InsertOptions, InsertOutcome } from '../interfaces.js'
 import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { GroupCommit } from './group-commit.js'
 import { query, type Db } from './pool.js'
@@ -8,12 +9,13 @@ import { query, type Db } from './pool.js'
 type CommandWrite =
   | { readonly kind: 'write'; readonly record: CommandRecord }
   | { readonly kind: 'writeIf'; readonly record: CommandRecord; readonly expected: CommandStatus }
-  | { readonly kind: 'insert'; readonly record: CommandRecord }
+  | { readonly kind: 'insert'; readonly record: CommandRecord; readonly maxQueued: number | undefined; readonly node: string | undefined }
 
-/** What a write did: written or not; for an insert that found its id taken, the record stored. */
+/** What a write did: written or not; for an insert that found its id taken, the record stored; or its device's queue full. */
 interface WriteOutcome {
   readonly written: boolean
   readonly existing?: CommandRecord
+  readonly queueFull?: boolean
 }
 
 const keyOf = (record: CommandRecord): string => `${record.device}\0${record.id}`
@@ -46,9 +48,11 @@ const UPSERT = `INSERT INTO commands AS c (device, id, created_at, status, expir
   ON CONFLICT (device, id) DO UPDATE SET created_at = EXCLUDED.created_at, status = EXCLUDED.status,
     expires_at = EXCLUDED.expires_at, batch = EXCLUDED.batch, node = EXCLUDED.node, record = EXCLUDED.record`
 
-/** Inserts each record whose key is free; a key another transaction is inserting waits for it to end. */
+/** Inserts each record whose key is free, for the node given with it (`$8`); a key another transaction is inserting waits for it to end. */
 const INSERT_IF_ABSENT = `INSERT INTO commands (device, id, created_at, status, expires_at, batch, node, record)
-  SELECT u.device, u.id, u.created_at, u.status, u.expires_at, u.batch, $8, u.record FROM ${UNNEST}
+  SELECT u.device, u.id, u.created_at, u.status, u.expires_at, u.batch, u.node, u.record
+  FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[], $7::json[], $8::text[])
+    AS u(device, id, created_at, status, expires_at, batch, record, node)
   ON CONFLICT (device, id) DO NOTHING RETURNING device, id`
 
 /** Compare-and-set: the row is locked by the UPDATE and its status checked after the lock. */
@@ -71,10 +75,13 @@ export class PgCommandStore implements CommandStore {
   readonly #db: Db
   readonly #node: string
   readonly #writes: GroupCommit<CommandWrite, WriteOutcome>
+  readonly #deadAfterMs: number
 
-  constructor(db: Db, node: string, maxWrites: number) {
+  /** `deadAfterMs`: a node whose last heartbeat is older is dead (its sent commands are orphaned). */
+  constructor(db: Db, node: string, maxWrites: number, deadAfterMs: number) {
     this.#db = db
     this.#node = node
+    this.#deadAfterMs = deadAfterMs
     this.#writes = new GroupCommit(db, 'writing commands', maxWrites, (client, writes) => this.#apply(client, writes))
   }
 
@@ -87,8 +94,13 @@ export class PgCommandStore implements CommandStore {
     await this.#writes.submit({ kind: 'write', record: after })
   }
 
-  async insertIfAbsent(record: CommandRecord): Promise<CommandRecord | undefined> {
-    return (await this.#writes.submit({ kind: 'insert', record })).existing
+  async insertIfAbsent(record: CommandRecord, options: InsertOptions = {}): Promise<InsertOutcome> {
+    const outcome = await this.#writes.submit({ kind: 'insert', record, maxQueued: options.maxQueued, node: options.node })
+    if (outcome.written) return { kind: 'stored' }
+    if (outcome.queueFull === true) return { kind: 'queue_full' }
+    // Commands are never deleted, so a taken id has its record.
+    if (outcome.existing === undefined) throw new HubError('HUB_ERR_STORE', `command ${record.device}/${record.id}: its id is taken but no record was found`)
+    return { kind: 'exists', record: outcome.existing }
   }
 
   async writeIf(after: CommandRecord, expected: CommandStatus): Promise<boolean> {
@@ -97,6 +109,12 @@ export class PgCommandStore implements CommandStore {
 
   async queued(device: string): Promise<CommandRecord[]> {
     return this.#records('reading a command queue', "SELECT record FROM commands WHERE device = $1 AND status = 'queued' ORDER BY created_at, id", [device])
+  }
+
+  async queuedAmong(devices: readonly string[]): Promise<Set<string>> {
+    if (devices.length === 0) return new Set()
+    const rows = await query<{ device: string }>(this.#db, 'finding queued commands', "SELECT DISTINCT device FROM commands WHERE status = 'queued' AND device = ANY($1)", [devices])
+    return new Set(rows.map((row) => row.device))
   }
 
   async queuedCounts(): Promise<Map<string, number>> {
@@ -114,6 +132,17 @@ export class PgCommandStore implements CommandStore {
 
   async sent(): Promise<CommandRecord[]> {
     return this.#records('reading sent commands', "SELECT record FROM commands WHERE status = 'sent' AND node = $1", [this.#node])
+  }
+
+  async orphaned(now: number, limit: number): Promise<CommandRecord[]> {
+    return this.#records(
+      'reading the sent commands of dead nodes',
+      `SELECT record FROM commands c WHERE status = 'sent'
+         AND (record->>'sentAt')::bigint + (record->>'timeoutMs')::bigint <= $1
+         AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = c.node AND n.last_seen_at > now_ms() - $2)
+       ORDER BY device, id LIMIT $3`,
+      [now, this.#deadAfterMs, limit],
+    )
   }
 
   async list(device: string, accept: ((record: CommandRecord) => boolean) | undefined, limit: number): Promise<CommandRecord[]> {
@@ -188,24 +217,13 @@ export class PgCommandStore implements CommandStore {
       for (const write of plain) outcomes.set(write, { written: true })
     }
     if (inserts.length > 0) {
-      const stored = await client.query<{ device: string; id: string }>(INSERT_IF_ABSENT, [...columns(inserts.map((write) => write.record)), this.#node])
-      const inserted = new Set(stored.rows.map((row) => `${row.device}\0${row.id}`))
-      const taken = inserts.filter((write) => !inserted.has(keyOf(write.record)))
-      const existing = new Map<string, CommandRecord>()
-      if (taken.length > 0) {
-        // A new statement sees what the inserts that won committed.
-        const rows = await client.query<{ record: CommandRecord }>(
-          'SELECT c.record FROM commands c JOIN unnest($1::text[], $2::text[]) AS u(device, id) ON c.device = u.device AND c.id = u.id',
-          [taken.map((write) => write.record.device), taken.map((write) => write.record.id)],
-        )
-        for (const row of rows.rows) existing.set(keyOf(row.record), row.record)
-      }
-      for (const write of inserts) {
-        const found = existing.get(keyOf(write.record))
-        outcomes.set(write, inserted.has(keyOf(write.record)) ? { written: true } : { written: false, ...(found === undefined ? {} : { existing: found }) })
-      }
+      const full = await this.#overQueueBound(client, inserts)
+      for (const write of full) outcomes.set(write, { written: false, queueFull: true })
+      const admitted = inserts.filter((write) => !full.has(write))
+      await this.#insert(client, admitted, outcomes)
     }
     if (conditional.length > 0) {
+
       const records = conditional.map((write) => write.record)
       const expected = new Map(conditional.map((write) => [keyOf(write.record), write.expected]))
       const params = columns(records)
@@ -214,5 +232,60 @@ export class PgCommandStore implements CommandStore {
       const done = new Set(written.rows.map((row) => `${row.device}\0${row.id}`))
       for (const write of conditional) outcomes.set(write, { written: done.has(keyOf(write.record)) })
     }
+  }
+
+  async #insert(client: pg.PoolClient, inserts: ReadonlyArray<Extract<CommandWrite, { kind: 'insert' }>>, outcomes: Map<CommandWrite, WriteOutcome>): Promise<void> {
+    if (inserts.length === 0) return
+    const params = columns(inserts.map((write) => write.record))
+    // columns() sorts by key: the nodes follow the same order.
+    const nodeOf = new Map(inserts.map((write) => [keyOf(write.record), write.node ?? this.#node]))
+    const nodes = (params[0] as string[]).map((device, i) => nodeOf.get(`${device}\0${(params[1] as string[])[i]}`) ?? this.#node)
+    const stored = await client.query<{ device: string; id: string }>(INSERT_IF_ABSENT, [...params, nodes])
+    const inserted = new Set(stored.rows.map((row) => `${row.device}\0${row.id}`))
+    const taken = inserts.filter((write) => !inserted.has(keyOf(write.record)))
+    const existing = new Map<string, CommandRecord>()
+    if (taken.length > 0) {
+      // A new statement sees what the inserts that won committed.
+      const rows = await client.query<{ record: CommandRecord }>(
+        'SELECT c.record FROM commands c JOIN unnest($1::text[], $2::text[]) AS u(device, id) ON c.device = u.device AND c.id = u.id',
+        [taken.map((write) => write.record.device), taken.map((write) => write.record.id)],
+      )
+      for (const row of rows.rows) existing.set(keyOf(row.record), row.record)
+    }
+    for (const write of inserts) {
+      const found = existing.get(keyOf(write.record))
+      outcomes.set(write, inserted.has(keyOf(write.record)) ? { written: true } : { written: false, ...(found === undefined ? {} : { existing: found }) })
+    }
+  }
+
+  /**
+   * The bounded inserts of queued records that their devices' queues have no room for, counted in
+   * submission order. Each device's queue is locked for the rest of the transaction first (an
+   * advisory lock, taken in device order), so creates on several nodes at once count one after the
+   * other; an insert whose id is taken does not count (it will find the record stored).
+   */
+  async #overQueueBound(client: pg.PoolClient, inserts: ReadonlyArray<Extract<CommandWrite, { kind: 'insert' }>>): Promise<Set<CommandWrite>> {
+    const bounded = inserts.filter((write) => write.maxQueued !== undefined && write.record.status === 'queued')
+    const full = new Set<CommandWrite>()
+    if (bounded.length === 0) return full
+    const devices = [...new Set(bounded.map((write) => write.record.device))].sort()
+    await client.query("SELECT pg_advisory_xact_lock(hashtextextended('fleetgate.queue:' || d, 0)) FROM (SELECT d FROM unnest($1::text[]) AS d ORDER BY d) AS sorted", [devices])
+    const counted = await client.query<{ device: string; n: number }>(
+      "SELECT device, count(*) AS n FROM commands WHERE status = 'queued' AND device = ANY($1) GROUP BY device",
+      [devices],
+    )
+    const present = await client.query<{ device: string; id: string }>(
+      'SELECT c.device, c.id FROM commands c JOIN unnest($1::text[], $2::text[]) AS u(device, id) ON c.device = u.device AND c.id = u.id',
+      [bounded.map((write) => write.record.device), bounded.map((write) => write.record.id)],
+    )
+    const taken = new Set(present.rows.map((row) => `${row.device}\0${row.id}`))
+    const queued = new Map(counted.rows.map((row) => [row.device, row.n]))
+    for (const write of bounded) {
+      if (taken.has(keyOf(write.record))) continue
+      const n = queued.get(write.record.device) ?? 0
+      if (n >= (write.maxQueued ?? Number.POSITIVE_INFINITY)) full.add(write)
+      else queued.set(write.record.device, n + 1)
+    }
+    return full
   }
 }

@@ -3,6 +3,7 @@ import type { HubStores } from '../interfaces.js'
 import type { LocalStore } from '../lmdb/index.js'
 import { PgAuditStore } from './audit-store.js'
 import { PgBatchStore } from './batch-store.js'
+import { PgClusterStore } from './cluster-store.js'
 import { PgCommandStore } from './command-store.js'
 import { PgListener } from './listener.js'
 import { migrate } from './migrate.js'
@@ -43,10 +44,11 @@ export async function openPostgresStores(options: PostgresStoresOptions, local: 
   })
   const db: Db = { pool, unreachable: () => listener.unreachable() }
   const registry = new PgRegistryStore(db, listener, tuning, log)
-  const commands = new PgCommandStore(db, nodeId, tuning.groupMaxWrites)
+  const commands = new PgCommandStore(db, nodeId, tuning.groupMaxWrites, tuning.nodeDeadAfterMs)
+  const cluster = new PgClusterStore(db, nodeId, tuning.nodeDeadAfterMs, tuning.groupMaxWrites)
   const audit = new PgAuditStore(db, tuning.groupMaxWrites)
   const closeShared = async (): Promise<void> => {
-    await Promise.all([registry.settled(), commands.settled(), audit.settled()])
+    await Promise.all([registry.settled(), commands.settled(), audit.settled(), cluster.settled()])
     registry.close()
     await listener.close()
     await pool.end()
@@ -68,6 +70,7 @@ export async function openPostgresStores(options: PostgresStoresOptions, local: 
     spool: node.spool,
     history: node.history,
     shared: true,
+    cluster,
     engines: [node.engine, { name: 'postgres', healthy: () => listener.healthy() }],
     async close() {
       await node.close()

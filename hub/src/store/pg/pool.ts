@@ -23,6 +23,11 @@ export interface PostgresTuning {
   readonly groupMaxWrites: number
   /** How long the registry cache remembers a deleted device's last version, in ms; default 60,000. */
   readonly tombstoneMs: number
+  /**
+   * A node whose last heartbeat is older than this is dead (docs/cluster.md: its devices read offline,
+   * its sent commands end `timeout`), in ms, on PostgreSQL's clock; default 10,000.
+   */
+  readonly nodeDeadAfterMs: number
 }
 
 /** The defaults of PostgresTuning. */
@@ -35,6 +40,7 @@ export const POSTGRES_DEFAULTS: PostgresTuning = Object.freeze({
   reconnectMaxMs: 1000,
   groupMaxWrites: 1000,
   tombstoneMs: 60_000,
+  nodeDeadAfterMs: 10_000,
 })
 
 /** Validated tuning: POSTGRES_DEFAULTS with what `given` sets. */

@@ -96,6 +96,7 @@ export class PgRegistryStore implements RegistryStore {
   #readScheduled = false
   readonly #touches: GroupCommit<readonly [string, number], void>
   readonly #sweep: ReturnType<typeof setInterval>
+  readonly #watchers: Array<(id: string, record: DeviceRecord | undefined) => void> = []
 
   /** Registers with `listener` (start it afterwards: its first connect loads the cache). */
   constructor(db: Db, listener: PgListener, tuning: PostgresTuning, log: Pick<Logger, 'warn'>) {
@@ -208,26 +209,19 @@ export class PgRegistryStore implements RegistryStore {
     }
     const cursorParam = param(query.after ?? null)
     where.push(`(${cursorParam}::text IS NULL OR d.id > ${cursorParam})`)
-    // One record past the page tells whether there is a next page; `accept` runs in the hub, so
-    // pages are read until that many pass it.
+    // One record past the page tells whether there is a next page.
     const want = query.limit + 1
     const sql = `SELECT d.id, d.record FROM ${from} WHERE ${where.join(' AND ')} ORDER BY d.id LIMIT ${param(want)}`
-    const cursorAt = params.length - 2
-    for (;;) {
-      const rows = await this.#read('listing devices', sql, params)
-      for (const row of rows) {
-        if (query.accept !== undefined && !query.accept(row.id)) continue
-        items.push(row.record)
-        if (items.length === want) break
-      }
-      const last = rows[rows.length - 1]
-      if (items.length === want || rows.length < want || last === undefined) break
-      params[cursorAt] = last.id
-    }
+    const rows = await this.#read('listing devices', sql, params)
+    for (const row of rows) items.push(row.record)
     const more = items.length > query.limit
     if (more) items.pop()
     const lastItem = items[items.length - 1]
     return { items, next: more && lastItem !== undefined ? lastItem.id : null }
+  }
+
+  watch(listener: (id: string, record: DeviceRecord | undefined) => void): void {
+    this.#watchers.push(listener)
   }
 
   /** Resolves once every write submitted so far has settled. */
@@ -250,6 +244,11 @@ export class PgRegistryStore implements RegistryStore {
     if (known !== undefined && known.version >= version) return
     this.#stamp++
     this.#entries.set(id, record === undefined ? { record, version, stamp: this.#stamp, deletedAt: Date.now() } : { record, version, stamp: this.#stamp })
+    if (known?.record !== record) this.#changed(id, record)
+  }
+
+  #changed(id: string, record: DeviceRecord | undefined): void {
+    for (const listener of this.#watchers) listener(id, record)
   }
 
   #notifiedOf(payload: string): void {
@@ -318,7 +317,10 @@ export class PgRegistryStore implements RegistryStore {
           for (const row of rows.rows) this.#take(row.id, row.record, row.version)
         }
         for (const [id, entry] of this.#entries) {
-          if (entry.record !== undefined && !present.has(id) && entry.stamp <= startedAt) this.#entries.delete(id)
+          if (entry.record !== undefined && !present.has(id) && entry.stamp <= startedAt) {
+            this.#entries.delete(id)
+            this.#changed(id, undefined)
+          }
         }
         await client.query('COMMIT')
       } catch (err) {

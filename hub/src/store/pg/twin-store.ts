@@ -25,6 +25,17 @@ export class PgTwinStore implements TwinStore {
     return rows[0]?.record
   }
 
+  async desiredVersions(devices: readonly string[]): Promise<Map<string, number>> {
+    if (devices.length === 0) return new Map()
+    const rows = await query<{ device: string; version: number }>(
+      this.#db,
+      'reading desired versions',
+      "SELECT device, (record->>'desiredVersion')::int8 AS version FROM twins WHERE device = ANY($1)",
+      [devices],
+    )
+    return new Map(rows.map((row) => [row.device, row.version]))
+  }
+
   update<T>(device: string, change: (before: TwinRecord | undefined) => TwinChange<T>): Promise<T> {
     return transaction(this.#db, 'changing a twin', async (client) => {
       await client.query(LOCK, [device])

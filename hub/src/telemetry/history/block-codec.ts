@@ -4,7 +4,7 @@
 //   u8 version (1) | u8 flags (bit 0: tagged) | u16 columns | u32 rows
 //   f64[rows] ts, little-endian, ascending
 //   tagged:  u32 tag sets (after the implied '') | each: u16 length, UTF-8 key | pad to 4 | u32[rows] tag set of each row
-//   columns: each: u8 name length, name (ASCII, CONTRACT §3 key pattern) | u8 kind
+//   columns: each: u8 name length, name (ASCII, docs/protocol.md key pattern) | u8 kind
 //            kind 0: pad to 8 | f64[rows] numbers, NaN where the row has none
 //            kind 1: u32 length, UTF-8 JSON array of the values, null where the row has none
 // Arrays sit at offsets aligned to their element size: lmdb hands each value out in a buffer of

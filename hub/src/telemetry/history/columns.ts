@@ -1,11 +1,11 @@
 // Readings in columnar form: what a history block holds and what queries walk. Rows are points as
-// InfluxDB keeps them (CONTRACT §5): one per (ts, tag set), sorted by ts then tag set, fields merged.
+// InfluxDB keeps them (docs/telemetry.md): one per (ts, tag set), sorted by ts then tag set, fields merged.
 import type { Metrics, Reading } from '@fleetgate/device-sdk'
 
 /** A metric's values by row: numbers (NaN where the row has none), or any values (undefined where none). */
 export type Column = { readonly numeric: true; readonly values: Float64Array } | { readonly numeric: false; readonly values: ReadonlyArray<MetricValue | undefined> }
 
-/** One metric value (CONTRACT §3). */
+/** One metric value (docs/protocol.md). */
 export type MetricValue = Metrics[string]
 
 /** Rows of points: sorted by (ts, tag set), at most one row per (ts, tag set). */
@@ -130,7 +130,7 @@ class ColumnsBuilder {
 /**
  * Sorts and merges source rows into columns: rows of equal (ts, tag set) become one point whose
  * fields are merged, a later write (higher rank) winning a field, as InfluxDB merges a point written
- * twice (CONTRACT §3: a resent reading lands on the same point).
+ * twice (docs/protocol.md: a resent reading lands on the same point).
  */
 function mergeRows(sources: SourceRow[]): Columns {
   sources.sort(compareRows)

@@ -1,4 +1,4 @@
-// The telemetry query (CONTRACT §4) over the history: raw points and intervals, computed the way
+// The telemetry query (docs/rest.md) over the history: raw points and intervals, computed the way
 // InfluxDB computes them (InfluxQL `GROUP BY time(every) fill(none)`), so that both back ends
 // answer alike (test/history-influx.test.ts feeds both and compares).
 import type { Metrics } from '@fleetgate/device-sdk'
@@ -87,7 +87,7 @@ interface Accumulator {
   min: number
   max: number
   last: MetricValue
-  /** Whether a value that is not a number came: the metric then takes `last` (CONTRACT §4). */
+  /** Whether a value that is not a number came: the metric then takes `last` (docs/rest.md). */
   other: boolean
 }
 

@@ -17,7 +17,7 @@ export interface HistoryFrame {
 }
 
 /**
- * The embedded telemetry history (CONTRACT §5; layout in docs/history.md): ingest encodes each
+ * The embedded telemetry history (docs/telemetry.md; layout in docs/history.md): ingest encodes each
  * committed frame's readings as one block per hour they fall in (one in the common case) and
  * writes them in the commit that acks the frame; queries read a device's blocks of the range's
  * hours and merge them into points; upkeep trims and compacts in bounded slices.

@@ -40,7 +40,7 @@ export type TrimReason = 'age' | 'size'
 
 /** Figures upkeep reports. */
 export interface HistoryCounters {
-  /** Readings removed by retention (CONTRACT §5: the oldest go first). */
+  /** Readings removed by retention (docs/telemetry.md: the oldest go first). */
   historyTrimmed(reason: TrimReason, readings: number): void
   /** A device-hour whose blocks were merged into a few large ones. */
   historyCompacted(): void
@@ -129,7 +129,7 @@ export class HistoryMaintenance {
   }
 
   /**
-   * One slice of retention (CONTRACT §5): device-hours that ended more than the retention ago, then,
+   * One slice of retention (docs/telemetry.md): device-hours that ended more than the retention ago, then,
    * while the history is over its size bound, the oldest device-hours whatever their age. At most
    * `sliceBlocks` blocks; true when it removed any.
    */

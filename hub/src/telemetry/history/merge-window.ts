@@ -21,7 +21,7 @@ function firstAtOrAbove(columns: Columns, from: number, bound: number): number {
 
 /**
  * Merges blocks that arrive in order of their earliest ts into one stream of sorted, unique rows
- * (CONTRACT §5: one point per ts and tag set). Once a block with earliest ts `t` is next, no later
+ * (docs/telemetry.md: one point per ts and tag set). Once a block with earliest ts `t` is next, no later
  * block holds a row before `t`, so every pending row before `t` is final: `take(t)` hands them out.
  * Pending blocks are those whose rows reach past the next block's start: one or two in the usual
  * case, where blocks follow each other in time.
