@@ -18,6 +18,7 @@ import {
   show,
 } from './frame-checks.js'
 import type { Decoded, DecodeFailure, DeviceFrame, HubFrame, Metrics, Reading } from './frames.js'
+import { readTelemetry } from './telemetry-reader.js'
 
 export * from './frames.js'
 
@@ -77,8 +78,8 @@ export function encodeFrame(frame: DeviceFrame | HubFrame): Uint8Array {
       break
     }
     case 'ack':
-      wire = { t: 'ack', s: wireInt(frame.s) }
-      break
+      // The hub's most frequent frame, written byte by byte: the same bytes as the encoder's.
+      return encodeAck(frame.s)
     case 'nak':
       wire = { t: 'nak', s: wireInt(frame.s), e: frame.e }
       break
@@ -111,6 +112,30 @@ export function encodeFrame(frame: DeviceFrame | HubFrame): Uint8Array {
   }
 }
 
+/** The CBOR head of `{t: 'ack', s: ...}` up to the value of `s`: map of 2, "t", "ack", "s". */
+const ACK_HEAD = [0xa2, 0x61, 0x74, 0x63, 0x61, 0x63, 0x6b, 0x61, 0x73]
+
+/** `{t: 'ack', s}` as encodeFrame writes it: `s` as the shortest CBOR unsigned integer (RFC 8949 §4.2.1). */
+function encodeAck(s: number): Uint8Array {
+  if (!Number.isSafeInteger(s) || s < 0) throw new SdkError('SDK_ERR_PROTOCOL', `cannot encode an ack frame: s = ${show(s)}`)
+  const size = s < 24 ? 0 : s < 0x100 ? 1 : s < 0x10000 ? 2 : s < 0x100000000 ? 4 : 8
+  const out = new Uint8Array(ACK_HEAD.length + 1 + size)
+  out.set(ACK_HEAD)
+  const at = ACK_HEAD.length
+  if (size === 0) {
+    out[at] = s
+    return out
+  }
+  out[at] = size === 1 ? 0x18 : size === 2 ? 0x19 : size === 4 ? 0x1a : 0x1b
+  // big-endian, most significant byte first; above 2^32 the high word comes from a division
+  let rest = s
+  for (let i = size; i >= 1; i--) {
+    out[at + i] = rest % 256
+    rest = Math.floor(rest / 256)
+  }
+  return out
+}
+
 /**
  * Decodes and validates one device-to-hub frame (`tm`, `tb`, `res`, `twr`). Never throws: any input,
  * hostile or not, yields a frame built from validated fields only, or a DecodeFailure. The frame
@@ -118,6 +143,16 @@ export function encodeFrame(frame: DeviceFrame | HubFrame): Uint8Array {
  * detach the buffer at once (uWS neuters message ArrayBuffers when the handler returns).
  */
 export function decodeDeviceFrame(bytes: Uint8Array): Decoded<DeviceFrame> {
+  // Telemetry in its plain form is read directly (the hub's hot path); everything else, refusals
+  // included, the general way, which gives the same answer for any frame the reader takes.
+  return (bytes instanceof Uint8Array ? readTelemetry(bytes) : undefined) ?? decodeDeviceFrameGenerally(bytes)
+}
+
+/**
+ * decodeDeviceFrame the general way, for every input: scan, cbor-x, field checks. Not part of the
+ * wire surface; its tests hold the direct telemetry reader to it.
+ */
+export function decodeDeviceFrameGenerally(bytes: Uint8Array): Decoded<DeviceFrame> {
   const map = decodeMap(bytes)
   if (!(map instanceof Map)) return map
   const t = map.get('t')

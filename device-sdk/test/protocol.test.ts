@@ -152,6 +152,30 @@ describe('encodeFrame', () => {
     expect(toHex(bytes)).toContain('636c6f773b000000012a05f1ff')
   })
 
+  it('writes an ack\'s s as the shortest CBOR uint at every width, as a generic decoder reads it', () => {
+    const heads: Array<[number, string]> = [
+      [0, '00'],
+      [23, '17'],
+      [24, '1818'],
+      [255, '18ff'],
+      [256, '190100'],
+      [65_535, '19ffff'],
+      [65_536, '1a00010000'],
+      [2 ** 32 - 1, '1affffffff'],
+      [2 ** 32, '1b0000000100000000'],
+      [Number.MAX_SAFE_INTEGER, '1b001fffffffffffff'],
+    ]
+    for (const [s, head] of heads) {
+      const bytes = encodeFrame({ t: 'ack', s })
+      expect(toHex(bytes)).toBe(`a26174636163${'6b'}6173${head}`)
+      expect(withNumbers(genericDecoder.decode(bytes))).toStrictEqual({ t: 'ack', s })
+    }
+  })
+
+  it('refuses an ack whose s is no uint with SDK_ERR_PROTOCOL', () => {
+    for (const s of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => encodeFrame({ t: 'ack', s })).toThrow(expect.objectContaining({ code: 'SDK_ERR_PROTOCOL' }))
+  })
+
   it('leaves out undefined optional keys and keys the type does not have', () => {
     const frame = { t: 'tm', s: 1, ts: undefined, m: { a: 1 }, g: undefined, extra: 'x' } as unknown as DeviceFrame
     expect(toHex(encodeFrame(frame))).toBe('a3617462746d617301616da1616101')

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { appendLine, MAX_INFLUX_TIME_MS, type FieldValue, type LineRefusal } from '../src/telemetry/influx-line.js'
+import { appendLine, LineBuffer, MAX_INFLUX_TIME_MS, seriesKey, type FieldValue, type LineRefusal } from '../src/telemetry/influx-line.js'
+import { seededRandom } from '../../test/support/hostile.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
 
 interface Good {
@@ -119,6 +120,50 @@ describe('appendLine fixtures', () => {
     expect(appendLine(out, 'm', {}, { v: 1 }, -MAX_INFLUX_TIME_MS)).toBeUndefined()
     expect(appendLine(out, 'm', {}, { v: 1 }, 0)).toBeUndefined()
     expect(out).toEqual(['m v=1 9223372036854', 'm v=1 -9223372036854', 'm v=1 0'])
+  })
+})
+
+describe('LineBuffer', () => {
+  const series = (device: string): Uint8Array => {
+    const bytes = seriesKey('telemetry', { device })
+    if (typeof bytes === 'string') throw new Error(bytes)
+    return bytes
+  }
+
+  it('writes every number as String() does (digit by digit where it can), -0 with its sign', () => {
+    const random = seededRandom(16)
+    const values = [0, -0, 1, -1, 0.5, 0.1 + 0.2, 1.005, 20.3, 45.5, 3.3, 1e-4, 1e-5, 1e-7, 1e9, 1e9 - 1e-4, 999_999_999.9999, 123_456_789.1234]
+    values.push(2 ** 53 - 1, 2 ** 53, -(2 ** 53), 1e21, 5e-324, Number.MAX_VALUE, Number.MIN_VALUE, Number.EPSILON)
+    for (let i = 0; i < 200_000; i++) {
+      const magnitude = 10 ** Math.floor(random() * 13)
+      const sign = random() < 0.3 ? -1 : 1
+      const scale = 10 ** Math.floor(random() * 7)
+      values.push((sign * Math.round(random() * magnitude)) / scale, sign * random() * magnitude, (sign * (Math.round(random() * 1e9) + 0.5)) / scale)
+    }
+    const buffer = new LineBuffer(16)
+    const device = series('d')
+    expect(values.map((v) => buffer.point('d', device, { v }, 7)).filter((refusal) => refusal !== undefined)).toStrictEqual([])
+    const written = Array.from({ length: buffer.lines }, (_, i) => buffer.line(i))
+    const expected = values.map((v) => `telemetry,device=d v=${Object.is(v, -0) ? '-0' : String(v)} 7`)
+    expect(written.filter((line, i) => line !== expected[i])).toStrictEqual([])
+  })
+
+  it('keeps lines, their devices and bodies of any range; a refused reading leaves nothing behind', () => {
+    const buffer = new LineBuffer(16)
+    expect(buffer.point('a', series('a'), { v: 1, s: 'é "x"' }, 1)).toBeUndefined()
+    expect(buffer.point('b', series('b'), { time: 2 }, 2)).toBe('reserved_key')
+    expect(buffer.point('b', series('b'), { v: 2, w: Number.NaN }, 2)).toBe('bad_value')
+    expect(buffer.point('b', series('b'), { v: 3 }, 3.5)).toBe('bad_timestamp')
+    expect(buffer.point('b', series('b'), {}, 3)).toBe('empty_fields')
+    expect(buffer.point('c', series('c'), { on: true }, 3)).toBeUndefined()
+    expect(buffer.point('d', series('d'), { v: -2.25 }, -4)).toBeUndefined()
+    const lines = ['telemetry,device=a v=1,s="é \\"x\\"" 1', 'telemetry,device=c on=true 3', 'telemetry,device=d v=-2.25 -4']
+    expect([buffer.lines, [0, 1, 2].map((i) => [buffer.line(i), buffer.device(i)])]).toStrictEqual([3, lines.map((line, i) => [line, 'acd'[i]])])
+    const text = (from: number, to: number): string => Buffer.from(buffer.body(from, to)).toString('utf8')
+    expect([text(0, 3), text(1, 2), text(1, 3), text(2, 2)]).toStrictEqual([lines.join('\n'), lines[1], `${lines[1]}\n${lines[2]}`, ''])
+    expect(buffer.byteLength).toBe(Buffer.byteLength(lines.join('\n')) + 1)
+    buffer.clear()
+    expect([buffer.lines, buffer.byteLength]).toStrictEqual([0, 0])
   })
 })
 

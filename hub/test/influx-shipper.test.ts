@@ -8,9 +8,9 @@ import { Registry } from '../src/devices/index.js'
 import { createLogger } from '../src/logger.js'
 import { openLmdbStores, type HubStores, type SpoolEntry, type SpoolStore } from '../src/store/index.js'
 import { DeadLetter } from '../src/telemetry/dead-letter.js'
-import type { CommittedFrame } from '../src/telemetry/ingest.js'
+import type { HistoryFrame } from '../src/telemetry/history/index.js'
 import { InfluxShipper, type ShipperOptions, type ShipperTuning } from '../src/telemetry/influx-shipper.js'
-import type { ShipResult } from '../src/telemetry/influx-writer.js'
+import type { LineBatch, ShipResult } from '../src/telemetry/influx-writer.js'
 
 /** An InfluxDB stand-in for the shipper's logic: records each write; `hold` keeps writes pending, `fail` refuses them. */
 class FakeWriter {
@@ -20,13 +20,14 @@ class FakeWriter {
   failures = 0
   #held: Array<() => void> = []
 
-  writeOrDeadLetter(lines: readonly string[]): Promise<ShipResult> {
+  writeOrDeadLetter(batch: LineBatch): Promise<ShipResult> {
     if (this.fail) {
       this.failures++
       return Promise.resolve({ retry: true, error: new Error('InfluxDB away') })
     }
+    const lines = Array.from({ length: batch.lines }, (_, i) => batch.line(i))
     const land = (): ShipResult => {
-      this.written.push([...lines])
+      this.written.push(lines)
       return { written: lines.length, deadLettered: 0, requests: 1 }
     }
     if (!this.hold) return Promise.resolve(land())
@@ -89,11 +90,19 @@ function frame(first: number, count: number, s = first): { entry: SpoolEntry; re
   return { entry: { deviceId: 'd1', receivedAt: 0, frame: encodeFrame({ t: 'tb', s, r: readings }) }, readings }
 }
 
-/** Appends frames to the spool as ingest does and returns what ingest hands the shipper. */
-async function commit(spool: SpoolStore, frames: ReadonlyArray<ReturnType<typeof frame>>): Promise<CommittedFrame[]> {
-  const firstSeq = await spool.append(frames.map((f) => f.entry))
-  return frames.map((f, i) => ({ seq: firstSeq + i, bytes: spool.sizeOf(f.entry), deviceId: 'd1', readings: f.readings }))
+/** What ingest hands the shipper after a commit: the frames and the seq of the first. */
+interface Committed {
+  readonly frames: HistoryFrame[]
+  readonly firstSeq: number
 }
+
+/** Appends frames to the spool as ingest does and returns what ingest hands the shipper. */
+async function commit(spool: SpoolStore, frames: ReadonlyArray<ReturnType<typeof frame>>): Promise<Committed> {
+  const firstSeq = await spool.append(frames.map((f) => f.entry))
+  return { frames: frames.map((f) => ({ deviceId: 'd1', readings: f.readings })), firstSeq }
+}
+
+const hand = (shipper: InfluxShipper, committed: Committed): void => shipper.committed(committed.frames, committed.firstSeq)
 
 const range = (from: number, count: number): number[] => Array.from({ length: count }, (_, i) => from + i)
 
@@ -106,7 +115,7 @@ describe('InfluxShipper: where readings come from', () => {
     // The stored frame says 100-101; the readings handed over say 4-5: shipping them proves no read-back.
     const stored = frame(100, 2)
     const committed = await commit(spool, [stored])
-    shipper.committed([{ ...(committed[0] as CommittedFrame), readings: frame(4, 2).readings }])
+    shipper.committed([{ deviceId: 'd1', readings: frame(4, 2).readings }], committed.firstSeq)
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 6)))
     await vi.waitFor(() => expect(spool.entries).toBe(0))
   })
@@ -117,9 +126,9 @@ describe('InfluxShipper: where readings come from', () => {
     const first = await commit(spool, [frame(0, 2)])
     const later = await commit(spool, [frame(2, 2)])
     // As if a commit between these two had failed: its seqs exist nowhere.
-    shipper.committed(first)
-    shipper.committed([{ ...(later[0] as CommittedFrame), seq: (later[0] as CommittedFrame).seq + 5 }])
-    await spool.trim([{ seq: (later[0] as CommittedFrame).seq, bytes: (later[0] as CommittedFrame).bytes }])
+    hand(shipper, first)
+    shipper.committed(later.frames, later.firstSeq + 5)
+    await spool.trim([{ group: later.firstSeq, entries: 1 }])
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 4)))
   })
 
@@ -149,8 +158,7 @@ describe('InfluxShipper: where readings come from', () => {
 
   it('reads frames beyond the in-memory bound back from the spool, in order with the rest', async () => {
     const { spool, writer, shipper } = await setup({ maxHotReadings: 3 })
-    const frames = await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)])
-    shipper.committed(frames)
+    hand(shipper, await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
     shipper.start()
     await vi.waitFor(() => expect(writer.values()).toEqual(range(0, 8)))
     await vi.waitFor(() => expect(spool.entries).toBe(0))
@@ -162,9 +170,9 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
     const { spool, writer, shipper } = await setup({ maxLagReadings: 6 })
     writer.hold = true
     shipper.start()
-    shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2)]))
+    hand(shipper, await commit(spool, [frame(0, 2), frame(2, 2)]))
     expect(shipper.lagging).toBe(false)
-    shipper.committed(await commit(spool, [frame(4, 2)]))
+    hand(shipper, await commit(spool, [frame(4, 2)]))
     expect(shipper.lagging).toBe(true)
     writer.release()
     await vi.waitFor(() => expect(shipper.lagging).toBe(false))
@@ -174,7 +182,7 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
   it('never lags while InfluxDB is away, nor while the outage\'s backlog ships; lags again after that', async () => {
     const { spool, writer, shipper, reliefs } = await setup({ maxLagReadings: 6 })
     writer.fail = true
-    shipper.committed(await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
+    hand(shipper, await commit(spool, [frame(0, 2), frame(2, 2), frame(4, 2), frame(6, 2)]))
     expect(shipper.lagging).toBe(true)
     shipper.start()
     // The first failed write ends the hold and tells ingest so at once: nothing was trimmed yet.
@@ -186,7 +194,7 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
     await vi.waitFor(() => expect(writer.values().sort((a, b) => a - b)).toEqual(range(0, 8)), { timeout: 5000 })
     await vi.waitFor(() => expect(spool.entries).toBe(0))
     writer.hold = true
-    shipper.committed(await commit(spool, [frame(8, 2), frame(10, 2), frame(12, 2)]))
+    hand(shipper, await commit(spool, [frame(8, 2), frame(10, 2), frame(12, 2)]))
     expect(shipper.lagging).toBe(true)
     writer.release()
   })
@@ -197,19 +205,19 @@ describe('InfluxShipper: lag (back-pressure on acks)', () => {
     writer.hold = true
     shipper.start()
     // New frames wait behind the backlog in seq order: holding commits for them would stall ingest until it all landed.
-    shipper.committed(await commit(spool, [frame(12, 4), frame(16, 4)]))
+    hand(shipper, await commit(spool, [frame(12, 4), frame(16, 4)]))
     expect(shipper.lagging).toBe(false)
     writer.release()
     await vi.waitFor(() => expect(spool.entries).toBe(0))
     writer.hold = true
-    shipper.committed(await commit(spool, [frame(20, 4), frame(24, 4)]))
+    hand(shipper, await commit(spool, [frame(20, 4), frame(24, 4)]))
     expect(shipper.lagging).toBe(true)
     writer.release()
   })
 
   it('never lags when shipping is off', async () => {
     const { spool, shipper } = await setup({ maxLagReadings: 2 }, [], { writer: undefined })
-    shipper.committed(await commit(spool, [frame(0, 4)]))
+    hand(shipper, await commit(spool, [frame(0, 4)]))
     expect(shipper.lagging).toBe(false)
   })
 })

@@ -1,11 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DeadLetter } from '../src/telemetry/dead-letter.js'
 import { HubError } from '../src/errors.js'
-import { appendLine } from '../src/telemetry/influx-line.js'
-import { InfluxWriter } from '../src/telemetry/influx-writer.js'
+import { appendLine, LineBuffer, seriesKey } from '../src/telemetry/influx-line.js'
+import { InfluxWriter, type LineBatch } from '../src/telemetry/influx-writer.js'
 import { startInfluxd, type Influxd } from '../../test/support/influxd.js'
 
 /** `devices` x `perDevice` readings of `telemetry` with a float `v`, times from `startMs`. */
@@ -29,8 +31,13 @@ function scalar(answer: unknown): number | undefined {
   return value === undefined ? undefined : (value as number)
 }
 
-/** The `device` tag of each line, as the shipper hands them over with the lines. */
-const devicesOf = (lines: readonly string[]): string[] => lines.map((line) => /,device=([^, ]+)/.exec(line)?.[1] ?? '')
+/** Lines as text, each with the `device` tag it carries, as the shipper hands them over. */
+const textBatch = (lines: readonly string[]): LineBatch => ({
+  lines: lines.length,
+  body: (from, to) => lines.slice(from, to).join('\n'),
+  line: (index) => lines[index] ?? '',
+  device: (index) => /,device=([^, ]+)/.exec(lines[index] ?? '')?.[1] ?? '',
+})
 
 function databases(answer: unknown): string[] {
   const results = (answer as { results: Array<{ series?: Array<{ values: string[][] }> }> }).results
@@ -79,7 +86,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     await w.ensureDatabase()
     const lines = batch(50, 100)
     expect(lines).toHaveLength(5000)
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 5000, deadLettered: 0, requests: 1 })
     expect(await count('bulk')).toBe(5000)
     expect(deadLetter.count).toBe(0)
   })
@@ -99,7 +106,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     lines.splice(700, 0, unparsable)
     bad.push(unparsable)
 
-    const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
+    const result = await w.writeOrDeadLetter(textBatch(lines))
     expect(result).toMatchObject({ written: 1000, deadLettered: 4 })
     expect(await count('conflict')).toBe(1000)
     expect(await count('conflict', `WHERE device = 'liar'`)).toBeUndefined()
@@ -120,6 +127,20 @@ describe('InfluxWriter against a real influxd 1.x', () => {
     }
   })
 
+  it('a LineBuffer lands as its bytes; a line of it InfluxDB refuses is dead-lettered as text with its device', async () => {
+    const { writer: w, deadLetter } = writer('buffer', 'buffer.jsonl')
+    await w.ensureDatabase()
+    const lines = new LineBuffer(256)
+    const series = (device: string): Uint8Array => seriesKey('telemetry', { device, site: 'lab' }) as Uint8Array
+    for (let i = 0; i < 999; i++) lines.point(`dev-${i % 7}`, series(`dev-${i % 7}`), { v: i + 0.25, note: 'é' }, 1_700_000_000_000 + i)
+    lines.point('liar', series('liar'), { v: 'text' }, 1_700_000_001_000)
+    expect(await w.writeOrDeadLetter(lines)).toMatchObject({ written: 999, deadLettered: 1 })
+    expect(await count('buffer')).toBe(999)
+    expect(scalar(await influx.query(`SELECT SUM(v) FROM telemetry WHERE device = 'dev-3'`, 'buffer'))).toBe(Array.from({ length: 999 }, (_, i) => i).filter((i) => i % 7 === 3).reduce((a, i) => a + i + 0.25, 0))
+    const entries = readFileSync(deadLetter.path, 'utf8').trimEnd().split('\n').map((text) => JSON.parse(text) as { device: string; line: string })
+    expect(entries.map(({ device, line }) => [device, line])).toStrictEqual([['liar', 'telemetry,device=liar,site=lab v="text" 1700000001000']])
+  })
+
   it('a body over the server limit is split, not dead-lettered', async () => {
     const small = await startInfluxd({ maxBodyBytes: 64 * 1024 })
     try {
@@ -127,7 +148,7 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const w = new InfluxWriter({ url: small.url, database: 'split', deadLetter })
       const lines = batch(20, 100) // about 110 KiB
       expect(await w.write(lines)).toMatchObject({ ok: false, retry: false, status: 413 })
-      const result = await w.writeOrDeadLetter(lines, devicesOf(lines))
+      const result = await w.writeOrDeadLetter(textBatch(lines))
       expect(result).toMatchObject({ written: 2000, deadLettered: 0 })
       expect(scalar(await small.query('SELECT COUNT(v) FROM telemetry', 'split'))).toBe(2000)
     } finally {
@@ -145,15 +166,15 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       const down = await w.write(lines)
       expect(down).toMatchObject({ ok: false, retry: true })
       expect(Date.now() - started).toBeLessThan(2000)
-      const shipped = await w.writeOrDeadLetter(lines, devicesOf(lines))
+      const shipped = await w.writeOrDeadLetter(textBatch(lines))
       expect(shipped).toMatchObject({ retry: true })
       expect(await w.ping()).toBe(false)
     } finally {
       await influx.restart()
     }
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
-    expect(await w.writeOrDeadLetter(lines, devicesOf(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
+    expect(await w.writeOrDeadLetter(textBatch(lines))).toEqual({ written: 1000, deadLettered: 0, requests: 1 })
     expect(await count('outage')).toBe(1000)
     expect(deadLetter.count).toBe(0)
   })
@@ -175,6 +196,107 @@ describe('InfluxWriter against a real influxd 1.x', () => {
       influx.resume()
     }
     expect(await w.ping()).toBe(true)
+  })
+})
+
+/**
+ * A loopback HTTP server in InfluxDB's place, answering each write as `answer` says, that counts
+ * the connections it was opened and keeps them, so a test sees which the writer ended.
+ */
+async function standIn(answer: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ url: string; server: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = []
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => chunks.push(chunk))
+    request.on('end', () => answer(request, response, Buffer.concat(chunks).toString('utf8')))
+  })
+  server.on('connection', (socket) => sockets.push(socket))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, sockets }
+}
+
+const closed = (socket: Socket): Promise<void> => (socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve())))
+
+describe('InfluxWriter over HTTP, against a stand-in server', () => {
+  const deadLetter = new DeadLetter({ dir: tmpdir() })
+  const servers: Server[] = []
+  afterAll(async () => {
+    for (const server of servers) {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+  const serve = async (answer: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ url: string; sockets: Socket[] }> => {
+    const stand = await standIn(answer)
+    servers.push(stand.server)
+    return stand
+  }
+
+  it('keeps one connection for successive writes, and close ends it', async () => {
+    const { url, sockets } = await serve((_request, response) => response.writeHead(204).end())
+    const w = new InfluxWriter({ url, database: 'kept', deadLetter })
+    for (let i = 0; i < 3; i++) expect(await w.write([`telemetry,device=d v=${i} 1700000000000`])).toEqual({ ok: true })
+    expect(sockets).toHaveLength(1)
+    w.close()
+    await closed(sockets[0] as Socket)
+    expect(sockets[0]?.closed).toBe(true)
+  })
+
+  it('close ends a write under way: it resolves as retry without waiting for its deadline', async () => {
+    let received: () => void = () => undefined
+    const arrived = new Promise<void>((resolve) => (received = resolve))
+    // never answers; the writer's deadline is beyond the test's timeout, so only close can end the write
+    const { url } = await serve(() => received())
+    const w = new InfluxWriter({ url, database: 'held', deadLetter, timeoutMs: 600_000 })
+    const result = w.write(['telemetry,device=d v=1 1700000000000'])
+    await arrived
+    w.close()
+    expect(await result).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ code: 'HUB_ERR_INFLUX', message: expect.stringContaining('unreachable') }) })
+  })
+
+  it.each([
+    [503, '{"error":"engine overloaded"}', 'InfluxDB answered 503: engine overloaded'],
+    [500, '<html>proxy error</html>\n', 'InfluxDB answered 500: <html>proxy error</html>'],
+    [429, '', 'InfluxDB answered 429: HTTP 429'],
+    [401, '{"error":"authorization failed"}', 'InfluxDB answered 401: authorization failed'],
+    [404, '{"error":"page not found"}', 'InfluxDB answered 404: page not found'],
+  ])('answers %i as retry with the reason', async (status, body, message) => {
+    const { url } = await serve((_request, response) => response.writeHead(status).end(body))
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ code: 'HUB_ERR_INFLUX', message }) })
+    w.close()
+  })
+
+  it.each([400, 413] as const)('answers %i as refused for good, with InfluxDB\'s reason', async (status) => {
+    const { url } = await serve((_request, response) => response.writeHead(status).end('{"error":"partial write: field type conflict"}'))
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toEqual({ ok: false, retry: false, status, reason: 'partial write: field type conflict' })
+    w.close()
+  })
+
+  it('a connection that ends in the middle of the answer is a retry', async () => {
+    const { url } = await serve((_request, response) => {
+      response.writeHead(200, { 'content-length': '100' })
+      response.write('{"err')
+      setImmediate(() => response.socket?.destroy())
+    })
+    const w = new InfluxWriter({ url, database: 'x', deadLetter })
+    expect(await w.write(['telemetry,device=d v=1 1'])).toMatchObject({ ok: false, retry: true, error: expect.objectContaining({ message: expect.stringContaining('unreachable') }) })
+    w.close()
+  })
+
+  it('sends the lines as the body of POST /write with the database, ms precision and Basic auth', async () => {
+    const seen: Array<{ method: string | undefined; url: string | undefined; authorization: string | undefined; body: string }> = []
+    const { url } = await serve((request, response, body) => {
+      seen.push({ method: request.method, url: request.url, authorization: request.headers.authorization, body })
+      response.writeHead(204).end()
+    })
+    const w = new InfluxWriter({ url: url.replace('http://', 'http://ops:s%40cret@') + '/proxy/', database: 'my db', deadLetter })
+    expect(await w.write(['a,device=d v=1 1', 'a,device=d v=2 2'])).toEqual({ ok: true })
+    w.close()
+    expect(seen).toEqual([
+      { method: 'POST', url: '/proxy/write?db=my%20db&precision=ms', authorization: `Basic ${Buffer.from('ops:s@cret').toString('base64')}`, body: 'a,device=d v=1 1\na,device=d v=2 2' },
+    ])
   })
 })
 

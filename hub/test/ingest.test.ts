@@ -4,7 +4,7 @@
 // itself, never for time.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { TelemetryMessage } from '@fleetgate/bridge'
-import type { NakReason } from '@fleetgate/device-sdk'
+import type { NakReason, Reading } from '@fleetgate/device-sdk'
 import { encodeFrame, type BatchFrame, type HubFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
 import { SteppingClock } from '../../test/support/clock.js'
 import { tempDir } from '../../test/support/hub.js'
@@ -12,7 +12,7 @@ import { IoLog } from '../../test/support/io.js'
 import { createLogger } from '../src/logger.js'
 import { openLmdbStores, type HubStores, type SpoolStore } from '../src/store/index.js'
 import { commitTarget } from '../src/telemetry/commit-target.js'
-import { INGEST_DEFAULTS, Ingest, type CommittedFrame, type IngestOptions, type IngestPeer, type IngestState } from '../src/telemetry/ingest.js'
+import { INGEST_DEFAULTS, Ingest, type IngestOptions, type IngestPeer, type IngestState } from '../src/telemetry/ingest.js'
 
 const START_MS = 1_700_000_000_000
 
@@ -47,6 +47,14 @@ class FakePeer implements IngestPeer {
   }
 }
 
+/** A frame as the shipper is handed it after a commit, with its place in the spool. */
+interface CommittedFrame {
+  readonly deviceId: string
+  readonly seq: number
+  readonly group: number
+  readonly readings: readonly Reading[]
+}
+
 const tm = (s: number, v = s): TelemetryFrame => ({ t: 'tm', s, ts: START_MS + s, m: { v } })
 const ack = (s: number): HubFrame => ({ t: 'ack', s })
 const nak = (s: number, e: NakReason): HubFrame => ({ t: 'nak', s, e })
@@ -79,7 +87,8 @@ describe('Ingest', () => {
         resultDropped: () => counts.droppedResults++,
       },
       publish: (message) => published.push(message),
-      committed: (frames) => committed.push(...frames),
+      committed: (frames, firstSeq) =>
+        frames.forEach(({ deviceId, readings }, i) => committed.push({ deviceId, seq: firstSeq + i, group: firstSeq + frames.length - 1, readings })),
       ratePerSec: 100,
       shippingLags: () => holds.lag,
       egressBusy: () => holds.egress,
@@ -286,7 +295,7 @@ describe('Ingest', () => {
       send(device, tm(3))
       await commit()
       expect([device.sent, ingest.pendingFrames, spool.entries]).toStrictEqual([[ack(1)], 2, 1])
-      await spool.trim(committed)
+      await spool.trim(committed.map(({ group }) => ({ group, entries: 1 })))
       ingest.resume()
       await commit()
       expect([device.sent, ingest.pendingFrames, spooled()]).toStrictEqual([[ack(1), ack(3)], 0, [['d1', 2], ['d1', 3]]])

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { open } from 'lmdb'
 import { afterEach, describe, expect, it } from 'vitest'
 import { tempDir } from '../../test/support/hub.js'
-import { openLmdbStores, type BatchInfo, type HubStores } from '../src/store/index.js'
+import { openLmdbStores, type BatchInfo, type HubStores, type SpoolEntry } from '../src/store/index.js'
 
 const dirs: Array<{ cleanup(): void }> = []
 const opened: HubStores[] = []
@@ -54,14 +54,77 @@ describe('lmdb stores', () => {
     const first = await stores.spool.append([{ deviceId: 'd1', receivedAt: 1, frame: new Uint8Array(10) }])
     await stores.batches.create({ batch: 'b-2', name: 'x', targeted: 0, createdAt: 2 })
     const held = stores.spool.bytes
-    expect(held).toBe(stores.spool.sizeOf({ deviceId: 'd1', receivedAt: 1, frame: new Uint8Array(10) }))
+    // a group's head (9 bytes), then the entry: id length, id, receivedAt, frame length, frame
+    expect(held).toBe(9 + 1 + 2 + 8 + 4 + 10)
     await stores.close()
     opened.pop()
     const reopened = openStores(path)
     expect(reopened.spool.bytes).toBe(held)
     expect(reopened.spool.nextSeq).toBe(first + 1)
-    await reopened.spool.trim([{ seq: first, bytes: held }])
+    await reopened.spool.trim([{ group: first, entries: 1 }])
     expect(reopened.spool.bytes).toBe(0)
+  })
+
+  it('keep the entries of one append as one group: read from any seq, removed once every entry was shipped', async () => {
+    const path = dataDir()
+    const stores = openStores(path)
+    const entry = (deviceId: string, n: number): SpoolEntry => ({ deviceId, receivedAt: n, frame: Uint8Array.from([n, n + 1]) })
+    const first = await stores.spool.append([entry('a', 1), entry('bb', 2), entry('a', 3)])
+    const second = await stores.spool.append([entry('c', 4)])
+    const seen = (after: number, before?: number): Array<[number, number, string, number, number[]]> =>
+      [...stores.spool.read(after, before)].map((e) => [e.seq, e.group, e.deviceId, e.receivedAt, [...e.frame]])
+    const group = first + 2
+    expect(seen(0)).toStrictEqual([
+      [first, group, 'a', 1, [1, 2]],
+      [first + 1, group, 'bb', 2, [2, 3]],
+      [first + 2, group, 'a', 3, [3, 4]],
+      [second, second, 'c', 4, [4, 5]],
+    ])
+    expect(seen(first, second).map(([seq]) => seq)).toStrictEqual([first + 1, first + 2])
+    expect(seen(first + 2).map(([seq]) => seq)).toStrictEqual([second])
+    expect(seen(first - 1, first + 1).map(([seq]) => seq)).toStrictEqual([first])
+    expect(stores.spool.entries).toBe(4)
+    const bytes = stores.spool.bytes
+    // two of the group's three entries shipped: it stays, whole, and keeps its bytes
+    await stores.spool.trim([{ group, entries: 2 }, { group: second, entries: 1 }])
+    expect([stores.spool.entries, stores.spool.bytes, seen(0).map(([seq]) => seq)]).toStrictEqual([3, bytes - (9 + 1 + 1 + 8 + 4 + 2), [first, first + 1, first + 2]])
+    await stores.spool.trim([{ group, entries: 1 }])
+    expect([stores.spool.entries, stores.spool.bytes, seen(0)]).toStrictEqual([0, 0, []])
+    await stores.close()
+    opened.pop()
+    const reopened = openStores(path)
+    expect([reopened.spool.entries, reopened.spool.bytes]).toStrictEqual([0, 0])
+  })
+
+  it('read and trim a spool that hub 0.3 left, one entry per key, and count its entries', async () => {
+    const path = dataDir()
+    const root = open({ path: join(path, 'store'), maxDbs: 32, compression: false })
+    const legacy = root.openDB<Buffer, number>({ name: 'spool', encoding: 'binary' })
+    const value = (id: string, receivedAt: number, frame: number[]): Buffer => {
+      const out = Buffer.alloc(1 + id.length + 8 + frame.length)
+      out[0] = id.length
+      out.write(id, 1, 'latin1')
+      out.writeDoubleBE(receivedAt, 1 + id.length)
+      out.set(frame, 1 + id.length + 8)
+      return out
+    }
+    await root.transaction(() => {
+      legacy.put(7, value('old-1', 70, [0xa0]))
+      legacy.put(8, value('old-22', 80, [0xa1, 0x00]))
+      root.openDB<number, string>({ name: 'spool-bytes' }).put('total', 1000)
+    })
+    await root.close()
+    const stores = openStores(path)
+    expect([stores.spool.entries, stores.spool.nextSeq]).toStrictEqual([2, 9])
+    const later = await stores.spool.append([{ deviceId: 'new', receivedAt: 90, frame: Uint8Array.from([0xa2]) }])
+    expect(later).toBe(9)
+    expect([...stores.spool.read(0)].map((e) => [e.seq, e.group, e.deviceId, e.receivedAt, [...e.frame]])).toStrictEqual([
+      [7, 7, 'old-1', 70, [0xa0]],
+      [8, 8, 'old-22', 80, [0xa1, 0x00]],
+      [9, 9, 'new', 90, [0xa2]],
+    ])
+    await stores.spool.trim([{ group: 7, entries: 1 }, { group: 8, entries: 1 }, { group: 9, entries: 1 }])
+    expect([stores.spool.entries, [...stores.spool.read(0)]]).toStrictEqual([0, []])
   })
 
   it('give audit entries increasing seqs that continue after a reopen', async () => {

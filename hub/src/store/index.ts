@@ -45,6 +45,7 @@ export {
   type DeviceRecord,
   type SpooledEntry,
   type SpoolEntry,
+  type SpoolRun,
   type SpoolSlot,
   type TwinChange,
   type TwinRecord,

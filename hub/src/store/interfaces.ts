@@ -3,7 +3,7 @@
 // is always lmdb. What a network store can serve only asynchronously returns a promise; the
 // per-frame path (the token check's device lookup, ingest's spool append) stays synchronous and local.
 // hub/test/store-contract/ runs one suite per interface against both implementations.
-import type { AuditEntry, BatchInfo, CommandRecord, CommandStatus, DeviceRecord, SpooledEntry, SpoolEntry, SpoolSlot, TwinChange, TwinRecord } from './records.js'
+import type { AuditEntry, BatchInfo, CommandRecord, CommandStatus, DeviceRecord, SpooledEntry, SpoolEntry, SpoolRun, TwinChange, TwinRecord } from './records.js'
 
 /** A registry listing: devices sorted by id after `after`, each with every tag of `tags`. */
 export interface DeviceQuery {
@@ -204,19 +204,21 @@ export interface SpoolStore {
   readonly nextSeq: number
   /** Bytes held, committed or in an append under way. */
   readonly bytes: number
-  /** Entries held. */
+  /** Entries held: appended and not yet removed with their group. */
   readonly entries: number
-  /** The bytes `entry` takes in the spool, as `bytes` and the quota count it. */
-  sizeOf(entry: SpoolEntry): number
   /**
-   * Appends `entries`; `alongside` runs inside the same transaction, so that what it writes (the
-   * history's blocks) is durable exactly when the entries are. A throw in it stores nothing.
+   * Appends `entries` as one group (seqs `firstSeq` to `firstSeq + entries.length - 1`, group the
+   * last) and resolves with `firstSeq`; `alongside` runs inside the same transaction, so that what
+   * it writes (the history's blocks) is durable exactly when the entries are. A throw in it stores nothing.
    */
   append(entries: readonly SpoolEntry[], alongside?: () => void): Promise<number>
   /** Entries after seq `after` and, when `before` is given, below it; oldest first, read as the caller walks. */
   read(after: number, before?: number): Iterable<SpooledEntry>
-  /** Removes entries that have been shipped. */
-  trim(shipped: readonly SpoolSlot[]): Promise<void>
+  /**
+   * Takes note of entries that have been shipped, and removes each group once all its entries
+   * were (until then its bytes count; after a restart a group partly shipped ships again whole).
+   */
+  trim(shipped: readonly SpoolRun[]): Promise<void>
 }
 
 /** A node of the cluster as its row says (docs/cluster.md, `GET /nodes`). */

@@ -126,11 +126,22 @@ export interface SpoolEntry {
   readonly frame: Uint8Array
 }
 
-/** Where an entry sits in the spool and the bytes it takes there: what `trim` needs. */
+/**
+ * Where an entry sits in the spool: its seq, and its group, the entries appended together and
+ * stored (and removed) as one value, named by the seq of the group's last entry.
+ */
 export interface SpoolSlot {
   readonly seq: number
-  readonly bytes: number
+  readonly group: number
 }
 
 /** A stored entry with its place in the spool. */
 export interface SpooledEntry extends SpoolEntry, SpoolSlot {}
+
+/** Entries of one group that were shipped: what `trim` takes. */
+export interface SpoolRun {
+  /** The group (the seq of its last entry). */
+  readonly group: number
+  /** How many of its entries. */
+  readonly entries: number
+}

@@ -1,10 +1,9 @@
 import type { Reading } from '@fleetgate/device-sdk'
-import type { HistoryBlock, SpoolEntry, SpoolSlot, SpoolStore } from '../store/index.js'
+import type { HistoryBlock, SpoolEntry, SpoolStore } from '../store/index.js'
 import type { History } from './history/index.js'
 
 /** A frame that ingest accepted: what the spool keeps of it, and its readings (decoded once, at ingest). */
-export interface AcceptedFrame {
-  readonly entry: SpoolEntry
+export interface AcceptedFrame extends SpoolEntry {
   readonly readings: readonly Reading[]
 }
 
@@ -15,8 +14,11 @@ export interface AcceptedFrame {
 export interface CommitTarget {
   /** Whether commits must wait: the spool is at its quota (the history trims itself instead). */
   readonly full: boolean
-  /** Makes `frames` durable in one transaction; resolves with their spool slots, or undefined without a spool. */
-  commit(frames: readonly AcceptedFrame[]): Promise<readonly SpoolSlot[] | undefined>
+  /**
+   * Makes `frames` durable in one transaction; resolves with the spool seq of the first (the
+   * others follow it, one group: see SpoolStore.append), or undefined without a spool.
+   */
+  commit(frames: readonly AcceptedFrame[]): Promise<number | undefined>
 }
 
 /** A spool and its quota (`FLEETGATE_SPOOL_MAX_BYTES`). */
@@ -32,8 +34,7 @@ export interface SpoolPart {
  */
 export function commitTarget(parts: { readonly spool: SpoolPart; readonly history?: History } | { readonly spool?: undefined; readonly history: History }): CommitTarget {
   const { spool, history } = parts
-  const blocksOf = (frames: readonly AcceptedFrame[]): HistoryBlock[] | undefined =>
-    history?.blocks(frames.map(({ entry, readings }) => ({ deviceId: entry.deviceId, readings })))
+  const blocksOf = (frames: readonly AcceptedFrame[]): HistoryBlock[] | undefined => history?.blocks(frames)
   if (spool === undefined) {
     return {
       full: false,
@@ -49,12 +50,9 @@ export function commitTarget(parts: { readonly spool: SpoolPart; readonly histor
     },
     async commit(frames) {
       const blocks = blocksOf(frames)
-      const firstSeq = await spool.store.append(
-        frames.map((frame) => frame.entry),
-        blocks === undefined ? undefined : () => history?.writeAlongside(blocks),
-      )
+      const firstSeq = await spool.store.append(frames, blocks === undefined ? undefined : () => history?.writeAlongside(blocks))
       if (blocks !== undefined) history?.committed(blocks)
-      return frames.map(({ entry }, i) => ({ seq: firstSeq + i, bytes: spool.store.sizeOf(entry) }))
+      return firstSeq
     },
   }
 }

@@ -107,7 +107,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     log,
     counters,
     publish: options.publish,
-    committed: (frames) => shipper?.committed(frames),
+    committed: (frames, firstSeq) => shipper?.committed(frames, firstSeq),
     shippingLags: () => shipper?.lagging === true,
     ...(options.egressBusy === undefined ? {} : { egressBusy: options.egressBusy }),
     ratePerSec: options.ratePerSec,
@@ -145,6 +145,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       // docs/configuration.md: flush what is accepted before exiting.
       await ingest.drain()
       await shipper?.stop()
+      // a write still under way gives up: its batch stays in the spool for the next start
+      writer?.close()
       await history?.stop()
       await deadLetter.flush()
     },

@@ -1,6 +1,6 @@
 /**
  * InfluxDB 1.x line protocol, written by hand: this is the per-reading hot path, so no point objects,
- * no regular expressions, and no allocation for text that needs no escaping.
+ * no regular expressions, and lines written as bytes (`LineBuffer`), not as strings.
  *
  * The rule of this module: a reading is written **exactly, or refused** with a reason, never altered
  * and never split. InfluxDB 1.x cannot carry every text (a tag value cannot hold a newline or end in
@@ -32,6 +32,9 @@ const BACKSLASH = 92
 const QUOTE = 34
 const NEWLINE = 10
 const HASH = 35
+const MINUS = 45
+const DOT = 46
+const ZERO = 48
 
 /** What a name is: each kind has its own escapes in InfluxDB 1.x (measured against influxd 1.6.7). */
 const MEASUREMENT = 0 // escapes `,` and space; influxd unescapes backslashes in it inconsistently, so none allowed
@@ -106,28 +109,11 @@ function quoteString(text: string): string {
   return out + text.slice(from) + '"'
 }
 
-/** One field value, or `undefined` when it cannot be written. docs/telemetry.md: every number is a float, so `21` has no `i` suffix. */
-function fieldValue(value: FieldValue | undefined): string | undefined {
-  switch (typeof value) {
-    case 'number':
-      if (!Number.isFinite(value)) return undefined
-      // String(-0) is "0"; keep the sign so the stored value is the one the device sent.
-      // Exponent forms such as "1e+21" and "5e-324" are valid floats to InfluxDB 1.6.
-      return value === 0 && 1 / value < 0 ? '-0' : String(value)
-    case 'boolean':
-      return value ? 'true' : 'false'
-    case 'string':
-      return quoteString(value)
-    default:
-      return undefined
-  }
-}
-
 /**
- * Appends one line (no trailing newline) to `out`, timestamp in ms (write with `precision=ms`).
- * Tags are written sorted by key, as InfluxDB prefers; already-sorted tags cost no sort. An empty tag
- * value is omitted, which InfluxDB treats as the tag being absent. Returns `undefined` when a line
- * was appended, else the refusal, and then `out` is untouched.
+ * Appends one line to `out`, timestamp in ms (write with `precision=ms`); the same bytes a
+ * LineBuffer writes, as text. Tags are written sorted by key, as InfluxDB prefers; already-sorted
+ * tags cost no sort. An empty tag value is omitted, which InfluxDB treats as the tag being absent.
+ * Returns `undefined` when a line was appended, else the refusal, and then `out` is untouched.
  */
 export function appendLine(
   out: string[],
@@ -138,19 +124,19 @@ export function appendLine(
 ): LineRefusal | undefined {
   if (!writableTime(tsMs)) return 'bad_timestamp'
   const series = seriesKey(measurement, tags)
-  return typeof series === 'string' ? series : appendFields(out, series.key, fields, tsMs)
+  if (typeof series === 'string') return series
+  textScratch.clear()
+  const refused = textScratch.point('', series, fields, tsMs)
+  if (refused === undefined) out.push(textScratch.line(0))
+  return refused
 }
 
 /**
- * Appends one line of an already escaped series (see `seriesKey`): the same line as `appendLine`,
- * without escaping a device's tags again for each of its readings.
+ * The escaped `measurement,tag=value...` start of a line as UTF-8 bytes, or why it cannot be
+ * written. A device's series is the same for all its readings: build it once, write it with
+ * `LineBuffer.point` for each.
  */
-export function appendPoint(out: string[], series: string, fields: Readonly<Record<string, FieldValue>>, tsMs: number): LineRefusal | undefined {
-  return writableTime(tsMs) ? appendFields(out, series, fields, tsMs) : 'bad_timestamp'
-}
-
-/** The escaped `measurement,tag=value...` start of a line, or why it cannot be written. */
-export function seriesKey(measurement: string, tags: Readonly<Record<string, string>>): { readonly key: string } | LineRefusal {
+export function seriesKey(measurement: string, tags: Readonly<Record<string, string>>): Uint8Array | LineRefusal {
   if (measurement.length === 0 || measurement.charCodeAt(0) === HASH) return 'bad_name'
   let line = escapeName(measurement, MEASUREMENT)
   if (line === undefined) return 'unwritable_text'
@@ -198,47 +184,273 @@ export function seriesKey(measurement: string, tags: Readonly<Record<string, str
     }
     keys.length = 0
   }
-  return { key: line }
+  return Buffer.from(line, 'utf8')
 }
 
 const writableTime = (tsMs: number): boolean => Number.isInteger(tsMs) && tsMs <= MAX_INFLUX_TIME_MS && tsMs >= -MAX_INFLUX_TIME_MS
 
-function appendFields(out: string[], series: string, fields: Readonly<Record<string, FieldValue>>, tsMs: number): LineRefusal | undefined {
-  let line = series
-  let separator = ' '
-  for (const key in fields) {
-    if (key === 'time') return 'reserved_key'
-    const name = escapeName(key, FIELD_KEY)
-    if (name === undefined || name.length === 0) return 'unwritable_text'
-    const value = fieldValue(fields[key])
-    if (value === undefined) return 'bad_value'
-    line += separator + name + '=' + value
-    separator = ','
-  }
-  if (separator === ' ') return 'empty_fields'
-  out.push(line + ' ' + formatTime(tsMs))
-  return undefined
-}
-
-/** Scratch keys of `appendLine`'s sort, reused across calls (cleared after each use). */
+/** Scratch keys of `seriesKey`'s sort, reused across calls (cleared after each use). */
 const sortScratch: string[] = []
 
-// Number-to-text of a 13-digit ms timestamp is V8's slow double path (~4 M/s here); its top digits
-// change every ~17 minutes, so they are cached and only the low six digits (a small int) are formatted.
-let cachedHigh = -1
-let cachedHighText = ''
+/** Powers of ten for the short decimals of `LineBuffer`'s number writer. */
+const POW10 = [1, 10, 100, 1000, 10_000]
+/** Fraction digits the number writer tries before it asks `String` (sensor values rarely carry more). */
+const MAX_SHORT_FRACTION_DIGITS = 4
+/**
+ * Below this magnitude a double's spacing (under 2^-22) is far finer than 10^-4, so at most one
+ * decimal of up to 4 fraction digits rounds to it; see `LineBuffer.#number`.
+ */
+const SHORT_DECIMAL_BELOW = 1e9
+const TWO_POW_53 = 2 ** 53
 
-/** `tsMs` as decimal text: same output as `String(tsMs)`, about 3x faster for current times. */
-function formatTime(tsMs: number): string {
-  if (tsMs < 1_000_000) return String(tsMs)
-  const high = Math.floor(tsMs / 1_000_000)
-  if (high !== cachedHigh) {
-    cachedHigh = high
-    cachedHighText = String(high)
-  }
-  const low = String(tsMs - high * 1_000_000)
-  return cachedHighText + '000000'.slice(low.length) + low
+/** Field keys as written (`key=`), by key: keys repeat across readings; cleared when full. */
+const fieldKeys = new Map<string, Uint8Array | undefined>()
+/** Field keys cached at most (a few KiB); a device inventing keys only costs the cache its hits. */
+const MAX_CACHED_FIELD_KEYS = 4096
+
+/** `key=` as bytes, or `undefined` when line protocol cannot carry the key (see `escapeName`). */
+function fieldKeyBytes(key: string): Uint8Array | undefined {
+  let bytes = fieldKeys.get(key)
+  if (bytes !== undefined || fieldKeys.has(key)) return bytes
+  const name = escapeName(key, FIELD_KEY)
+  bytes = name === undefined || name.length === 0 ? undefined : Buffer.from(`${name}=`, 'utf8')
+  if (fieldKeys.size >= MAX_CACHED_FIELD_KEYS) fieldKeys.clear()
+  fieldKeys.set(key, bytes)
+  return bytes
 }
+
+/** Bytes a LineBuffer starts with, by default (it doubles as it fills): 64 KiB. */
+const DEFAULT_CAPACITY_BYTES = 64 * 1024
+
+/**
+ * Lines of line protocol written straight into bytes, one after another and each followed by a
+ * newline, with the device of each line: what one InfluxDB write sends. No string is built per
+ * line: the series comes as bytes (built once per device), field keys are cached as bytes, and
+ * numbers and timestamps are written digit by digit where that gives `String`'s exact text.
+ * The rules are `appendLine`'s: a reading is written exactly, or refused and nothing is written.
+ */
+export class LineBuffer {
+  #bytes: Buffer<ArrayBuffer>
+  #length = 0
+  /** Where each line ends (its newline), in bytes. */
+  readonly #ends: number[] = []
+  readonly #devices: string[] = []
+
+  constructor(capacityBytes = DEFAULT_CAPACITY_BYTES) {
+    this.#bytes = Buffer.allocUnsafe(Math.max(64, capacityBytes))
+  }
+
+  /** Lines held. */
+  get lines(): number {
+    return this.#ends.length
+  }
+
+  /** Bytes held, newlines included. */
+  get byteLength(): number {
+    return this.#length
+  }
+
+  /**
+   * Appends one line of `device`: `series` (from `seriesKey`), the fields, the timestamp in ms.
+   * Returns `undefined` when the line was written, else the refusal, and then nothing was.
+   */
+  point(device: string, series: Uint8Array, fields: Readonly<Record<string, FieldValue>>, tsMs: number): LineRefusal | undefined {
+    if (!writableTime(tsMs)) return 'bad_timestamp'
+    const start = this.#length
+    this.#copy(series)
+    let separator = SPACE
+    for (const key in fields) {
+      if (key === 'time') return this.#undo(start, 'reserved_key')
+      const name = fieldKeyBytes(key)
+      if (name === undefined) return this.#undo(start, 'unwritable_text')
+      this.#reserve(1)
+      this.#bytes[this.#length++] = separator
+      this.#copy(name)
+      if (!this.#value(fields[key])) return this.#undo(start, 'bad_value')
+      separator = COMMA
+    }
+    if (separator === SPACE) return this.#undo(start, 'empty_fields')
+    this.#reserve(24)
+    this.#bytes[this.#length++] = SPACE
+    this.#integer(tsMs)
+    this.#ends.push(this.#length)
+    this.#devices.push(device)
+    this.#bytes[this.#length++] = NEWLINE
+    return undefined
+  }
+
+  /** Lines `from` to `to` (exclusive) joined by newlines, as one request body: a view, valid until `clear`. */
+  body(from = 0, to = this.lines): Uint8Array<ArrayBuffer> {
+    return this.#bytes.subarray(this.#start(from), to <= from ? this.#start(from) : (this.#ends[to - 1] as number))
+  }
+
+  /** Line `index` as text (for the dead letter). */
+  line(index: number): string {
+    return this.#bytes.toString('utf8', this.#start(index), this.#ends[index])
+  }
+
+  /** The device of line `index`. */
+  device(index: number): string {
+    return this.#devices[index] ?? ''
+  }
+
+  /** Forgets every line, keeping the memory (views from `body` then read what is written next). */
+  clear(): void {
+    this.#length = 0
+    this.#ends.length = 0
+    this.#devices.length = 0
+  }
+
+  #start(index: number): number {
+    return index === 0 ? 0 : (this.#ends[index - 1] as number) + 1
+  }
+
+  #undo(start: number, refusal: LineRefusal): LineRefusal {
+    this.#length = start
+    return refusal
+  }
+
+  #reserve(bytes: number): void {
+    if (this.#length + bytes <= this.#bytes.length) return
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.#bytes.length, this.#length + bytes))
+    this.#bytes.copy(grown, 0, 0, this.#length)
+    this.#bytes = grown
+  }
+
+  #copy(source: Uint8Array): void {
+    const length = source.length
+    this.#reserve(length)
+    const bytes = this.#bytes
+    let at = this.#length
+    // Keys and series are short: a loop beats the call into `set` below a few dozen bytes.
+    if (length <= 32) for (let i = 0; i < length; i++) bytes[at++] = source[i] as number
+    else {
+      bytes.set(source, at)
+      at += length
+    }
+    this.#length = at
+  }
+
+  /** Writes one field value; false (nothing written) when it cannot be. docs/telemetry.md: every number is a float, so `21` has no `i` suffix. */
+  #value(value: FieldValue | undefined): boolean {
+    switch (typeof value) {
+      case 'number':
+        if (!Number.isFinite(value)) return false
+        this.#number(value)
+        return true
+      case 'boolean':
+        this.#ascii(value ? 'true' : 'false')
+        return true
+      case 'string':
+        this.#text(quoteString(value))
+        return true
+      default:
+        return false
+    }
+  }
+
+  /**
+   * A finite number as `String(value)` writes it (exponent forms such as "1e+21" and "5e-324" are
+   * valid floats to InfluxDB 1.6), except that -0 keeps its sign so the stored value is the one the
+   * device sent. `String` of a fraction is V8's slowest path here, so integers and decimals of up
+   * to 4 fraction digits (most sensor values) are written digit by digit, with the same text:
+   * - an integer below 2^53 is its digits;
+   * - otherwise, when |value| < 1e9: the fewest fraction digits k <= 4 for which
+   *   n = round(|value| * 10^k) gives back value as n / 10^k. Division of two exact integers is
+   *   correctly rounded, so that decimal reads back as value; no shorter one does (each k below
+   *   failed); and at this magnitude no other decimal of k digits does, so it is the one
+   *   ECMAScript's Number::toString picks (fewest digits, then closest).
+   */
+  #number(value: number): void {
+    this.#reserve(32)
+    const bytes = this.#bytes
+    if (value === 0) {
+      if (1 / value < 0) bytes[this.#length++] = MINUS
+      bytes[this.#length++] = ZERO
+      return
+    }
+    const magnitude = value < 0 ? -value : value
+    if (Number.isInteger(value) && magnitude < TWO_POW_53) {
+      if (value < 0) bytes[this.#length++] = MINUS
+      this.#digits(magnitude)
+      return
+    }
+    if (magnitude < SHORT_DECIMAL_BELOW) {
+      for (let k = 1; k <= MAX_SHORT_FRACTION_DIGITS; k++) {
+        const scale = POW10[k] as number
+        const n = Math.round(magnitude * scale)
+        if (n / scale !== magnitude) continue
+        if (value < 0) bytes[this.#length++] = MINUS
+        const whole = Math.floor(n / scale)
+        this.#digits(whole)
+        bytes[this.#length++] = DOT
+        // The fraction's k digits, leading zeros included (its last digit is not 0: k is the fewest).
+        let fraction = n - whole * scale
+        for (let at = this.#length + k - 1; at >= this.#length; at--) {
+          const rest = Math.floor(fraction / 10)
+          bytes[at] = ZERO + (fraction - rest * 10)
+          fraction = rest
+        }
+        this.#length += k
+        return
+      }
+    }
+    this.#ascii(String(value))
+  }
+
+  /** An integer of at most 53 bits, signed (a timestamp), as decimal digits. */
+  #integer(value: number): void {
+    if (value < 0) {
+      this.#bytes[this.#length++] = MINUS
+      this.#digits(-value)
+    } else this.#digits(value)
+  }
+
+  /** The decimal digits of a non-negative integer below 2^53 (capacity reserved by the caller). */
+  #digits(value: number): void {
+    let count = 1
+    for (let bound = 10; bound <= value && count < 16; bound *= 10) count++
+    const bytes = this.#bytes
+    let at = this.#length + count
+    this.#length = at
+    let rest = value
+    do {
+      const next = Math.floor(rest / 10)
+      bytes[--at] = ZERO + (rest - next * 10)
+      rest = next
+    } while (rest > 0)
+  }
+
+  /** Text known to be ASCII (number and bool literals). */
+  #ascii(text: string): void {
+    const length = text.length
+    this.#reserve(length)
+    const bytes = this.#bytes
+    let at = this.#length
+    for (let i = 0; i < length; i++) bytes[at++] = text.charCodeAt(i)
+    this.#length = at
+  }
+
+  /** Any text, as UTF-8. */
+  #text(text: string): void {
+    const length = text.length
+    this.#reserve(3 * length)
+    const bytes = this.#bytes
+    let at = this.#length
+    for (let i = 0; i < length; i++) {
+      const unit = text.charCodeAt(i)
+      if (unit >= 0x80) {
+        this.#length = at + bytes.write(text.slice(i), at, 'utf8')
+        return
+      }
+      bytes[at++] = unit
+    }
+    this.#length = at
+  }
+}
+
+/** The scratch buffer behind `appendLine` (one line at a time). */
+const textScratch = new LineBuffer(1024)
 
 /** `,key=value`, `undefined` for an omitted (empty) tag, or a refusal. */
 function tagPart(key: string, value: string | undefined): string | 'reserved_key' | 'unwritable_text' | undefined {

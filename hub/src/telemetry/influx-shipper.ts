@@ -2,13 +2,13 @@ import { Backoff, type Clock, type Reading } from '@fleetgate/device-sdk'
 import { decodeDeviceFrame } from '@fleetgate/device-sdk/wire'
 import type { DeviceRecord, Registry } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { SpoolSlot, SpoolStore } from '../store/index.js'
+import type { SpoolRun, SpoolStore } from '../store/index.js'
 import { tune } from '../tuning.js'
 import type { DeadLetter } from './dead-letter.js'
-import { appendLine, appendPoint, seriesKey, type LineRefusal } from './influx-line.js'
+import { LineBuffer, seriesKey, type LineRefusal } from './influx-line.js'
 import type { InfluxWriter } from './influx-writer.js'
 import type { HistoryFrame } from './history/index.js'
-import { readingsOf, type CommittedFrame } from './ingest.js'
+import { readingsOf } from './ingest.js'
 
 /** docs/telemetry.md: the measurement telemetry lands in. */
 export const TELEMETRY_MEASUREMENT = 'telemetry'
@@ -81,13 +81,24 @@ export interface ShipperOptions {
   readonly tuning?: Partial<ShipperTuning>
 }
 
+/** Entries of one spool group in a batch (SpoolRun, counted as the batch fills). */
+interface Run {
+  readonly group: number
+  entries: number
+}
+
+/**
+ * One InfluxDB write: the lines of frames that follow each other in seq order, and what to trim
+ * once they landed. Batches of committed frames are built as the frames are committed (hot);
+ * the others are read back from the spool.
+ */
 interface Batch {
-  readonly entries: SpoolSlot[]
-  readonly lines: string[]
+  readonly lines: LineBuffer
+  readonly runs: Run[]
   /** Readings read back from the spool, for `history`. */
   readonly frames: HistoryFrame[]
-  /** The device of each line, for the dead letter. */
-  readonly devices: string[]
+  firstSeq: number
+  lastSeq: number
   points: number
   /** Points of entries committed since this start, i.e. counted in the shipper's lag. */
   counted: number
@@ -96,16 +107,11 @@ interface Batch {
 /** A device's point tags and its escaped series. */
 interface DeviceSeries {
   readonly tags: Readonly<Record<string, string>>
-  readonly series: { readonly key: string } | LineRefusal
+  readonly series: Uint8Array | LineRefusal
 }
 
-
-/** A committed frame waiting in memory: its place in the spool, its device and its lines, built when it was committed. */
-interface HotFrame extends SpoolSlot {
-  readonly deviceId: string
-  readonly points: number
-  readonly lines: readonly string[]
-}
+/** Line buffers kept for later batches once theirs landed, at most (each holds a batch's bytes: about 300 KiB). */
+const SPARE_LINE_BUFFERS = 4
 
 /**
  * Ships the spool to InfluxDB: batches of up to 5,000 points, or whatever waited 1 s, up to four
@@ -123,10 +129,12 @@ export class InfluxShipper {
   #oldestAt = 0
   /** The highest spool seq already in a batch (in memory: after a restart every entry left is shipped). */
   #cursor = 0
-  /** Frames committed since this start, in seq order, as lines: shipped without a spool read. */
-  #hot: Array<HotFrame | undefined> = []
-  #hotHead = 0
+  /** Batches of frames committed since this start, in seq order, their lines built: shipped without a spool read. */
+  #hot: Batch[] = []
+  /** The last hot batch, while it takes more frames. */
+  #open: Batch | undefined
   #hotReadings = 0
+  readonly #spare: LineBuffer[] = []
   /** Each device record's series, while the store holds that record. */
   readonly #series = new WeakMap<DeviceRecord, DeviceSeries>()
   /** The first seq appended since this start: entries from it on count in the lag. */
@@ -160,22 +168,39 @@ export class InfluxShipper {
   }
 
   /**
-   * Takes frames just made durable, in seq order, and builds their lines now: commits come a few
+   * Takes frames just made durable, the first at spool seq `firstSeq` and the others after it (one
+   * group), and writes their lines now into the batch that will ship them: commits come a few
    * frames at a time, so the work is spread out instead of holding the event loop per batch.
    */
-  committed(frames: readonly CommittedFrame[]): void {
+  committed(frames: readonly HistoryFrame[], firstSeq: number): void {
     if (frames.length === 0) return
     if (this.#unshipped === 0) this.#oldestAt = this.#clock.now()
-    for (const { seq, bytes, deviceId, readings } of frames) {
+    const group = firstSeq + frames.length - 1
+    const { batchPoints, maxHotReadings } = this.#tuning
+    for (let i = 0; i < frames.length; i++) {
+      const { deviceId, readings } = frames[i] as HistoryFrame
+      const seq = firstSeq + i
       const points = readings.length
       this.#unshipped += points
       this.#unlanded += points
-      // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back from it.
-      if (this.#hotReadings + points > this.#tuning.maxHotReadings) continue
-      this.#hot.push({ seq, bytes, deviceId, points, lines: this.#lines(deviceId, readings) })
+      // Already shipped: a read-back of the spool can see a commit before its callback runs.
+      if (seq <= this.#cursor) continue
+      // Past the bound (InfluxDB away a long time) frames stay only in the spool and are read back
+      // from it; the next hot batch starts after them, so none is passed over.
+      if (this.#hotReadings + points > maxHotReadings) {
+        this.#open = undefined
+        continue
+      }
+      let batch = this.#open
+      if (batch === undefined || (batch.points > 0 && batch.points + points > batchPoints)) {
+        batch = this.#newBatch()
+        this.#hot.push(batch)
+        this.#open = batch
+      }
+      this.#add(batch, seq, group, deviceId, readings)
       this.#hotReadings += points
     }
-    if (this.#unshipped >= this.#tuning.batchPoints) this.#wake?.()
+    if (this.#unshipped >= batchPoints) this.#wake?.()
   }
 
   /**
@@ -212,12 +237,11 @@ export class InfluxShipper {
         continue
       }
       const batch = this.#collect()
-      const last = batch.entries[batch.entries.length - 1]
-      if (last === undefined) {
+      if (batch.runs.length === 0) {
         this.#unshipped = 0
         continue
       }
-      this.#cursor = last.seq
+      this.#cursor = batch.lastSeq
       this.#unshipped = Math.max(0, this.#unshipped - batch.points)
       this.#oldestAt = this.#clock.now()
       const write = this.#deliver(batch).finally(() => {
@@ -248,99 +272,74 @@ export class InfluxShipper {
     }
     // After stop the store may be closing: the batch landed, and shipping it again is harmless.
     if (this.#stopped) return
-    await this.#options.spool.trim(batch.entries)
+    await this.#options.spool.trim(batch.runs)
+    if (this.#spare.length < SPARE_LINE_BUFFERS) {
+      batch.lines.clear()
+      this.#spare.push(batch.lines)
+    }
     this.#unlanded -= batch.counted
     if (this.#unlanded < this.#tuning.maxLagReadings && this.#cursor >= this.#countedFrom - 1) this.#catchingUp = false
     this.#options.relieved()
   }
 
   /**
-   * Takes the frames after the cursor, up to the batch size: from the hot queue while it continues
-   * the cursor, else decoded from the spool (a restart's backlog, frames past the hot bound). A hot
-   * frame after a gap the spool does not fill follows a failed commit.
+   * The next batch after the cursor: entries the spool holds before the next hot batch (a
+   * restart's backlog, frames past the hot bound), up to the batch size, decoded from the spool;
+   * else the next hot batch. A hot batch after a gap the spool does not fill follows a failed commit.
    */
   #collect(): Batch {
-    const batch: Batch = { entries: [], lines: [], frames: [], devices: [], points: 0, counted: 0 }
-    let cursor = this.#cursor
-    const fits = (points: number): boolean => batch.entries.length === 0 || batch.points + points <= this.#tuning.batchPoints
-    const take = (slot: SpoolSlot, deviceId: string, points: number, lines: readonly string[]): void => {
-      cursor = slot.seq
-      batch.entries.push(slot)
-      batch.points += points
-      if (slot.seq >= this.#countedFrom) batch.counted += points
-      for (const line of lines) {
-        batch.lines.push(line)
-        batch.devices.push(deviceId)
-      }
+    const hot = this.#hot[0]
+    // The next hot batch continues the cursor (the usual case): nothing to read back.
+    if (hot !== undefined && hot.firstSeq === this.#cursor + 1) return this.#takeHot(hot)
+    const batch = this.#newBatch()
+    const { batchPoints } = this.#tuning
+    for (const entry of this.#options.spool.read(this.#cursor, hot?.firstSeq)) {
+      const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
+      if (batch.runs.length > 0 && batch.points + readings.length > batchPoints) break
+      this.#add(batch, entry.seq, entry.group, entry.deviceId, readings)
+      if (this.#options.history !== undefined) batch.frames.push({ deviceId: entry.deviceId, readings })
     }
-    for (;;) {
-      const hot = this.#nextHot(cursor)
-      if (hot !== undefined && hot.seq === cursor + 1) {
-        if (!fits(hot.points)) break
-        take(hot, hot.deviceId, hot.points, hot.lines)
-        this.#dropHot()
-        continue
-      }
-      let fromSpool = 0
-      let full = false
-      for (const entry of this.#options.spool.read(cursor, hot?.seq)) {
-        fromSpool++
-        const readings = this.#decode(entry.seq, entry.deviceId, entry.frame, entry.receivedAt)
-        full = !fits(readings.length)
-        if (full) break
-        take(entry, entry.deviceId, readings.length, this.#lines(entry.deviceId, readings))
-        if (this.#options.history !== undefined) batch.frames.push({ deviceId: entry.deviceId, readings })
-      }
-      if (full || hot === undefined) break
-      if (fromSpool === 0) {
-        if (!fits(hot.points)) break
-        take(hot, hot.deviceId, hot.points, hot.lines)
-        this.#dropHot()
-      }
-    }
-    return batch
+    if (batch.runs.length > 0 || hot === undefined) return batch
+    this.#spare.push(batch.lines)
+    return this.#takeHot(hot)
   }
 
-  /** The first hot frame after `cursor`, dropping those already shipped from the spool. */
-  #nextHot(cursor: number): HotFrame | undefined {
-    for (;;) {
-      const hot = this.#hot[this.#hotHead]
-      if (hot === undefined || hot.seq > cursor) return hot
-      this.#dropHot()
-    }
-  }
-
-  #dropHot(): void {
-    const hot = this.#hot[this.#hotHead]
-    if (hot === undefined) return
+  /** Takes the first hot batch off the queue; it takes no more frames. */
+  #takeHot(hot: Batch): Batch {
+    this.#hot.shift()
+    if (this.#open === hot) this.#open = undefined
     this.#hotReadings -= hot.points
-    this.#hot[this.#hotHead++] = undefined
-    if (this.#hotHead > 1024 && this.#hotHead * 2 > this.#hot.length) {
-      this.#hot = this.#hot.slice(this.#hotHead)
-      this.#hotHead = 0
-    }
+    return hot
+  }
+
+  #newBatch(): Batch {
+    const lines = this.#spare.pop() ?? new LineBuffer()
+    return { lines, runs: [], frames: [], firstSeq: 0, lastSeq: 0, points: 0, counted: 0 }
   }
 
   /**
-   * A device's readings as lines (none when shipping is off); unwritable readings are dead-lettered.
-   * docs/telemetry.md: tag `device`, the registry's tags, the reading's own tags (which win a clash).
+   * Adds a frame to a batch: its place in the spool and its lines (none when shipping is off).
+   * Unwritable readings are dead-lettered. docs/telemetry.md: tag `device`, the registry's tags, the
+   * reading's own tags (which win a clash).
    */
-  #lines(deviceId: string, readings: readonly Reading[]): string[] {
-    const lines: string[] = []
-    if (this.#options.writer === undefined) return lines
+  #add(batch: Batch, seq: number, group: number, deviceId: string, readings: readonly Reading[]): void {
+    if (batch.runs.length === 0) batch.firstSeq = seq
+    batch.lastSeq = seq
+    const run = batch.runs[batch.runs.length - 1]
+    if (run?.group === group) run.entries++
+    else batch.runs.push({ group, entries: 1 })
+    batch.points += readings.length
+    if (seq >= this.#countedFrom) batch.counted += readings.length
+    if (this.#options.writer === undefined) return
+    const lines = batch.lines
     const device = this.#deviceSeries(deviceId)
     for (const reading of readings) {
-      const refused =
-        reading.g !== undefined
-          ? appendLine(lines, TELEMETRY_MEASUREMENT, { ...device.tags, ...reading.g }, reading.m, reading.ts)
-          : typeof device.series === 'string'
-            ? device.series
-            : appendPoint(lines, device.series.key, reading.m, reading.ts)
+      const series = reading.g === undefined ? device.series : seriesKey(TELEMETRY_MEASUREMENT, { ...device.tags, ...reading.g })
+      const refused = typeof series === 'string' ? series : lines.point(deviceId, series, reading.m, reading.ts)
       if (refused !== undefined) {
         this.#options.deadLetter.add({ device: deviceId, reason: 'line_protocol', message: `not writable as line protocol: ${refused}`, reading })
       }
     }
-    return lines
   }
 
   /**
@@ -392,10 +391,10 @@ export class InfluxShipper {
   async #ship(batch: Batch): Promise<boolean> {
     const writer = this.#options.writer
     if (writer === undefined) return this.#toHistory(batch)
-    if (batch.lines.length === 0) return true
-    const result = await writer.writeOrDeadLetter(batch.lines, batch.devices)
+    if (batch.lines.lines === 0) return true
+    const result = await writer.writeOrDeadLetter(batch.lines)
     if ('retry' in result) {
-      this.#options.log.warn({ err: result.error, points: batch.lines.length }, 'InfluxDB write failed; retrying with backoff')
+      this.#options.log.warn({ err: result.error, points: batch.lines.lines }, 'InfluxDB write failed; retrying with backoff')
       if (!this.#catchingUp) {
         this.#catchingUp = true
         this.#options.relieved()

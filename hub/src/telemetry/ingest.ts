@@ -3,7 +3,6 @@ import type { Clock, NakReason, Reading } from '@fleetgate/device-sdk'
 import { CloseCode, nextStamp, type AckFrame, type BatchFrame, type NakFrame, type TelemetryFrame } from '@fleetgate/device-sdk/wire'
 import type { Peer } from '../devices/index.js'
 import type { Logger } from '../logger.js'
-import type { SpoolSlot } from '../store/index.js'
 import { tune } from '../tuning.js'
 import type { AcceptedFrame, CommitTarget } from './commit-target.js'
 import { RateLimit, type RateVerdict } from './rate-limit.js'
@@ -69,12 +68,6 @@ export interface IngestState {
   readonly results: RateLimit
 }
 
-/** A frame made durable: its place in the spool, its device and its readings (decoded once, at ingest). */
-export interface CommittedFrame extends SpoolSlot {
-  readonly deviceId: string
-  readonly readings: readonly Reading[]
-}
-
 /** The readings of a telemetry frame; a `tm` without `ts` is stamped with the hub's receive time. */
 export function readingsOf(frame: TelemetryFrame | BatchFrame, receivedAt: number): readonly Reading[] {
   if (frame.t === 'tb') return frame.r
@@ -98,8 +91,11 @@ export interface IngestOptions {
   readonly counters: IngestCounters
   /** Called with each frame's readings once durable (the MQTT bridge); must not block. */
   readonly publish: (message: TelemetryMessage) => void
-  /** Called after each commit to the spool, before its acks, with the frames it made durable (the InfluxDB shipper); default none. */
-  readonly committed?: (frames: readonly CommittedFrame[]) => void
+  /**
+   * Called after each commit to the spool, before its acks, with the frames it made durable, the
+   * first at spool seq `firstSeq` and the others after it, one group (the InfluxDB shipper); default none.
+   */
+  readonly committed?: (frames: readonly AcceptedFrame[], firstSeq: number) => void
   /** Sustained frames per second per device; the bucket holds twice that (docs/configuration.md). */
   readonly ratePerSec: number
   /**
@@ -211,7 +207,7 @@ export class Ingest {
     // The spool keeps this time with the frame: it is the `ts` of a `tm` that has none, after a restart too.
     const receivedAt = frame.t === 'tm' && frame.ts === undefined ? this.#stamp(peer.deviceId, now) : now
     const readings = readingsOf(frame, receivedAt)
-    const pending: Pending = { peer, s: frame.s, entry: { deviceId: peer.deviceId, receivedAt, frame: raw.slice() }, readings }
+    const pending: Pending = { peer, s: frame.s, deviceId: peer.deviceId, receivedAt, frame: raw.slice(), readings }
     const queue = this.#pending.get(peer)
     if (queue === undefined) this.#pending.set(peer, [pending])
     else queue.push(pending)
@@ -372,15 +368,15 @@ export class Ingest {
     this.#pendingFrames -= batch.length
     if (this.#pendingFrames > 0) this.#schedule()
     const commit = this.#options.target.commit(batch).then(
-      (slots) => this.#committed(batch, slots),
+      (firstSeq) => this.#committed(batch, firstSeq),
       (err: unknown) => this.#failed(batch, err),
     )
     this.#commits.add(commit)
     void commit.finally(() => this.#commits.delete(commit))
   }
 
-  #committed(batch: readonly Pending[], slots: readonly SpoolSlot[] | undefined): void {
-    if (slots !== undefined) this.#options.committed?.(batch.map(({ peer, readings }, i) => ({ ...(slots[i] as SpoolSlot), deviceId: peer.deviceId, readings })))
+  #committed(batch: readonly Pending[], firstSeq: number | undefined): void {
+    if (firstSeq !== undefined) this.#options.committed?.(batch, firstSeq)
     this.#held.push(batch)
     if (this.#releaseQueued) return
     // lmdb often finishes several queued commits at once: releasing after all their callbacks

@@ -6,6 +6,15 @@ import type { IngestPeer, IngestState } from '../telemetry/index.js'
 /** uWS `send` result: the message was dropped because of the backpressure limit. */
 const SEND_DROPPED = 2
 
+// One corked send at a time (uWS calls the cork callback synchronously): its socket, bytes and
+// result live here, so that a send allocates no closure.
+let corkedSocket: WebSocket<SocketData> | undefined
+let corkedBytes: Uint8Array | undefined
+let corkedStatus = SEND_DROPPED
+const sendCorked = (): void => {
+  corkedStatus = (corkedSocket as WebSocket<SocketData>).send(corkedBytes as Uint8Array, true)
+}
+
 /** The uWS socket's user data. */
 export interface SocketData {
   readonly session: DeviceSession
@@ -44,12 +53,16 @@ export class DeviceSession implements IngestPeer {
   send(frame: HubFrame): boolean {
     const socket = this.socket
     if (socket === undefined || this.closed) return false
-    const bytes = encodeFrame(frame)
-    let status = SEND_DROPPED
-    socket.cork(() => {
-      status = socket.send(bytes, true)
-    })
-    return status !== SEND_DROPPED
+    corkedSocket = socket
+    corkedBytes = encodeFrame(frame)
+    corkedStatus = SEND_DROPPED
+    try {
+      socket.cork(sendCorked)
+    } finally {
+      corkedSocket = undefined
+      corkedBytes = undefined
+    }
+    return corkedStatus !== SEND_DROPPED
   }
 
   close(code: number, reason: string): void {
