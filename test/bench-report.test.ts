@@ -1,6 +1,6 @@
 // The benchmark's report logic (test/bench/report.ts, measure.ts): peers repeated and their median
 // and spread, verdicts a wide spread could turn, the CPU column and the previous run's column.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -92,10 +92,17 @@ describe('the table', () => {
   })
 
   it('reads the committed figures of the README as the default previous run', () => {
-    const previous = readPrevious(new URL('../docs/bench/published.json', import.meta.url).pathname)
-    expect(previous.label).toBe('full run of 2026-11-21T13:22:51.034Z (docs/bench/published.json)')
-    expect(previous.figures.get('ingest 1/frame / readings/s acked+landed+delivered, zero loss vs Mosquitto QoS 1 delivered')?.peer?.value).toBe(42_493)
-    expect(previous.figures.get('commands / REST round trip p99 (wait: true)')?.fleetgate).toBe(29.86)
+    const path = new URL('../docs/bench/published.json', import.meta.url).pathname
+    const published = JSON.parse(readFileSync(path, 'utf8')) as { mode: string; startedAt: string; figures: Array<{ scenario: string; figure: string; fleetgate: number; peer?: { value: number } }> }
+    // The README's table is the published run: copy bench-results/latest.json over it with the table.
+    expect(readFileSync(new URL('../README.md', import.meta.url), 'utf8')).toContain(`Fleetgate bench, ${published.mode} run, ${published.startedAt},`)
+    const previous = readPrevious(path)
+    expect(previous.label).toBe(`${published.mode} run of ${published.startedAt} (docs/bench/published.json)`)
+    const row = (scenario: string, figure: string) => published.figures.find((f) => f.scenario === scenario && f.figure === figure)
+    const mosquitto = 'readings/s acked+landed+delivered, zero loss vs Mosquitto QoS 1 delivered'
+    expect(previous.figures.get(`ingest 1/frame / ${mosquitto}`)?.peer?.value).toBe(row('ingest 1/frame', mosquitto)?.peer?.value)
+    expect(previous.figures.get('commands / REST round trip p99 (wait: true)')?.fleetgate).toBe(row('commands', 'REST round trip p99 (wait: true)')?.fleetgate)
+    expect(previous.figures.size).toBe(published.figures.length)
   })
 
   it('names the file when the previous run cannot be read', () => {
