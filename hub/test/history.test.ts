@@ -77,6 +77,24 @@ describe('history', () => {
     expect(() => decodeBlock(bytes)).toThrow(expect.objectContaining({ code: 'HUB_ERR_STORE_DAMAGED' }))
   })
 
+  it('keeps every frame of one commit: two frames of a device starting at the same ts, the later winning a field', async () => {
+    // Ingest commits a session's queued frames together (and the spool's move up to 5,000 at once).
+    await history.append(
+      history.blocks([
+        { deviceId: 'd1', readings: [{ ts: T0 + 1000, m: { t: 1 } }, { ts: T0 + 2000, m: { t: 2 } }] },
+        { deviceId: 'd2', readings: [{ ts: T0 + 1000, m: { t: 7 } }] },
+        { deviceId: 'd1', readings: [{ ts: T0 + 1000, m: { h: 50 } }, { ts: T0 + HOUR + 5, m: { t: 3 } }] },
+        { deviceId: 'd1', readings: [{ ts: T0 + 1000, m: { t: 1.5 } }] },
+      ]),
+    )
+    expect(await query({ device: 'd1' })).toEqual([
+      { ts: T0 + 1000, values: { t: 1.5, h: 50 } },
+      { ts: T0 + 2000, values: { t: 2 } },
+      { ts: T0 + HOUR + 5, values: { t: 3 } },
+    ])
+    expect(await query({ device: 'd2' })).toEqual([{ ts: T0 + 1000, values: { t: 7 } }])
+  })
+
   it('answers raw points in ts order, one per ts and tag set, fields merged and a later write winning a field', async () => {
     await write(
       'd1',

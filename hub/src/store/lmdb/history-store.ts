@@ -56,8 +56,8 @@ export class LmdbHistoryStore implements HistoryStore {
     if (blocks.length === 0) return
     let order = this.#meta.get(ORDER_KEY) ?? 0
     order++
-    // One order per commit: blocks of one commit never hold the same point twice (a frame's
-    // blocks split it by hour), so they need not be told apart.
+    // One order per commit: a commit has one block per device-hour (History.blocks), so its keys
+    // differ by device, hour or earliest ts.
     for (const block of blocks) this.#blocks.put([block.deviceId, block.hourMs, block.minTs, order, 0], block.value)
     this.#meta.put(ORDER_KEY, order)
     this.#account(blocks, 1)

@@ -39,9 +39,20 @@ export class History implements TelemetryQuery {
     return this.#options.store.bytes
   }
 
-  /** The blocks of frames about to be committed: per frame, one per hour its readings fall in. */
+  /**
+   * The blocks of frames about to be committed: one per device and hour the commit's readings fall
+   * in, its readings in frame order (a later reading wins a field at the same point). A block's key
+   * holds its device, hour, earliest ts and the commit's order, so two blocks of one device-hour in
+   * one commit would take the same key: one would overwrite the other.
+   */
   blocks(frames: readonly HistoryFrame[]): HistoryBlock[] {
-    const blocks: HistoryBlock[] = []
+    const groups = new Map<string, { deviceId: string; hourMs: number; parts: Array<readonly Reading[]> }>()
+    const add = (deviceId: string, hourMs: number, readings: readonly Reading[]): void => {
+      const key = `${deviceId}\0${hourMs}`
+      const group = groups.get(key)
+      if (group === undefined) groups.set(key, { deviceId, hourMs, parts: [readings] })
+      else group.parts.push(readings)
+    }
     for (const { deviceId, readings } of frames) {
       const first = readings[0]
       if (first === undefined) continue
@@ -49,7 +60,7 @@ export class History implements TelemetryQuery {
       let oneHour = true
       for (const reading of readings) if (hourOf(reading.ts) !== hourMs) oneHour = false
       if (oneHour) {
-        blocks.push(this.#block(deviceId, hourMs, readings))
+        add(deviceId, hourMs, readings)
         continue
       }
       const byHour = new Map<number, Reading[]>()
@@ -59,8 +70,10 @@ export class History implements TelemetryQuery {
         if (group === undefined) byHour.set(hour, [reading])
         else group.push(reading)
       }
-      for (const [hour, group] of byHour) blocks.push(this.#block(deviceId, hour, group))
+      for (const [hour, group] of byHour) add(deviceId, hour, group)
     }
+    const blocks: HistoryBlock[] = []
+    for (const { deviceId, hourMs, parts } of groups.values()) blocks.push(this.#block(deviceId, hourMs, parts.length === 1 ? (parts[0] as readonly Reading[]) : parts.flat()))
     return blocks
   }
 
