@@ -14,6 +14,8 @@ export interface AcceptedFrame extends SpoolEntry {
 export interface CommitTarget {
   /** Whether commits must wait: the spool is at its quota (the history trims itself instead). */
   readonly full: boolean
+  /** Whether it stores frames' bytes (the spool does); without, ingest need not copy them. */
+  readonly keepsFrames: boolean
   /**
    * Makes `frames` durable in one transaction; resolves with the spool seq of the first (the
    * others follow it, one group: see SpoolStore.append), or undefined without a spool.
@@ -38,6 +40,7 @@ export function commitTarget(parts: { readonly spool: SpoolPart; readonly histor
   if (spool === undefined) {
     return {
       full: false,
+      keepsFrames: false,
       async commit(frames) {
         await parts.history.append(blocksOf(frames) ?? [])
         return undefined
@@ -48,6 +51,7 @@ export function commitTarget(parts: { readonly spool: SpoolPart; readonly histor
     get full() {
       return spool.store.bytes >= spool.maxBytes
     },
+    keepsFrames: true,
     async commit(frames) {
       const blocks = blocksOf(frames)
       const firstSeq = await spool.store.append(frames, blocks === undefined ? undefined : () => history?.writeAlongside(blocks))

@@ -68,6 +68,9 @@ export interface IngestState {
   readonly results: RateLimit
 }
 
+/** A frame's bytes when the commit target does not keep them. */
+const NO_BYTES = new Uint8Array(0)
+
 /** The readings of a telemetry frame; a `tm` without `ts` is stamped with the hub's receive time. */
 export function readingsOf(frame: TelemetryFrame | BatchFrame, receivedAt: number): readonly Reading[] {
   if (frame.t === 'tb') return frame.r
@@ -207,7 +210,8 @@ export class Ingest {
     // The spool keeps this time with the frame: it is the `ts` of a `tm` that has none, after a restart too.
     const receivedAt = frame.t === 'tm' && frame.ts === undefined ? this.#stamp(peer.deviceId, now) : now
     const readings = readingsOf(frame, receivedAt)
-    const pending: Pending = { peer, s: frame.s, deviceId: peer.deviceId, receivedAt, frame: raw.slice(), readings }
+    // uWS reuses the message's memory once the handler returns: a target that keeps the bytes gets a copy.
+    const pending: Pending = { peer, s: frame.s, deviceId: peer.deviceId, receivedAt, frame: this.#options.target.keepsFrames ? raw.slice() : NO_BYTES, readings }
     const queue = this.#pending.get(peer)
     if (queue === undefined) this.#pending.set(peer, [pending])
     else queue.push(pending)
