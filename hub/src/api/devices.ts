@@ -46,9 +46,13 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     if (wasOnline) audit.record(actorOf(ctx), 'device.disconnect', id, reason)
   }
 
-  /** The device as REST shows it (docs/rest.md); in cluster mode with the node that holds its session, or null (docs/cluster.md). */
-  const view = async (device: DeviceRecord, place?: SessionPlace): Promise<Record<string, unknown>> => {
-    const session = place ?? (await placeOf(device.id))
+  /**
+   * The device as REST shows it (docs/rest.md); in cluster mode with the node that holds its
+   * session, or null (docs/cluster.md). `place` is where its session is when the caller looked it
+   * up already (null: nowhere), undefined to look it up here.
+   */
+  const view = async (device: DeviceRecord, place?: SessionPlace | null): Promise<Record<string, unknown>> => {
+    const session = place === undefined ? await placeOf(device.id) : (place ?? undefined)
     const lastSeenAt = session?.lastSeenAt ?? (await registry.lastSeenAt(device))
     return {
       id: device.id,
@@ -133,7 +137,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
           },
     )
     const places = await presence.find(page.items.map((device) => device.id))
-    return { status: 200, body: { items: await Promise.all(page.items.map((device) => view(device, places.get(device.id)))), next: page.next } }
+    return { status: 200, body: { items: await Promise.all(page.items.map((device) => view(device, places.get(device.id) ?? null))), next: page.next } }
   })
 
   router.route('get', '/api/v1/devices/:id', { scope: 'reader', body: 'none' }, async ({ params }) => {
