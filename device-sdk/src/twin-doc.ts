@@ -6,6 +6,19 @@
 // included (as JSON.parse makes it), so no document can reach a prototype.
 import { utf8ByteLength, type JsonValue, type TwinDocument } from './frames.js'
 
+/** A twin as the hub's REST API answers it and MQTT and the event stream carry it (docs/twins.md); times are ISO 8601. */
+export interface TwinView {
+  readonly device: string
+  readonly desired: TwinDocument
+  readonly desiredVersion: number
+  readonly reported: TwinDocument
+  readonly reportedVersion: number
+  /** The part of `desired` that `reported` does not match; `{}` in sync. */
+  readonly delta: TwinDocument
+  readonly desiredAt?: string
+  readonly reportedAt?: string
+}
+
 /** Largest twin document, as compact JSON in UTF-8 bytes: 32 KiB (docs/twins.md). */
 export const MAX_TWIN_BYTES = 32 * 1024
 /**

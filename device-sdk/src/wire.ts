@@ -63,6 +63,7 @@ export {
   twinBytes,
   twinDelta,
   twinPatchProblem,
+  type TwinView,
 } from './twin-doc.js'
 export {
   MAX_TOKEN_LENGTH,

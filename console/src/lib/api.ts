@@ -1,4 +1,4 @@
-import type { TwinDocument } from '@fleetgate/device-sdk/wire'
+import type { TwinDocument, TwinView } from '@fleetgate/device-sdk/wire'
 import { asRecord, bool, document, list, num, optText, record, text, textMap } from './decode.js'
 import { ConsoleError } from './errors.js'
 
@@ -62,18 +62,6 @@ export interface AuditEntry {
   readonly action: string
   readonly target: string
   readonly outcome: string
-}
-
-/** A device twin (docs/twins.md). */
-export interface Twin {
-  readonly device: string
-  readonly desired: TwinDocument
-  readonly desiredVersion: number
-  readonly reported: TwinDocument
-  readonly reportedVersion: number
-  readonly delta: TwinDocument
-  readonly desiredAt?: string
-  readonly reportedAt?: string
 }
 
 /** A cluster node (docs/cluster.md). */
@@ -284,11 +272,11 @@ export class Api {
     })
   }
 
-  async twin(id: string, signal?: AbortSignal): Promise<Twin> {
+  async twin(id: string, signal?: AbortSignal): Promise<TwinView> {
     return decodeTwin(await this.json('GET', `/devices/${path(id)}/twin`, undefined, signal))
   }
 
-  async patchTwin(id: string, desired: TwinDocument, ifVersion: number): Promise<Twin> {
+  async patchTwin(id: string, desired: TwinDocument, ifVersion: number): Promise<TwinView> {
     return decodeTwin(await this.json('PATCH', `/devices/${path(id)}/twin`, { desired, ifVersion }))
   }
 
@@ -376,7 +364,7 @@ export function decodeCommand(value: unknown): CommandRecord {
 }
 
 /** Narrows a twin (from REST or a `twin` event). */
-export function decodeTwin(value: unknown): Twin {
+export function decodeTwin(value: unknown): TwinView {
   const twin = record(value, 'twin')
   const desiredAt = optText(twin, 'desiredAt')
   const reportedAt = optText(twin, 'reportedAt')

@@ -1,4 +1,5 @@
-import { decodeCommand, decodePoint, decodeTwin, type CommandRecord, type TelemetryPoint, type Twin } from './api.js'
+import { decodeCommand, decodePoint, decodeTwin, type CommandRecord, type TelemetryPoint } from './api.js'
+import type { TwinView } from '@fleetgate/device-sdk/wire'
 import { asRecord, bool, list, record, text } from './decode.js'
 import type { SseEvent } from './sse.js'
 
@@ -7,7 +8,7 @@ export type HubEvent =
   | { readonly type: 'status'; readonly device: string; readonly online: boolean; readonly at: string }
   | { readonly type: 'telemetry'; readonly device: string; readonly points: TelemetryPoint[] }
   | { readonly type: 'command'; readonly device: string; readonly command: CommandRecord }
-  | { readonly type: 'twin'; readonly device: string; readonly twin: Twin }
+  | { readonly type: 'twin'; readonly device: string; readonly twin: TwinView }
 
 /** Event types the console asks for. */
 export type HubEventType = HubEvent['type']

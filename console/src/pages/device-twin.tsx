@@ -1,7 +1,7 @@
 import type { TwinDocument } from '@fleetgate/device-sdk/wire'
 import type { JSX } from 'preact'
 import { useId, useState } from 'preact/hooks'
-import type { Twin } from '../lib/api.js'
+import type { TwinView } from '@fleetgate/device-sdk/wire'
 import { ConsoleError, isHttpStatus } from '../lib/errors.js'
 import { dateTime, jsonText } from '../lib/format.js'
 import { checkTwinDocument, mergePatchBetween } from '../lib/merge-patch.js'
@@ -12,7 +12,7 @@ import { ErrorNote, JsonBlock } from '../ui/widgets.js'
 /** The twin (docs/twins.md): desired (editable for operators), reported, delta and versions. */
 export function DeviceTwin(props: { id: string; bus: EventBus }): JSX.Element {
   const { api, abilities } = useSession()
-  const [twin, setTwin] = useState<Twin | undefined>(undefined)
+  const [twin, setTwin] = useState<TwinView | undefined>(undefined)
   const [absent, setAbsent] = useState(false)
   const [error, setError] = useState<unknown>(undefined)
   // The edit keeps the desired state it started from: the patch is computed against that base and

@@ -1,18 +1,7 @@
-import { twinDelta, type TwinDocument } from '@fleetgate/device-sdk/wire'
+import { twinDelta, type TwinView } from '@fleetgate/device-sdk/wire'
 import type { TwinRecord } from '../store/index.js'
 
-/** A twin as REST answers it and MQTT carries it (docs/twins.md); times are ISO 8601. */
-export interface TwinView {
-  readonly device: string
-  readonly desired: TwinDocument
-  readonly desiredVersion: number
-  readonly reported: TwinDocument
-  readonly reportedVersion: number
-  /** The part of `desired` that `reported` does not match; `{}` in sync. */
-  readonly delta: TwinDocument
-  readonly desiredAt?: string
-  readonly reportedAt?: string
-}
+export type { TwinView }
 
 /** The twin of a device that never had a change: both sides `{}` at version 0. */
 export function emptyTwin(device: string): TwinRecord {
