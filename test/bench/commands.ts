@@ -2,10 +2,10 @@
 // they send 10,000 readings/s, measured from this process one call after another; then a fan-out
 // by tag to every device of a second fleet, timed until the batch reports all of them succeeded.
 import { Agent } from 'node:http'
-import { dropDatabase, hubMetrics, startBenchHub, type BenchContext } from './context.js'
+import { dropDatabase, startBenchHub, underTelemetry, type BenchContext } from './context.js'
 import type { FleetSample } from './fleet.js'
 import { call, latencyHistogram, provisionBulk, summarise } from './load.js'
-import { coresSince, cpuMark, sleep } from './measure.js'
+import { sleep } from './measure.js'
 import { connectFleets, Worker } from './procs.js'
 import { atMost } from './report.js'
 
@@ -55,19 +55,12 @@ export async function commands(ctx: BenchContext): Promise<void> {
     // Warm the REST path and the JIT, then a baseline without telemetry: what the flow adds.
     await roundTrips(50, 5000)
     const idle = await roundTrips(Math.round(calls / 4), ctx.full ? 20_000 : 5000)
-    await fleet.call('fleet.start', { ratePerSec: TELEMETRY_PER_SEC })
-    await sleep(2000)
-    const a = await fleet.call<FleetSample>('fleet.sample')
-    const cpu = cpuMark(hub.pid)
-    // prom-client resets its event-loop histogram on each scrape: this one opens the window.
-    await hubMetrics(hub.base).catch(() => undefined)
-    rt = await roundTrips(calls, ctx.full ? 90_000 : 15_000)
-    const lag = await hubMetrics(hub.base).catch(() => undefined)
-    hubCores = coresSince(hub.pid, cpu)
-    const b = await fleet.call<FleetSample>('fleet.sample')
-    telemetryPerSec = ((b.counters.ackedReadings - a.counters.ackedReadings) * 1000) / Math.max(1, b.at - a.at)
-    lagP99Ms = (lag?.get('fleetgate_nodejs_eventloop_lag_p99_seconds') ?? Number.NaN) * 1000
-    lagMaxMs = (lag?.get('fleetgate_nodejs_eventloop_lag_max_seconds') ?? Number.NaN) * 1000
+    const loaded = await underTelemetry(hub, fleet, TELEMETRY_PER_SEC, () => roundTrips(calls, ctx.full ? 90_000 : 15_000))
+    rt = loaded.result
+    telemetryPerSec = loaded.window.ackedPerSec
+    hubCores = loaded.window.hubCores
+    lagP99Ms = loaded.window.lagP99Ms
+    lagMaxMs = loaded.window.lagMaxMs
     idleRt = idle
     ctx.detail('roundTrips', { calls: rt.count, failures, firstFailure, latency: rt, withoutTelemetry: idle, telemetryPerSec, hubCores, eventLoopLagP99Ms: lagP99Ms, eventLoopLagMaxMs: lagMaxMs })
     ctx.log(

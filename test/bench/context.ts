@@ -6,7 +6,9 @@ import { ADMIN_TOKEN, startHubProcess, tempDir, testEnv, type HubProcess } from 
 import type { Influxd } from '../support/influxd.js'
 import { countPoints } from '../support/telemetry.js'
 import { formatProfile, summariseProfile, type ProfileSummary } from './cpuprofile.js'
-import { adopt, atExit, stopChild } from './procs.js'
+import type { FleetSample } from './fleet.js'
+import { coresSince, cpuMark, sleep } from './measure.js'
+import { adopt, atExit, stopChild, type Worker } from './procs.js'
 import type { Figure } from './report.js'
 
 /** The run as a scenario sees it. */
@@ -153,4 +155,42 @@ export async function hubMetrics(base: string): Promise<Map<string, number>> {
     if (!out.has(name)) out.set(name, Number(line.slice(space + 1)))
   }
   return out
+}
+
+/** What the hub did while a body ran under a fleet's telemetry (underTelemetry). */
+export interface TelemetryWindow {
+  /** Readings acked per second over the window, as the fleet counted them. */
+  readonly ackedPerSec: number
+  /** The hub's CPU over the window, in cores. */
+  readonly hubCores: number
+  /** The hub's event-loop lag over the window from its /metrics, in ms (NaN when /metrics did not answer). */
+  readonly lagP99Ms: number
+  readonly lagMaxMs: number
+}
+
+/**
+ * Starts `fleet` (connected already) sending `ratePerSec` readings, lets it settle 2 s, and runs
+ * `body` inside a measured window; the fleet goes on sending after (the caller stops it).
+ * prom-client resets its event-loop histogram on each scrape, so one scrape opens the window and
+ * the next one closes it.
+ */
+export async function underTelemetry<T>(hub: BenchHub, fleet: Worker, ratePerSec: number, body: () => Promise<T>): Promise<{ result: T; window: TelemetryWindow }> {
+  await fleet.call('fleet.start', { ratePerSec })
+  await sleep(2000)
+  const a = await fleet.call<FleetSample>('fleet.sample')
+  const cpu = cpuMark(hub.pid)
+  await hubMetrics(hub.base).catch(() => undefined)
+  const result = await body()
+  const lag = await hubMetrics(hub.base).catch(() => undefined)
+  const hubCores = coresSince(hub.pid, cpu)
+  const b = await fleet.call<FleetSample>('fleet.sample')
+  return {
+    result,
+    window: {
+      ackedPerSec: ((b.counters.ackedReadings - a.counters.ackedReadings) * 1000) / Math.max(1, b.at - a.at),
+      hubCores,
+      lagP99Ms: (lag?.get('fleetgate_nodejs_eventloop_lag_p99_seconds') ?? Number.NaN) * 1000,
+      lagMaxMs: (lag?.get('fleetgate_nodejs_eventloop_lag_max_seconds') ?? Number.NaN) * 1000,
+    },
+  }
 }

@@ -10,7 +10,7 @@ import { Agent, request } from 'node:http'
 import type { DeviceFrame } from '@fleetgate/device-sdk/wire'
 import { ADMIN_TOKEN, api, tempDir } from '../support/hub.js'
 import { connectDevice } from '../support/ws.js'
-import { hubMetrics, startBenchHub, type BenchContext, type BenchHub } from './context.js'
+import { hubMetrics, startBenchHub, underTelemetry, type BenchContext, type BenchHub } from './context.js'
 import type { FleetSample } from './fleet.js'
 import { fleetgateIngest, lossNote, type IngestRunResult } from './fleetgate-ingest.js'
 import { latencyHistogram, provisionBulk, summarise, type LatencySummary } from './load.js'
@@ -151,28 +151,24 @@ async function queriesUnderLoad(ctx: BenchContext): Promise<void> {
     const devices = await provisionBulk(hub.base, 'hq-load', 1000)
     fleet = await Worker.start('fleet')
     await fleet.call('fleet.connect', { url: hub.wsUrl, devices, readingsPerFrame: 1, t0: Date.now() - 60_000 })
-    await fleet.call('fleet.start', { ratePerSec: LOAD_PER_SEC })
-    await sleep(2000)
-    const a = await fleet.call<FleetSample>('fleet.sample')
-    const cpu = cpuMark(hub.pid)
     const raw = latencyHistogram()
-    let wrong = 0
-    for (let i = 0; i < rawCalls; i++) {
-      // A window of exactly 10,000 readings somewhere in the week.
-      const from = base + Math.floor(((i * 7919) % 97) / 97 * (WEEK_READINGS - 10_000)) * 1000
-      const answer = await timedGet(agent, hub.base, `/api/v1/devices/week/telemetry?from=${new Date(from).toISOString()}&to=${new Date(from + 9_999_000).toISOString()}&limit=10000`)
-      if (answer.status !== 200 || (answer.body as { points: unknown[] }).points.length !== 10_000) wrong++
-      raw.recordValue(Math.max(1, Math.round(answer.ms * 1000)))
-    }
     const week = latencyHistogram()
-    for (let i = 0; i < weekCalls; i++) {
-      const answer = await timedGet(agent, hub.base, `/api/v1/devices/week/telemetry?from=${new Date(base).toISOString()}&to=${new Date(base + WEEK_READINGS * 1000 - 1).toISOString()}&every=1h`)
-      if (answer.status !== 200 || (answer.body as { points: unknown[] }).points.length !== 168) wrong++
-      week.recordValue(Math.max(1, Math.round(answer.ms * 1000)))
-    }
-    const hubCores = coresSince(hub.pid, cpu)
-    const b = await fleet.call<FleetSample>('fleet.sample')
-    const ingestPerSec = ((b.counters.ackedReadings - a.counters.ackedReadings) * 1000) / Math.max(1, b.at - a.at)
+    let wrong = 0
+    const { window } = await underTelemetry(hub, fleet, LOAD_PER_SEC, async () => {
+      for (let i = 0; i < rawCalls; i++) {
+        // A window of exactly 10,000 readings somewhere in the week.
+        const from = base + Math.floor(((i * 7919) % 97) / 97 * (WEEK_READINGS - 10_000)) * 1000
+        const answer = await timedGet(agent, hub.base, `/api/v1/devices/week/telemetry?from=${new Date(from).toISOString()}&to=${new Date(from + 9_999_000).toISOString()}&limit=10000`)
+        if (answer.status !== 200 || (answer.body as { points: unknown[] }).points.length !== 10_000) wrong++
+        raw.recordValue(Math.max(1, Math.round(answer.ms * 1000)))
+      }
+      for (let i = 0; i < weekCalls; i++) {
+        const answer = await timedGet(agent, hub.base, `/api/v1/devices/week/telemetry?from=${new Date(base).toISOString()}&to=${new Date(base + WEEK_READINGS * 1000 - 1).toISOString()}&every=1h`)
+        if (answer.status !== 200 || (answer.body as { points: unknown[] }).points.length !== 168) wrong++
+        week.recordValue(Math.max(1, Math.round(answer.ms * 1000)))
+      }
+    })
+    const { ackedPerSec: ingestPerSec, hubCores } = window
     const rawSummary = summarise(raw)
     const weekSummary = summarise(week)
     ctx.detail('queries', { raw: rawSummary, week: weekSummary, wrongAnswers: wrong, ingestPerSec, hubCores, compactions, loadedMs })

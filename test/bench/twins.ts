@@ -8,10 +8,10 @@
 //   was confirmed by the hub (`twa`), i.e. reported equals desired; then a sample of twins is read
 //   back through REST and must show `delta` `{}`.
 import { Agent } from 'node:http'
-import { dropDatabase, hubMetrics, startBenchHub, type BenchContext } from './context.js'
-import type { FleetSample, FleetTwins } from './fleet.js'
+import { dropDatabase, startBenchHub, underTelemetry, type BenchContext } from './context.js'
+import type { FleetTwins } from './fleet.js'
 import { call, latencyHistogram, provisionBulk, summarise, wallMs, type LatencySummary } from './load.js'
-import { coresSince, cpuMark, sleep } from './measure.js'
+import { sleep } from './measure.js'
 import { connectFleets, Worker } from './procs.js'
 import { atMost } from './report.js'
 
@@ -60,25 +60,22 @@ export async function twins(ctx: BenchContext): Promise<void> {
     }
     // warm the path and the JIT, then the measured run with telemetry flowing
     for (let i = 0; i < 50; i++) await change(i, false)
-    await fleet.call('fleet.start', { ratePerSec: TELEMETRY_PER_SEC })
-    await sleep(2000)
-    await fleet.call<FleetTwins>('fleet.twins', { resetLatency: true })
-    const a = await fleet.call<FleetSample>('fleet.sample')
-    const cpu = cpuMark(hub.pid)
-    await hubMetrics(hub.base).catch(() => undefined)
-    const deadline = performance.now() + (ctx.full ? 90_000 : 20_000)
-    let made = 0
-    for (let i = 50; made < changes && performance.now() < deadline; i++, made++) await change(i, true)
-    // the last twd may still be on its way
-    await sleep(200)
-    const lag = await hubMetrics(hub.base).catch(() => undefined)
-    hubCores = coresSince(hub.pid, cpu)
-    const b = await fleet.call<FleetSample>('fleet.sample')
+    const loaded = await underTelemetry(hub, fleet, TELEMETRY_PER_SEC, async () => {
+      await fleet.call<FleetTwins>('fleet.twins', { resetLatency: true })
+      const deadline = performance.now() + (ctx.full ? 90_000 : 20_000)
+      let n = 0
+      for (let i = 50; n < changes && performance.now() < deadline; i++, n++) await change(i, true)
+      // the last twd may still be on its way
+      await sleep(200)
+      return n
+    })
+    const made = loaded.result
+    telemetryPerSec = loaded.window.ackedPerSec
+    hubCores = loaded.window.hubCores
+    lagP99Ms = loaded.window.lagP99Ms
     const seen = await fleet.call<FleetTwins>('fleet.twins')
     twd = seen.latency
     rest = summarise(restHistogram)
-    telemetryPerSec = ((b.counters.ackedReadings - a.counters.ackedReadings) * 1000) / Math.max(1, b.at - a.at)
-    lagP99Ms = (lag?.get('fleetgate_nodejs_eventloop_lag_p99_seconds') ?? Number.NaN) * 1000
     if (twd.count !== made) convergeNote = `${made - twd.count} of ${made} changes reached no device within the run; `
     ctx.detail('latency', { changes: made, failures, firstFailure, twd, rest, telemetryPerSec, hubCores, eventLoopLagP99Ms: lagP99Ms, twaRefused: seen.twaRefused })
     ctx.log(
