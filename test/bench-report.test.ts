@@ -98,10 +98,8 @@ describe('the table', () => {
     expect(readFileSync(new URL('../README.md', import.meta.url), 'utf8')).toContain(`Fleetgate bench, ${published.mode} run, ${published.startedAt},`)
     const previous = readPrevious(path)
     expect(previous.label).toBe(`${published.mode} run of ${published.startedAt} (docs/bench/published.json)`)
-    const row = (scenario: string, figure: string) => published.figures.find((f) => f.scenario === scenario && f.figure === figure)
-    const mosquitto = 'readings/s acked+landed+delivered, zero loss vs Mosquitto QoS 1 delivered'
-    expect(previous.figures.get(`ingest 1/frame / ${mosquitto}`)?.peer?.value).toBe(row('ingest 1/frame', mosquitto)?.peer?.value)
-    expect(previous.figures.get('commands / REST round trip p99 (wait: true)')?.fleetgate).toBe(row('commands', 'REST round trip p99 (wait: true)')?.fleetgate)
+    expect(published.figures.length).toBeGreaterThan(0)
+    for (const figure of published.figures) expect(previous.figures.get(`${figure.scenario} / ${figure.figure}`)).toEqual(figure)
     expect(previous.figures.size).toBe(published.figures.length)
   })
 

@@ -1,7 +1,7 @@
 // TwinReports without a socket (docs/twins.md): reports wait, merge as RFC 7386 allows, go one at a
 // time in order, settle on `twa`, survive in the store, and share the session's pace.
 import { describe, expect, it } from 'vitest'
-import { SteppingClock } from '../../test/support/clock.js'
+import { settle, SteppingClock } from '../../test/support/clock.js'
 import { track } from '../../test/support/outcome.js'
 import { MemoryQueueStore, SdkError, type TwinDocument } from '../src/index.js'
 import { loadQueueStore, type QueueStore } from '../src/queue-store.js'
@@ -38,10 +38,6 @@ function harness(store: QueueStore = new MemoryQueueStore()) {
   return { clock, wire, errors, link, reports, report, answer, store }
 }
 
-const settled = async (): Promise<void> => {
-  for (let i = 0; i < 5; i++) await Promise.resolve()
-}
-
 describe('TwinReports', () => {
   it('merges reports made while offline into one patch, sent after open, answered together', async () => {
     const h = harness()
@@ -51,7 +47,7 @@ describe('TwinReports', () => {
     h.reports.open(LIMITS, undefined)
     expect(h.wire).toStrictEqual([{ t: 'twr', id: '1', p: { a: null, n: { x: 1, y: 2 }, b: [1] } }])
     expect(h.answer({ v: 4 })).toBe(true)
-    await settled()
+    await settle()
     expect(outcomes.map((o) => [o.state, o.value])).toEqual([['resolved', 4], ['resolved', 4], ['resolved', 4]])
     expect(h.reports.reportedVersion).toBe(4)
     expect(h.reports.pending).toBe(0)
@@ -67,7 +63,7 @@ describe('TwinReports', () => {
     h.answer({ v: 1 })
     expect(h.wire.map((f) => f.p)).toStrictEqual([{ k: null, other: 1 }, { k: { b: 1 } }])
     h.answer({ v: 2 })
-    await settled()
+    await settle()
     expect([first.value, second.value]).toEqual([1, 2])
   })
 
@@ -91,7 +87,7 @@ describe('TwinReports', () => {
     // an answer to another id is not this one
     expect(h.reports.acked({ t: 'twa', id: 'other', v: 9 })).toBe(false)
     h.answer({ v: 2 })
-    await settled()
+    await settle()
     expect([first.value, ...later.map((o) => o.value)]).toEqual([1, 2, 2])
   })
 
@@ -110,7 +106,7 @@ describe('TwinReports', () => {
     h.answer({ e: 'too_large' })
     expect(h.wire.at(-1)?.p).toStrictEqual({ c: 1 })
     h.answer({ v: 2 })
-    await settled()
+    await settle()
     expect(small.value).toBe(1)
     expect(big.state).toBe('rejected')
     expect(big.error).toMatchObject({ code: 'SDK_ERR_REPORT_REFUSED', reason: 'too_large' })
@@ -123,7 +119,7 @@ describe('TwinReports', () => {
     const outcomes = [h.report({ a: 1 }), h.report({ b: 1 })]
     h.reports.open(LIMITS, undefined)
     h.answer({ e: 'rate' })
-    await settled()
+    await settle()
     expect(outcomes.map((o) => [o.error?.code, o.error?.reason])).toEqual([
       ['SDK_ERR_REPORT_REFUSED', 'rate'],
       ['SDK_ERR_REPORT_REFUSED', 'rate'],
@@ -135,7 +131,7 @@ describe('TwinReports', () => {
   it('refuses a patch that breaks the twin rules at once, keeping nothing', async () => {
     const h = harness()
     const outcomes = [h.report({ $a: 1 }), h.report([1]), h.report({ a: Number.NaN }), h.report({ a: new Date(0) })]
-    await settled()
+    await settle()
     expect(outcomes.map((o) => o.error?.message)).toEqual([
       'patch: key "$a" starts with $ (reserved)',
       'patch: expected a JSON object, got an array',
@@ -171,7 +167,7 @@ describe('TwinReports', () => {
       ['2', { a: 1, b: 2 }],
     ])
     h.answer({ v: 1 })
-    await settled()
+    await settle()
     expect([first.value, second.value]).toEqual([1, 1])
   })
 
@@ -205,7 +201,7 @@ describe('TwinReports', () => {
     h.answer({ v: 1 })
     expect(h.wire.map((f) => Object.keys(f.p))).toStrictEqual([['a'], ['b']])
     h.answer({ v: 2 })
-    await settled()
+    await settle()
     expect(parts.map((o) => o.state)).toEqual(['resolved', 'resolved', 'rejected'])
     expect(parts[2]?.error?.code).toBe('SDK_ERR_INVALID_REPORT')
     expect(parts[2]?.error?.message).toMatch(/more than the hub's frame limit of 200$/)
@@ -229,7 +225,7 @@ describe('TwinReports', () => {
     const h = harness()
     for (let i = 0; i < MAX_PENDING_REPORTS; i++) h.report({ n: i })
     const over = h.report({ n: -1 })
-    await settled()
+    await settle()
     expect(over.error?.code).toBe('SDK_ERR_QUEUE_FULL')
     expect(h.reports.pending).toBe(MAX_PENDING_REPORTS)
     // merged into one patch, sent once, answered once
@@ -243,11 +239,11 @@ describe('TwinReports', () => {
     const h = harness()
     const pending = h.report({ a: 1 })
     h.reports.close(new SdkError('SDK_ERR_CLOSED', 'closed'))
-    await settled()
+    await settle()
     expect(pending.error?.code).toBe('SDK_ERR_CLOSED')
     expect(loadQueueStore(h.store).reports).toHaveLength(1)
     const late = h.report({ b: 1 })
-    await settled()
+    await settle()
     expect(late.error?.code).toBe('SDK_ERR_CLOSED')
   })
 })
