@@ -8,7 +8,7 @@ import {
   type CommandRecord,
   type Commands,
 } from '../commands/index.js'
-import { apiError, invalid, type Reply, type Router } from '../transport/index.js'
+import { apiError, deviceNotFound, invalid, type Reply, type Router } from '../transport/index.js'
 import { asObject, checkBoolean, checkDeviceId, checkTags, onlyKeys } from '../validate.js'
 
 /** What the command API needs. */
@@ -66,7 +66,7 @@ export function registerCommandRoutes(router: Router, deps: CommandsApiDeps): vo
           `device "${device}" is connected to node "${outcome.node}", which cannot be reached now: the cluster's MQTT broker (FLEETGATE_MQTT_UPLINK) is unreachable; retry shortly`,
         )
       case 'not_found':
-        return apiError(404, 'not_found', `no device "${device}"`)
+        return deviceNotFound(device)
       case 'device_offline':
         return apiError(409, 'device_offline', `device "${device}" is offline and the command has no ttlMs to wait for it`)
       case 'queue_full':

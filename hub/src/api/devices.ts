@@ -1,7 +1,7 @@
 import type { KeyType } from '@fleetgate/device-sdk'
 import type { AuditLog } from '../audit/index.js'
 import { parseEd25519PublicKey, type DeviceRecord, type IssuedSecret, type NewDevice, type Presence, type Registry, type SessionPlace } from '../devices/index.js'
-import { apiError, invalid, type Reply, type RequestContext, type Router } from '../transport/index.js'
+import { apiError, deviceNotFound, invalid, type Reply, type RequestContext, type Router } from '../transport/index.js'
 import {
   asObject,
   checkBoolean,
@@ -67,7 +67,6 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     }
   }
   const withSecret = async (device: DeviceRecord, secret: IssuedSecret): Promise<Record<string, unknown>> => ({ ...(await view(device)), ...secret })
-  const notFound = (id: string): Reply => apiError(404, 'not_found', `no device "${id}"`)
 
   router.route('post', '/api/v1/devices', { scope: 'admin', body: 'required' }, async (ctx) => {
     const input = checkNewDevice(ctx.body, 'body')
@@ -143,7 +142,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
   router.route('get', '/api/v1/devices/:id', { scope: 'reader', body: 'none' }, async ({ params }) => {
     const id = params[0] ?? ''
     const device = registry.get(id)
-    return device === undefined ? notFound(id) : { status: 200, body: await view(device) }
+    return device === undefined ? deviceNotFound(id) : { status: 200, body: await view(device) }
   })
 
   router.route('patch', '/api/v1/devices/:id', { scope: 'admin', body: 'required' }, async (ctx) => {
@@ -154,7 +153,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const disabling = change.value.disabled === true && registry.get(id)?.disabled === false
     const wasOnline = disabling && (await placeOf(id)) !== undefined
     const device = await registry.update(id, change.value)
-    if (device === undefined) return notFound(id)
+    if (device === undefined) return deviceNotFound(id)
     audit.record(actorOf(ctx), 'device.update', id, Object.keys(change.value).join(',') || 'nothing')
     revoked(ctx, id, 'device disabled', wasOnline)
     return { status: 200, body: await view(device) }
@@ -163,7 +162,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
   router.route('del', '/api/v1/devices/:id', { scope: 'admin', body: 'none' }, async (ctx) => {
     const id = ctx.params[0] ?? ''
     const wasOnline = (await placeOf(id)) !== undefined
-    if (!(await registry.remove(id))) return notFound(id)
+    if (!(await registry.remove(id))) return deviceNotFound(id)
     audit.record(actorOf(ctx), 'device.delete', id, 'ok')
     revoked(ctx, id, 'device deleted', wasOnline)
     await deps.deleted(id)
@@ -177,7 +176,7 @@ export function registerDeviceRoutes(router: Router, deps: DevicesApiDeps): void
     const { graceSec, disconnect } = options.value
     const wasOnline = disconnect && (await placeOf(id)) !== undefined
     const rotated = await registry.rotateKey(id, graceSec, disconnect)
-    if (rotated === undefined) return notFound(id)
+    if (rotated === undefined) return deviceNotFound(id)
     audit.record(actorOf(ctx), 'device.key_rotate', id, `grace ${graceSec} s`)
     revoked(ctx, id, 'device key rotated', wasOnline)
     return { status: 200, body: rotated.secret }

@@ -3,7 +3,7 @@ import { MAX_METRICS, METRIC_KEY_PATTERN } from '@fleetgate/device-sdk/wire'
 import type { Registry } from '../devices/index.js'
 import type { Logger } from '../logger.js'
 import { AGGREGATE_FNS, type AggregateFn, type TelemetryPoint, type TelemetryQuery, type TelemetryRequest } from '../telemetry/index.js'
-import { apiError, invalid, type Reply, type Router } from '../transport/index.js'
+import { apiError, deviceNotFound, invalid, type Reply, type Router } from '../transport/index.js'
 import { parseDurationMs } from '../validate.js'
 
 /** What the telemetry query needs. */
@@ -128,7 +128,7 @@ function checkRequest(device: string, query: URLSearchParams, now: number): Tele
 export function registerTelemetryRoutes(router: Router, deps: TelemetryApiDeps): void {
   router.route('get', '/api/v1/devices/:id/telemetry', { scope: 'reader', body: 'none' }, async ({ params, query }) => {
     const device = params[0] ?? ''
-    if (deps.registry.get(device) === undefined) return apiError(404, 'not_found', `no device "${device}"`)
+    if (deps.registry.get(device) === undefined) return deviceNotFound(device)
     const request = checkRequest(device, query, deps.clock.now())
     if ('status' in request) return request
     if (deps.query === undefined) return apiError(503, 'not_ready', deps.unavailable)

@@ -1,6 +1,6 @@
 import { MAX_TWIN_BYTES, twinPatchProblem, type TwinDocument } from '@fleetgate/device-sdk/wire'
 import type { Twins } from '../twins/index.js'
-import { apiError, invalid, type Router } from '../transport/index.js'
+import { apiError, deviceNotFound, invalid, type Router } from '../transport/index.js'
 import { asObject, checkInteger, onlyKeys } from '../validate.js'
 
 /** What the twin API needs. */
@@ -11,12 +11,11 @@ export interface TwinsApiDeps {
 /** Registers the twin routes of docs/twins.md: read (reader), change desired (operator). */
 export function registerTwinRoutes(router: Router, deps: TwinsApiDeps): void {
   const { twins } = deps
-  const notFound = (id: string) => apiError(404, 'not_found', `no device "${id}"`)
 
   router.route('get', '/api/v1/devices/:id/twin', { scope: 'reader', body: 'none' }, async ({ params }) => {
     const id = params[0] ?? ''
     const twin = await twins.view(id)
-    return twin === undefined ? notFound(id) : { status: 200, body: twin }
+    return twin === undefined ? deviceNotFound(id) : { status: 200, body: twin }
   })
 
   router.route('patch', '/api/v1/devices/:id/twin', { scope: 'operator', body: 'required' }, async ({ params, body, operator }) => {
@@ -33,7 +32,7 @@ export function registerTwinRoutes(router: Router, deps: TwinsApiDeps): void {
     const outcome = await twins.changeDesired(id, object['desired'] as TwinDocument, ifVersion?.value, operator?.name ?? 'unknown')
     switch (outcome.kind) {
       case 'not_found':
-        return notFound(id)
+        return deviceNotFound(id)
       case 'version_conflict':
         return apiError(409, 'version_conflict', `ifVersion ${String(ifVersion?.value)} is not the current desired version ${outcome.desiredVersion}`)
       case 'too_large':

@@ -89,6 +89,9 @@ export function apiError(status: number, error: ApiErrorCode, message: string): 
 /** 400 `invalid`: a request that breaks a rule; the message names the field and the rule. */
 export const invalid = (message: string): Reply => apiError(400, 'invalid', message)
 
+/** 404 `not_found` for a device id the registry does not hold. */
+export const deviceNotFound = (id: string): Reply => apiError(404, 'not_found', `no device "${id}"`)
+
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
   201: '201 Created',

@@ -4,6 +4,7 @@ export { DEVICE_ENDPOINT_DEFAULTS, mountDeviceEndpoint, type DeviceEndpointOptio
 export {
   API_ERROR_CODES,
   apiError,
+  deviceNotFound,
   invalid,
   Router,
   type ApiErrorCode,

@@ -18,7 +18,8 @@ export const hourOf = (ts: number): number => Math.floor(ts / HISTORY_HOUR_MS) *
 export const rankOf = (order: number, part: number): number => order * 1024 + part
 
 /** Yields to the event loop: a long query shares the thread with ingest in slices. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+/** Resolves on the event loop's next turn: long work yields between slices. */
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /**
  * The rows of a device in [fromMs, toMs], sorted and unique, as columns, in slices: after

@@ -6,7 +6,7 @@ import type { Logger } from '../../logger.js'
 import type { HistoryBlock, HistoryHour, HistoryStore, StoredHistoryBlock } from '../../store/index.js'
 import { blockHeader, decodeBlock, encodeBlock } from './block-codec.js'
 import { concatColumns, type Columns } from './columns.js'
-import { HISTORY_HOUR_MS, rankOf } from './history-query.js'
+import { HISTORY_HOUR_MS, nextTurn, rankOf } from './history-query.js'
 import { MergeWindow } from './merge-window.js'
 
 /** The history's tuning knobs; defaults in HISTORY_DEFAULTS. */
@@ -58,8 +58,6 @@ export interface MaintenanceOptions {
   readonly maxBytes: number
   readonly tuning: HistoryTuning
 }
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /** Retention and compaction of the history, one bounded slice at a time. */
 export class HistoryMaintenance {
