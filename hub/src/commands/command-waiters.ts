@@ -1,5 +1,5 @@
 import type { Clock } from '@fleetgate/device-sdk'
-import type { CommandRecord } from '../store/index.js'
+import { commandKey, type CommandRecord } from '../store/index.js'
 
 /** One wait: until `until` holds for the record, at most until its timer (if any) fires. */
 interface Waiter {
@@ -9,8 +9,6 @@ interface Waiter {
   latest: CommandRecord
   timer: unknown
 }
-
-export const commandKey = (device: string, id: string): string => `${device}\0${id}`
 
 /**
  * Calls that wait for a command to reach a state (a REST call with `wait: true` for its end; in

@@ -5,11 +5,11 @@ import type { AuditLog } from '../audit/index.js'
 import type { Peer, Registry, Sessions } from '../devices/index.js'
 import { HubError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { CommandRecord, CommandStatus, CommandStore, InsertOutcome } from '../store/index.js'
+import { commandKey as keyOf, type CommandRecord, type CommandStatus, type CommandStore, type InsertOutcome } from '../store/index.js'
 import { TurnBatch } from '../turn-batch.js'
 import { tune } from '../tuning.js'
 import { checkJson, checkMqttCommand, FINAL_STATUSES, type CommandRequest } from './command-record.js'
-import { commandKey as keyOf, CommandWaiters } from './command-waiters.js'
+import { CommandWaiters } from './command-waiters.js'
 
 /** docs/rest.md: at most 100 queued commands per device. */
 export const MAX_QUEUED_PER_DEVICE = 100

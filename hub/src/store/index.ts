@@ -36,6 +36,7 @@ export { ENVIRONMENT_OPTIONS, storeDir } from './lmdb/environment.js'
 export { checkStore, readAtStartAsync, type StoreCheck } from './lmdb/store-check.js'
 export {
   COMMAND_STATUSES,
+  commandKey,
   zeroCounts,
   type AuditEntry,
   type BatchInfo,

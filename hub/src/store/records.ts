@@ -36,6 +36,9 @@ export const COMMAND_STATUSES = ['queued', 'sent', 'succeeded', 'failed', 'timeo
 export type CommandStatus = (typeof COMMAND_STATUSES)[number]
 
 /** Counts by status, all 0: where a fan-out's counts start. */
+/** A command's key among all commands: its device and its id (ids are unique per device). */
+export const commandKey = (device: string, id: string): string => `${device}\0${id}`
+
 export const zeroCounts = (): Record<CommandStatus, number> => ({ queued: 0, sent: 0, succeeded: 0, failed: 0, timeout: 0, expired: 0 })
 
 /** A command as the store keeps it. */

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { HubError } from '../../errors.js'
 import type { CommandStore, InsertOptions, InsertOutcome } from '../interfaces.js'
-import { zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
+import { commandKey, zeroCounts, type CommandRecord, type CommandStatus } from '../records.js'
 import { GroupCommit } from './group-commit.js'
 import { query, type Db } from './pool.js'
 
@@ -18,7 +18,7 @@ interface WriteOutcome {
   readonly queueFull?: boolean
 }
 
-const keyOf = (record: CommandRecord): string => `${record.device}\0${record.id}`
+const keyOf = (record: CommandRecord): string => commandKey(record.device, record.id)
 
 /** Commands read in one query at most while a listing filters them in the hub. */
 const LIST_PAGE = 500
@@ -227,9 +227,9 @@ export class PgCommandStore implements CommandStore {
       const records = conditional.map((write) => write.record)
       const expected = new Map(conditional.map((write) => [keyOf(write.record), write.expected]))
       const params = columns(records)
-      const sortedKeys = (params[0] as string[]).map((device, i) => `${device}\0${(params[1] as string[])[i]}`)
+      const sortedKeys = (params[0] as string[]).map((device, i) => commandKey(device, (params[1] as string[])[i] as string))
       const written = await client.query<{ device: string; id: string }>(WRITE_IF, [...params, this.#node, sortedKeys.map((key) => expected.get(key))])
-      const done = new Set(written.rows.map((row) => `${row.device}\0${row.id}`))
+      const done = new Set(written.rows.map((row) => commandKey(row.device, row.id)))
       for (const write of conditional) outcomes.set(write, { written: done.has(keyOf(write.record)) })
     }
   }
@@ -239,9 +239,9 @@ export class PgCommandStore implements CommandStore {
     const params = columns(inserts.map((write) => write.record))
     // columns() sorts by key: the nodes follow the same order.
     const nodeOf = new Map(inserts.map((write) => [keyOf(write.record), write.node ?? this.#node]))
-    const nodes = (params[0] as string[]).map((device, i) => nodeOf.get(`${device}\0${(params[1] as string[])[i]}`) ?? this.#node)
+    const nodes = (params[0] as string[]).map((device, i) => nodeOf.get(commandKey(device, (params[1] as string[])[i] as string)) ?? this.#node)
     const stored = await client.query<{ device: string; id: string }>(INSERT_IF_ABSENT, [...params, nodes])
-    const inserted = new Set(stored.rows.map((row) => `${row.device}\0${row.id}`))
+    const inserted = new Set(stored.rows.map((row) => commandKey(row.device, row.id)))
     const taken = inserts.filter((write) => !inserted.has(keyOf(write.record)))
     const existing = new Map<string, CommandRecord>()
     if (taken.length > 0) {
@@ -278,7 +278,7 @@ export class PgCommandStore implements CommandStore {
       'SELECT c.device, c.id FROM commands c JOIN unnest($1::text[], $2::text[]) AS u(device, id) ON c.device = u.device AND c.id = u.id',
       [bounded.map((write) => write.record.device), bounded.map((write) => write.record.id)],
     )
-    const taken = new Set(present.rows.map((row) => `${row.device}\0${row.id}`))
+    const taken = new Set(present.rows.map((row) => commandKey(row.device, row.id)))
     const queued = new Map(counted.rows.map((row) => [row.device, row.n]))
     for (const write of bounded) {
       if (taken.has(keyOf(write.record))) continue
