@@ -1,5 +1,5 @@
 import type { Clock, KeyType, Tags } from '@fleetgate/device-sdk'
-import type { DeviceKey, DevicePage, DeviceQuery, DeviceRecord, RegistryStore } from '../store/index.js'
+import { pageOf, type DeviceKey, type DevicePage, type DeviceQuery, type DeviceRecord, type RegistryStore } from '../store/index.js'
 import { generateDeviceKey, PublicKeyCache, type IssuedSecret, type PublicKeyLookup } from './keys.js'
 
 /** The key before the last rotation while its grace period lasts at `nowMs`, else undefined. */
@@ -180,10 +180,7 @@ export class Registry {
       if (items.length === want || page.next === null) break
       after = page.next
     }
-    const more = items.length > query.limit
-    if (more) items.pop()
-    const lastItem = items[items.length - 1]
-    return { items, next: more && lastItem !== undefined ? lastItem.id : null }
+    return pageOf(items, query.limit)
   }
 
   /** Holds the public keys that a committed record verifies with: none when deleted, disabled or hmac. */

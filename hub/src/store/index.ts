@@ -22,6 +22,7 @@ export type {
   StoredHistoryBlock,
   TwinStore,
 } from './interfaces.js'
+export { pageOf } from './interfaces.js'
 export { openLmdbSpool, openLmdbStores, type LocalStore } from './lmdb/index.js'
 export {
   migrate,

@@ -20,6 +20,17 @@ export interface DevicePage {
 }
 
 /**
+ * The page of `limit` records out of `items`, read one past the page: the extra one, dropped here,
+ * tells whether there is a next page without a second read.
+ */
+export function pageOf(items: DeviceRecord[], limit: number): DevicePage {
+  const more = items.length > limit
+  if (more) items.pop()
+  const last = items[items.length - 1]
+  return { items, next: more && last !== undefined ? last.id : null }
+}
+
+/**
  * Device records, their last-seen times and the tag index.
  *
  * A second implementation must guarantee:

@@ -1,5 +1,5 @@
 import type { Database, RootDatabase } from 'lmdb'
-import type { DevicePage, DeviceQuery, RegistryStore } from '../interfaces.js'
+import { pageOf, type DevicePage, type DeviceQuery, type RegistryStore } from '../interfaces.js'
 import type { DeviceRecord } from '../records.js'
 import { database } from './environment.js'
 
@@ -112,11 +112,7 @@ export class LmdbRegistryStore implements RegistryStore {
         if (take(this.get(key.slice(prefix.length)))) break
       }
     }
-    // One record past the page tells whether there is a next page without a second query.
-    const more = items.length > query.limit
-    if (more) items.pop()
-    const last = items[items.length - 1]
-    return Promise.resolve({ items, next: more && last !== undefined ? last.id : null })
+    return Promise.resolve(pageOf(items, query.limit))
   }
 
   /** One process writes this store: its commits are every change there is. */

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { Logger } from '../../logger.js'
-import type { DevicePage, DeviceQuery, RegistryStore } from '../interfaces.js'
+import { pageOf, type DevicePage, type DeviceQuery, type RegistryStore } from '../interfaces.js'
 import type { DeviceRecord } from '../records.js'
 import { GroupCommit } from './group-commit.js'
 import type { PgListener } from './listener.js'
@@ -214,10 +214,7 @@ export class PgRegistryStore implements RegistryStore {
     const sql = `SELECT d.id, d.record FROM ${from} WHERE ${where.join(' AND ')} ORDER BY d.id LIMIT ${param(want)}`
     const rows = await this.#read('listing devices', sql, params)
     for (const row of rows) items.push(row.record)
-    const more = items.length > query.limit
-    if (more) items.pop()
-    const lastItem = items[items.length - 1]
-    return { items, next: more && lastItem !== undefined ? lastItem.id : null }
+    return pageOf(items, query.limit)
   }
 
   watch(listener: (id: string, record: DeviceRecord | undefined) => void): void {
